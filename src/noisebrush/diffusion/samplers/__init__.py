@@ -1,0 +1,64 @@
+"""Samplers: plain functions ``sampler(denoiser, x_T, sigmas, *, extra_args, callback, noise, ...) -> x_0``.
+
+* ``denoiser(x, sigma, **extra_args) -> x̂_0`` with σ a float64 tensor holding one value per sample;
+* ``x_T`` is the starting noise at sigmas[0] (e.g. ``noise.randn(shape) * sigmas[0]``);
+* ``sigmas`` is a descending schedule, normally ending in 0 (:mod:`noisebrush.diffusion.schedules`);
+* ``callback(x, x0_hat, sigma, step)`` is called once per step;
+* ``noise`` is a :class:`~noisebrush.diffusion.noise.SampleNoise` (or a list of seeds): one generator per
+  sample, required by the stochastic samplers.
+
+Step coefficients are computed in float64 from the σ values. ``SAMPLERS`` describes each one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from noisebrush.diffusion.samplers.adaptive import adaptive
+from noisebrush.diffusion.samplers.ancestral import ddpm, euler_ancestral
+from noisebrush.diffusion.samplers.dpmpp import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m
+from noisebrush.diffusion.samplers.langevin import langevin, langevin_correct
+from noisebrush.diffusion.samplers.ode import ddim, euler, heun
+from noisebrush.errors import BadParameter
+
+
+@dataclass(frozen=True)
+class SamplerInfo:
+    name: str
+    fn: Callable
+    summary: str
+    stochastic: bool
+    order: int | None  # order of convergence of the deterministic solve; None where it does not apply
+
+    def steps_for_nfe(self, nfe: int) -> int:
+        """The number of schedule steps that spends at most ``nfe`` network evaluations (at least 1)."""
+        if self.name == "heun":  # 2 per step, 1 for the final Euler step onto σ = 0
+            return max(1, (nfe + 1) // 2)
+        return max(1, nfe)
+
+
+SAMPLERS: dict[str, SamplerInfo] = {
+    i.name: i
+    for i in [
+        SamplerInfo("euler", euler, "Euler on the probability-flow ODE; first order, 1 NFE/step", False, 1),
+        SamplerInfo("ddim", ddim, "DDIM (η=0 deterministic; η>0 adds noise); first order, 1 NFE/step", False, 1),
+        SamplerInfo("heun", heun, "EDM Algorithm 2, Heun's 2nd-order method with optional churn; 2 NFE/step", False, 2),
+        SamplerInfo("dpmpp_2m", dpmpp_2m, "DPM-Solver++(2M) multistep; second order, 1 NFE/step", False, 2),
+        SamplerInfo("dpmpp_3m", dpmpp_3m, "third-order exponential multistep (exact quadratic); 1 NFE/step", False, 3),
+        SamplerInfo("ddpm", ddpm, "DDPM ancestral sampling from the exact posterior; 1 NFE/step", True, None),
+        SamplerInfo("euler_ancestral", euler_ancestral, "Euler step plus fresh noise (η, s_noise); 1 NFE/step", True, None),
+        SamplerInfo("dpmpp_2m_sde", dpmpp_2m_sde, "DPM-Solver++(2M) for the reverse SDE (η); 1 NFE/step", True, None),
+        SamplerInfo("langevin", langevin, "predictor-corrector: Langevin random walk until steady state per level", True, None),
+        SamplerInfo("adaptive", adaptive, "adaptive steps with rtol/atol error control (embedded DDIM/Heun pair)", False, 2),
+    ]
+}
+
+
+def get_sampler(name: str) -> SamplerInfo:
+    try:
+        return SAMPLERS[name]
+    except KeyError:
+        raise BadParameter(f"sampler: unknown {name!r}; choose one of {', '.join(SAMPLERS)}") from None
+
+
+__all__ = ["SAMPLERS", "SamplerInfo", "get_sampler", "langevin_correct"] + list(SAMPLERS)

@@ -1,0 +1,4 @@
+"""Evaluation: distances between sample sets."""
+from noisebrush.eval.swd import sliced_wasserstein
+
+__all__ = ["sliced_wasserstein"]
