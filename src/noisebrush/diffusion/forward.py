@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from noisebrush.errors import BadParameter
+
 __all__ = ["add_noise", "expand_sigma"]
 
 
@@ -19,12 +21,12 @@ def expand_sigma(sigma, x: torch.Tensor) -> torch.Tensor:
         s = s.expand(x.shape[0])
     s = s.reshape(-1)
     if s.shape[0] != x.shape[0]:
-        raise ValueError(f"sigma: {s.shape[0]} values for a batch of {x.shape[0]}")
+        raise BadParameter(f"sigma: {s.shape[0]} values for a batch of {x.shape[0]}")
     return s.reshape(x.shape[0], *([1] * (x.ndim - 1)))
 
 
 def add_noise(x0: torch.Tensor, sigma, noise: torch.Tensor) -> torch.Tensor:
     """x_σ = x_0 + σ·ε, computed in x0's dtype."""
     if noise.shape != x0.shape:
-        raise ValueError(f"noise: shape {tuple(noise.shape)} does not match x0 {tuple(x0.shape)}")
+        raise BadParameter(f"noise: shape {tuple(noise.shape)} does not match x0 {tuple(x0.shape)}")
     return x0 + expand_sigma(sigma, x0).to(x0.dtype) * noise

@@ -26,6 +26,11 @@ def _cat(a, b):
     raise ValueError("cfg: conditioning values must be tensors batched along dim 0 (or None in both)")
 
 
+def _per_sample(sigma, x: torch.Tensor) -> torch.Tensor:
+    s = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).reshape(-1)
+    return s.expand(x.shape[0]) if s.numel() == 1 else s
+
+
 def cfg(denoiser, cond: dict, uncond: dict, scale: float):
     """Classifier-free guidance. ``cond``/``uncond`` are keyword arguments for the denoiser with the same keys,
     each value batched like x. scale = 1 is plain conditional sampling; scale = 0 unconditional."""
@@ -34,10 +39,14 @@ def cfg(denoiser, cond: dict, uncond: dict, scale: float):
     both = {k: _cat(cond[k], uncond[k]) for k in cond}
 
     def guided(x, sigma, **extra):
+        sigma = _per_sample(sigma, x)
         if scale == 1.0:
             return denoiser(x, sigma, **cond, **extra)
         if scale == 0.0:
             return denoiser(x, sigma, **uncond, **extra)
+        # other batched arguments (a mask, say) go to both halves
+        extra = {k: torch.cat([v, v]) if torch.is_tensor(v) and v.ndim > 0 and v.shape[0] == x.shape[0] else v
+                 for k, v in extra.items()}
         out = denoiser(torch.cat([x, x]), torch.cat([sigma, sigma]), **both, **extra)
         c, u = out.chunk(2)
         return u + scale * (c - u)
@@ -63,6 +72,7 @@ def x0_guidance(denoiser, grad_fn, scale: float = 1.0, weight: Optional[Callable
     to a per-sample factor (default 1)."""
 
     def guided(x, sigma, **extra):
+        sigma = _per_sample(sigma, x)
         x0 = denoiser(x, sigma, **extra)
         g = grad_fn(x0, sigma)
         w = torch.ones_like(sigma) if weight is None else weight(sigma)

@@ -97,25 +97,41 @@ class GaussianMixture:
         return x0 + sigma * noise.randn(self.shape, dtype=F64)
 
     # ---- closed forms ----
-    def _one(self, x: torch.Tensor, sigma: float):
+    def _level(self, sigma: float):
+        """Per-σ constants: 1/v, μ/v and the per-component constant of log N(x; μ_k, v_k), r = var/v and μ·(1-r)."""
         v = self.variances + sigma**2  # K×D
-        diff = x.unsqueeze(0) - self.means
-        logp = self.log_weights - 0.5 * ((diff * diff / v).sum(1) + v.log().sum(1) + x.numel() * math.log(2 * math.pi))
-        return v, diff, logp
+        inv = 1.0 / v
+        mu_inv = self.means * inv
+        const = self.log_weights - 0.5 * ((self.means * mu_inv).sum(1) + v.log().sum(1)
+                                          + self.means.shape[1] * math.log(2 * math.pi))
+        r = self.variances * inv
+        return inv, mu_inv, const, r, self.means * (1 - r)
+
+    def _logits(self, x: torch.Tensor, lv) -> torch.Tensor:
+        # log w_k + log N(x; μ_k, diag v_k), expanded so that each term is a matrix-vector product (exact per
+        # sample: the same kernels run whatever the batch)
+        inv, mu_inv, const, _, _ = lv
+        return const - 0.5 * torch.mv(inv, x * x) + torch.mv(mu_inv, x)
+
+    def _levels(self, s: torch.Tensor) -> dict:
+        return {float(v): self._level(float(v)) for v in s.unique()}
 
     def log_prob(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """log p_σ(x) per sample."""
         x, s = self._prep(x, sigma)
-        return torch.stack([torch.logsumexp(self._one(x[i], float(s[i]))[2], 0) for i in range(len(x))])
+        lvs = self._levels(s)
+        return torch.stack([torch.logsumexp(self._logits(x[i], lvs[float(s[i])]), 0) for i in range(len(x))])
 
     def denoise(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """E[x_0 | x_σ = x], in x's dtype (computed in float64)."""
         xs, s = self._prep(x, sigma)
+        lvs = self._levels(s)
         out = torch.empty_like(xs)
         for i in range(len(xs)):
-            v, diff, logp = self._one(xs[i], float(s[i]))
-            gamma = torch.softmax(logp, 0)
-            out[i] = gamma @ (self.means + (self.variances / v) * diff)
+            lv = lvs[float(s[i])]
+            gamma = torch.softmax(self._logits(xs[i], lv), 0)
+            # Σ_k γ_k·(μ_k + r_k·(x - μ_k)) = Σ_k γ_k·μ_k·(1 - r_k) + x·Σ_k γ_k·r_k
+            out[i] = torch.mv(lv[4].t(), gamma) + xs[i] * torch.mv(lv[3].t(), gamma)
         return out.reshape(x.shape).to(x.dtype)
 
     def score(self, x: torch.Tensor, sigma) -> torch.Tensor:

@@ -5,7 +5,7 @@ Diffusion-Based Generative Models", EDM): x_σ = x_0 + σ·ε. A schedule of n s
 of n+1 values σ_0 > σ_1 > … > σ_{n-1} > σ_n = 0.
 
     >>> karras(10, sigma_min=0.002, sigma_max=80.0)[:3]
-    tensor([80.0000, 42.5210, 21.8597], dtype=torch.float64)
+    tensor([80.0000, 42.4152, 21.1087], dtype=torch.float64)
 
 VP (DDPM) models are trained on a discrete table ᾱ_t, t = 0..T-1; σ_t = sqrt((1 - ᾱ_t) / ᾱ_t)
 (see :mod:`noisebrush.diffusion.vp`). ``vp_linear`` and ``vp_cosine`` pick n of those T levels.
@@ -40,7 +40,7 @@ def append_zero(sigmas: torch.Tensor) -> torch.Tensor:
 
 
 def _check_range(n: int, sigma_min: float, sigma_max: float) -> None:
-    if int(n) != n or n < 1:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise BadParameter(f"steps: must be a positive integer, got {n!r}")
     if not (0 < sigma_min < sigma_max) or not math.isfinite(sigma_max):
         raise BadParameter(f"sigma_min/sigma_max: need 0 < sigma_min < sigma_max, got {sigma_min!r}, {sigma_max!r}")
@@ -49,7 +49,7 @@ def _check_range(n: int, sigma_min: float, sigma_max: float) -> None:
 def karras(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
     """EDM's discretization (Karras et al. 2022, eq. 5): σ_i = (σ_max^{1/ρ} + i/(n-1)·(σ_min^{1/ρ} - σ_max^{1/ρ}))^ρ."""
     _check_range(n, sigma_min, sigma_max)
-    if rho <= 0:
+    if not rho > 0 or not math.isfinite(rho):
         raise BadParameter(f"rho: must be positive, got {rho!r}")
     if n == 1:
         return append_zero(torch.tensor([sigma_max], dtype=F64))
@@ -94,10 +94,10 @@ def alphas_cumprod_to_sigmas(alphas_cumprod: torch.Tensor) -> torch.Tensor:
 def pick_timesteps(n: int, T: int, spacing: str = "trailing") -> torch.Tensor:
     """n of T training timesteps, descending. 'trailing' starts at T-1 (the noisiest level, recommended by
     Lin et al. 2024); 'leading' is DDIM's original T/n·i; 'linspace' rounds linspace(0, T-1, n)."""
-    if int(n) != n or not 1 <= n <= T:
+    if not isinstance(n, int) or not 1 <= n <= T:
         raise BadParameter(f"steps: must be an integer in 1..{T}, got {n!r}")
     if spacing == "trailing":
-        t = torch.round(torch.arange(T, 0, -T / n, dtype=F64)) - 1
+        t = torch.round(T - torch.arange(n, dtype=F64) * (T / n)) - 1
     elif spacing == "leading":
         t = torch.arange(n, dtype=F64).mul(T // n).flip(0)
     elif spacing == "linspace":

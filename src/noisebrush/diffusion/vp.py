@@ -81,7 +81,8 @@ class VPDenoiser(torch.nn.Module):
         sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).reshape(-1).expand(x.shape[0])
         t = self.sigma_to_t(sigma)
         c_in = vp_input_scale(sigma)
-        out = self.model(x * _bcast(c_in, x).to(x.dtype), t.to(x.dtype), **cond)
+        # t goes to the network as float32 whatever x's dtype: bf16 cannot hold 999 or 601 exactly
+        out = self.model(x * _bcast(c_in, x).to(x.dtype), t.to(torch.float32), **cond)
         s = _bcast(sigma, x)
         if self.prediction == "eps":
             return x - (s * out.double()).to(x.dtype)

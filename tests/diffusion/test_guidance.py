@@ -1,0 +1,137 @@
+"""Unit tests for noisebrush.diffusion.guidance: classifier-free guidance and x̂_0 guidance."""
+import pytest
+import torch
+
+from noisebrush.diffusion.guidance import cfg, loss_gradient, x0_guidance
+
+F64 = torch.float64
+
+
+class Recorder:
+    """D(x, σ, labels) = x·(1 + labels) + σ, with labels a per-sample float; records every call's batch."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, x, sigma, labels=None, **extra):
+        self.calls.append({"batch": x.shape[0], "labels": labels, "sigma": sigma, "extra": extra})
+        lab = torch.zeros(x.shape[0], dtype=x.dtype) if labels is None else labels.to(x.dtype)
+        return x * (1 + lab.reshape(-1, 1, 1)) + sigma.reshape(-1, 1, 1).to(x.dtype)
+
+
+def _setup():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 2, 4, generator=g, dtype=F64)
+    sigma = torch.tensor([0.5, 1.0, 2.0], dtype=F64)
+    cond = {"labels": torch.tensor([1.0, 2.0, 3.0])}
+    uncond = {"labels": torch.tensor([0.0, 0.0, 0.0])}
+    return x, sigma, cond, uncond
+
+
+def _hand(x, sigma, lab):
+    return x * (1 + lab.reshape(-1, 1, 1).to(x.dtype)) + sigma.reshape(-1, 1, 1)
+
+
+def test_scale_one_is_conditional():
+    x, sigma, cond, uncond = _setup()
+    rec = Recorder()
+    out = cfg(rec, cond, uncond, 1.0)(x, sigma)
+    assert torch.allclose(out, _hand(x, sigma, cond["labels"]))
+    assert [c["batch"] for c in rec.calls] == [3]
+
+
+def test_scale_zero_is_unconditional():
+    x, sigma, cond, uncond = _setup()
+    rec = Recorder()
+    out = cfg(rec, cond, uncond, 0.0)(x, sigma)
+    assert torch.allclose(out, _hand(x, sigma, uncond["labels"]))
+    assert [c["batch"] for c in rec.calls] == [3]
+
+
+@pytest.mark.parametrize("w", [4.0, 0.5, -1.0])
+def test_scale_w_hand_calc_in_one_batched_call(w):
+    x, sigma, cond, uncond = _setup()
+    rec = Recorder()
+    out = cfg(rec, cond, uncond, w)(x, sigma, flag=True)
+    c, u = _hand(x, sigma, cond["labels"]), _hand(x, sigma, uncond["labels"])
+    assert torch.allclose(out, u + w * (c - u), atol=1e-12)
+    # by hand: c − u = x·labels, so out = x + σ + w·labels·x
+    assert torch.allclose(out, x + sigma.reshape(-1, 1, 1) + w * cond["labels"].reshape(-1, 1, 1).double() * x)
+    assert len(rec.calls) == 1
+    call = rec.calls[0]
+    assert call["batch"] == 6
+    assert call["labels"].tolist() == [1.0, 2.0, 3.0, 0.0, 0.0, 0.0]  # conditional first
+    assert call["sigma"].tolist() == [0.5, 1.0, 2.0, 0.5, 1.0, 2.0]
+    assert call["extra"] == {"flag": True}
+
+
+def test_none_conditioning_in_both():
+    x, sigma, _, _ = _setup()
+    rec = Recorder()
+    out = cfg(rec, {"labels": None}, {"labels": None}, 3.0)(x, sigma)
+    assert torch.allclose(out, _hand(x, sigma, torch.zeros(3)))
+    assert rec.calls[0]["batch"] == 6
+
+
+def test_cfg_rejects_bad_conditioning():
+    x, sigma, cond, uncond = _setup()
+    with pytest.raises(ValueError, match="same keys"):
+        cfg(Recorder(), cond, {"other": uncond["labels"]}, 2.0)
+    with pytest.raises(ValueError, match="tensors"):
+        cfg(Recorder(), {"labels": 1.0}, {"labels": 0.0}, 2.0)
+
+
+# ---------------------------------------------------------------- x̂_0 guidance
+
+
+def test_loss_gradient_by_hand():
+    x0 = torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=F64)
+    sigma = torch.tensor([1.0, 2.0], dtype=F64)
+    grad = loss_gradient(lambda x, s: (x**3).sum(1) * s)  # ∂/∂x = 3x²·σ
+    with torch.no_grad():  # the gradient is taken even when the sampler runs without autograd
+        g = grad(x0, sigma)
+    assert torch.allclose(g, 3 * x0**2 * sigma[:, None])
+    assert not x0.requires_grad
+
+
+def test_x0_guidance_moves_toward_target():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 4, generator=g, dtype=F64)
+    target = torch.randn(2, 3, 4, generator=g, dtype=F64)
+    sigma = torch.tensor([0.7, 3.0], dtype=F64)
+    base = lambda x, s, **_: 0.5 * x  # x̂_0 = x / 2
+    grad_fn = loss_gradient(lambda x0, s: 0.5 * ((x0 - target) ** 2).flatten(1).sum(1))
+    scale = 0.3
+    out = x0_guidance(base, grad_fn, scale=scale)(x, sigma)
+    x0 = 0.5 * x
+    assert torch.allclose(out, x0 - scale * (x0 - target), atol=1e-12)
+    # strictly closer to the target, by the factor (1 − scale)
+    assert torch.allclose((out - target).norm(), (1 - scale) * (x0 - target).norm())
+    # scale 1 lands exactly on the target; scale 0 leaves the denoiser alone
+    assert torch.allclose(x0_guidance(base, grad_fn, scale=1.0)(x, sigma), target)
+    assert torch.allclose(x0_guidance(base, grad_fn, scale=0.0)(x, sigma), x0)
+
+
+def test_x0_guidance_weight_and_extra_args():
+    x = torch.ones(2, 3, dtype=F64)
+    sigma = torch.tensor([1.0, 2.0], dtype=F64)
+    seen = {}
+
+    def base(x, s, **extra):
+        seen.update(extra)
+        return x.clone()
+
+    grad_fn = lambda x0, s: torch.full_like(x0, 1.0)
+    out = x0_guidance(base, grad_fn, scale=0.5, weight=lambda s: s**2)(x, sigma, labels="a")
+    # D' = 1 − 0.5·σ²·1 → [0.5, −1.0]
+    assert out[:, 0].tolist() == pytest.approx([0.5, -1.0])
+    assert seen == {"labels": "a"}
+
+
+def test_cfg_then_x0_guidance_compose():
+    x, sigma, cond, uncond = _setup()
+    den = cfg(Recorder(), cond, uncond, 2.0)
+    target = torch.zeros_like(x)
+    den = x0_guidance(den, loss_gradient(lambda x0, s: 0.5 * (x0**2).flatten(1).sum(1)), scale=0.25)
+    c, u = _hand(x, sigma, cond["labels"]), _hand(x, sigma, uncond["labels"])
+    assert torch.allclose(den(x, sigma), 0.75 * (u + 2.0 * (c - u)) + 0.25 * target)
