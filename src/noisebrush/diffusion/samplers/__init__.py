@@ -30,8 +30,16 @@ class SamplerInfo:
     stochastic: bool
     order: int | None  # order of convergence of the deterministic solve; None where it does not apply
 
+    @property
+    def fixed_cost(self) -> bool:
+        """False for samplers whose evaluations depend on the run (langevin's correctors, adaptive's tolerance)."""
+        return self.name not in ("langevin", "adaptive")
+
     def steps_for_nfe(self, nfe: int) -> int:
         """The number of schedule steps that spends at most ``nfe`` network evaluations (at least 1)."""
+        if not self.fixed_cost:
+            raise BadParameter(f"{self.name}: its number of evaluations is set at run time "
+                               "(corrector steps / error tolerance), not by the number of steps")
         if self.name == "heun":  # 2 per step, 1 for the final Euler step onto σ = 0
             return max(1, (nfe + 1) // 2)
         return max(1, nfe)

@@ -19,6 +19,7 @@ first step size.
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
@@ -29,6 +30,8 @@ from noisebrush.errors import BadParameter
 
 __all__ = ["adaptive"]
 
+log = logging.getLogger(__name__)
+
 
 def _bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, *([1] * (x.ndim - 1))).to(device=x.device, dtype=x.dtype)
@@ -37,7 +40,8 @@ def _bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 def adaptive(denoiser, x, sigmas, *, rtol: float = 0.05, atol: float = 0.0078, safety: float = 0.9,
              max_nfe: int = 10_000, extra_args=None, callback=None, noise=None, stats: dict | None = None):
     """Error-controlled exponential Heun–DDIM pair; see the module docstring. ``stats`` (optional dict)
-    receives per-sample lists ``nfe``, ``accepted``, ``rejected`` and ``sigmas`` (the accepted levels)."""
+    receives per-sample lists ``nfe``, ``accepted``, ``rejected``, ``sigmas`` (the accepted levels) and
+    ``finished`` (False where ``max_nfe`` stopped a sample early, which is also logged as a warning)."""
     if rtol < 0 or atol < 0 or rtol + atol == 0:
         raise BadParameter(f"rtol/atol: need non-negative tolerances, not both zero; got {rtol!r}, {atol!r}")
     s, D, _ = prepare(denoiser, x, sigmas, extra_args)
@@ -88,11 +92,16 @@ def adaptive(denoiser, x, sigmas, *, rtol: float = 0.05, atol: float = 0.0078, s
                 x0[finished] = D(x[finished], sig_end, index=None if len(finished) == n else finished)
         rejected[idx[~ok]] += 1
         if callback is not None:
-            callback(x, x0, (-lam).exp(), it)
+            callback(x.clone(), x0.clone(), (-lam).exp(), it)
         it += 1
         active = torch.arange(n)[(lam < lam_end - 1e-12) & (D.nfe < max_nfe)]
+    finished = (lam >= lam_end - 1e-12).tolist()
+    if not all(finished):
+        log.warning("adaptive: %d of %d samples hit max_nfe=%d before reaching sigma=%.3g; they end early",
+                    finished.count(False), n, max_nfe, sig_end)
     if final_denoise:
         x = x0.clone()
     if stats is not None:
-        stats.update(nfe=D.nfe.tolist(), accepted=accepted.tolist(), rejected=rejected.tolist(), sigmas=levels)
+        stats.update(nfe=D.nfe.tolist(), accepted=accepted.tolist(), rejected=rejected.tolist(), sigmas=levels,
+                     finished=finished)
     return x
