@@ -125,8 +125,12 @@ def tuned_schedule(p: Problem, sampler: str, nfe: int, retune: bool, train: int,
     x_T = SampleNoise.from_seeds(range(TRAIN_SEED, TRAIN_SEED + train)).randn(p.shape, dtype=torch.float64) * p.sigma_max
     ref = reference_solve(p.gm, x_T, p.sigma_max, 1000)
     t = time.perf_counter()
-    sig, info = tune_schedule(p.gm, sampler, nfe, x_T, ref, karras(steps, p.sigma_min, p.sigma_max),
-                              max_evals=40 * steps)
+    init = karras(steps, p.sigma_min, p.sigma_max)
+    if sampler == "dpmpp_3m":  # start from the tuned second-order schedule when there is one: 3M's landscape
+        two = TUNED_DIR / f"{p.key}-dpmpp_2m-nfe{nfe}.json"  # from Karras steps is rough at small NFE
+        if two.exists() and SAMPLERS["dpmpp_2m"].steps_for_nfe(nfe) == steps:
+            init = load_schedule(str(two))
+    sig, info = tune_schedule(p.gm, sampler, nfe, x_T, ref, init, max_evals=40 * steps)
     info.update(problem=p.key, train_seeds=[TRAIN_SEED, TRAIN_SEED + train], seconds=round(time.perf_counter() - t, 1))
     log(f"tuned {sampler}@{nfe}: train RMSE {info['rmse_before']:.2e} -> {info['rmse_after']:.2e} in {info['seconds']}s")
     TUNED_DIR.mkdir(exist_ok=True)
@@ -297,7 +301,8 @@ def _nfe_list(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m noisebrush.bench samplers", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer samples and budgets: under a minute")
-    ap.add_argument("--json", metavar="FILE", help="write the rows and a summary as JSON")
+    ap.add_argument("--json", metavar="FILE", help="write the rows as a JSON list of {impl, sampler, nfe, endpoint_rmse, "
+                    "swd, overhead_ms, ...}")
     ap.add_argument("--nfe", default=None, help="comma-separated NFE budgets (default 5,10,20,50; quick: 5,10)")
     ap.add_argument("--samples", type=int, default=None, help="noise samples per run (default 64; quick: 16)")
     ap.add_argument("--no-diffusers", action="store_true", help="skip diffusers' schedulers")
@@ -337,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     unet = unet_forward_ms(n, p.shape)
     for r in rows:
         r["overhead_pct"] = None if unet is None or r["overhead_ms"] is None else 100 * r["overhead_ms"] / unet
+        r.update(samples=n, unet_forward_ms=unet)
     summ = [summary(rows, k) for k in nfes]
     ovh = {impl: max((r["overhead_pct"] for r in rows if r["impl"] == impl and r["overhead_pct"] is not None), default=None)
            for impl in ("noisebrush", "diffusers")}
@@ -353,12 +359,9 @@ def main(argv: list[str] | None = None) -> int:
               f"noisebrush {_fmt(ovh['noisebrush'], '.3f')}%, diffusers {_fmt(ovh['diffusers'], '.3f')}% of it")
     print(f"\n({time.perf_counter() - t0:.0f}s)")
     if args.json:
-        doc = {"problem": {"key": p.key, "samples": n, "sigma_min": p.sigma_min, "sigma_max": p.sigma_max,
-                           "reference_check_rmse": p.reference_check}, "unet_forward_ms": unet,
-               "summary": summ, "rows": rows}
         tmp = args.json + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(doc, f, indent=1)
+            json.dump(rows, f, indent=1)
         os.replace(tmp, args.json)
         print(f"wrote {args.json}")
     return 0

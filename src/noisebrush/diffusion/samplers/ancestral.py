@@ -34,9 +34,14 @@ def ddpm(denoiser, x, sigmas, *, extra_args=None, callback=None, noise=None):
 def euler_ancestral(denoiser, x, sigmas, *, eta: float = 1.0, s_noise: float = 1.0, extra_args=None,
                     callback=None, noise=None):
     """Euler step to σ_down, then σ_up·s_noise of fresh noise; η scales the noise added (η = 0: Euler)."""
+    return ancestral_loop(denoiser, x, sigmas, eta, s_noise, extra_args, callback, noise, "euler_ancestral")
+
+
+def ancestral_loop(denoiser, x, sigmas, eta, s_noise, extra_args, callback, noise, name):
+    """The shared loop of euler_ancestral and ddim: a deterministic step to σ_down, then σ_up·s_noise of noise."""
     s, D, noise = prepare(denoiser, x, sigmas, extra_args, noise)
     if eta > 0:
-        noise = require_noise(noise, "euler_ancestral")
+        noise = require_noise(noise, name)
     for i in range(len(s) - 1):
         sig, nxt = float(s[i]), float(s[i + 1])
         x0 = D(x, sig)

@@ -45,26 +45,7 @@ def _lam(sigma: float) -> float:
 def dpmpp_2m(denoiser, x, sigmas, *, solver_type: str = "midpoint", extra_args=None, callback=None, noise=None):
     """Second-order multistep. ``solver_type='midpoint'`` weights the slope term by c0·h/2 (the form of the
     paper, k-diffusion and diffusers' default); ``'heun'`` integrates the linear interpolant exactly (c1)."""
-    if solver_type not in ("midpoint", "heun"):
-        raise BadParameter(f"solver_type: one of midpoint, heun; got {solver_type!r}")
-    s, D, _ = prepare(denoiser, x, sigmas, extra_args)
-    prev_x0, prev_h = None, None
-    for i in range(len(s) - 1):
-        sig, nxt = float(s[i]), float(s[i + 1])
-        x0 = D(x, sig)
-        if callback is not None:
-            callback(x, x0, sig, i)
-        if nxt == 0:
-            x = x0
-            break
-        h = _lam(nxt) - _lam(sig)
-        c0, c1, _ = phi_integrals(h)
-        x_new = torch.lerp(x0, x, nxt / sig)  # e^{-h}·x + c0·x̂_0
-        if prev_x0 is not None:
-            w = (c0 * h / 2 if solver_type == "midpoint" else c1) / prev_h
-            x_new = x_new + w * (x0 - prev_x0)
-        x, prev_x0, prev_h = x_new, x0, h
-    return x
+    return _multistep_2(denoiser, x, sigmas, 0.0, 1.0, solver_type, extra_args, callback, noise, "dpmpp_2m")
 
 
 def dpmpp_3m(denoiser, x, sigmas, *, extra_args=None, callback=None, noise=None):
@@ -106,11 +87,16 @@ def dpmpp_2m_sde(denoiser, x, sigmas, *, eta: float = 1.0, s_noise: float = 1.0,
                  extra_args=None, callback=None, noise=None):
     """Second-order multistep solver of the reverse SDE (DPM-Solver++(2M) SDE). Per step:
     x' = (σ'/σ)·e^{-ηh}·x + (1 - e^{-(1+η)h})·x̂_0 + slope term + σ'·sqrt(1 - e^{-2ηh})·s_noise·z."""
+    return _multistep_2(denoiser, x, sigmas, eta, s_noise, solver_type, extra_args, callback, noise, "dpmpp_2m_sde")
+
+
+def _multistep_2(denoiser, x, sigmas, eta, s_noise, solver_type, extra_args, callback, noise, name):
+    """DPM-Solver++(2M) for the SDE with noise fraction η; η = 0 is the probability-flow ODE (``dpmpp_2m``)."""
     if solver_type not in ("midpoint", "heun"):
         raise BadParameter(f"solver_type: one of midpoint, heun; got {solver_type!r}")
     s, D, noise = prepare(denoiser, x, sigmas, extra_args, noise)
     if eta > 0:
-        noise = require_noise(noise, "dpmpp_2m_sde")
+        noise = require_noise(noise, name)
     prev_x0, prev_h = None, None
     for i in range(len(s) - 1):
         sig, nxt = float(s[i]), float(s[i + 1])
@@ -123,7 +109,10 @@ def dpmpp_2m_sde(denoiser, x, sigmas, *, eta: float = 1.0, s_noise: float = 1.0,
         h = _lam(nxt) - _lam(sig)
         hh = (1 + eta) * h
         c0 = -math.expm1(-hh)
-        x_new = (nxt / sig * math.exp(-eta * h)) * x + c0 * x0
+        if eta == 0:
+            x_new = torch.lerp(x0, x, nxt / sig)  # e^{-h}·x + (1 - e^{-h})·x̂_0
+        else:
+            x_new = (nxt / sig * math.exp(-eta * h)) * x + c0 * x0
         if prev_x0 is not None:
             # slope in λ, scaled to the effective step (1+η)h of the data term
             w = (c0 / 2 if solver_type == "midpoint" else (hh - c0) / hh) * h / prev_h

@@ -14,7 +14,9 @@ import math
 
 import torch
 
-from noisebrush.diffusion.samplers._common import ancestral_sigmas, prepare, require_noise
+from noisebrush.diffusion.samplers._common import prepare, require_noise
+from noisebrush.diffusion.samplers.ancestral import ancestral_loop
+from noisebrush.errors import BadParameter
 
 __all__ = ["euler", "ddim", "heun"]
 
@@ -38,21 +40,9 @@ def euler(denoiser, x, sigmas, *, extra_args=None, callback=None, noise=None):
 
 def ddim(denoiser, x, sigmas, *, eta: float = 0.0, extra_args=None, callback=None, noise=None):
     """DDIM with stochasticity η ∈ [0, 1] (η = 0: deterministic; η = 1: DDPM's ancestral sampler)."""
-    s, D, noise = prepare(denoiser, x, sigmas, extra_args, noise)
     if eta < 0:
-        raise ValueError(f"eta: must be ≥ 0, got {eta!r}")
-    if eta > 0:
-        noise = require_noise(noise, "ddim(eta>0)")
-    for i in range(len(s) - 1):
-        sig, nxt = float(s[i]), float(s[i + 1])
-        x0 = D(x, sig)
-        if callback is not None:
-            callback(x, x0, sig, i)
-        down, up = ancestral_sigmas(sig, nxt, eta)
-        x = _toward(x, x0, down / sig)
-        if up > 0:
-            x = x + up * noise.randn_like(x)
-    return x
+        raise BadParameter(f"eta: must be ≥ 0, got {eta!r}")
+    return ancestral_loop(denoiser, x, sigmas, eta, 1.0, extra_args, callback, noise, "ddim(eta>0)")
 
 
 def heun(denoiser, x, sigmas, *, s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = math.inf,
