@@ -43,3 +43,10 @@ def test_bench_bad_flag_is_one_line():
 def test_bench_unknown_name():
     r = subprocess.run([sys.executable, "-m", "noisebrush.bench", "nope"], capture_output=True, text=True)
     assert r.returncode == 2 and "unknown benchmark" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bench_argparse_errors_are_one_line():
+    r = subprocess.run([sys.executable, "-m", "noisebrush.bench", "samplers", "--samples", "abc"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["error: argument --samples: invalid int value: 'abc'"]

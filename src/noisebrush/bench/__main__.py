@@ -1,7 +1,6 @@
 """Entry point: ``python -m noisebrush.bench NAME [options]``. User errors print one line and exit 2."""
 from __future__ import annotations
 
-import argparse
 import sys
 
 from noisebrush.errors import UserError

@@ -62,11 +62,8 @@ def adaptive(denoiser, x, sigmas, *, rtol: float = 0.05, atol: float = 0.0078, s
         idx = active
         sub = None if len(idx) == n else idx
         ha = torch.minimum(h[idx], lam_end - lam[idx])
-        sig = (-lam[idx]).exp()
         sig_n = (-(lam[idx] + ha)).exp()
-        coeffs = [phi_integrals(float(v)) for v in ha]
-        c0 = torch.tensor([c[0] for c in coeffs], dtype=torch.float64)
-        c1h = torch.tensor([c[1] for c in coeffs], dtype=torch.float64) / ha
+        c1h = torch.tensor([phi_integrals(float(v))[1] for v in ha], dtype=torch.float64) / ha
         xa, x0a = x[idx], x0[idx]
         x1 = torch.lerp(x0a, xa, _bcast((-ha).exp(), xa))  # e^{-h}x + c0·x̂_0
         x0_1 = D(x1, sig_n, index=sub)

@@ -6,11 +6,6 @@ s(x) = ∇ log p_σ(x) = (D(x; σ) - x) / σ²:
 
     x ← x + ε·s(x) + sqrt(2ε)·z,      ε = 2·(snr·σ)²
 
-Song et al. (Alg. 5) set ε = 2·(snr·‖z‖/‖s(x)‖)² from each sample's current score; since ‖s‖ ≈ ‖z‖/σ near
-p_σ that is the same size on average, but a step that depends on the state breaks the walk's balance: the
-stationary variance grows by about (d+2)/(d-2) per level (measured: ×2.6 for d = 4, ×1.14 for d = 32, and
-unbounded for d ≤ 2). The fixed step keeps p_σ invariant up to the usual O(ε) discretization bias.
-
 and keeps going until the walk has settled into a steady state. The observable watched is the noise
 energy of each sample,
 
@@ -24,6 +19,11 @@ after at least ``min_steps`` and at most ``max_steps`` steps. A looser tolerance
 decides for itself, so a result never depends on its batch; each corrector step costs one network
 evaluation (the x̂_0 it computes also serves the next step).
 
+Song et al. (Alg. 5) set ε = 2·(snr·‖z‖/‖s(x)‖)² from each sample's current score; since ‖s‖ ≈ ‖z‖/σ near
+p_σ that is the same size on average, but a step that depends on the state breaks the walk's balance: the
+stationary variance grows by about (d+2)/(d-2) per level (measured: ×2.6 for d = 4, ×1.14 for d = 32, and
+unbounded for d ≤ 2). The fixed step keeps p_σ invariant up to the usual O(ε) discretization bias.
+
     stats = {}
     x0 = langevin(den, x_T, karras(30), noise=seeds, tol=0.02, stats=stats)
     stats["corrector_steps"]   # one list per level: steps each sample took there
@@ -34,7 +34,7 @@ import math
 
 import torch
 
-from noisebrush.diffusion.noise import SampleNoise, as_noise
+from noisebrush.diffusion.noise import SampleNoise
 from noisebrush.diffusion.samplers._common import Denoise, ancestral_sigmas, prepare, require_noise
 from noisebrush.errors import BadParameter
 
@@ -43,10 +43,6 @@ __all__ = ["langevin", "langevin_correct"]
 
 def _rows(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(t.shape[0], -1)
-
-
-def _bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return v.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
 
 
 def _energy(x: torch.Tensor, x0: torch.Tensor, sigma: float) -> torch.Tensor:
