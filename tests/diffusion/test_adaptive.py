@@ -19,13 +19,7 @@ SIGMA_MIN, SIGMA_MAX = 0.01, 40.0
 N = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Many small per-sample ops; intra-op threads only add contention on a busy 2-core box."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _open(n: int) -> torch.Tensor:

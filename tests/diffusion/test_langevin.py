@@ -22,13 +22,7 @@ from noisebrush.errors import BadParameter
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tests run many small per-sample ops; intra-op threads only add contention on a busy 2-core box."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def exact_moments(gm: GaussianMixture, sigma: float):

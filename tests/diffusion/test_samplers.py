@@ -30,13 +30,7 @@ NAMES = list(SAMPLERS)
 STOCHASTIC = [n for n, i in SAMPLERS.items() if i.stochastic]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tests run many small per-sample ops; intra-op threads only add contention on a busy 2-core box."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _sched(n: int) -> torch.Tensor:
