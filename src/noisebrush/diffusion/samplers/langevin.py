@@ -25,7 +25,7 @@ stationary variance grows by about (d+2)/(d-2) per level (measured: ×2.6 for d 
 unbounded for d ≤ 2). The fixed step keeps p_σ invariant up to the usual O(ε) discretization bias.
 
     stats = {}
-    x0 = langevin(den, x_T, karras(30), noise=seeds, tol=0.02, stats=stats)
+    x0 = langevin(den, x_T, karras(30), noise=seeds, tol=0.005, stats=stats)
     stats["corrector_steps"]   # one list per level: steps each sample took there
 """
 from __future__ import annotations
