@@ -12,6 +12,7 @@ import math
 import torch
 
 from noisebrush.diffusion.samplers._common import ancestral_sigmas, prepare, require_noise
+from noisebrush.errors import BadParameter
 
 __all__ = ["ddpm", "euler_ancestral"]
 
@@ -39,6 +40,8 @@ def euler_ancestral(denoiser, x, sigmas, *, eta: float = 1.0, s_noise: float = 1
 
 def ancestral_loop(denoiser, x, sigmas, eta, s_noise, extra_args, callback, noise, name):
     """The shared loop of euler_ancestral and ddim: a deterministic step to σ_down, then σ_up·s_noise of noise."""
+    if eta < 0:
+        raise BadParameter(f"eta: must be ≥ 0, got {eta!r}")
     s, D, noise = prepare(denoiser, x, sigmas, extra_args, noise)
     if eta > 0:
         noise = require_noise(noise, name)

@@ -16,7 +16,6 @@ import torch
 
 from noisebrush.diffusion.samplers._common import prepare, require_noise
 from noisebrush.diffusion.samplers.ancestral import ancestral_loop
-from noisebrush.errors import BadParameter
 
 __all__ = ["euler", "ddim", "heun"]
 
@@ -40,8 +39,6 @@ def euler(denoiser, x, sigmas, *, extra_args=None, callback=None, noise=None):
 
 def ddim(denoiser, x, sigmas, *, eta: float = 0.0, extra_args=None, callback=None, noise=None):
     """DDIM with stochasticity η ∈ [0, 1] (η = 0: deterministic; η = 1: DDPM's ancestral sampler)."""
-    if eta < 0:
-        raise BadParameter(f"eta: must be ≥ 0, got {eta!r}")
     return ancestral_loop(denoiser, x, sigmas, eta, 1.0, extra_args, callback, noise, "ddim(eta>0)")
 
 
