@@ -1,0 +1,159 @@
+"""Training checkpoints: safetensors for every tensor, JSON for everything else. Nothing is pickled.
+
+A checkpoint is a folder ``RUN/checkpoints/step-0001200/`` holding
+
+* ``model.safetensors``  the raw (trained) weights
+* ``ema.safetensors``    the EMA weights
+* ``state.safetensors``  optimizer tensors (Adam moments, step counts) and RNG states
+* ``state.json``         everything else: step, counters, data position, optimizer hyper-parameters, LR-scheduler
+                         state, EMA update count, Python RNG state, the training config
+
+It is written into a hidden temporary folder and renamed into place, so a run killed at any moment leaves only
+complete checkpoints; ``state.json`` is written last inside it. Older checkpoints beyond ``keep_last`` are removed
+after the new one is in place.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from noisebrush.errors import UserError
+
+__all__ = ["save_checkpoint", "load_checkpoint", "list_checkpoints", "latest_checkpoint", "FORMAT"]
+
+FORMAT = "noisebrush.checkpoint/1"
+_NAME = re.compile(r"^step-(\d{7,})$")
+
+
+def _tensors(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous().clone() for k, v in sd.items()}
+
+
+def _split_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, meta = {}, {"state": {}, "param_groups": state["param_groups"]}
+    for idx, entry in state["state"].items():
+        plain = {}
+        for name, v in entry.items():
+            if torch.is_tensor(v):
+                tensors[f"optimizer.{idx}.{name}"] = v.detach().cpu().contiguous().clone()
+            else:
+                plain[name] = v
+        meta["state"][str(idx)] = plain
+    return tensors, meta
+
+
+def _join_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict = {int(k): dict(v) for k, v in meta["state"].items()}
+    for key, v in tensors.items():
+        if key.startswith("optimizer."):
+            _, idx, name = key.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    groups = []
+    for g in meta["param_groups"]:
+        g = dict(g)
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+        groups.append(g)
+    return {"state": state, "param_groups": groups}
+
+
+def _jsonable(obj, where: str):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v, f"{where}.{k}") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v, f"{where}[]") for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if torch.is_tensor(obj) and obj.numel() == 1:
+        return obj.item()
+    raise TypeError(f"checkpoint: cannot store {type(obj).__name__} at {where} as JSON")
+
+
+def list_checkpoints(run_dir) -> list[tuple[int, Path]]:
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        m = _NAME.match(p.name)
+        if m and (p / "state.json").is_file():
+            found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def save_checkpoint(run_dir, step: int, *, model: torch.nn.Module, ema, optimizer, scheduler, state: dict,
+                    keep_last: int = 3) -> Path:
+    """Write ``RUN/checkpoints/step-{step:07d}`` atomically and prune old ones. Returns its path."""
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:07d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
+    try:
+        save_file(_tensors(model.state_dict()), str(tmp / "model.safetensors"))
+        save_file(_tensors(ema.state_dict()), str(tmp / "ema.safetensors"))
+        opt_tensors, opt_meta = _split_optimizer(optimizer.state_dict())
+        opt_tensors["rng.torch"] = torch.get_rng_state()
+        save_file(opt_tensors, str(tmp / "state.safetensors"))
+        doc = {
+            "format": FORMAT,
+            "step": int(step),
+            **state,
+            "optimizer": opt_meta,
+            "scheduler": scheduler.state_dict(),
+            "ema_updates": ema.updates,
+            "python_random": random.getstate(),
+        }
+        with open(tmp / "state.json", "w") as f:
+            json.dump(_jsonable(doc, "state"), f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        if final.exists():  # re-saving the same step: move the old one aside first
+            old = root / f".{final.name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            shutil.rmtree(old, ignore_errors=True)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for _, p in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(p, ignore_errors=True)
+    for p in root.glob(".step-*.tmp"):  # leftovers of a run killed while writing
+        shutil.rmtree(p, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path) -> dict:
+    """Read a checkpoint folder → dict with model, ema, optimizer, scheduler state and the JSON fields."""
+    path = Path(path)
+    if not (path / "state.json").is_file():
+        raise UserError(f"{path}: not a noisebrush checkpoint (no state.json)")
+    try:
+        with open(path / "state.json") as f:
+            doc = json.load(f)
+        if doc.get("format") != FORMAT:
+            raise UserError(f"{path}: checkpoint format {doc.get('format')!r}, this noisebrush reads {FORMAT!r}")
+        tensors = load_file(str(path / "state.safetensors"))
+        doc["model"] = load_file(str(path / "model.safetensors"))
+        doc["ema"] = load_file(str(path / "ema.safetensors"))
+    except (OSError, ValueError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: unreadable checkpoint ({e})") from None
+    doc["optimizer"] = _join_optimizer(tensors, doc["optimizer"])
+    doc["rng_torch"] = tensors.get("rng.torch")
+    pr = doc.get("python_random")
+    if pr is not None:
+        doc["python_random"] = (pr[0], tuple(pr[1]), pr[2])
+    return doc
