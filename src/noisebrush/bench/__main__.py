@@ -5,7 +5,7 @@ import sys
 
 from noisebrush.errors import UserError
 
-BENCHES = {"samplers": "noisebrush.bench.samplers"}
+BENCHES = {"samplers": "noisebrush.bench.samplers", "train": "noisebrush.bench.train"}
 
 
 def main(argv: list[str] | None = None) -> int:

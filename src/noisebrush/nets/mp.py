@@ -4,8 +4,11 @@ Diffusion Models", EDM2, section 3 and appendix B).
 Every layer is built so that unit-variance inputs give unit-variance outputs at initialisation *and throughout
 training*, which removes the need for normalisation layers (no GroupNorm anywhere):
 
-* weights are normalised to unit norm per output channel on every forward pass ("forced weight normalisation",
-  EDM2 eq. 17), and in training the stored weight is also reset to that unit norm, so the optimizer never grows it;
+* weights are normalised per output channel on every forward pass, and after every optimizer step the stored
+  weight is projected back to unit RMS (:meth:`MPConv.project_`; "forced weight normalisation", EDM2 eq. 17), so the
+  optimizer never grows it. EDM2 does the projection at the start of each training forward; doing it right after
+  the step instead gives the same sequence of weights, and a forward pass never modifies parameters (so a step the
+  trainer skips leaves them exactly as they were);
 * SiLU is divided by its output magnitude for unit-normal input (0.596);
 * residual sums and skip concatenations are weighted so that their output has unit variance (mp_sum, mp_cat);
 * the noise level enters through random Fourier features scaled by √2.
@@ -20,7 +23,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["normalize", "mp_silu", "mp_sum", "mp_cat", "MPConv", "MPFourier", "resample"]
+__all__ = ["normalize", "mp_silu", "mp_sum", "mp_cat", "MPConv", "MPFourier", "resample", "project_weights_"]
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -58,20 +61,28 @@ class MPConv(torch.nn.Module):
         super().__init__()
         self.out_channels = out_channels
         self.kernel = tuple(kernel)
-        self.weight = torch.nn.Parameter(torch.randn(out_channels, in_channels, *self.kernel))
+        self.weight = torch.nn.Parameter(normalize(torch.randn(out_channels, in_channels, *self.kernel)))
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Reset the stored weight to unit RMS per output channel (call after each optimizer step)."""
+        self.weight.copy_(normalize(self.weight.to(torch.float32)))
 
     def forward(self, x: torch.Tensor, gain=1.0) -> torch.Tensor:
-        w = self.weight.to(torch.float32)
-        if self.training:
-            with torch.no_grad():
-                self.weight.copy_(normalize(w))  # keep the stored weight on the unit sphere (EDM2 eq. 17)
-        w = normalize(w)
+        w = normalize(self.weight.to(torch.float32))
         w = w * (gain / math.sqrt(w[0].numel()))
         w = w.to(x.dtype) if not torch.is_autocast_enabled(x.device.type) else w
         if not self.kernel:
             return F.linear(x, w)
         pad = [k // 2 for k in self.kernel]
         return _CONV[len(self.kernel)](x, w, padding=pad)
+
+
+def project_weights_(module: torch.nn.Module) -> None:
+    """Project every MPConv weight in ``module`` back to unit RMS (forced weight normalisation)."""
+    for m in module.modules():
+        if isinstance(m, MPConv):
+            m.project_()
 
 
 class MPFourier(torch.nn.Module):

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from noisebrush.errors import BadParameter
-from noisebrush.nets.mp import MPConv, MPFourier, mp_cat, mp_silu, mp_sum, normalize, resample
+from noisebrush.nets.mp import MPConv, MPFourier, mp_cat, mp_silu, mp_sum, normalize, project_weights_, resample
 
 __all__ = ["UNetConfig", "UNet"]
 
@@ -49,7 +49,7 @@ class UNetConfig:
     channels: int = 64
     channel_mult: tuple[int, ...] = (1, 2, 2)
     blocks: int = 2                     # residual blocks per level (decoder: blocks + 1)
-    attn_resolutions: tuple[int, ...] = (16, 8)
+    attn_resolutions: tuple[int, ...] = (8,)        # EDM2 attends at resolution/8 (and /16)
     cross_attn_resolutions: tuple[int, ...] = (16, 8)
     channels_per_head: int = 64
     dropout: float = 0.0
@@ -58,11 +58,13 @@ class UNetConfig:
     text_dim: int = 0
     factorized: bool = False            # dims=3 only: space/time factorised convolutions and attention
     channels_last: bool = True          # run 2-D/3-D convolutions in channels_last memory format
+    activation: str = "hardswish"       # or "silu" (EDM2's); see ACTIVATIONS
     res_balance: float = 0.3
     attn_balance: float = 0.3
     concat_balance: float = 0.5
     cond_balance: float = 0.5
-    clip_act: float = 256.0
+    clip_act: float = 0.0             # clamp activations to ±clip_act after each block (EDM2 uses 256 for
+                                        #   fp16); 0 = off
     extra: dict = field(default_factory=dict)  # free-form notes kept with the config
 
     def __post_init__(self):
@@ -83,6 +85,16 @@ class UNetConfig:
         for name in ("label_dim", "vector_dim", "text_dim"):
             if int(getattr(self, name)) < 0:
                 raise BadParameter(f"{name}: must be ≥ 0, got {getattr(self, name)}")
+        if self.activation not in ACTIVATIONS:
+            raise BadParameter(f"activation: one of {', '.join(ACTIVATIONS)}; got {self.activation!r}")
+        if self.out_channels is not None and int(self.out_channels) < 1:
+            raise BadParameter(f"out_channels: must be ≥ 1 (or unset), got {self.out_channels}")
+        for m in self.channel_mult:
+            c = self.channels * m
+            heads = max(1, c // self.channels_per_head)
+            if c % heads:
+                raise BadParameter(f"channels_per_head: {c} channels do not split into {heads} equal heads "
+                                   f"(channels={self.channels}, channel_mult={list(self.channel_mult)})")
 
     @property
     def out(self) -> int:
@@ -108,6 +120,18 @@ def _kernel(cfg: UNetConfig) -> tuple[int, ...]:
     return (3,) * cfg.dims
 
 
+# Activations and their magnitude-preserving gains 1/E[f(z)²]^½ for z ~ N(0, 1), applied through the next
+# convolution's gain. hardswish (Howard et al. 2019) is a piecewise-polynomial SiLU; bf16 SiLU is a slow kernel on
+# CPUs (about 2× a hardswish forward + backward here), so it is the default.
+ACTIVATIONS = {"silu": (F.silu, 1 / 0.5966), "hardswish": (F.hardswish, 1 / 0.5759)}
+
+
+def _balance(t: float) -> tuple[float, float]:
+    """mp_sum(x, y, t) = a·x + b·y."""
+    s = math.sqrt((1 - t) ** 2 + t**2)
+    return (1 - t) / s, t / s
+
+
 class _Conv3(torch.nn.Module):
     """3^d convolution, or for factorised clips a 1×3×3 spatial followed by a 3×1×1 temporal one."""
 
@@ -120,17 +144,37 @@ class _Conv3(torch.nn.Module):
             self.conv = MPConv(cin, cout, _kernel(cfg))
         self.factorized = cfg.factorized
 
-    def forward(self, x):
+    def forward(self, x, gain=1.0):
         if self.factorized:
-            return self.time(self.space(x))
-        return self.conv(x)
+            return self.time(self.space(x), gain=gain)
+        return self.conv(x, gain=gain)
 
 
-def _attention(q, k, v, mask=None):
-    """q: N×h×c×Lq, k/v: N×h×c×Lk (normalised); softmax(qᵀk/√c)·v → N×h×c×Lq."""
-    y = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2),
-                                       attn_mask=mask)
-    return y.transpose(-1, -2)
+def _attend(y: torch.Tensor, heads: int, mask=None, kv: torch.Tensor | None = None) -> torch.Tensor:
+    """Multi-head attention on channels-last token tensors, cosine-style (q, k, v normalised per head).
+
+    ``y``: B×L×3C (self-attention) or B×L×C queries with ``kv``: B×T×2C. Returns B×L×C.
+    The scores are softmax(q·k/√c) of unit-RMS q and k, as in EDM2.
+    """
+    b, n = y.shape[:2]
+    if kv is None:
+        y = normalize(y.reshape(b, n, 3, heads, -1), dim=-1)
+        q, k, v = y.unbind(2)
+    else:
+        q = normalize(y.reshape(b, n, heads, -1), dim=-1)
+        k, v = normalize(kv.reshape(b, kv.shape[1], 2, heads, -1), dim=-1).unbind(2)
+    a = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
+    return a.transpose(1, 2).reshape(b, n, -1)
+
+
+def _to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """N×C×(spatial) → N×L×C; free (a view) for channels_last tensors."""
+    return x.movedim(1, -1).reshape(x.shape[0], -1, x.shape[1])
+
+
+def _from_tokens(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """N×L×C → N×C×(spatial) with channels-last strides (the inverse of _to_tokens)."""
+    return t.reshape(like.shape[0], *like.shape[2:], t.shape[-1]).movedim(-1, 1)
 
 
 class _SelfAttention(torch.nn.Module):
@@ -141,27 +185,20 @@ class _SelfAttention(torch.nn.Module):
         self.proj = MPConv(channels, channels, (1,) * cfg.dims)
         self.axes = axes  # "all", "space" (per frame) or "time" (per position), the latter two for clips
 
-    def forward(self, x):
+    def forward(self, x, gain=1.0):
         y = self.qkv(x)
-        n, c3 = y.shape[:2]
-        c = c3 // 3
         if self.axes == "all":
-            y = y.reshape(n, self.heads, c // self.heads, 3, -1)
-        elif self.axes == "space":  # N×3C×T×H×W → (N·T)×h×c×3×(H·W)
-            t = y.shape[2]
-            y = y.transpose(1, 2).reshape(n * t, self.heads, c // self.heads, 3, -1)
-        else:  # time: → (N·H·W)×h×c×3×T
-            t = y.shape[2]
-            y = y.permute(0, 3, 4, 1, 2).reshape(-1, self.heads, c // self.heads, 3, t)
-        q, k, v = normalize(y, dim=2).unbind(3)
-        a = _attention(q, k, v)
-        if self.axes == "all":
-            a = a.reshape(x.shape)
-        elif self.axes == "space":
-            a = a.reshape(n, x.shape[2], c, *x.shape[3:]).transpose(1, 2)
-        else:
-            a = a.reshape(n, *x.shape[3:], c, x.shape[2]).permute(0, 3, 4, 1, 2)
-        return self.proj(a.contiguous())
+            a = _from_tokens(_attend(_to_tokens(y), self.heads), y)
+        else:  # clips N×3C×T×H×W
+            n, c3, t, h, w = y.shape
+            y = y.movedim(1, -1)  # N×T×H×W×3C
+            if self.axes == "space":
+                a = _attend(y.reshape(n * t, h * w, c3), self.heads).reshape(n, t, h, w, -1)
+            else:
+                a = _attend(y.permute(0, 2, 3, 1, 4).reshape(n * h * w, t, c3), self.heads)
+                a = a.reshape(n, h, w, t, -1).permute(0, 3, 1, 2, 4)
+            a = a.movedim(-1, 1)
+        return self.proj(a, gain=gain)
 
 
 class _CrossAttention(torch.nn.Module):
@@ -172,14 +209,10 @@ class _CrossAttention(torch.nn.Module):
         self.kv = MPConv(text_dim, channels * 2)
         self.proj = MPConv(channels, channels, (1,) * cfg.dims)
 
-    def forward(self, x, tokens, mask):
-        n, c = x.shape[:2]
-        h = self.heads
-        q = normalize(self.q(x).reshape(n, h, c // h, -1), dim=2)
-        kv = self.kv(tokens).reshape(n, -1, h, c // h, 2)            # N×T×h×c×2
-        k, v = normalize(kv, dim=3).permute(0, 2, 3, 4, 1).unbind(3)  # N×h×c×T each
-        a = _attention(q, k, v, mask[:, None, None, :])
-        return self.proj(a.reshape(x.shape).contiguous())
+    def forward(self, x, tokens, mask, gain=1.0):
+        q = self.q(x)
+        a = _attend(_to_tokens(q), self.heads, mask=mask[:, None, None, :], kv=self.kv(tokens))
+        return self.proj(_from_tokens(a, q), gain=gain)
 
 
 class _Block(torch.nn.Module):
@@ -201,25 +234,31 @@ class _Block(torch.nn.Module):
         self.cross = _CrossAttention(cout, cfg.text_dim, cfg) if cross and cfg.text_dim else None
 
     def forward(self, x, emb, text=None):
+        # Constant factors of mp_silu and mp_sum are folded into the convolutions' gains (they are linear), and
+        # each residual sum is one fused add: x·(1-t)/s + y·t/s. Fewer element-wise passes over the activations
+        # is most of what makes this network fast on a CPU.
         cfg = self.cfg
         x = resample(x, self.mode, cfg.dims, time_axis=not cfg.factorized)
         if self.flavor == "enc":
             if self.conv_skip is not None:
                 x = self.conv_skip(x)
             x = normalize(x, dim=1)  # pixel norm
-        y = self.conv_res0(mp_silu(x))
+        act, k = ACTIVATIONS[cfg.activation]
+        y = self.conv_res0(act(x), gain=k)
         c = self.emb_linear(emb, gain=self.emb_gain) + 1
-        y = mp_silu(y * c.reshape(*c.shape, *([1] * cfg.dims)).to(y.dtype))
+        y = act(y * c.reshape(*c.shape, *([1] * cfg.dims)).to(y.dtype))
         if self.training and cfg.dropout:
             y = F.dropout(y, p=cfg.dropout)
-        y = self.conv_res1(y)
+        a, b = _balance(cfg.res_balance)
+        y = self.conv_res1(y, gain=k * b)
         if self.flavor == "dec" and self.conv_skip is not None:
             x = self.conv_skip(x)
-        x = mp_sum(x, y, cfg.res_balance)
+        x = torch.add(y, x, alpha=a)
+        a, b = _balance(cfg.attn_balance)
         for attn in self.attn:
-            x = mp_sum(x, attn(x), cfg.attn_balance)
+            x = torch.add(attn(x, gain=b), x, alpha=a)
         if self.cross is not None and text is not None:
-            x = mp_sum(x, self.cross(x, *text), cfg.attn_balance)
+            x = torch.add(self.cross(x, *text, gain=b), x, alpha=a)
         if cfg.clip_act:
             x = x.clamp(-cfg.clip_act, cfg.clip_act)
         return x
@@ -318,6 +357,10 @@ class UNet(torch.nn.Module):
             emb = mp_sum(emb, cond.to(emb.dtype), cfg.cond_balance)
         return mp_silu(emb), tokens
 
+    def project_(self) -> None:
+        """Forced weight normalisation: call after every optimizer step when training (the trainer does)."""
+        project_weights_(self)
+
     def forward(self, x, c_noise, *, labels=None, vector=None, text=None, text_mask=None, drop=None):
         cfg = self.config
         if x.ndim != cfg.dims + 2 or x.shape[1] != cfg.in_channels:
@@ -329,6 +372,21 @@ class UNet(torch.nn.Module):
             raise BadParameter(f"input: spatial size {tuple(x.shape[2:])} must be divisible by {step}")
         n = x.shape[0]
         c_noise = torch.as_tensor(c_noise, device=x.device, dtype=torch.float32)
+        if c_noise.numel() not in (1, n):
+            raise BadParameter(f"c_noise: one value or one per sample ({n}), got {c_noise.numel()}")
+        for name, value, dim in (("labels", labels, cfg.label_dim), ("vector", vector, cfg.vector_dim),
+                                 ("text", text, cfg.text_dim)):
+            if value is not None and not dim:
+                raise BadParameter(f"{name}: this network was built without {name} conditioning")
+            if value is not None and value.shape[0] != n:
+                raise BadParameter(f"{name}: {value.shape[0]} rows for a batch of {n}")
+        if labels is not None and labels.ndim == 1 and labels.numel() and \
+                (int(labels.min()) < 0 or int(labels.max()) >= cfg.label_dim):
+            raise BadParameter(f"labels: class indices must be in [0, {cfg.label_dim}), got {labels.tolist()}")
+        if vector is not None and vector.reshape(n, -1).shape[1] != cfg.vector_dim:
+            raise BadParameter(f"vector: expected {cfg.vector_dim} values per sample, got {tuple(vector.shape)}")
+        if text is not None and (text.ndim != 3 or text.shape[2] != cfg.text_dim):
+            raise BadParameter(f"text: expected N×T×{cfg.text_dim} token embeddings, got {tuple(text.shape)}")
         emb, tokens = self._embed(c_noise, n, x.dtype, x.device, labels, vector, text, text_mask, drop)
         if cfg.channels_last and x.ndim in (4, 5):
             x = x.contiguous(memory_format=torch.channels_last if x.ndim == 4 else torch.channels_last_3d)

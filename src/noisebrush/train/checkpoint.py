@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from noisebrush.errors import UserError
@@ -120,12 +121,14 @@ def save_checkpoint(run_dir, step: int, *, model: torch.nn.Module, ema, optimize
             json.dump(_jsonable(doc, "state"), f, indent=1)
             f.flush()
             os.fsync(f.fileno())
-        if final.exists():  # re-saving the same step: move the old one aside first
+        old = None
+        if final.exists():  # re-saving the same step: move the old one aside, delete it once the new one is in
             old = root / f".{final.name}.old"
             shutil.rmtree(old, ignore_errors=True)
             os.replace(final, old)
-            shutil.rmtree(old, ignore_errors=True)
         os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -149,7 +152,7 @@ def load_checkpoint(path) -> dict:
         tensors = load_file(str(path / "state.safetensors"))
         doc["model"] = load_file(str(path / "model.safetensors"))
         doc["ema"] = load_file(str(path / "ema.safetensors"))
-    except (OSError, ValueError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, json.JSONDecodeError, SafetensorError) as e:
         raise UserError(f"{path}: unreadable checkpoint ({e})") from None
     doc["optimizer"] = _join_optimizer(tensors, doc["optimizer"])
     doc["rng_torch"] = tensors.get("rng.torch")

@@ -53,7 +53,6 @@ class TrainConfig:
     grad_clip: float = 1.0             # max global gradient norm; 0 = off
     ema_decay: float = 0.999
     mixed_precision: str = "auto"      # auto = bf16 where the hardware runs it fast, else no
-    compile: bool = False              # torch.compile the network (fuses element-wise ops)
     seed: int = 0
     # output
     out_dir: str = "runs/default"
@@ -65,8 +64,21 @@ class TrainConfig:
     keep_last: int = 3
 
     def __post_init__(self):
+        self._check_types()
         self.betas = tuple(float(b) for b in self.betas)
         self.model = dict(self.model)
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise BadParameter(f"betas: two numbers in [0, 1), got {list(self.betas)}")
+        from noisebrush.diffusion.samplers import get_sampler
+
+        try:
+            get_sampler(self.sampler)
+        except BadParameter as e:
+            raise BadParameter(str(e)) from None
+        if not self.sigma_data > 0 or not self.P_std > 0:
+            raise BadParameter("sigma_data and P_std: must be > 0")
+        if not 0 <= self.ema_decay < 1:
+            raise BadParameter(f"ema_decay: in [0, 1), got {self.ema_decay}")
         positive = ("resolution", "data_size", "steps", "batch_size", "grad_accum", "max_tokens", "sample_steps")
         for name in positive:
             if int(getattr(self, name)) < 1:
@@ -93,6 +105,32 @@ class TrainConfig:
             raise BadParameter(f"batch_size: {self.batch_size} is not divisible by grad_accum={self.grad_accum}")
         if self.warmup >= self.steps:
             raise BadParameter(f"warmup: must be < steps ({self.steps}), got {self.warmup}")
+
+    def _check_types(self) -> None:
+        """Every field has the type its default has (TOML makes it easy to write "10" for 10)."""
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            if isinstance(default, bool):
+                ok = isinstance(v, bool)
+            elif isinstance(default, int):
+                ok = isinstance(v, int) and not isinstance(v, bool)
+            elif isinstance(default, float):
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+                if ok:
+                    object.__setattr__(self, f.name, float(v))
+            elif isinstance(default, str):
+                ok = isinstance(v, str)
+            elif isinstance(default, dict):
+                ok = isinstance(v, dict)
+            elif isinstance(default, tuple):
+                ok = isinstance(v, (list, tuple)) and all(isinstance(b, (int, float)) and not isinstance(b, bool)
+                                                        for b in v)
+            else:  # pragma: no cover
+                ok = True
+            if not ok:
+                kind = type(default).__name__.replace("tuple", "list of numbers").replace("str", "string")
+                raise BadParameter(f"{f.name}: expected a {kind}, got {v!r}")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

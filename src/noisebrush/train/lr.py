@@ -51,9 +51,12 @@ def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, total_steps: int
     else:
         base = optimizer.param_groups[0]["lr"]
         main = CosineAnnealingLR(optimizer, T_max=main_steps, eta_min=base * final)
-    if warmup <= 1:
+    if warmup == 0:
         return main
-    ramp = LinearLR(optimizer, start_factor=1.0 / warmup, end_factor=1.0, total_iters=warmup - 1)
+    if warmup == 1:
+        ramp = ConstantLR(optimizer, factor=1.0, total_iters=0)
+    else:
+        ramp = LinearLR(optimizer, start_factor=1.0 / warmup, end_factor=1.0, total_iters=warmup - 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch warns about step order while constructing chained schedulers
         return SequentialLR(optimizer, [ramp, main], milestones=[warmup])
@@ -64,9 +67,9 @@ def expected_lr(kind: str, step: int, total_steps: int, *, base: float, warmup: 
     import math
 
     _check(kind, total_steps, warmup, final)
-    if warmup > 1 and step < warmup:
+    if step < warmup:
         return base * (step + 1) / warmup
-    k = step - (warmup if warmup > 1 else 0)
+    k = step - warmup
     m = total_steps - warmup
     if kind == "constant":
         return base

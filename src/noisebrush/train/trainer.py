@@ -159,15 +159,13 @@ class Trainer:
         self._resumed_from = None
         if resume:
             self._resume(resume)
-        elif self.acc.is_main_process and latest_checkpoint(self.out) is not None:
+        elif latest_checkpoint(self.out) is not None:
             raise UserError(f"{self.out} already holds checkpoints; resume it (--resume) or choose another out_dir")
         self.net.to(self.acc.device)
         self.model, self.opt = self.acc.prepare(self.net, self.opt)
         if self._pending_opt_state is not None:
             self.opt.load_state_dict(self._pending_opt_state)
         self.den = EDMPrecond(self.model, sigma_data=cfg.sigma_data)
-        if cfg.compile:
-            self.den.net = torch.compile(self.model)
         self._window = self._new_window()
 
     # -- resume ---------------------------------------------------------------------------------------------------
@@ -203,10 +201,11 @@ class Trainer:
 
     def _image(self, index: int, epoch: int) -> dict:
         if self._cache_images and index in self._image_cache:
-            return {"image": self._image_cache[index], "index": index}
+            return self._image_cache[index]
         item = self.dataset.get(index, epoch) if self._uses_epoch else self.dataset[index]
-        if self._cache_images:
-            self._image_cache[index] = item["image"]
+        if self._cache_images:  # deterministic renders: keep what the loop uses
+            item = {k: item[k] for k in ("image", "caption", "label", "index") if k in item}
+            self._image_cache[index] = item
         return item
 
     def batch(self, ks) -> dict:
@@ -267,6 +266,8 @@ class Trainer:
         ok = acc.reduce(ok.to(torch.float32).reshape(1), "sum").item() == world
         if ok:
             self.opt.step()
+            if hasattr(self.net, "project_"):
+                self.net.project_()  # forced weight normalisation (EDM2)
             self.ema.update(self.net)
         else:
             self.skipped += 1
@@ -446,7 +447,7 @@ class Trainer:
                 if cfg.log_every and self.step % cfg.log_every == 0:
                     row = self._flush_log(tb)
                 if progress is not None:
-                    progress(self.step, {"loss": res.loss, "lr": res.lr, **row})
+                    progress(self.step, {"loss": res.loss, "lr": res.lr, "skipped": self.skipped, "log": row})
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                     self.checkpoint()
                 if cfg.sample_every and self.step % cfg.sample_every == 0 and self.acc.is_main_process:

@@ -1,0 +1,457 @@
+"""Tests for the magnitude-preserving UNet (noisebrush.nets.unet) over 1, 2 and 3 spatial dimensions.
+
+Only the public API is used (UNetConfig, UNet(config)(x, c_noise, labels=, vector=, text=, text_mask=, drop=)), so
+the internals may change freely. Models are tiny (8 base channels, two levels, one block) and run on one thread.
+"""
+
+import json
+import math
+
+import pytest
+import torch
+
+from noisebrush.diffusion.precond import EDMPrecond
+from noisebrush.errors import BadParameter
+from noisebrush.nets.unet import UNet, UNetConfig
+
+LABELS, VEC, TXT, TOK = 5, 6, 12, 5  # label_dim, vector_dim, text_dim, tokens per prompt
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: intra-op threads only add contention on a busy shared box."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    torch.manual_seed(0)
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def tiny(dims=2, resolution=8, cond=False, **kw) -> UNetConfig:
+    """Two levels (resolution, resolution/2) of 8 and 16 channels; self- and cross-attention at the lower level."""
+    base = dict(dims=dims, in_channels=3, channels=8, channel_mult=(1, 2), blocks=1, resolution=resolution,
+                attn_resolutions=(resolution // 2,), cross_attn_resolutions=(resolution // 2,), channels_per_head=8)
+    if cond:
+        base.update(label_dim=LABELS, vector_dim=VEC, text_dim=TXT)
+    base.update(kw)
+    return UNetConfig(**base)
+
+
+def gains_to_one(net: torch.nn.Module) -> torch.nn.Module:
+    """out_gain and every emb_gain start at 0 (output exactly 0, no embedding modulation): switch them on."""
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if "gain" in name:
+                p.fill_(1.0)
+    return net
+
+
+def live(cfg: UNetConfig) -> UNet:
+    """A random-weight model with all gains 1, in eval mode."""
+    return gains_to_one(UNet(cfg)).eval()
+
+
+def conditions(n, seed=1):
+    g = gen(seed)
+    mask = torch.ones(n, TOK, dtype=torch.bool)
+    for i in range(n):
+        mask[i, 1 + i % (TOK - 1):] = False  # 1 … TOK-1 tokens valid
+    mask[-1] = True
+    return dict(labels=torch.randint(0, LABELS, (n,), generator=g), vector=torch.randn(n, VEC, generator=g),
+                text=torch.randn(n, TOK, TXT, generator=g), text_mask=mask)
+
+
+def inputs(shape, seed=0):
+    g = gen(seed)
+    return torch.randn(shape, generator=g), torch.randn(shape[0], generator=g)
+
+
+SHAPES = {
+    "1d": (dict(dims=1, resolution=16), (2, 3, 16)),
+    "2d": (dict(dims=2, resolution=8), (2, 3, 8, 8)),
+    "2d-rect": (dict(dims=2, resolution=8), (2, 3, 8, 12)),
+    "3d": (dict(dims=3, resolution=8), (2, 3, 4, 8, 8)),
+    "3d-factorized": (dict(dims=3, resolution=8, factorized=True), (2, 3, 3, 8, 8)),
+}
+
+
+# -- shapes ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", SHAPES)
+def test_output_shape_equals_input_shape(case):
+    kw, shape = SHAPES[case]
+    net = live(tiny(cond=True, **kw))
+    x, c_noise = inputs(shape)
+    with torch.no_grad():
+        y = net(x, c_noise, **conditions(shape[0]))
+        assert y.shape == x.shape
+        assert torch.isfinite(y).all()
+        assert y.abs().max() > 0
+        assert net(x, c_noise).shape == x.shape  # every condition is optional
+
+
+def test_out_channels():
+    net = live(tiny(out_channels=5))
+    x, c = inputs((2, 3, 8, 8))
+    assert net(x, c).shape == (2, 5, 8, 8)
+
+
+def test_factorized_never_pools_time():
+    # T=3 with two levels: fine when factorised (time is never pooled) …
+    net = live(tiny(dims=3, factorized=True))
+    x, c = inputs((1, 3, 3, 8, 8))
+    assert net(x, c).shape == x.shape
+    # … but not for full 3-D convolutions, which pool all three axes
+    with pytest.raises(BadParameter):
+        live(tiny(dims=3))(x, c)
+    # H/W must still divide when factorised
+    with pytest.raises(BadParameter):
+        net(torch.randn(1, 3, 3, 8, 7), c)
+
+
+def test_scalar_and_per_sample_noise_level():
+    net = live(tiny())
+    x, _ = inputs((3, 3, 8, 8))
+    with torch.no_grad():
+        a = net(x, 0.7)
+        b = net(x, torch.tensor(0.7))
+        c = net(x, torch.full((3,), 0.7, dtype=torch.float64))
+        d = net(x, torch.tensor([0.7, -1.0, 0.7]))
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(a, c)
+    torch.testing.assert_close(d[[0, 2]], a[[0, 2]], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(d[1], a[1])  # the noise level matters
+
+
+# -- initialisation and gradients -----------------------------------------------------------------------------
+
+
+def test_zero_output_at_init_then_nonzero_after_one_step():
+    net = UNet(tiny(cond=True)).train()
+    x, c = inputs((2, 3, 8, 8))
+    cond = conditions(2)
+    y = net(x, c, **cond)
+    assert torch.equal(y, torch.zeros_like(y))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    (y - x).square().mean().backward()
+    opt.step()
+    with torch.no_grad():
+        assert net(x, c, **cond).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("case", ["1d", "2d", "3d", "3d-factorized"])
+def test_gradient_reaches_every_parameter(case):
+    kw, shape = SHAPES[case]
+    net = gains_to_one(UNet(tiny(cond=True, dropout=0.1, **kw))).train()
+    x, c = inputs(shape)
+    cond = conditions(shape[0])
+    cond["drop"] = torch.tensor([False, True])  # one conditioned, one unconditional sample
+    target = torch.randn(shape, generator=gen(5))
+    (net(x, c, **cond) - target).square().mean().backward()
+    dead = [name for name, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not dead, f"no gradient for {dead}"
+    bad = [name for name, p in net.named_parameters() if not torch.isfinite(p.grad).all()]
+    assert not bad, f"non-finite gradient for {bad}"
+
+
+# -- conditioning ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cnet():
+    torch.manual_seed(0)
+    return live(tiny(cond=True))
+
+
+def _run(net, x, c, **cond):
+    with torch.no_grad():
+        return net(x, c, **cond)
+
+
+def per_sample_diff(a, b):
+    return (a - b).flatten(1).abs().amax(1)
+
+
+@pytest.mark.parametrize("which", ["labels", "vector", "text"])
+def test_each_condition_changes_the_output(cnet, which):
+    x, c = inputs((3, 3, 8, 8))
+    cond = conditions(3)
+    y = _run(cnet, x, c, **cond)
+    other = dict(cond)
+    if which == "labels":
+        other["labels"] = (cond["labels"] + torch.tensor([1, 0, 0])) % LABELS  # only sample 0 changes
+    else:
+        new = torch.randn(cond[which].shape, generator=gen(9))
+        other[which] = torch.cat([new[:1], cond[which][1:]])
+    d = per_sample_diff(_run(cnet, x, c, **other), y)
+    assert d[0] > 1e-3, f"changing {which} did not change the output"
+    assert d[1:].max() < 1e-5, "a neighbour's condition leaked into other samples"
+
+
+def test_index_labels_equal_one_hot(cnet):
+    x, c = inputs((3, 3, 8, 8))
+    cond = conditions(3)
+    y = _run(cnet, x, c, **cond)
+    onehot = dict(cond, labels=torch.nn.functional.one_hot(cond["labels"], LABELS).float())
+    torch.testing.assert_close(_run(cnet, x, c, **onehot), y)
+
+
+def test_drop_ignores_the_conditions_of_dropped_samples_only(cnet):
+    x, c = inputs((4, 3, 8, 8))
+    cond = conditions(4)
+    drop = torch.tensor([True, False, True, False])
+    y = _run(cnet, x, c, drop=drop, **cond)
+    g = gen(11)
+    other = dict(labels=(cond["labels"] + 2) % LABELS, vector=torch.randn(4, VEC, generator=g),
+                 text=torch.randn(4, TOK, TXT, generator=g), text_mask=torch.ones(4, TOK, dtype=torch.bool))
+    keep = ~drop
+    for k in other:  # only the dropped samples get different conditions
+        other[k] = torch.where(keep.view(-1, *[1] * (cond[k].ndim - 1)), cond[k], other[k])
+    y2 = _run(cnet, x, c, drop=drop, **other)
+    assert per_sample_diff(y2, y).max() < 1e-6
+    # a neighbour's drop does not touch the others
+    y_none = _run(cnet, x, c, **cond)
+    y_false = _run(cnet, x, c, drop=torch.zeros(4, dtype=torch.bool), **cond)
+    torch.testing.assert_close(y_false, y_none, atol=1e-6, rtol=0)
+    d = per_sample_diff(y, y_none)
+    assert d[keep].max() < 1e-5
+    assert d[drop].min() > 1e-3  # and dropping does change the dropped samples
+
+
+def test_masked_tokens_do_not_matter(cnet):
+    x, c = inputs((3, 3, 8, 8))
+    cond = conditions(3)
+    mask = cond["text_mask"]
+    assert (~mask).any()
+    y = _run(cnet, x, c, **cond)
+    garbage = 100 * torch.randn(cond["text"].shape, generator=gen(4))
+    text2 = torch.where(mask.unsqueeze(-1), cond["text"], garbage)
+    torch.testing.assert_close(_run(cnet, x, c, **dict(cond, text=text2)), y, atol=1e-6, rtol=0)
+    # no mask = all tokens valid
+    full = dict(cond, text_mask=None)
+    torch.testing.assert_close(_run(cnet, x, c, **full),
+                               _run(cnet, x, c, **dict(cond, text_mask=torch.ones_like(mask))))
+    # a fully masked prompt still works (the null token is always attended)
+    empty = _run(cnet, x, c, **dict(cond, text_mask=torch.zeros_like(mask)))
+    assert torch.isfinite(empty).all()
+
+
+# -- batch invariance and numerics ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["1d", "2d", "3d-factorized"])
+def test_batch_invariance(case):
+    kw, shape = SHAPES[case]
+    net = live(tiny(cond=True, **kw))
+    n = 4
+    x, c = inputs((n, *shape[1:]))
+    cond = conditions(n)
+    cond["drop"] = torch.tensor([False, True, False, False])
+    y = _run(net, x, c, **cond)
+    for i in range(n):
+        yi = _run(net, x[i:i + 1], c[i:i + 1], **{k: v[i:i + 1] for k, v in cond.items()})
+        torch.testing.assert_close(yi[0], y[i], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["2d", "3d"])
+def test_channels_last_off_matches_on(case):
+    kw, shape = SHAPES[case]
+    a = live(tiny(cond=True, channels_last=True, **kw))
+    b = UNet(tiny(cond=True, channels_last=False, **kw)).eval()
+    b.load_state_dict(a.state_dict())
+    x, c = inputs(shape)
+    cond = conditions(shape[0])
+    torch.testing.assert_close(_run(b, x, c, **cond), _run(a, x, c, **cond), atol=1e-5, rtol=1e-5)
+
+
+def test_bf16_autocast_close_to_fp32(cnet):
+    x, c = inputs((2, 3, 8, 8))
+    cond = conditions(2)
+    ref = _run(cnet, x, c, **cond)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        y = cnet(x, c, **cond)
+    assert torch.isfinite(y).all()
+    rel = ((y.float() - ref).norm() / ref.norm()).item()
+    assert rel < 0.05, rel
+
+
+def test_dropout_train_vs_eval():
+    net = gains_to_one(UNet(tiny(dropout=0.5)))
+    x, c = inputs((2, 3, 8, 8))
+    net.train()
+    with torch.no_grad():
+        a, b = net(x, c), net(x, c)
+    assert (a - b).abs().max() > 1e-3
+    net.eval()
+    assert torch.equal(_run(net, x, c), _run(net, x, c))
+
+
+def test_no_dropout_train_matches_eval():
+    net = gains_to_one(UNet(tiny()))
+    x, c = inputs((2, 3, 8, 8))
+    ref = _run(net.eval(), x, c)
+    with torch.no_grad():
+        y = net.train()(x, c)  # also renormalises the stored weights, which must not change the function
+    # (only up to normalize's eps = 1e-4, compounded over ~20 layers)
+    assert ((y - ref).norm() / ref.norm()).item() < 1e-4
+    assert ((_run(net.eval(), x, c) - ref).norm() / ref.norm()).item() < 1e-4
+
+
+# -- input validation -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dims, shape", [
+    (2, (2, 3, 8)),            # too few axes
+    (2, (2, 3, 8, 8, 8)),      # too many axes
+    (2, (2, 4, 8, 8)),         # wrong channel count
+    (2, (2, 3, 8, 6)),         # 6 is not divisible by 4 (three levels)
+    (1, (2, 3, 15)),           # 15 is not divisible by 2
+    (1, (2, 1, 16)),
+    (3, (2, 3, 4, 8, 5)),
+    (3, (2, 3, 3, 8, 8)),      # unfactorised: time is pooled too
+    (3, (2, 3, 4, 8)),
+])
+def test_bad_input_shape(dims, shape):
+    net = UNet(tiny(dims=dims, channel_mult=(1, 2, 2) if shape == (2, 3, 8, 6) else (1, 2)))
+    with pytest.raises(BadParameter):
+        net(torch.zeros(shape), torch.zeros(shape[0]))
+
+
+def test_bad_noise_level_count():
+    net = UNet(tiny())
+    with pytest.raises(BadParameter):
+        net(torch.zeros(2, 3, 8, 8), torch.zeros(3))
+
+
+# -- config ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kw", [
+    dict(dims=4), dict(dims=0), dict(factorized=True), dict(dims=1, factorized=True), dict(dropout=-0.1),
+    dict(dropout=1.0), dict(channel_mult=()), dict(channel_mult=(1, 0)), dict(channels=0), dict(blocks=0),
+    dict(in_channels=0), dict(resolution=0), dict(channels_per_head=0), dict(label_dim=-1), dict(text_dim=-2),
+    dict(vector_dim=-1),
+])
+def test_config_validation(kw):
+    with pytest.raises(BadParameter):
+        UNetConfig(**kw)
+
+
+def test_config_rejects_negative_out_channels():
+    with pytest.raises(BadParameter):
+        UNet(UNetConfig(out_channels=-1))
+
+
+def test_config_rejects_uneven_heads():
+    with pytest.raises(BadParameter):  # at config, build or forward time: anything but a bare RuntimeError
+        net = UNet(UNetConfig(channels=50, channel_mult=(1,), blocks=1, channels_per_head=16, resolution=8,
+                              attn_resolutions=(8,), cross_attn_resolutions=()))
+        net(torch.zeros(1, 3, 8, 8), torch.zeros(1))
+
+
+def test_conditions_the_network_lacks_or_misshapen_are_rejected():
+    net = UNet(tiny())
+    x = torch.zeros(2, 3, 8, 8)
+    with pytest.raises(BadParameter, match="labels"):
+        net(x, torch.zeros(2), labels=torch.tensor([0, 1]))
+    net = UNet(tiny(label_dim=3, vector_dim=2))
+    with pytest.raises(BadParameter, match="labels"):
+        net(x, torch.zeros(2), labels=torch.tensor([0, 3]))
+    with pytest.raises(BadParameter, match="vector"):
+        net(x, torch.zeros(2), vector=torch.zeros(2, 5))
+    with pytest.raises(BadParameter, match="labels"):
+        net(x, torch.zeros(2), labels=torch.tensor([0, 1, 2]))
+
+
+def test_from_dict_rejects_unknown_keys():
+    d = UNetConfig().to_dict()
+    d["chanels"] = 8
+    with pytest.raises(BadParameter, match="chanels"):
+        UNetConfig.from_dict(d)
+
+
+def test_config_dict_round_trip_is_json():
+    cfg = tiny(dims=3, cond=True, factorized=True, dropout=0.1, out_channels=2, extra={"note": "run 7", "n": 3})
+    d = cfg.to_dict()
+    s = json.dumps(d)
+    back = UNetConfig.from_dict(json.loads(s))
+    assert back == cfg
+    assert back.to_dict() == d
+    assert isinstance(back.channel_mult, tuple) and isinstance(back.attn_resolutions, tuple)
+    assert UNetConfig.from_dict(UNetConfig().to_dict()) == UNetConfig()
+
+
+def test_kwargs_override_config():
+    net = UNet(tiny(), channels=16)
+    assert net.config.channels == 16 and net.config.blocks == 1
+    assert UNet(dims=1, channels=8, channel_mult=(1,), blocks=1).config.dims == 1
+
+
+def test_state_dict_round_trip():
+    a = live(tiny(cond=True))
+    b = UNet(UNetConfig.from_dict(json.loads(json.dumps(a.config.to_dict())))).eval()
+    b.load_state_dict(a.state_dict(), strict=True)
+    x, c = inputs((2, 3, 8, 8))
+    cond = conditions(2)
+    assert torch.equal(_run(b, x, c, **cond), _run(a, x, c, **cond))
+
+
+# -- with EDM preconditioning ---------------------------------------------------------------------------------
+
+
+def test_edm_precond_per_sample_sigma():
+    net = UNet(tiny(cond=True))
+    den = EDMPrecond(net, sigma_data=0.5).eval()
+    x, _ = inputs((3, 3, 8, 8))
+    sigma = torch.tensor([0.02, 1.0, 80.0], dtype=torch.float64)
+    cond = conditions(3)
+    # out_gain = 0 at init: F = 0, so D(x) = c_skip·x
+    y = _run(den, x, sigma, **cond)
+    c_skip = (0.25 / (sigma**2 + 0.25)).float().view(-1, 1, 1, 1)
+    torch.testing.assert_close(y, c_skip * x)
+    gains_to_one(net)
+    y = _run(den, x, sigma, **cond)
+    assert y.shape == x.shape and y.dtype == x.dtype and torch.isfinite(y).all()
+    for i in range(3):
+        yi = _run(den, x[i:i + 1], sigma[i:i + 1], **{k: v[i:i + 1] for k, v in cond.items()})
+        torch.testing.assert_close(yi[0], y[i], atol=1e-5, rtol=1e-5)
+    # a scalar σ is the same as a vector of equal values
+    torch.testing.assert_close(_run(den, x, 1.0, **cond), _run(den, x, torch.ones(3, dtype=torch.float64), **cond))
+
+
+def test_tiny_unet_fits_a_fixed_batch():
+    """EDM-weighted denoising loss on 4 fixed 16×16 images, fixed σ and noise: falls ≥ 5× in 80 Adam steps."""
+    torch.manual_seed(0)
+    net = UNet(UNetConfig(channels=8, channel_mult=(1, 2), blocks=1, resolution=16, attn_resolutions=(8,),
+                          cross_attn_resolutions=()))
+    den = EDMPrecond(net, sigma_data=0.5).train()
+    g = gen(0)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 16), torch.linspace(-1, 1, 16), indexing="ij")
+    images = []
+    for _ in range(4):
+        f = torch.rand(3, 1, 1, generator=g) * 3 + 1
+        ph = torch.rand(3, 1, 1, generator=g) * 6
+        images.append(0.5 * torch.sin(f * xx + ph) * torch.cos(f * yy - ph))
+    x0 = torch.stack(images)
+    sigma = torch.tensor([0.1, 0.3, 0.8, 2.0], dtype=torch.float64)
+    noisy = x0 + sigma.float().view(-1, 1, 1, 1) * torch.randn(x0.shape, generator=g)
+    weight = ((sigma**2 + 0.25) / (sigma * 0.5) ** 2).float().view(-1, 1, 1, 1)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-2)
+    losses = []
+    for _ in range(80):
+        loss = (weight * (den(noisy, sigma) - x0).square()).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < losses[0] / 5, f"loss {losses[0]:.4f} → {losses[-1]:.4f}"

@@ -1,0 +1,112 @@
+"""TrainConfig: TOML with overrides, and every bad value a BadParameter that names the option."""
+import json
+import math
+
+import pytest
+
+from noisebrush.errors import BadParameter, UserError
+from noisebrush.train import TrainConfig
+
+TOML = """
+data = "builtin"
+resolution = 16
+steps = 100
+lr = 1e-3
+betas = [0.8, 0.95]
+lr_schedule = "linear"
+warmup = 10
+out_dir = "runs/x"
+
+[model]
+channels = 8
+channel_mult = [1, 2]
+attn_resolutions = [8]
+"""
+
+
+def _write(tmp_path, text, name="train.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_from_toml_with_overrides(tmp_path):
+    path = _write(tmp_path, TOML)
+    cfg = TrainConfig.from_toml(path)
+    assert (cfg.steps, cfg.lr, cfg.lr_schedule, cfg.warmup, cfg.resolution) == (100, 1e-3, "linear", 10, 16)
+    assert cfg.betas == (0.8, 0.95) and isinstance(cfg.betas, tuple)
+    assert cfg.model == {"channels": 8, "channel_mult": [1, 2], "attn_resolutions": [8]}
+    assert cfg.batch_size == TrainConfig().batch_size  # untouched fields keep their defaults
+
+    cfg = TrainConfig.from_toml(str(path), steps=50, lr=None, seed=7, out_dir="elsewhere")
+    assert cfg.steps == 50 and cfg.seed == 7 and cfg.out_dir == "elsewhere"
+    assert cfg.lr == 1e-3  # a None override (a flag not given) leaves the file's value
+
+
+def test_round_trips_through_json():
+    cfg = TrainConfig(steps=10, warmup=2, betas=(0.5, 0.6), model={"channels": 8})
+    again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+
+
+def test_unknown_key_names_it(tmp_path):
+    with pytest.raises(BadParameter, match="stepz"):
+        TrainConfig.from_toml(_write(tmp_path, TOML, "ok.toml"), stepz=3)  # an unknown flag
+    path = _write(tmp_path, TOML.replace("steps = 100", "steps = 100\nstepz = 3\nbatchsize = 4"))
+    with pytest.raises(BadParameter, match="batchsize, stepz") as e:
+        TrainConfig.from_toml(path)
+    assert str(path) in str(e.value)
+    with pytest.raises(BadParameter, match="colour"):
+        TrainConfig.from_dict({"colour": "red"})
+
+
+BAD = [
+    ("steps", 0), ("batch_size", 0), ("resolution", 0), ("grad_accum", 0), ("data_size", 0), ("max_tokens", 0),
+    ("sample_steps", 0), ("log_every", -1), ("sample_every", -1), ("checkpoint_every", -1), ("keep_last", -1),
+    ("warmup", -1), ("warmup", 100), ("warmup", 500), ("condition", "words"), ("mixed_precision", "fp8"),
+    ("lr_schedule", "step"), ("crop", "left"), ("cond_drop", 1.0), ("cond_drop", -0.1), ("lr", 0.0), ("lr", -1e-3),
+    ("lr", math.nan), ("weight_decay", -0.1), ("l1", -1e-4), ("grad_clip", -1.0),
+]
+
+
+@pytest.mark.parametrize("name, value", BAD)
+def test_bad_values(name, value):
+    with pytest.raises(BadParameter, match=name):
+        TrainConfig(**{"steps": 100, name: value})
+
+
+def test_batch_not_divisible_by_accumulation():
+    with pytest.raises(BadParameter, match="batch_size"):
+        TrainConfig(batch_size=10, grad_accum=4)
+
+
+def test_bad_value_in_a_file_names_file_and_option(tmp_path):
+    path = _write(tmp_path, TOML.replace('lr_schedule = "linear"', 'lr_schedule = "stairs"'))
+    with pytest.raises(BadParameter, match="lr_schedule") as e:
+        TrainConfig.from_toml(path)
+    assert str(path) in str(e.value)
+    with pytest.raises(BadParameter, match="steps"):
+        TrainConfig.from_toml(_write(tmp_path, TOML, "b.toml"), steps=0)
+
+
+def test_missing_file_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no such config file"):
+        TrainConfig.from_toml(tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize("text", ["steps = ", "[model\nchannels = 8", "steps = 1\nsteps = 2", "lr = 1e-3e"])
+def test_bad_toml_is_a_user_error(tmp_path, text):
+    with pytest.raises(UserError, match="not valid TOML"):
+        TrainConfig.from_toml(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize("name, value", [("lr", "fast"), ("steps", "ten"), ("cond_drop", "x")])
+def test_wrong_types_are_bad_parameters(name, value):
+    with pytest.raises(BadParameter, match=name):
+        TrainConfig(**{name: value})
+
+
+@pytest.mark.parametrize("name, value", [("sampler", "no-such-sampler"), ("betas", (0.9,)), ("betas", (1.5, 0.9))])
+def test_late_checked_values(name, value):
+    with pytest.raises(BadParameter, match=name):
+        TrainConfig(**{name: value})
