@@ -406,10 +406,9 @@ def main(argv: list[str] | None = None) -> int:
               f"noisebrush {_fmt(ovh['noisebrush'], '.3f')}%, diffusers {_fmt(ovh['diffusers'], '.3f')}% of it")
     print(f"\n({time.perf_counter() - t0:.0f}s)")
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(rows, f, indent=1)
-        os.replace(tmp, args.json)
+        from noisebrush.io.atomic import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(rows, indent=1))
         print(f"wrote {args.json}")
     return 0
 

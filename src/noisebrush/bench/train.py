@@ -125,18 +125,38 @@ def match_width(target: float, resolution: int) -> tuple[int, float]:
     return best
 
 
+_MEMORY_PROBE = """
+import threading, time, torch
+import psutil
+from noisebrush.bench import train as b
+proc = psutil.Process()
+torch.set_num_threads({threads})
+base = proc.memory_info().rss
+peak = [base]
+done = threading.Event()
+def watch():
+    while not done.is_set():
+        peak[0] = max(peak[0], proc.memory_info().rss)
+        time.sleep(0.002)
+t = threading.Thread(target=watch, daemon=True)
+t.start()
+m = b._prepare("{kind}", b.ours_model({resolution}) if "{kind}" == "ours" else b.diffusers_model({width}, {resolution}),
+               {channels_last})
+s = b.train_step_fn("{kind}", m, {batch}, {resolution}, "{precision}", {channels_last})
+for _ in range(3):
+    s()
+done.set()
+t.join()
+peak[0] = max(peak[0], proc.memory_info().rss)
+print((peak[0] - base) / 2**20)
+"""
+
+
 def peak_memory_mb(kind: str, width: int, precision: str, batch: int, resolution: int, channels_last: bool) -> float:
-    """Peak RSS growth (MB) of building the model and running 3 training steps, in a fresh process."""
-    code = (
-        "import resource, torch, sys; from noisebrush.bench import train as b;"
-        f"torch.set_num_threads({torch.get_num_threads()});"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
-        f"m = b._prepare('{kind}', b.ours_model({resolution}) if '{kind}' == 'ours' else "
-        f"b.diffusers_model({width}, {resolution}), {channels_last});"
-        f"s = b.train_step_fn('{kind}', m, {batch}, {resolution}, '{precision}', {channels_last});"
-        "[s() for _ in range(3)];"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)"
-    )
+    """Peak resident-memory growth (MB) while building the model and running 3 training steps, sampled every 2 ms
+    in a fresh process (so neither model's allocations hide the other's)."""
+    code = _MEMORY_PROBE.format(threads=torch.get_num_threads(), kind=kind, resolution=resolution, width=width,
+                                channels_last=channels_last, batch=batch, precision=precision)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 

@@ -49,7 +49,7 @@ class UNetConfig:
     channels: int = 64
     channel_mult: tuple[int, ...] = (1, 2, 2)
     blocks: int = 2                     # residual blocks per level (decoder: blocks + 1)
-    attn_resolutions: tuple[int, ...] = (8,)        # EDM2 attends at resolution/8 (and /16)
+    attn_resolutions: tuple[int, ...] = (8,)  # self-attention at these sizes (EDM2: resolution/4 and /8)
     cross_attn_resolutions: tuple[int, ...] = (16, 8)
     channels_per_head: int = 64
     dropout: float = 0.0

@@ -136,6 +136,7 @@ class Trainer:
                 text_encoder = TextEncoder(max_tokens=cfg.max_tokens)
             self.text = text_encoder
             text_dim = text_encoder.dim
+            self._encode_captions()
         elif self.condition == "label":
             label_dim = int(getattr(self.dataset, "num_classes", 0))
             if label_dim < 2:
@@ -167,6 +168,22 @@ class Trainer:
             self.opt.load_state_dict(self._pending_opt_state)
         self.den = EDMPrecond(self.model, sigma_data=cfg.sigma_data)
         self._window = self._new_window()
+
+    def _encode_captions(self) -> None:
+        """Encode every distinct caption of the data set once, through a file cache in the run folder."""
+        if not hasattr(self.text, "encode_dataset"):
+            return
+        ds = self.dataset
+        if isinstance(getattr(ds, "captions", None), list):
+            captions = ds.captions
+        elif hasattr(ds, "caption"):
+            captions = [ds.caption(i) for i in range(len(ds))]
+        else:
+            return
+        unique = list(dict.fromkeys(captions))
+        log.info("encoding %d distinct captions", len(unique))
+        with self.acc.main_process_first():  # one process writes the cache, the others read it
+            self.text.encode_dataset(unique, cache_path=self.out / "text-cache.safetensors", progress=False)
 
     # -- resume ---------------------------------------------------------------------------------------------------
     _pending_opt_state = None
