@@ -1,10 +1,22 @@
 """noisebrush: make art with diffusion models.
 
-The engine lives in :mod:`noisebrush.diffusion`; see ``python -m noisebrush.bench samplers --quick``.
+    import noisebrush
+    pipe = noisebrush.load("builtin")
+    pipe("a red sun over purple mountains", steps=20, seed=7, n=4)   # → PIL images
+
+The engine lives in :mod:`noisebrush.diffusion`, networks in :mod:`noisebrush.nets`, data in :mod:`noisebrush.data`,
+training in :mod:`noisebrush.train`; the command line is ``noisebrush --help``.
 """
 
 __version__ = "0.1.0"
 
 from noisebrush.errors import UserError
 
-__all__ = ["UserError", "__version__"]
+__all__ = ["UserError", "__version__", "load"]
+
+
+def load(model="builtin", *, device=None):
+    """Load the built-in model or a model folder for painting (see :mod:`noisebrush.pipeline`)."""
+    from noisebrush.pipeline import load as _load
+
+    return _load(model, device=device)

@@ -511,6 +511,7 @@ trainer.fit(progress)
 if trainer.acc.is_main_process:
     print("RESULT " + json.dumps({"processes": trainer.acc.num_processes, "micro": trainer.micro,
                                   "distributed": str(trainer.acc.distributed_type), "skipped": trainer.skipped}))
+trainer.close()
 '''
 
 

@@ -8,7 +8,12 @@ A TOML file holds the fields below at top level and the network's fields in a ``
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+import sys
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 

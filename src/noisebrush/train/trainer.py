@@ -154,6 +154,7 @@ class Trainer:
         self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                       {"params": plain, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
         self.sched = make_scheduler(self.opt, cfg.lr_schedule, cfg.steps, warmup=cfg.warmup, final=cfg.lr_final)
+        self.command: str | None = None  # how the run was started, recorded in the model's provenance
         self.step = 0
         self.skipped = 0
         self.train_seconds = 0.0
@@ -436,7 +437,8 @@ class Trainer:
             "text_encoder": ({"name": self.text.name, "max_tokens": self.text.max_tokens} if self.text else None),
             "classes": list(getattr(self.dataset, "classes", [])) if self.condition == "label" else None,
             "provenance": {
-                "noisebrush": __version__, "data": self.cfg.data, "steps": self.step,
+                "noisebrush": __version__, "command": self.command or "python API", "data": self.cfg.data,
+                "steps": self.step, "images_seen": self.step * self.cfg.batch_size,
                 "train_seconds": round(self.train_seconds, 1), "processes": self.acc.num_processes,
                 "precision": self.precision, "hardware": _hardware(self.acc.device),
                 "config": self.cfg.to_dict(),
@@ -478,6 +480,12 @@ class Trainer:
         if tb is not None:
             tb.close()
         return self.export()
+
+
+    def close(self) -> None:
+        """End the run: waits for every process and tears down the process group (call once, at the end)."""
+        self.acc.wait_for_everyone()
+        self.acc.end_training()
 
 
 def _hardware(device) -> str:

@@ -1,0 +1,287 @@
+"""The ``noisebrush`` command line: a thin typer app over the Python API.
+
+    noisebrush paint "a red sun over purple mountains" -n 4 --seed 7
+    noisebrush train --config configs/builtin.toml --out runs/mine
+    noisebrush info outputs/a-red-sun-s7.png
+    noisebrush reproduce outputs/a-red-sun-s7.png
+    noisebrush samplers
+    noisebrush bench train --quick
+
+Every user error prints one line (``error: …``) and exits with status 2; Ctrl-C exits with 130.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+try:  # typer ≥ 0.20 carries its own copy of click
+    from typer._click import exceptions as _cx
+except ImportError:  # pragma: no cover
+    from click import exceptions as _cx
+
+from noisebrush.errors import BadParameter, UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, help="Make art with diffusion models: paint, train, reproduce.")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return (s[:limit].rstrip("-") or "image")
+
+
+def _free(path: Path) -> Path:
+    """``path``, or ``name-2.png``, ``name-3.png`` … if it exists (never overwrite a picture)."""
+    if not path.exists():
+        return path
+    k = 2
+    while True:
+        p = path.with_name(f"{path.stem}-{k}{path.suffix}")
+        if not p.exists():
+            return p
+        k += 1
+
+
+def _progress(total: int, label: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                    TimeRemainingColumn(), console=_console(), transient=False)
+
+
+def _paint_and_save(pipe, prompt: str, *, steps: int, seed: int, n: int, sampler: str, cfg: float, out: Path,
+                    label=None, grid: bool = True) -> list[Path]:
+    from noisebrush.io.images import make_grid, save_image, to_pil
+    from noisebrush.io.png import save_png
+
+    from noisebrush.diffusion import get_sampler
+
+    get_sampler(sampler)  # fail before any work
+    with _progress(steps * n, "painting") as bar:
+        task = bar.add_task("paint", total=steps, info="")
+
+        def cb(info):
+            bar.update(task, completed=info.step + 1, info=f"σ={info.sigma:.3g}")
+
+        images, recipes = pipe.generate(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, label=label,
+                                        callback=cb)
+        bar.update(task, completed=steps)
+    pics = to_pil(images)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    base = _slug(prompt or str(label or "image"))
+    for pic, rec in zip(pics, recipes):
+        written.append(save_png(pic, _free(out / f"{base}-s{rec['seed']}.png"), rec))
+    if grid and n > 1:
+        cols = min(n, 4)
+        sheet = make_grid([p.resize((p.width * 2, p.height * 2)) for p in pics], cols=cols)
+        g = _free(out / f"{base}-grid-s{seed}.png")
+        save_image(sheet, g)
+        written.append(g)
+    return written
+
+
+@app.command()
+def paint(prompt: str = typer.Argument(..., help="what to paint, e.g. 'a red sun over purple mountains'"),
+          model: str = typer.Option("builtin", "--model", "-m", help="'builtin' or a model folder"),
+          sampler: str = typer.Option("dpmpp_2m", "--sampler", help="see `noisebrush samplers`"),
+          steps: int = typer.Option(20, "--steps", help="sampler steps"),
+          cfg: float = typer.Option(3.0, "--cfg", help="classifier-free guidance scale (1 = none)"),
+          seed: int = typer.Option(0, "--seed", help="image i gets seed+i"),
+          n: int = typer.Option(4, "-n", help="number of images"),
+          out: Path = typer.Option(Path("outputs"), "--out", "-o", help="folder for the PNGs"),
+          device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps")):
+    """Paint PROMPT: one PNG per image (each carrying its recipe) plus a contact sheet."""
+    import noisebrush
+
+    t = time.perf_counter()
+    pipe = noisebrush.load(model, device=device)
+    paths = _paint_and_save(pipe, prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, out=out)
+    typer.echo(f"painted {n} image{'s' * (n != 1)} in {time.perf_counter() - t:.1f}s → {out}/")
+    for p in paths:
+        typer.echo(f"  {p}")
+
+
+@app.command()
+def info(image: Path = typer.Argument(..., help="a PNG written by noisebrush")):
+    """Show the parameters a noisebrush PNG carries."""
+    from noisebrush.io.png import read_recipe
+
+    recipe = read_recipe(image)
+    width = max(len(k) for k in recipe)
+    for k, v in recipe.items():
+        typer.echo(f"{k:<{width}}  {v}")
+
+
+@app.command()
+def reproduce(image: Path = typer.Argument(..., help="a PNG written by noisebrush"),
+              model: Optional[str] = typer.Option(None, "--model", "-m", help="model folder (default: the one the "
+                                                                               "PNG names)"),
+              out: Path = typer.Option(Path("outputs"), "--out", "-o"),
+              device: str = typer.Option("cpu", "--device")):
+    """Paint IMAGE again from the recipe it carries and compare the pixels."""
+    import numpy as np
+    from PIL import Image
+
+    import noisebrush
+    from noisebrush.io.png import read_recipe
+
+    recipe = read_recipe(image)
+    pipe = noisebrush.load(model or recipe.get("model", "builtin"), device=device)
+    if recipe.get("model_hash") and recipe["model_hash"] != pipe.hash:
+        raise UserError(f"{image}: was painted with model weights {recipe['model_hash']}, but "
+                        f"{model or recipe.get('model')} has {pipe.hash}; pass --model with the original folder")
+    try:
+        paths = _paint_and_save(pipe, recipe.get("prompt", ""), steps=int(recipe["steps"]), seed=int(recipe["seed"]),
+                                n=1, sampler=recipe["sampler"], cfg=float(recipe["cfg"]), out=out,
+                                label=recipe.get("label"), grid=False)
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{image}: incomplete noisebrush parameters ({e})") from None
+    with Image.open(image) as a, Image.open(paths[0]) as b:
+        same = np.array_equal(np.asarray(a.convert("RGB")), np.asarray(b.convert("RGB")))
+    typer.echo(f"{paths[0]}: {'pixel-identical to' if same else 'DIFFERS from'} {image}")
+    if not same:
+        raise typer.Exit(1)
+
+
+@app.command()
+def samplers():
+    """List the samplers."""
+    from noisebrush.diffusion import SAMPLERS
+
+    width = max(len(k) for k in SAMPLERS)
+    for name, s in SAMPLERS.items():
+        typer.echo(f"{name:<{width}}  {s.summary}")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
+def bench(ctx: typer.Context):
+    """Run a benchmark: `noisebrush bench samplers|train [options]` (NAME --help for its options)."""
+    from noisebrush.bench.__main__ import main as bench_main
+
+    code = bench_main(list(ctx.args))
+    raise typer.Exit(code)
+
+
+@app.command()
+def train(config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file (see configs/)"),
+          data: Optional[str] = typer.Option(None, "--data", help="'builtin' or a folder of pictures"),
+          out: Optional[str] = typer.Option(None, "--out", "-o", help="run folder"),
+          steps: Optional[int] = typer.Option(None, "--steps"),
+          batch_size: Optional[int] = typer.Option(None, "--batch-size"),
+          lr: Optional[float] = typer.Option(None, "--lr"),
+          lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="constant, linear, exponential, "
+                                                                                 "cosine"),
+          precision: Optional[str] = typer.Option(None, "--precision", help="auto, bf16, fp16, no"),
+          seed: Optional[int] = typer.Option(None, "--seed"),
+          resume: bool = typer.Option(False, "--resume", help="continue the latest checkpoint in the run folder"),
+          set_: List[str] = typer.Option([], "--set", help="any option as KEY=VALUE (VALUE in TOML syntax); "
+                                                           "model.KEY for the network")):
+    """Train a model on the built-in set or a folder; writes RUN/model at the end. Ctrl-C checkpoints and exits."""
+    from noisebrush.train import Trainer, TrainConfig
+
+    over = {"data": data, "out_dir": out, "steps": steps, "batch_size": batch_size, "lr": lr,
+            "lr_schedule": lr_schedule, "mixed_precision": precision, "seed": seed}
+    extra = _parse_sets(set_)
+    if config is not None:
+        cfg = TrainConfig.from_toml(config, **over)
+        if extra:
+            d = cfg.to_dict()
+            d["model"] = {**d["model"], **extra.pop("model", {})}
+            cfg = TrainConfig.from_dict({**d, **extra})
+    else:
+        model = extra.pop("model", {})
+        cfg = TrainConfig.from_dict({**extra, "model": model}, **over)
+    trainer = Trainer(cfg, resume=resume)
+    trainer.command = "noisebrush " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    start = trainer.step
+    bar = _progress(cfg.steps, "training")
+    task = bar.add_task("train", total=cfg.steps, completed=start, info="")
+    t0 = time.perf_counter()
+
+    def progress(step, row):
+        rate = (step - start) * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
+        bar.update(task, completed=step, info=f"loss {row['loss']:.4f}  {rate:.1f} img/s  lr {row['lr']:.2e}")
+
+    try:
+        with bar:
+            path = trainer.fit(progress)
+    except KeyboardInterrupt:
+        trainer.close()
+        typer.echo(f"interrupted at step {trainer.step}: checkpoint written to {cfg.out_dir}/checkpoints; "
+                   f"continue with --resume", err=True)
+        raise typer.Exit(130)
+    trainer.close()
+    typer.echo(f"trained {trainer.step} steps ({trainer.skipped} skipped) → model in {path}")
+
+
+def _parse_sets(items: list[str]) -> dict:
+    import tomllib
+
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise BadParameter(f"--set: expected KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            parsed = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = value  # a bare word: a string
+        if key.startswith("model."):
+            out.setdefault("model", {})[key[6:]] = parsed
+        else:
+            out[key] = parsed
+    return out
+
+
+_NO_ARGS = getattr(_cx, "NoArgsIsHelpError", None) or getattr(_cx, "NoArgsIsHelp")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: runs the app, turning every user error into one line and exit status 2."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app(args=argv, standalone_mode=False, prog_name="noisebrush")
+        return 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except _NO_ARGS as e:
+        print(e.ctx.get_help() if getattr(e, "ctx", None) else "see noisebrush --help")
+        return 0
+    except _cx.UsageError as e:
+        msg = e.format_message().replace("\n", " ")
+        where = f"noisebrush {e.ctx.info_name} --help" if getattr(e, "ctx", None) and e.ctx.parent else \
+            "noisebrush --help"
+        print(f"error: {msg} (see {where})", file=sys.stderr)
+        return 2
+    except _cx.ClickException as e:
+        print(f"error: {e.format_message()}", file=sys.stderr)
+        return 2
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

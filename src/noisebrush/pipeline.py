@@ -1,0 +1,271 @@
+"""Where a model, a sampler and conditioning meet: ``noisebrush.load(model)`` → :class:`Pipeline`.
+
+    import noisebrush
+    pipe = noisebrush.load("builtin")                       # or a model folder written by the trainer
+    images = pipe("a red sun over purple mountains", steps=20, seed=7, n=4)   # PIL images
+    pipe.to("cuda")                                         # or "mps", "cpu"; default: the best available
+
+A model folder holds ``config.json`` (architecture, conditioning, σ_data, format version, provenance) and
+``model.safetensors`` (EMA weights). Nothing is unpickled.
+
+**Same seed, same picture.** Image i of a call gets the seed ``seed + i``; its starting noise and every noise the
+sampler draws come from that seed's own generator, and the network is evaluated one picture at a time, so a picture
+does not depend on how many others are painted with it. :meth:`Pipeline.recipe` records everything needed to paint it
+again (it goes into every PNG the CLI writes).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from noisebrush.errors import BadParameter, UserError
+
+__all__ = ["load", "Pipeline", "BUILTIN", "MODEL_FORMAT", "resolve_model", "read_model_config", "pick_device"]
+
+log = logging.getLogger("noisebrush.pipeline")
+
+MODEL_FORMAT = "noisebrush.model/1"
+BUILTIN = Path(__file__).parent / "models" / "builtin"
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """``None``/"auto" → cuda, then mps, then cpu."""
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise BadParameter(f"device: unknown {device!r}; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("device: cuda was asked for but this torch sees no CUDA GPU")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise UserError("device: mps was asked for but is not available here")
+    return dev
+
+
+def _use_all_cores() -> None:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cores = os.cpu_count() or 1
+    if torch.get_num_threads() != cores:
+        torch.set_num_threads(cores)
+
+
+def resolve_model(model) -> Path:
+    """"builtin" → the model shipped in the package; anything else is a folder."""
+    path = BUILTIN if str(model) == "builtin" else Path(model)
+    if not path.exists():
+        raise UserError(f"{model}: no such model folder")
+    if not path.is_dir():
+        raise UserError(f"{model}: not a model folder (expected a folder with config.json and model.safetensors)")
+    if not (path / "config.json").is_file() or not (path / "model.safetensors").is_file():
+        raise UserError(f"{model}: not a noisebrush model folder (config.json and model.safetensors are needed)")
+    return path
+
+
+def read_model_config(path: Path) -> dict:
+    try:
+        conf = json.loads((path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UserError(f"{path / 'config.json'}: unreadable ({e})") from None
+    fmt = conf.get("format") if isinstance(conf, dict) else None
+    if not isinstance(fmt, str) or not fmt.startswith("noisebrush.model/"):
+        raise UserError(f"{path}: not a noisebrush model (config.json format is {fmt!r}, "
+                        f"expected {MODEL_FORMAT!r})")
+    try:
+        version = int(fmt.split("/", 1)[1])
+    except ValueError:
+        raise UserError(f"{path}: unknown model format {fmt!r}") from None
+    if version > 1:
+        raise UserError(f"{path}: made by a newer noisebrush (model format version {version}); this one reads "
+                        f"version 1 — upgrade noisebrush")
+    for key in ("unet", "sigma_data", "condition", "resolution"):
+        if key not in conf:
+            raise UserError(f"{path / 'config.json'}: missing {key!r}")
+    return conf
+
+
+def weights_hash(path: Path) -> str:
+    """First 10 hex digits of the SHA-256 of model.safetensors (A1111 shows a short hash too)."""
+    h = hashlib.sha256()
+    with open(path / "model.safetensors", "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:10]
+
+
+@dataclass
+class StepInfo:
+    """What a step callback gets: the step index, σ, the current noisy images x_t and the predicted x̂_0."""
+    step: int
+    steps: int
+    sigma: float
+    x: torch.Tensor
+    x0: torch.Tensor
+
+
+class Pipeline:
+    def __init__(self, net, config: dict, path: Path, *, device=None, name: str | None = None):
+        from noisebrush.diffusion import EDMPrecond
+
+        self.config = config
+        self.path = path
+        self.name = name or path.name
+        self.hash = weights_hash(path)
+        self.net = net.eval().requires_grad_(False)
+        self.den = EDMPrecond(self.net, sigma_data=float(config["sigma_data"]))
+        self.condition = config["condition"]
+        self.resolution = int(config["resolution"])
+        self.channels = int(config["unet"].get("in_channels", 3))
+        self.dims = int(config["unet"].get("dims", 2))
+        self.classes = config.get("classes") or []
+        self._text = None
+        self.device = torch.device("cpu")
+        self.to(pick_device(device))
+
+    # -- devices --------------------------------------------------------------------------------------------------
+    def to(self, device) -> "Pipeline":
+        dev = pick_device(device) if not isinstance(device, torch.device) else device
+        self.net.to(dev)
+        self.device = dev
+        return self
+
+    @property
+    def text_encoder(self):
+        if self._text is None:
+            from noisebrush.nets.text import TextEncoder
+
+            te = self.config.get("text_encoder") or {}
+            self._text = TextEncoder(max_tokens=int(te.get("max_tokens", 16)))
+        return self._text
+
+    # -- conditioning ---------------------------------------------------------------------------------------------
+    def _conditions(self, prompt: str, label, n: int) -> dict:
+        if self.condition == "text":
+            tok, mask = self.text_encoder.encode([prompt])
+            return {"text": tok.to(self.device), "text_mask": mask.to(self.device)}
+        if self.condition == "label":
+            if label is None:
+                if prompt in self.classes:
+                    label = self.classes.index(prompt)
+                else:
+                    raise BadParameter(f"label: this model paints classes {self.classes}; name one (got {prompt!r})")
+            if isinstance(label, str):
+                if label not in self.classes:
+                    raise BadParameter(f"label: unknown class {label!r}; one of {self.classes}")
+                label = self.classes.index(label)
+            return {"labels": torch.tensor([int(label)], device=self.device)}
+        return {}
+
+    def _denoiser(self, cond: dict, scale: float):
+        """A per-picture denoiser: each image is run through the network on its own (with its unconditional twin
+        for guidance), so results never depend on the batch."""
+        den = self.den
+
+        def run(x, sigma):
+            outs = []
+            for i in range(x.shape[0]):
+                xi, si = x[i:i + 1], sigma[i:i + 1]
+                if not cond or scale == 1.0:
+                    outs.append(den(xi, si, **cond))
+                    continue
+                both = {k: torch.cat([v, v]) for k, v in cond.items()}
+                drop = torch.tensor([False, True], device=x.device)
+                d = den(torch.cat([xi, xi]), torch.cat([si, si]), drop=drop, **both)
+                dc, du = d[:1], d[1:]
+                outs.append(du + scale * (dc - du))
+            return torch.cat(outs)
+
+        return run
+
+    # -- painting -------------------------------------------------------------------------------------------------
+    def recipe(self, prompt: str, *, seed: int, steps: int, sampler: str, cfg: float, size: int,
+               sigma_min: float, sigma_max: float, label=None) -> dict:
+        from noisebrush import __version__
+
+        return {"prompt": prompt, "label": label, "sampler": sampler, "steps": steps, "cfg": cfg, "seed": seed,
+                "width": size, "height": size, "sigma_min": sigma_min, "sigma_max": sigma_max,
+                "model": self.name, "model_hash": self.hash, "noisebrush": __version__}
+
+    @torch.no_grad()
+    def generate(self, prompt: str = "", *, steps: int = 20, seed: int = 0, n: int = 1, sampler: str = "dpmpp_2m",
+                 cfg: float = 3.0, size: int | None = None, sigma_min: float = 0.002, sigma_max: float = 80.0,
+                 label=None, callback=None) -> tuple[torch.Tensor, list[dict]]:
+        """N×C×H×W images in [-1, 1] and one recipe per image."""
+        from noisebrush.diffusion import SampleNoise, get_sampler, karras
+
+        info = get_sampler(sampler)
+        for name, v, lo in (("steps", steps, 1), ("n", n, 1)):
+            if not isinstance(v, int) or v < lo:
+                raise BadParameter(f"{name}: a whole number ≥ {lo}, got {v!r}")
+        if not isinstance(seed, int) or seed < 0:
+            raise BadParameter(f"seed: a whole number ≥ 0, got {seed!r}")
+        if not (cfg >= 0):
+            raise BadParameter(f"cfg: guidance scale ≥ 0, got {cfg}")
+        size = int(size or self.resolution)
+        step = 2 ** (len(self.config["unet"].get("channel_mult", [1, 2, 2])) - 1)
+        if size < step or size % step:
+            raise BadParameter(f"size: a multiple of {step}, got {size}")
+        if not 0 < sigma_min < sigma_max:
+            raise BadParameter(f"sigma_min/sigma_max: need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        seeds = [seed + i for i in range(n)]
+        noise = SampleNoise.from_seeds(seeds)
+        shape = (self.channels, *([size] * self.dims))
+        sigmas = karras(steps, sigma_min=sigma_min, sigma_max=sigma_max)
+        cond = self._conditions(prompt, label, n)
+        den = self._denoiser(cond, cfg)
+        x = noise.randn(shape, device=self.device) * float(sigmas[0])
+
+        def cb(xt, x0, sigma, i):
+            callback(StepInfo(step=int(i), steps=steps, sigma=float(torch.as_tensor(sigma).reshape(-1)[0]), x=xt,
+                              x0=x0))
+
+        out = info.fn(den, x, sigmas.to(self.device), noise=noise, callback=cb if callback is not None else None)
+        recipes = [self.recipe(prompt, seed=s, steps=steps, sampler=sampler, cfg=cfg, size=size,
+                               sigma_min=sigma_min, sigma_max=sigma_max, label=label) for s in seeds]
+        return out.clamp(-1, 1).cpu(), recipes
+
+    def __call__(self, prompt: str = "", **kwargs):
+        """PIL images (see :meth:`generate` for the options)."""
+        from noisebrush.io.images import to_pil
+
+        images, _ = self.generate(prompt, **kwargs)
+        return to_pil(images)
+
+
+def load(model="builtin", *, device=None) -> Pipeline:
+    """Load a model folder (or the built-in model) for painting."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from noisebrush.nets.unet import UNet, UNetConfig
+
+    _use_all_cores()
+    path = resolve_model(model)
+    conf = read_model_config(path)
+    try:
+        net = UNet(UNetConfig.from_dict(conf["unet"]))
+    except (BadParameter, TypeError) as e:
+        raise UserError(f"{path / 'config.json'}: bad network description ({e})") from None
+    try:
+        state = load_file(str(path / "model.safetensors"))
+    except (OSError, SafetensorError) as e:
+        raise UserError(f"{path / 'model.safetensors'}: unreadable ({e})") from None
+    try:
+        net.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else "mismatch"
+        raise UserError(f"{path / 'model.safetensors'}: weights do not fit the network in config.json ({first})") \
+            from None
+    return Pipeline(net, conf, path, device=device, name="builtin" if str(model) == "builtin" else None)
