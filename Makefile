@@ -5,14 +5,18 @@ PY     := $(VENV)/bin/python
 # The CPU build that lies on this kind of machine; override for another platform, e.g. TORCH='torch'.
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.noisebrush-installed
+PROMPT ?= a red sun over purple mountains
 
 .PHONY: setup test demo bench clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@# Keep a torch that is already there; otherwise take the pinned CPU build (never a surprise CUDA download).
+	@# Keep a torch that is already installed: if the system Python has one, the venv sees it
+	@# (--system-site-packages); otherwise take the pinned CPU build, never a surprise multi-GB CUDA download.
+	@if [ ! -x $(PY) ]; then \
+	  if $(PYTHON) -c "import torch" 2>/dev/null; then $(PYTHON) -m venv --system-site-packages $(VENV); \
+	  else $(PYTHON) -m venv $(VENV); fi; fi
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[test]"
 	@touch $(STAMP)
@@ -21,10 +25,12 @@ test: setup
 	$(PY) -m pytest
 
 demo: setup
-	$(PY) -m noisebrush.bench samplers --quick --json outputs/bench-samplers.json
+	$(VENV)/bin/noisebrush paint "$(PROMPT)" -n 4 --seed 7 --out outputs
+	$(VENV)/bin/noisebrush paint "three small blue circles on a yellow background" -n 4 --seed 7 --out outputs
 
 bench: setup
 	$(PY) -m noisebrush.bench samplers --json outputs/bench-samplers.json
+	$(PY) -m noisebrush.bench train --json outputs/bench-train.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist src/*.egg-info

@@ -11,7 +11,6 @@ Every user error prints one line (``error: …``) and exits with status 2; Ctrl-
 """
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import sys
@@ -62,55 +61,62 @@ def _progress(total: int, label: str):
                     TimeRemainingColumn(), console=_console(), transient=False)
 
 
-def _paint_and_save(pipe, prompt: str, *, steps: int, seed: int, n: int, sampler: str, cfg: float, out: Path,
-                    label=None, grid: bool = True) -> list[Path]:
+def _paint_and_save(pipe, prompts: list[str], *, steps: int, seed: int, n: int, sampler: str, cfg: float,
+                    out: Path, label=None, grid: bool = True, zoom: int = 2) -> list[Path]:
+    """Paint n images per prompt, write one PNG each (with its recipe) and a contact sheet: a row per prompt."""
+    from noisebrush.diffusion import get_sampler
     from noisebrush.io.images import make_grid, save_image, to_pil
     from noisebrush.io.png import save_png
 
-    from noisebrush.diffusion import get_sampler
-
     get_sampler(sampler)  # fail before any work
-    with _progress(steps * n, "painting") as bar:
-        task = bar.add_task("paint", total=steps, info="")
-
-        def cb(info):
-            bar.update(task, completed=info.step + 1, info=f"σ={info.sigma:.3g}")
-
-        images, recipes = pipe.generate(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, label=label,
-                                        callback=cb)
-        bar.update(task, completed=steps)
-    pics = to_pil(images)
+    written, sheet = [], []
     out.mkdir(parents=True, exist_ok=True)
-    written = []
-    base = _slug(prompt or str(label or "image"))
-    for pic, rec in zip(pics, recipes):
-        written.append(save_png(pic, _free(out / f"{base}-s{rec['seed']}.png"), rec))
-    if grid and n > 1:
-        cols = min(n, 4)
-        sheet = make_grid([p.resize((p.width * 2, p.height * 2)) for p in pics], cols=cols)
-        g = _free(out / f"{base}-grid-s{seed}.png")
-        save_image(sheet, g)
+    with _progress(steps * len(prompts), "painting") as bar:
+        task = bar.add_task("paint", total=steps * len(prompts), info="")
+        for k, prompt in enumerate(prompts):
+            def cb(info, k=k, prompt=prompt):
+                bar.update(task, completed=k * steps + info.step + 1, info=f"{prompt[:30]}  σ={info.sigma:.3g}")
+
+            images, recipes = pipe.generate(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg,
+                                            label=label, callback=cb)
+            pics = to_pil(images)
+            base = _slug(prompt or str(label or "image"))
+            for pic, rec in zip(pics, recipes):
+                written.append(save_png(pic, _free(out / f"{base}-s{rec['seed']}.png"), rec))
+            sheet += [p.resize((p.width * zoom, p.height * zoom), resample=0) for p in pics]
+        bar.update(task, completed=steps * len(prompts))
+    if grid and len(sheet) > 1:
+        name = _slug(prompts[0]) + ("-and-more" if len(prompts) > 1 else "")
+        g = _free(out / f"{name}-grid-s{seed}.png")
+        save_image(make_grid(sheet, cols=n if len(prompts) > 1 else min(n, 4)), g)
         written.append(g)
     return written
 
 
 @app.command()
-def paint(prompt: str = typer.Argument(..., help="what to paint, e.g. 'a red sun over purple mountains'"),
+def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
+                                             help="what to paint, e.g. 'a red sun over purple mountains'; "
+                                                  "several prompts give a row each in the contact sheet"),
           model: str = typer.Option("builtin", "--model", "-m", help="'builtin' or a model folder"),
           sampler: str = typer.Option("dpmpp_2m", "--sampler", help="see `noisebrush samplers`"),
           steps: int = typer.Option(20, "--steps", help="sampler steps"),
           cfg: float = typer.Option(3.0, "--cfg", help="classifier-free guidance scale (1 = none)"),
           seed: int = typer.Option(0, "--seed", help="image i gets seed+i"),
-          n: int = typer.Option(4, "-n", help="number of images"),
+          n: int = typer.Option(4, "-n", help="images per prompt"),
           out: Path = typer.Option(Path("outputs"), "--out", "-o", help="folder for the PNGs"),
+          zoom: int = typer.Option(2, "--zoom", help="pixel-repeat factor for the contact sheet"),
           device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps")):
-    """Paint PROMPT: one PNG per image (each carrying its recipe) plus a contact sheet."""
+    """Paint PROMPT: n PNGs per prompt (each carrying its recipe) plus a contact sheet."""
     import noisebrush
 
+    if zoom < 1 or zoom > 32:
+        raise BadParameter(f"--zoom: 1 to 32, got {zoom}")
     t = time.perf_counter()
     pipe = noisebrush.load(model, device=device)
-    paths = _paint_and_save(pipe, prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, out=out)
-    typer.echo(f"painted {n} image{'s' * (n != 1)} in {time.perf_counter() - t:.1f}s → {out}/")
+    paths = _paint_and_save(pipe, prompts, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, out=out,
+                            zoom=zoom)
+    total = n * len(prompts)
+    typer.echo(f"painted {total} image{'s' * (total != 1)} in {time.perf_counter() - t:.1f}s → {out}/")
     for p in paths:
         typer.echo(f"  {p}")
 
@@ -145,7 +151,7 @@ def reproduce(image: Path = typer.Argument(..., help="a PNG written by noisebrus
         raise UserError(f"{image}: was painted with model weights {recipe['model_hash']}, but "
                         f"{model or recipe.get('model')} has {pipe.hash}; pass --model with the original folder")
     try:
-        paths = _paint_and_save(pipe, recipe.get("prompt", ""), steps=int(recipe["steps"]), seed=int(recipe["seed"]),
+        paths = _paint_and_save(pipe, [recipe.get("prompt", "")], steps=int(recipe["steps"]), seed=int(recipe["seed"]),
                                 n=1, sampler=recipe["sampler"], cfg=float(recipe["cfg"]), out=out,
                                 label=recipe.get("label"), grid=False)
     except (KeyError, TypeError, ValueError) as e:

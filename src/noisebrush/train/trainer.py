@@ -432,6 +432,9 @@ class Trainer:
             "network": "unet",
             "unet": self.net_config.to_dict(),
             "sigma_data": self.cfg.sigma_data,
+            # how to sample it: Karras et al. 2022's schedule over the σ range the loss trained on
+            "schedule": {"kind": "karras", "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0,
+                         "sampler": self.cfg.sampler, "steps": self.cfg.sample_steps},
             "resolution": self.cfg.resolution,
             "condition": self.condition,
             "text_encoder": ({"name": self.text.name, "max_tokens": self.text.max_tokens} if self.text else None),

@@ -1,0 +1,76 @@
+"""The built-in model ships inside the package, is small, records how it was trained, and paints offline."""
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+
+import noisebrush
+from noisebrush.errors import UserError
+from noisebrush.models import ship as ship_mod
+from noisebrush.pipeline import BUILTIN, read_model_config
+
+
+def test_builtin_is_in_the_package_and_small():
+    assert (BUILTIN / "config.json").is_file() and (BUILTIN / "model.safetensors").is_file()
+    assert (BUILTIN / "model.safetensors").stat().st_size <= 16 * 2**20
+    with safe_open(str(BUILTIN / "model.safetensors"), "pt") as f:
+        assert f.keys()
+
+
+def test_builtin_config_records_its_training():
+    conf = read_model_config(BUILTIN)
+    assert conf["format"] == "noisebrush.model/1"
+    assert conf["condition"] == "text" and conf["resolution"] == 32
+    prov = conf["provenance"]
+    assert prov["command"].startswith("noisebrush train") and "configs/builtin.toml" in prov["command"]
+    assert prov["data"] == "builtin"
+    for key in ("steps", "train_seconds", "hardware", "noisebrush", "config"):
+        assert prov[key]
+    assert prov["steps"] == prov["config"]["steps"]  # trained to the end of its schedule
+
+
+def test_builtin_paints_offline(monkeypatch):
+    import socket
+
+    def refuse(*a, **k):
+        raise OSError("network access during painting")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    pipe = noisebrush.load("builtin", device="cpu")
+    images = pipe("a red sun over purple mountains", steps=4, seed=1, n=2)
+    assert len(images) == 2 and images[0].size == (32, 32)
+    assert images[0].tobytes() != images[1].tobytes()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from noisebrush.train import TrainConfig, Trainer
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("tiny")
+    cfg = TrainConfig(data="builtin", data_size=16, resolution=16, condition="none", steps=2, batch_size=4,
+                      warmup=0, sample_every=0, checkpoint_every=0, mixed_precision="no", out_dir=str(out / "run"),
+                      model=dict(channels=8, channel_mult=[1, 2], blocks=1, attn_resolutions=[8],
+                                 cross_attn_resolutions=[]))
+    tr = Trainer(cfg)
+    path = tr.fit()
+    tr.close()
+    return path
+
+
+def test_ship_stores_half_precision_weights_that_paint_alike(tiny_model, tmp_path):
+    dest = ship_mod.ship(tiny_model, tmp_path / "shipped")
+    with safe_open(str(dest / "model.safetensors"), "pt") as f:
+        assert all(f.get_tensor(k).dtype in (torch.float16, torch.int64) for k in f.keys())
+    conf = json.loads((dest / "config.json").read_text())
+    assert conf["provenance"]["shipped"]["weights_dtype"] == "float16"
+    a, _ = noisebrush.load(tiny_model, device="cpu").generate(steps=3, seed=3)
+    b, _ = noisebrush.load(dest, device="cpu").generate(steps=3, seed=3)
+    assert (a - b).abs().max() < 0.05
+
+
+def test_ship_refuses_a_model_over_the_limit(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(ship_mod, "LIMIT_MB", 1e-4)
+    with pytest.raises(UserError, match="limit"):
+        ship_mod.ship(tiny_model, tmp_path / "big")
