@@ -262,8 +262,8 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(args=argv, standalone_mode=False, prog_name="noisebrush")
-        return 0
+        rv = app(args=argv, standalone_mode=False, prog_name="noisebrush")
+        return rv if isinstance(rv, int) else 0  # without standalone mode, click returns an Exit's code
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

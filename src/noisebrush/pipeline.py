@@ -54,6 +54,9 @@ def pick_device(device: str | None = None) -> torch.device:
 
 
 def _use_all_cores() -> None:
+    """One torch thread per core this process may run on, unless the user chose (OMP_NUM_THREADS)."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux

@@ -55,6 +55,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from noisebrush.errors import BadParameter, UserError
+from noisebrush.seeding import mix
 
 __all__ = ["ImageFolder", "IMAGE_EXTENSIONS"]
 
@@ -64,7 +65,6 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", 
 MIN_RESOLUTION, MAX_RESOLUTION = 8, 4096
 ROOT_CLASS = "."
 
-_MASK64 = (1 << 64) - 1
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "La", "RGBa"})
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
 
@@ -184,7 +184,7 @@ class ImageFolder(Dataset):
             if array is None:  # the file changed on disk after the scan
                 raise UserError(f"cannot read {self.paths[index]} any more: {reason}")
 
-        g = torch.Generator().manual_seed(_mix_seed(self.seed, int(epoch), index))
+        g = torch.Generator().manual_seed(mix(self.seed, int(epoch), index))
         h, w = array.shape[:2]
         r = self.resolution
         # The draws are always made in the same order, so crop mode never changes the flip decisions.
@@ -337,20 +337,3 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Seeds
-
-
-def _splitmix64(z: int) -> int:
-    z = (z + 0x9E3779B97F4A7C15) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return z ^ (z >> 31)
-
-
-def _mix_seed(*values: int) -> int:
-    """A 63-bit generator seed from integers (SplitMix64 chained); the same on every platform and run."""
-    h = 0
-    for v in values:
-        h = _splitmix64(h ^ (int(v) & _MASK64))
-    return h & (_MASK64 >> 1)
