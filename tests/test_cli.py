@@ -205,11 +205,6 @@ def test_paint_one_picture_makes_no_grid(model_dir, tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir()] == ["flower-s0.png"]
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py reproduce: only prompt/steps/seed/sampler/cfg/label are passed on; the "
-                                       "recipe's width/height and sigma_min/sigma_max are ignored, so a picture "
-                                       "painted with size=24 or sigma_max=20 (Python API) reproduces as DIFFERS; fix: "
-                                       "pass size=recipe.get('width'), sigma_min=recipe.get('sigma_min'), "
-                                       "sigma_max=recipe.get('sigma_max') through _paint_and_save to generate")
 def test_reproduce_honours_size_and_sigma_range(model_dir, tmp_path, capsys):
     import noisebrush
     from noisebrush.io.images import to_pil
@@ -221,21 +216,12 @@ def test_reproduce_honours_size_and_sigma_range(model_dir, tmp_path, capsys):
     assert code == 0 and "pixel-identical" in out, (out, err)
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py info: `width = max(len(k) for k in recipe)` raises ValueError (a "
-                                       "traceback) for an empty recipe '{}'; fix: max(..., default=0), or have "
-                                       "io/png.py read_recipe reject an empty object as 'carries no noisebrush "
-                                       "parameters'")
 def test_info_on_an_empty_recipe(tmp_path, capsys):
     p = save_png(Image.new("RGB", (4, 4)), tmp_path / "empty.png", {})
     code, out, err = run(capsys, "info", p)
     assert code in (0, 2) and "Traceback" not in err
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="cli.py reproduce: `recipe.get('model', 'builtin')` passes a recorded null (or a number) "
-                          "straight to load → Path(None) TypeError traceback; fix: `name = recipe.get('model') or "
-                          "'builtin'` and raise UserError(f'{image}: the recipe names no model; pass --model') when "
-                          "it is not a str")
 def test_reproduce_recipe_with_null_model(painted, tmp_path, capsys):
     rec = {**read_recipe(painted[3] / "flower-s5.png"), "model": None}
     with Image.open(painted[3] / "flower-s5.png") as im:
@@ -243,10 +229,6 @@ def test_reproduce_recipe_with_null_model(painted, tmp_path, capsys):
     assert_user_error(*run(capsys, "reproduce", p, "--out", tmp_path / "o"))
 
 
-@pytest.mark.xfail(strict=True, raises=FileExistsError,
-                   reason="cli.py _paint_and_save: `out.mkdir(parents=True, exist_ok=True)` raises FileExistsError "
-                          "(a traceback) when --out is an existing file; fix: wrap it — `except (FileExistsError, "
-                          "NotADirectoryError): raise UserError(f'{out}: not a folder')` (OSError in general)")
 def test_paint_out_is_a_file(model_dir, tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("x")
@@ -290,17 +272,6 @@ def test_no_arguments_prints_help(capsys):
     assert "Usage" in out and "paint" in out and "train" in out
 
 
-def test_bench_without_a_name_prints_usage_and_exits_2(capsys):
-    code, out, err = run(capsys, "bench")
-    assert code == 2
-    assert "usage" in (out + err).lower() and "samplers" in out + err
-
-
-@pytest.mark.xfail(strict=True, reason="bench/__main__.py main([]): prints its usage (naming 'python -m "
-                                       "noisebrush.bench', not 'noisebrush bench') to *stdout* and exits 2 with no "
-                                       "'error:' line on stderr, unlike every other user error; fix: for an empty "
-                                       "argv print `error: name a benchmark: samplers, train (see noisebrush bench "
-                                       "--help)` to stderr, and exit 0 with the usage on stdout only for -h/--help")
 def test_bench_without_a_name_is_a_one_line_user_error(capsys):
     assert_user_error(*run(capsys, "bench"), "samplers")
 
@@ -325,18 +296,13 @@ def plain_png(tmp_path):
     return p
 
 
-_BAR_FIRST = pytest.mark.xfail(strict=True, reason=(
-    "cli.py _paint_and_save: the rich progress bar starts (and is printed to stderr, e.g. 'painting  0/20') before "
-    "pipe.generate validates n/steps/label, so these errors print two stderr lines; fix: validate every prompt "
-    "before `with _progress(...)` (e.g. a Pipeline.check(prompt, steps=, n=, seed=, cfg=, sampler=, label=) that "
-    "generate also calls), or start the bar lazily in the first step callback"))
 
 
 @pytest.mark.parametrize("case", [
-    "missing-model", "unknown-sampler", "bad-steps", pytest.param("negative-n", marks=_BAR_FIRST),
-    pytest.param("zero-steps", marks=_BAR_FIRST), "unknown-option", "missing-prompt",
+    "missing-model", "unknown-sampler", "bad-steps", "negative-n",
+    "zero-steps", "unknown-option", "missing-prompt",
     "info-missing", "info-no-recipe", "info-not-image", "unknown-command", "reproduce-missing", "bad-cfg",
-    pytest.param("unknown-class", marks=_BAR_FIRST), "cuda", "bad-zoom",
+    "unknown-class", "cuda", "bad-zoom",
 ])
 def test_user_errors(case, model_dir, tmp_path, plain_png, capsys):
     m, out = str(model_dir), str(tmp_path / "out")
@@ -416,10 +382,6 @@ def test_train_writes_a_model_folder(train_run, capsys):
     assert code == 0, err
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py train: `trainer.command = 'noisebrush ' + ...sys.argv[1:]` records the "
-                                       "host process's argv, not main(argv)'s (in-process callers get e.g. "
-                                       "'noisebrush tests/test_cli.py'); fix: main() keeps argv (sys.argv[1:] when "
-                                       "None) in a module global / ctx.obj and train() quotes that")
 def test_train_provenance_records_the_command(train_run):
     argv, folder, _ = train_run
     conf = json.loads((folder / "model" / "config.json").read_text())
@@ -458,11 +420,6 @@ def test_resume_with_nothing_to_resume(tmp_path, capsys):
     assert_user_error(*_train(capsys, _train_argv(tmp_path / "fresh", 2, "--resume")), "nothing to resume")
 
 
-@pytest.mark.xfail(strict=True, raises=FileExistsError,
-                   reason="train/trainer.py fit(): `self.out.mkdir(parents=True, exist_ok=True)` raises "
-                          "FileExistsError (a traceback, after the progress bar started) when --out is an existing "
-                          "file; fix: in Trainer.__init__, `if self.out.exists() and not self.out.is_dir(): raise "
-                          "UserError(f'{self.out}: exists and is not a folder')`")
 def test_train_out_is_a_file(tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("x")

@@ -232,10 +232,7 @@ def test_unknown_label_is_a_bad_parameter(label_pipe, prompt, label):
     (dict(cfg=-1.0), "cfg"), (dict(cfg=float("nan")), "cfg"),
     (dict(sampler="nope"), "sampler"), (dict(sampler=""), "sampler"),
     (dict(sigma_min=0.0), "sigma_min"), (dict(sigma_min=90.0), "sigma_min"),
-    pytest.param(dict(sigma_min="small"), "sigma_min", marks=pytest.mark.xfail(
-        strict=True, raises=ValueError, reason="pipeline.py generate: `float(sigma_min)` raises a bare ValueError "
-                                               "before the 0 < sigma_min < sigma_max check; convert inside a "
-                                               "try and raise BadParameter('sigma_min/sigma_max: numbers, got …')")),
+    (dict(sigma_min="small"), "sigma_min"),
 ])
 def test_bad_parameters_name_the_parameter(label_pipe, kwargs, name):
     with pytest.raises(BadParameter) as e:
@@ -243,8 +240,6 @@ def test_bad_parameters_name_the_parameter(label_pipe, kwargs, name):
     assert str(e.value).startswith(f"{name}") and "\n" not in str(e.value)
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline.py generate: `size = int(size or self.resolution)` treats size=0 as "
-                                       "'not given' and silently paints at the model resolution")
 def test_size_zero_is_a_bad_parameter(label_pipe):
     with pytest.raises(BadParameter, match="size"):
         label_pipe.generate("shapes", steps=1, size=0)
@@ -370,11 +365,6 @@ def test_sampling_schedule_comes_from_the_model_folder(model_copy):
     assert rec[0]["sigma_max"] == 20.0 and rec[0]["sigma_min"] == 0.01
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline.py: read_model_config does not check the optional 'schedule' table; "
-                                       "generate's `float(sched.get('sigma_min', 0.002))` then raises a bare "
-                                       "ValueError (a traceback in the CLI) for a hand-edited config; fix: validate "
-                                       "schedule.sigma_min/sigma_max as numbers with 0 < min < max in "
-                                       "read_model_config and raise UserError(f'{path/\"config.json\"}: ...')")
 def test_bad_schedule_in_config_is_a_user_error(model_copy):
     _edit_config(model_copy, lambda c: c.update(schedule={"sigma_min": "tiny", "sigma_max": 80.0}))
     with pytest.raises(UserError):

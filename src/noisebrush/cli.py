@@ -62,13 +62,17 @@ def _progress(total: int, label: str):
 
 
 def _paint_and_save(pipe, prompts: list[str], *, steps: int, seed: int, n: int, sampler: str, cfg: float,
-                    out: Path, label=None, grid: bool = True, zoom: int = 2) -> list[Path]:
+                    out: Path, label=None, grid: bool = True, zoom: int = 2, **gen) -> list[Path]:
     """Paint n images per prompt, write one PNG each (with its recipe) and a contact sheet: a row per prompt."""
     from noisebrush.diffusion import get_sampler
     from noisebrush.io.images import make_grid, save_image, to_pil
     from noisebrush.io.png import save_png
 
     get_sampler(sampler)  # fail before any work
+    for prompt in prompts:
+        pipe.check(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, label=label, **gen)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder (--out)")
     written, sheet = [], []
     out.mkdir(parents=True, exist_ok=True)
     with _progress(steps * len(prompts), "painting") as bar:
@@ -78,7 +82,7 @@ def _paint_and_save(pipe, prompts: list[str], *, steps: int, seed: int, n: int, 
                 bar.update(task, completed=k * steps + info.step + 1, info=f"{prompt[:30]}  σ={info.sigma:.3g}")
 
             images, recipes = pipe.generate(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg,
-                                            label=label, callback=cb)
+                                            label=label, callback=cb, **gen)
             pics = to_pil(images)
             base = _slug(prompt or str(label or "image"))
             for pic, rec in zip(pics, recipes):
@@ -146,14 +150,18 @@ def reproduce(image: Path = typer.Argument(..., help="a PNG written by noisebrus
     from noisebrush.io.png import read_recipe
 
     recipe = read_recipe(image)
-    pipe = noisebrush.load(model or recipe.get("model", "builtin"), device=device)
+    named = recipe.get("model", "builtin")
+    if model is None and not (isinstance(named, str) and named):
+        raise UserError(f"{image}: its recipe names no model; pass --model")
+    pipe = noisebrush.load(model or named, device=device)
     if recipe.get("model_hash") and recipe["model_hash"] != pipe.hash:
         raise UserError(f"{image}: was painted with model weights {recipe['model_hash']}, but "
                         f"{model or recipe.get('model')} has {pipe.hash}; pass --model with the original folder")
     try:
         paths = _paint_and_save(pipe, [recipe.get("prompt", "")], steps=int(recipe["steps"]), seed=int(recipe["seed"]),
                                 n=1, sampler=recipe["sampler"], cfg=float(recipe["cfg"]), out=out,
-                                label=recipe.get("label"), grid=False)
+                                label=recipe.get("label"), grid=False, size=recipe.get("width"),
+                                sigma_min=recipe.get("sigma_min"), sigma_max=recipe.get("sigma_max"))
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{image}: incomplete noisebrush parameters ({e})") from None
     with Image.open(image) as a, Image.open(paths[0]) as b:
@@ -212,7 +220,7 @@ def train(config: Optional[Path] = typer.Option(None, "--config", "-c", help="TO
         model = extra.pop("model", {})
         cfg = TrainConfig.from_dict({**extra, "model": model}, **over)
     trainer = Trainer(cfg, resume=resume)
-    trainer.command = "noisebrush " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    trainer.command = "noisebrush " + " ".join(shlex.quote(a) for a in _ARGV)
     start = trainer.step
     bar = _progress(cfg.steps, "training")
     task = bar.add_task("train", total=cfg.steps, completed=start, info="")
@@ -253,6 +261,7 @@ def _parse_sets(items: list[str]) -> dict:
     return out
 
 
+_ARGV: list[str] = []  # the command line main() was given (recorded in a trained model's provenance)
 _NO_ARGS = getattr(_cx, "NoArgsIsHelpError", None) or getattr(_cx, "NoArgsIsHelp")
 
 
@@ -261,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _ARGV[:] = list(sys.argv[1:] if argv is None else argv)
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="noisebrush")
         return rv if isinstance(rv, int) else 0  # without standalone mode, click returns an Exit's code

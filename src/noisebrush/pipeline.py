@@ -96,6 +96,11 @@ def read_model_config(path: Path) -> dict:
     for key in ("unet", "sigma_data", "condition", "resolution"):
         if key not in conf:
             raise UserError(f"{path / 'config.json'}: missing {key!r}")
+    sched = conf.get("schedule")
+    if sched is not None:
+        lo, hi = (sched.get("sigma_min", 0.002), sched.get("sigma_max", 80.0)) if isinstance(sched, dict) else (0, 0)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi)) or not 0 < lo < hi:
+            raise UserError(f"{path / 'config.json'}: 'schedule' needs numbers 0 < sigma_min < sigma_max")
     return conf
 
 
@@ -159,16 +164,7 @@ class Pipeline:
             tok, mask = self.text_encoder.encode([prompt])
             return {"text": tok.to(self.device), "text_mask": mask.to(self.device)}
         if self.condition == "label":
-            if label is None:
-                if prompt in self.classes:
-                    label = self.classes.index(prompt)
-                else:
-                    raise BadParameter(f"label: this model paints classes {self.classes}; name one (got {prompt!r})")
-            if isinstance(label, str):
-                if label not in self.classes:
-                    raise BadParameter(f"label: unknown class {label!r}; one of {self.classes}")
-                label = self.classes.index(label)
-            return {"labels": torch.tensor([int(label)], device=self.device)}
+            return {"labels": torch.tensor([self._label_index(prompt, label)], device=self.device)}
         return {}
 
     def _denoiser(self, cond: dict, scale: float):
@@ -201,6 +197,57 @@ class Pipeline:
                 "width": size, "height": size, "sigma_min": sigma_min, "sigma_max": sigma_max,
                 "model": self.name, "model_hash": self.hash, "noisebrush": __version__}
 
+    def check(self, prompt: str = "", *, steps=20, seed=0, n=1, sampler="dpmpp_2m", cfg=3.0, size=None,
+              sigma_min=None, sigma_max=None, label=None):
+        """Validate painting options (BadParameter naming the first bad one); returns them normalised."""
+        from noisebrush.diffusion import get_sampler
+
+        def whole(name, v, lo):
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise BadParameter(f"{name}: a whole number ≥ {lo}, got {v!r}")
+            return v
+
+        def number(name, v):
+            if isinstance(v, bool):
+                raise BadParameter(f"{name}: a number, got {v!r}")
+            try:
+                return float(v)
+            except (TypeError, ValueError):
+                raise BadParameter(f"{name}: a number, got {v!r}") from None
+
+        if not isinstance(prompt, str):
+            raise BadParameter(f"prompt: text, got {prompt!r}")
+        get_sampler(sampler)
+        steps, n, seed = whole("steps", steps, 1), whole("n", n, 1), whole("seed", seed, 0)
+        cfg = number("cfg", cfg)
+        if not cfg >= 0:
+            raise BadParameter(f"cfg: guidance scale ≥ 0, got {cfg}")
+        size = self.resolution if size is None else whole("size", size, 1)
+        step = 2 ** (len(self.config["unet"].get("channel_mult", [1, 2, 2])) - 1)
+        if size % step:
+            raise BadParameter(f"size: a multiple of {step}, got {size}")
+        sched = self.config.get("schedule") or {}
+        sigma_min = float(sched.get("sigma_min", 0.002)) if sigma_min is None else number("sigma_min", sigma_min)
+        sigma_max = float(sched.get("sigma_max", 80.0)) if sigma_max is None else number("sigma_max", sigma_max)
+        if not 0 < sigma_min < sigma_max:
+            raise BadParameter(f"sigma_min/sigma_max: need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        if self.condition == "label":
+            self._label_index(prompt, label)
+        return steps, seed, n, cfg, size, sigma_min, sigma_max
+
+    def _label_index(self, prompt: str, label) -> int:
+        if label is None:
+            if prompt in self.classes:
+                return self.classes.index(prompt)
+            raise BadParameter(f"label: this model paints classes {self.classes}; name one (got {prompt!r})")
+        if isinstance(label, str):
+            if label not in self.classes:
+                raise BadParameter(f"label: unknown class {label!r}; one of {self.classes}")
+            return self.classes.index(label)
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(self.classes):
+            raise BadParameter(f"label: a class name or an index below {len(self.classes)}, got {label!r}")
+        return label
+
     @torch.no_grad()
     def generate(self, prompt: str = "", *, steps: int = 20, seed: int = 0, n: int = 1, sampler: str = "dpmpp_2m",
                  cfg: float = 3.0, size: int | None = None, sigma_min: float | None = None,
@@ -213,24 +260,11 @@ class Pipeline:
         """
         from noisebrush.diffusion import SampleNoise, get_sampler, karras
 
-        sched = self.config.get("schedule") or {}
-        sigma_min = float(sched.get("sigma_min", 0.002)) if sigma_min is None else float(sigma_min)
-        sigma_max = float(sched.get("sigma_max", 80.0)) if sigma_max is None else float(sigma_max)
-
+        steps, seed, n, cfg, size, sigma_min, sigma_max = self.check(prompt, steps=steps, seed=seed, n=n,
+                                                                     sampler=sampler, cfg=cfg, size=size,
+                                                                     sigma_min=sigma_min, sigma_max=sigma_max,
+                                                                     label=label)
         info = get_sampler(sampler)
-        for name, v, lo in (("steps", steps, 1), ("n", n, 1)):
-            if not isinstance(v, int) or v < lo:
-                raise BadParameter(f"{name}: a whole number ≥ {lo}, got {v!r}")
-        if not isinstance(seed, int) or seed < 0:
-            raise BadParameter(f"seed: a whole number ≥ 0, got {seed!r}")
-        if not (cfg >= 0):
-            raise BadParameter(f"cfg: guidance scale ≥ 0, got {cfg}")
-        size = int(size or self.resolution)
-        step = 2 ** (len(self.config["unet"].get("channel_mult", [1, 2, 2])) - 1)
-        if size < step or size % step:
-            raise BadParameter(f"size: a multiple of {step}, got {size}")
-        if not 0 < sigma_min < sigma_max:
-            raise BadParameter(f"sigma_min/sigma_max: need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
         seeds = [seed + i for i in range(n)]
         noise = SampleNoise.from_seeds(seeds)
         shape = (self.channels, *([size] * self.dims))

@@ -10,9 +10,12 @@ BENCHES = {"samplers": "noisebrush.bench.samplers", "train": "noisebrush.bench.t
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:
+        print(f"error: name a benchmark: {', '.join(BENCHES)} (NAME --help for its options)", file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
         print("usage: python -m noisebrush.bench {" + ",".join(BENCHES) + "} [options]   (NAME --help for options)")
-        return 0 if argv else 2
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in BENCHES:
         print(f"error: unknown benchmark {name!r}; choose one of {', '.join(BENCHES)}", file=sys.stderr)

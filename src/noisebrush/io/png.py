@@ -25,10 +25,15 @@ __all__ = ["save_png", "read_recipe", "a1111_parameters", "RECIPE_KEY"]
 RECIPE_KEY = "noisebrush"
 
 
+def _short(model):
+    """A model folder's name (the JSON chunk keeps the full path for `noisebrush reproduce`)."""
+    return Path(model).name if isinstance(model, str) and model else model
+
+
 def a1111_parameters(recipe: dict) -> str:
     fields = [("Steps", recipe.get("steps")), ("Sampler", recipe.get("sampler")), ("CFG scale", recipe.get("cfg")),
               ("Seed", recipe.get("seed")), ("Size", f"{recipe.get('width')}x{recipe.get('height')}"),
-              ("Model hash", recipe.get("model_hash")), ("Model", recipe.get("model")),
+              ("Model hash", recipe.get("model_hash")), ("Model", _short(recipe.get("model"))),
               ("Version", f"noisebrush {recipe.get('noisebrush')}")]
     line = ", ".join(f"{k}: {v}" for k, v in fields if v is not None)
     return f"{recipe.get('prompt', '')}\n{line}"
@@ -63,6 +68,6 @@ def read_recipe(path) -> dict:
         recipe = json.loads(raw)
     except json.JSONDecodeError:
         raise UserError(f"{path}: its noisebrush parameters are not valid JSON") from None
-    if not isinstance(recipe, dict):
-        raise UserError(f"{path}: its noisebrush parameters are not a JSON object")
+    if not isinstance(recipe, dict) or not recipe:
+        raise UserError(f"{path}: its noisebrush parameters are empty or not a JSON object")
     return recipe

@@ -118,6 +118,8 @@ class Trainer:
                                f"{world} × {cfg.grad_accum}")
         self.micro = cfg.batch_size // (world * cfg.grad_accum)
         self.out = Path(cfg.out_dir)
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"{self.out}: exists and is not a folder (out_dir)")
         self.dataset = dataset if dataset is not None else build_dataset(cfg)
         if len(self.dataset) < 1:
             raise UserError("the data set is empty")
