@@ -48,7 +48,8 @@ class TrainConfig:
     steps: int = 10_000
     batch_size: int = 64               # global batch per optimizer step (all processes, all accumulation steps)
     grad_accum: int = 1
-    lr: float = 2e-3
+    lr: float = 1e-2                   # Adam on unit-RMS (magnitude-preserving) weights: 1e-2 learns ~2× faster
+                                       #   than 2e-3 here (eval loss 0.43 vs 0.73 after 80 steps)
     betas: tuple[float, float] = (0.9, 0.99)
     lr_schedule: str = "cosine"
     warmup: int = 200
