@@ -123,6 +123,22 @@ class StepInfo:
     x0: torch.Tensor
 
 
+class _OnDevice(torch.nn.Module):
+    """Runs the raw network on its device; everything around it (the sampler's state, σ arithmetic in float64,
+    preconditioning) stays on the CPU. That keeps float64 off devices without it (mps), and makes the sampler's
+    arithmetic identical whatever the device."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.device = torch.device("cpu")
+
+    def forward(self, x, c_noise, **cond):
+        dev = self.device
+        cond = {k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in cond.items()}
+        return self.net(x.to(dev), c_noise.to(dev, torch.float32), **cond).to("cpu", torch.float32)
+
+
 class Pipeline:
     def __init__(self, net, config: dict, path: Path, *, device=None, name: str | None = None):
         from noisebrush.diffusion import EDMPrecond
@@ -132,7 +148,8 @@ class Pipeline:
         self.name = name or path.name
         self.hash = weights_hash(path)
         self.net = net.eval().requires_grad_(False)
-        self.den = EDMPrecond(self.net, sigma_data=float(config["sigma_data"]))
+        self._runner = _OnDevice(self.net)
+        self.den = EDMPrecond(self._runner, sigma_data=float(config["sigma_data"]))
         self.condition = config["condition"]
         self.resolution = int(config["resolution"])
         self.channels = int(config["unet"].get("in_channels", 3))
@@ -146,6 +163,7 @@ class Pipeline:
     def to(self, device) -> "Pipeline":
         dev = pick_device(device) if not isinstance(device, torch.device) else device
         self.net.to(dev)
+        self._runner.device = dev
         self.device = dev
         return self
 
@@ -162,9 +180,9 @@ class Pipeline:
     def _conditions(self, prompt: str, label, n: int) -> dict:
         if self.condition == "text":
             tok, mask = self.text_encoder.encode([prompt])
-            return {"text": tok.to(self.device), "text_mask": mask.to(self.device)}
+            return {"text": tok, "text_mask": mask}
         if self.condition == "label":
-            return {"labels": torch.tensor([self._label_index(prompt, label)], device=self.device)}
+            return {"labels": torch.tensor([self._label_index(prompt, label)])}
         return {}
 
     def _denoiser(self, cond: dict, scale: float):
@@ -271,13 +289,13 @@ class Pipeline:
         sigmas = karras(steps, sigma_min=sigma_min, sigma_max=sigma_max)
         cond = self._conditions(prompt, label, n)
         den = self._denoiser(cond, cfg)
-        x = noise.randn(shape, device=self.device) * float(sigmas[0])
+        x = noise.randn(shape) * float(sigmas[0])  # the sampler runs on the CPU; only the network moves
 
         def cb(xt, x0, sigma, i):
             callback(StepInfo(step=int(i), steps=steps, sigma=float(torch.as_tensor(sigma).reshape(-1)[0]), x=xt,
                               x0=x0))
 
-        out = info.fn(den, x, sigmas.to(self.device), noise=noise, callback=cb if callback is not None else None)
+        out = info.fn(den, x, sigmas, noise=noise, callback=cb if callback is not None else None)
         recipes = [self.recipe(prompt, seed=s, steps=steps, sampler=sampler, cfg=cfg, size=size,
                                sigma_min=sigma_min, sigma_max=sigma_max, label=label) for s in seeds]
         return out.clamp(-1, 1).cpu(), recipes

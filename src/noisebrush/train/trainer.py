@@ -120,6 +120,8 @@ class Trainer:
         self.out = Path(cfg.out_dir)
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"{self.out}: exists and is not a folder (out_dir)")
+        if not resume and latest_checkpoint(self.out) is not None:
+            raise UserError(f"{self.out} already holds checkpoints; resume it (--resume) or choose another out_dir")
         self.dataset = dataset if dataset is not None else build_dataset(cfg)
         if len(self.dataset) < 1:
             raise UserError("the data set is empty")
@@ -163,9 +165,8 @@ class Trainer:
         self._resumed_from = None
         if resume:
             self._resume(resume)
-        elif latest_checkpoint(self.out) is not None:
-            raise UserError(f"{self.out} already holds checkpoints; resume it (--resume) or choose another out_dir")
         self.net.to(self.acc.device)
+        self.ema.model.to(self.acc.device)
         self.model, self.opt = self.acc.prepare(self.net, self.opt)
         if self._pending_opt_state is not None:
             self.opt.load_state_dict(self._pending_opt_state)
@@ -393,10 +394,12 @@ class Trainer:
         shape = (self.net_config.in_channels, *([cfg.resolution] * self.net_config.dims))
         sigmas = karras(steps or cfg.sample_steps, sigma_min=0.002, sigma_max=80.0)
         x = noise.randn(shape) * sigmas[0]
-        cond = self.preview_conditions(len(seeds))
+        dev = self.acc.device
+        x = x.to(dev)
+        cond = {k: v.to(dev) for k, v in self.preview_conditions(len(seeds)).items()}
         fn = get_sampler(cfg.sampler)
         kwargs = {"noise": noise} if fn.stochastic else {}
-        return fn.fn(den, x, sigmas, extra_args=cond, **kwargs).clamp(-1, 1)
+        return fn.fn(den, x, sigmas.to(dev), extra_args=cond, **kwargs).clamp(-1, 1).cpu()
 
     def save_samples(self) -> Path:
         path = self.out / "samples" / f"step-{self.step:07d}.png"
