@@ -441,3 +441,19 @@ def test_train_user_errors(case, tmp_path, capsys):
     }[case]
     assert_user_error(*_train(capsys, [str(a) for a in argv]), *fragments)
     assert not (tmp_path / "r" / "model").exists()
+
+
+def test_a_contact_sheet_carries_every_recipe_and_reproduces(model_dir, tmp_path, capsys):
+    code, out, err = run(capsys, "paint", "flower", "rings", "--model", model_dir, "-n", "2", "--steps", "3",
+                         "--seed", "9", "--zoom", "3", "--out", tmp_path / "p", "--device", "cpu")
+    assert code == 0, err
+    sheet = tmp_path / "p" / "flower-and-more-grid-s9.png"
+    rec = read_recipe(sheet)
+    assert rec["sheet"] == {"cols": 2, "zoom": 3}
+    assert [(r["prompt"], r["seed"]) for r in rec["images"]] == [("flower", 9), ("flower", 10), ("rings", 9),
+                                                                 ("rings", 10)]
+    code, out, err = run(capsys, "info", sheet)
+    assert code == 0 and "image 4" in out and "'rings' seed 10" in out
+    code, out, err = run(capsys, "reproduce", sheet, "--out", tmp_path / "again")
+    assert code == 0, err
+    assert "pixel-identical" in out

@@ -65,7 +65,7 @@ def _paint_and_save(pipe, prompts: list[str], *, steps: int, seed: int, n: int, 
                     out: Path, label=None, grid: bool = True, zoom: int = 2, **gen) -> list[Path]:
     """Paint n images per prompt, write one PNG each (with its recipe) and a contact sheet: a row per prompt."""
     from noisebrush.diffusion import get_sampler
-    from noisebrush.io.images import make_grid, save_image, to_pil
+    from noisebrush.io.images import to_pil
     from noisebrush.io.png import save_png
 
     get_sampler(sampler)  # fail before any work
@@ -73,7 +73,7 @@ def _paint_and_save(pipe, prompts: list[str], *, steps: int, seed: int, n: int, 
         pipe.check(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, label=label, **gen)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder (--out)")
-    written, sheet = [], []
+    written, sheet, sheet_recipes = [], [], []
     out.mkdir(parents=True, exist_ok=True)
     with _progress(steps * len(prompts), "painting") as bar:
         task = bar.add_task("paint", total=steps * len(prompts), info="")
@@ -87,14 +87,24 @@ def _paint_and_save(pipe, prompts: list[str], *, steps: int, seed: int, n: int, 
             base = _slug(prompt or str(label or "image"))
             for pic, rec in zip(pics, recipes):
                 written.append(save_png(pic, _free(out / f"{base}-s{rec['seed']}.png"), rec))
-            sheet += [p.resize((p.width * zoom, p.height * zoom), resample=0) for p in pics]
+            sheet += pics
+            sheet_recipes += recipes
         bar.update(task, completed=steps * len(prompts))
     if grid and len(sheet) > 1:
         name = _slug(prompts[0]) + ("-and-more" if len(prompts) > 1 else "")
         g = _free(out / f"{name}-grid-s{seed}.png")
-        save_image(make_grid(sheet, cols=n if len(prompts) > 1 else min(n, 4)), g)
+        layout = {"cols": n if len(prompts) > 1 else min(n, 4), "zoom": zoom}
+        save_png(_sheet(sheet, layout), g, {**sheet_recipes[0], "sheet": layout, "images": sheet_recipes})
         written.append(g)
     return written
+
+
+def _sheet(pics, layout: dict):
+    """The contact sheet: pictures enlarged by pixel repetition, in a grid (the layout is stored in its recipe)."""
+    from noisebrush.io.images import make_grid
+
+    z = int(layout["zoom"])
+    return make_grid([p.resize((p.width * z, p.height * z), resample=0) for p in pics], cols=int(layout["cols"]))
 
 
 @app.command()
@@ -131,6 +141,9 @@ def info(image: Path = typer.Argument(..., help="a PNG written by noisebrush")):
     from noisebrush.io.png import read_recipe
 
     recipe = read_recipe(image)
+    if "images" in recipe and "sheet" in recipe:  # a contact sheet: one recipe per picture
+        recipe = {k: v for k, v in recipe.items() if k != "images"} | {
+            f"image {i + 1}": f"{r.get('prompt', '')!r} seed {r.get('seed')}" for i, r in enumerate(recipe["images"])}
     width = max(len(k) for k in recipe)
     for k, v in recipe.items():
         typer.echo(f"{k:<{width}}  {v}")
@@ -157,11 +170,22 @@ def reproduce(image: Path = typer.Argument(..., help="a PNG written by noisebrus
     if recipe.get("model_hash") and recipe["model_hash"] != pipe.hash:
         raise UserError(f"{image}: was painted with model weights {recipe['model_hash']}, but "
                         f"{model or recipe.get('model')} has {pipe.hash}; pass --model with the original folder")
+    parts = recipe.get("images") if "sheet" in recipe else [recipe]
+    if not isinstance(parts, list) or not parts or not all(isinstance(r, dict) for r in parts):
+        raise UserError(f"{image}: its contact-sheet recipe lists no pictures")
     try:
-        paths = _paint_and_save(pipe, [recipe.get("prompt", "")], steps=int(recipe["steps"]), seed=int(recipe["seed"]),
-                                n=1, sampler=recipe["sampler"], cfg=float(recipe["cfg"]), out=out,
-                                label=recipe.get("label"), grid=False, size=recipe.get("width"),
-                                sigma_min=recipe.get("sigma_min"), sigma_max=recipe.get("sigma_max"))
+        pics = []
+        for rec in parts:
+            paths = _paint_and_save(pipe, [rec.get("prompt", "")], steps=int(rec["steps"]), seed=int(rec["seed"]),
+                                    n=1, sampler=rec["sampler"], cfg=float(rec["cfg"]), out=out,
+                                    label=rec.get("label"), grid=False, size=rec.get("width"),
+                                    sigma_min=rec.get("sigma_min"), sigma_max=rec.get("sigma_max"))
+            with Image.open(paths[0]) as im:
+                pics.append(im.convert("RGB"))
+        if "sheet" in recipe:
+            from noisebrush.io.png import save_png
+
+            paths = [save_png(_sheet(pics, recipe["sheet"]), _free(out / f"{image.stem}-again.png"), recipe)]
     except (KeyError, TypeError, ValueError) as e:
         raise UserError(f"{image}: incomplete noisebrush parameters ({e})") from None
     with Image.open(image) as a, Image.open(paths[0]) as b:
