@@ -118,6 +118,7 @@ def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
           seed: int = typer.Option(0, "--seed", help="image i gets seed+i"),
           n: int = typer.Option(4, "-n", help="images per prompt"),
           out: Path = typer.Option(Path("outputs"), "--out", "-o", help="folder for the PNGs"),
+          size: Optional[int] = typer.Option(None, "--size", help="picture size in pixels (default: the model's)"),
           zoom: int = typer.Option(2, "--zoom", help="pixel-repeat factor for the contact sheet"),
           device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps")):
     """Paint PROMPT: n PNGs per prompt (each carrying its recipe) plus a contact sheet."""
@@ -128,7 +129,7 @@ def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
     t = time.perf_counter()
     pipe = noisebrush.load(model, device=device)
     paths = _paint_and_save(pipe, prompts, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, out=out,
-                            zoom=zoom)
+                            zoom=zoom, size=size)
     total = n * len(prompts)
     typer.echo(f"painted {total} image{'s' * (total != 1)} in {time.perf_counter() - t:.1f}s → {out}/")
     for p in paths:
