@@ -74,3 +74,16 @@ def test_ship_refuses_a_model_over_the_limit(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setattr(ship_mod, "LIMIT_MB", 1e-4)
     with pytest.raises(UserError, match="limit"):
         ship_mod.ship(tiny_model, tmp_path / "big")
+
+
+def test_the_readme_grid_was_painted_by_the_shipped_model():
+    from pathlib import Path
+
+    from noisebrush.io.png import read_recipe
+    from noisebrush.pipeline import weights_hash
+
+    grid = Path(__file__).resolve().parents[2] / "docs" / "images" / "builtin-grid.png"
+    rec = read_recipe(grid)
+    assert len(rec["images"]) == 24
+    assert {r["model"] for r in rec["images"]} == {"builtin"}
+    assert {r["model_hash"] for r in rec["images"]} == {weights_hash(BUILTIN)}

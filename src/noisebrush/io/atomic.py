@@ -31,6 +31,7 @@ def atomic_path(path, *, suffix: str = ""):
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the permissions open() would
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # again: some writers replace the file they were given
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
