@@ -13,18 +13,6 @@ import torch.nn.functional as F
 from noisebrush.nets.mp import MPConv, MPFourier, mp_cat, mp_silu, mp_sum, normalize, resample
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops: intra-op threads only add contention on a busy shared box."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(autouse=True)
-def seeded():
-    torch.manual_seed(0)
 
 
 def gen(seed=0):

@@ -17,18 +17,6 @@ from noisebrush.nets.unet import UNet, UNetConfig
 LABELS, VEC, TXT, TOK = 5, 6, 12, 5  # label_dim, vector_dim, text_dim, tokens per prompt
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: intra-op threads only add contention on a busy shared box."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(autouse=True)
-def seeded():
-    torch.manual_seed(0)
 
 
 def gen(seed=0):

@@ -162,7 +162,6 @@ class Trainer:
         self.step = 0
         self.skipped = 0
         self.train_seconds = 0.0
-        self._resumed_from = None
         if resume:
             self._resume(resume)
         self.net.to(self.acc.device)
@@ -208,7 +207,6 @@ class Trainer:
         self.train_seconds = float(ck.get("train_seconds", 0.0))
         if ck.get("rng_torch") is not None:
             torch.set_rng_state(ck["rng_torch"])
-        self._resumed_from = str(path)
         self._truncate_log()
         log.info("resumed from %s at step %d", path, self.step)
 
