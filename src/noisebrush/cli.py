@@ -262,9 +262,19 @@ def train(config: Optional[Path] = typer.Option(None, "--config", "-c", help="TO
         trainer.close()
         typer.echo(f"interrupted at step {trainer.step}: checkpoint written to {cfg.out_dir}/checkpoints; "
                    f"continue with --resume", err=True)
+        _leave(trainer, 130)
         raise typer.Exit(130)
     trainer.close()
     typer.echo(f"trained {trainer.step} steps ({trainer.skipped} skipped) → model in {path}")
+    _leave(trainer, 0)
+
+
+def _leave(trainer, code: int) -> None:
+    """A worker of a multi-process run exits without torch's teardown (see ``noisebrush.train.leave_worker``)."""
+    if trainer.acc.num_processes > 1:
+        from noisebrush.train import leave_worker
+
+        leave_worker(code)
 
 
 def _parse_sets(items: list[str]) -> dict:

@@ -512,6 +512,9 @@ if trainer.acc.is_main_process:
     print("RESULT " + json.dumps({"processes": trainer.acc.num_processes, "micro": trainer.micro,
                                   "distributed": str(trainer.acc.distributed_type), "skipped": trainer.skipped}))
 trainer.close()
+if trainer.acc.num_processes > 1:
+    from noisebrush.train import leave_worker
+    leave_worker(0)  # torch's gloo teardown at exit aborts now and then; see its docstring
 '''
 
 
