@@ -378,3 +378,14 @@ def test_weights_hash_follows_the_file(model_copy, label_pipe):
     data[-1] ^= 1
     w.write_bytes(bytes(data))
     assert weights_hash(model_copy) != label_pipe.hash
+
+
+def test_generate_passes_stats_only_to_samplers_that_keep_them(label_pipe):
+    stats = {}
+    with torch.random.fork_rng(devices=[]):
+        a, _ = label_pipe.generate("rings", seed=2, steps=3, sampler="langevin", stats=stats)
+        b, _ = label_pipe.generate("rings", seed=2, steps=3, sampler="langevin")
+    assert set(stats) == {"corrector_steps", "levels", "nfe"} and torch.equal(a, b)
+    stats = {"mine": 1}
+    label_pipe.generate("rings", seed=2, steps=2, sampler="euler", stats=stats)
+    assert stats == {"mine": 1}

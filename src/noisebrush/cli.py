@@ -6,6 +6,10 @@
     noisebrush reproduce outputs/a-red-sun-s7.png
     noisebrush samplers
     noisebrush bench train --quick
+    noisebrush eval builtin --n 500 --json report.json
+    noisebrush explain "a red sun over purple mountains" --seed 7
+    noisebrush plot-log runs/mine
+    noisebrush experiment steps
 
 Every user error prints one line (``error: …``) and exits with status 2; Ctrl-C exits with 130.
 """
@@ -215,6 +219,126 @@ def bench(ctx: typer.Context):
     raise typer.Exit(code)
 
 
+@app.command(name="eval")
+def eval_(model: str = typer.Argument("builtin", help="'builtin' or a model folder"),
+          data: Optional[str] = typer.Option(None, "--data", help="'builtin' or a folder of pictures (default: what "
+                                                                   "the model was trained on)"),
+          n: int = typer.Option(500, "--n", help="pictures to paint (and real ones to compare with)"),
+          steps: int = typer.Option(20, "--steps", help="sampler steps"),
+          sampler: Optional[str] = typer.Option(None, "--sampler", help="default: the model's"),
+          cfg: float = typer.Option(3.0, "--cfg", help="classifier-free guidance scale"),
+          seed: int = typer.Option(0, "--seed"),
+          batch: int = typer.Option(64, "--batch", help="pictures per network batch"),
+          json_out: Optional[Path] = typer.Option(None, "--json", help="write the report here as JSON"),
+          no_memorization: bool = typer.Option(False, "--no-memorization", help="skip the near-copy check"),
+          device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps")):
+    """Measure a model: fd_art, KID, precision/recall, prompt adherence, SWD and the memorization check."""
+    import json
+
+    import noisebrush
+    from noisebrush.eval import evaluate
+    from noisebrush.eval.evaluation import check_options
+    from noisebrush.io.atomic import atomic_write_text
+
+    if json_out is not None and json_out.is_dir():
+        raise UserError(f"{json_out}: is a folder (--json wants a file name)")
+    pipe = noisebrush.load(model, device=device)
+    check_options(pipe, data=data, n=n, steps=steps, sampler=sampler, cfg=cfg, seed=seed, batch=batch)
+    with _progress(n, "evaluating") as bar:
+        task = bar.add_task("eval", total=n, info="")
+
+        def progress(stage, done, total):
+            if stage == "painting":
+                bar.update(task, completed=done, info="painting")
+            else:
+                bar.update(task, info=stage)
+
+        report = evaluate(model, pipe=pipe, data=data, n=n, steps=steps, sampler=sampler, cfg=cfg, seed=seed,
+                          batch=batch, memorization=not no_memorization, progress=progress)
+    _print_report(report)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(json_out, json.dumps(report, indent=2))
+        typer.echo(f"report → {json_out}")
+
+
+def _print_report(report: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{report['model']} against {report['data']} ({report['n']} pictures, {report['sampler']}, "
+                    f"{report['steps']} steps, cfg {report['cfg']})")
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    t.add_column("meaning")
+    rows = [("fd_art", "Fréchet distance in the domain feature space (lower is better)"),
+            ("kid", "kernel distance, unbiased (lower is better)"),
+            ("precision", "share of paintings inside the real pictures' manifold"),
+            ("recall", "share of real pictures inside the paintings' manifold"),
+            ("adherence", "paintings whose content matches the prompt (family, colours, shape/sky/ground)"),
+            ("adherence_layout", "… whose position, size and count match"),
+            ("adherence_real", "the same check on real pictures: the feature net's ceiling"),
+            ("swd", "sliced Wasserstein ×10³ on Laplacian patches (no network)"),
+            ("near_copy_fraction", "paintings that are near-copies of a training picture"),
+            ("seconds_per_image", "painting time")]
+    for key, meaning in rows:
+        if report.get(key) is not None:
+            v = report[key]
+            t.add_row(key, f"{v:.4g}" if isinstance(v, float) else str(v), meaning)
+    Console().print(t)
+
+
+@app.command()
+def experiment(name: str = typer.Argument(..., help="steps, noise, lr-schedule, regularization or samplers"),
+               out: Path = typer.Option(Path("outputs/experiments"), "--out", "-o", help="folder for .md/.csv/.png"),
+               model: str = typer.Option("builtin", "--model", "-m", help="steps, noise, samplers: the model"),
+               n: Optional[int] = typer.Option(None, "--n", help="pictures per cell (default: the experiment's)"),
+               samplers_: Optional[str] = typer.Option(None, "--samplers", help="steps, samplers: comma-separated"),
+               nfe: Optional[str] = typer.Option(None, "--nfe", help="steps, samplers: comma-separated NFEs"),
+               train_steps: Optional[int] = typer.Option(None, "--train-steps",
+                                                         help="lr-schedule, regularization: steps per run"),
+               data_size: Optional[int] = typer.Option(None, "--data-size",
+                                                       help="regularization: training pictures"),
+               cfg: float = typer.Option(3.0, "--cfg", help="guidance scale (text models)"),
+               seed: int = typer.Option(0, "--seed")):
+    """Run one of the brief's experiments; writes a markdown table, a CSV and a figure."""
+    from noisebrush.experiments import EXPERIMENTS, run_experiment
+
+    if name not in EXPERIMENTS:
+        raise BadParameter(f"experiment: unknown {name!r}; choose one of {', '.join(EXPERIMENTS)}")
+    kw: dict = {"seed": seed}
+    if n is not None:
+        kw["n"] = n
+    sampling = name in ("steps", "noise", "samplers")
+    training = name in ("lr-schedule", "regularization")
+    given = {"--samplers": samplers_, "--nfe": nfe, "--train-steps": train_steps, "--data-size": data_size}
+    allowed = {"steps": {"--samplers", "--nfe"}, "samplers": {"--samplers", "--nfe"}, "noise": set(),
+               "lr-schedule": {"--train-steps"}, "regularization": {"--train-steps", "--data-size"}}[name]
+    for flag, v in given.items():
+        if v is not None and flag not in allowed:
+            raise BadParameter(f"{flag}: not an option of the {name} experiment")
+    if sampling:
+        kw.update(model=model, cfg=cfg)
+    if samplers_ is not None:
+        kw["samplers"] = [s.strip() for s in samplers_.split(",") if s.strip()]
+    if nfe is not None:
+        try:
+            kw["nfes"] = [int(v) for v in nfe.split(",")]
+        except ValueError:
+            raise BadParameter(f"--nfe: comma-separated whole numbers, got {nfe!r}") from None
+    if train_steps is not None:
+        kw["steps"] = train_steps
+    if data_size is not None:
+        kw["data_size"] = data_size
+    if training and model != "builtin":
+        raise BadParameter("--model: the training experiments train their own small models")
+    t = time.perf_counter()
+    result = run_experiment(name, out, log=lambda s: typer.echo(s, err=True), **kw)
+    typer.echo(result["markdown"].read_text())
+    typer.echo(f"{name} done in {time.perf_counter() - t:.0f}s → {result['markdown']}, {result['csv']}, "
+               f"{result['figure']}")
+
+
 @app.command()
 def train(config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file (see configs/)"),
           data: Optional[str] = typer.Option(None, "--data", help="'builtin' or a folder of pictures"),
@@ -267,6 +391,62 @@ def train(config: Optional[Path] = typer.Option(None, "--config", "-c", help="TO
     trainer.close()
     typer.echo(f"trained {trainer.step} steps ({trainer.skipped} skipped) → model in {path}")
     _leave(trainer, 0)
+
+
+@app.command("explain")
+def explain_cmd(prompt: str = typer.Argument(..., metavar="PROMPT", help="what to paint (for a class model: a class "
+                                                                          "name)"),
+                model: str = typer.Option("builtin", "--model", "-m", help="'builtin' or a model folder"),
+                seed: int = typer.Option(0, "--seed"),
+                sampler: str = typer.Option("dpmpp_2m", "--sampler", help="see `noisebrush samplers`; langevin and "
+                                                                           "adaptive also get correctors.png"),
+                steps: int = typer.Option(20, "--steps", help="sampler steps"),
+                cfg: float = typer.Option(3.0, "--cfg", help="classifier-free guidance scale (1 = none)"),
+                at: Optional[str] = typer.Option(None, "--at", help="the steps the strip shows, e.g. '0,5,10,19' "
+                                                                    "(default: about 6 evenly spaced)"),
+                out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the files (default: "
+                                                                             "outputs/explain-PROMPT-sSEED)"),
+                fps: float = typer.Option(8.0, "--fps", help="frames per second of process.gif"),
+                size: Optional[int] = typer.Option(None, "--size", help="picture size (default: the model's)"),
+                device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps")):
+    """Paint one picture and show how it came about: strip.png (x_t and predicted x_0 at chosen steps),
+    process.gif (every step), schedule.png (σ, SNR, step sizes), correctors.png (langevin/adaptive)."""
+    import noisebrush
+    from noisebrush.diffusion import get_sampler
+    from noisebrush.explain import check_fps, explain, parse_at
+
+    get_sampler(sampler)  # fail before loading anything
+    check_fps(fps, name="--fps")
+    t = time.perf_counter()
+    pipe = noisebrush.load(model, device=device)
+    steps = pipe.check(prompt, steps=steps, seed=seed, n=1, sampler=sampler, cfg=cfg, size=size)[0]
+    picks = None if at is None else parse_at(at, steps, name="--at")
+    folder = out if out is not None else _free(Path("outputs") / f"explain-{_slug(prompt)}-s{seed}")
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder}: exists and is not a folder (--out)")
+    with _progress(steps, "painting") as bar:
+        task = bar.add_task("paint", total=steps, info="")
+
+        def cb(info):
+            bar.update(task, completed=min(info.step + 1, steps), info=f"σ={info.sigma:.3g}")
+
+        files = explain(pipe, prompt, seed=seed, steps=steps, sampler=sampler, cfg=cfg, at=picks, out_dir=folder,
+                        fps=fps, size=size, callback=cb)
+        bar.update(task, completed=steps)
+    typer.echo(f"explained {prompt!r} ({sampler}, {steps} steps, seed {seed}) in {time.perf_counter() - t:.1f}s "
+               f"→ {folder}/")
+    for p in files.values():
+        typer.echo(f"  {p}")
+
+
+@app.command("plot-log")
+def plot_log_cmd(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="a training run folder (holds log.csv)"),
+                 out: Optional[Path] = typer.Option(None, "--out", "-o", help="the PNG to write (default: "
+                                                                              "RUN_DIR/log.png)")):
+    """Plot a training run's log.csv: loss, loss per noise level (σ bucket) and learning rate."""
+    from noisebrush.plots import plot_log
+
+    typer.echo(f"wrote {plot_log(run_dir, out)}")
 
 
 def _leave(trainer, code: int) -> None:

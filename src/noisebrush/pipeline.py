@@ -113,6 +113,13 @@ def weights_hash(path: Path) -> str:
     return h.hexdigest()[:10]
 
 
+def _takes(fn, name: str) -> bool:
+    """Whether ``fn`` has a parameter called ``name``."""
+    import inspect
+
+    return name in inspect.signature(fn).parameters
+
+
 @dataclass
 class StepInfo:
     """What a step callback gets: the step index, σ, the current noisy images x_t and the predicted x̂_0."""
@@ -269,12 +276,15 @@ class Pipeline:
     @torch.no_grad()
     def generate(self, prompt: str = "", *, steps: int = 20, seed: int = 0, n: int = 1, sampler: str = "dpmpp_2m",
                  cfg: float = 3.0, size: int | None = None, sigma_min: float | None = None,
-                 sigma_max: float | None = None, label=None, callback=None) -> tuple[torch.Tensor, list[dict]]:
+                 sigma_max: float | None = None, label=None, callback=None,
+                 stats: dict | None = None) -> tuple[torch.Tensor, list[dict]]:
         """N×C×H×W images in [-1, 1] and one recipe per image.
 
         ``steps`` sampler steps on Karras et al.'s σ schedule between ``sigma_min`` and ``sigma_max`` (default: the
         model folder's ``schedule``); image i uses seed ``seed + i``; ``cfg`` is the classifier-free guidance scale
-        (1 = plain conditional); ``callback(StepInfo)`` sees x_t and x̂_0 at every step.
+        (1 = plain conditional); ``callback(StepInfo)`` sees x_t and x̂_0 at every step. ``stats``: a dict that
+        samplers keeping statistics (``langevin``: corrector steps per level; ``adaptive``: accepted and rejected
+        steps) fill in; other samplers leave it as it is.
         """
         from noisebrush.diffusion import SampleNoise, get_sampler, karras
 
@@ -295,7 +305,8 @@ class Pipeline:
             callback(StepInfo(step=int(i), steps=steps, sigma=float(torch.as_tensor(sigma).reshape(-1)[0]), x=xt,
                               x0=x0))
 
-        out = info.fn(den, x, sigmas, noise=noise, callback=cb if callback is not None else None)
+        extra = {"stats": stats} if stats is not None and _takes(info.fn, "stats") else {}
+        out = info.fn(den, x, sigmas, noise=noise, callback=cb if callback is not None else None, **extra)
         recipes = [self.recipe(prompt, seed=s, steps=steps, sampler=sampler, cfg=cfg, size=size,
                                sigma_min=sigma_min, sigma_max=sigma_max, label=label) for s in seeds]
         return out.clamp(-1, 1).cpu(), recipes

@@ -289,6 +289,31 @@ def test_start_and_resume_errors(make_config, tmp_path):
     assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [2, 4]
 
 
+def test_init_from_a_model_folder_or_a_checkpoint(make_config, tmp_path):
+    first = Trainer(make_config("first", steps=3))
+    model = first.fit()
+    exported = safetensors.torch.load_file(str(model / "model.safetensors"))
+    # from a model folder: the network and its average both start at the exported (EMA) weights
+    tr = Trainer(make_config("second", steps=2, init=str(model)))
+    for k, v in tr.net.state_dict().items():
+        assert torch.equal(v, exported[k].float()), k
+    assert tr.step == 0 and tr.ema.updates == 0
+    second = tr.fit()
+    conf = json.loads((second / "config.json").read_text())
+    assert conf["provenance"]["init"] == str(model) and conf["provenance"]["steps"] == 2
+    # from a checkpoint: raw weights for the network, the average for the EMA (with its update count)
+    ck = tmp_path / "first" / "checkpoints" / "step-0000003"
+    tr = Trainer(make_config("third", steps=2, init=str(ck)))
+    raw = safetensors.torch.load_file(str(ck / "model.safetensors"))
+    for k, v in tr.net.state_dict().items():
+        assert torch.equal(v, raw[k]), k
+    assert tr.ema.updates == 3 and tr.step == 0
+    with pytest.raises(UserError, match="another network"):
+        Trainer(make_config("fourth", steps=2, init=str(model), model=dict(channels=16)))
+    with pytest.raises(UserError, match="no such model folder"):
+        Trainer(make_config("fifth", steps=2, init=str(tmp_path / "nowhere")))
+
+
 def test_bad_trainer_settings(make_config):
     with pytest.raises(BadParameter, match="ema_decay"):
         Trainer(make_config(ema_decay=1.0))

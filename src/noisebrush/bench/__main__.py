@@ -5,7 +5,8 @@ import sys
 
 from noisebrush.errors import UserError
 
-BENCHES = {"samplers": "noisebrush.bench.samplers", "train": "noisebrush.bench.train"}
+BENCHES = {"samplers": "noisebrush.bench.samplers", "train": "noisebrush.bench.train",
+           "quality": "noisebrush.bench.quality"}
 
 
 def main(argv: list[str] | None = None) -> int:

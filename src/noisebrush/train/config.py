@@ -60,6 +60,8 @@ class TrainConfig:
     ema_decay: float = 0.999
     mixed_precision: str = "auto"      # auto = bf16 where the hardware runs it fast, else no
     seed: int = 0
+    init: str = ""                     # start from these weights: "builtin", a model folder or a checkpoint folder
+                                       #   (same network; the optimizer, LR schedule and step start fresh)
     # output
     out_dir: str = "runs/default"
     log_every: int = 25

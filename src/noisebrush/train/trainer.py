@@ -163,8 +163,11 @@ class Trainer:
         self.step = 0
         self.skipped = 0
         self.train_seconds = 0.0
+        self.init_from: str | None = None
         if resume:
             self._resume(resume)
+        elif cfg.init:
+            self._init_weights(cfg.init)
         self.net.to(self.acc.device)
         self.ema.model.to(self.acc.device)
         self.model, self.opt = self.acc.prepare(self.net, self.opt)
@@ -188,6 +191,38 @@ class Trainer:
         log.info("encoding %d distinct captions", len(unique))
         with self.acc.main_process_first():  # one process writes the cache, the others read it
             self.text.encode_dataset(unique, cache_path=self.out / "text-cache.safetensors", progress=False)
+
+    # -- init from other weights ---------------------------------------------------------------------------------
+    def _init_weights(self, source: str) -> None:
+        """Load the weights of a model folder ("builtin" included) or a checkpoint into the network and its EMA."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        from noisebrush.pipeline import read_model_config, resolve_model
+
+        path = Path(source)
+        if path.is_dir() and (path / "state.json").is_file():  # a checkpoint: raw weights and their average
+            ck = load_checkpoint(path)
+            net_config, state, ema, updates = ck["net_config"], ck["model"], ck["ema"], ck["ema_updates"]
+        else:  # a model folder holds the average only
+            path = resolve_model(source)
+            net_config = read_model_config(path).get("unet")
+            try:
+                state = load_file(str(path / "model.safetensors"))
+            except (OSError, SafetensorError) as e:
+                raise UserError(f"{path / 'model.safetensors'}: unreadable ({e})") from None
+            ema, updates = state, 0
+        if net_config != self.net_config.to_dict():
+            raise UserError(f"init: {source} holds another network than this config describes (check [model], "
+                            f"resolution and condition)")
+        try:
+            self.net.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
+            self.ema.load_state_dict({k: v.to(torch.float32) for k, v in ema.items()}, updates)
+        except RuntimeError as e:
+            raise UserError(f"init: the weights in {source} do not fit the network ({str(e).splitlines()[0]})") \
+                from None
+        self.init_from = str(source)
+        log.info("initialised from %s", source)
 
     # -- resume ---------------------------------------------------------------------------------------------------
     _pending_opt_state = None
@@ -445,6 +480,7 @@ class Trainer:
             "classes": list(getattr(self.dataset, "classes", [])) if self.condition == "label" else None,
             "provenance": {
                 "noisebrush": __version__, "command": self.command or "python API", "data": self.cfg.data,
+                "init": self.init_from,
                 "steps": self.step, "images_seen": self.step * self.cfg.batch_size,
                 "train_seconds": round(self.train_seconds, 1), "processes": self.acc.num_processes,
                 "precision": self.precision, "hardware": _hardware(self.acc.device),

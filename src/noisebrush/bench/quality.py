@@ -1,0 +1,715 @@
+"""Quality race: our default training recipe against diffusers' unconditional recipe, same wall-clock budget each.
+
+    python -m noisebrush.bench quality --minutes 20 --json out/bench-quality.json
+    python -m noisebrush.bench quality --minutes 2 --n 200 --condition none          (a quick look)
+
+Both train on ProceduralArt at 32×32 (the built-in set, seed 0, ``--data-size`` items) for ``--minutes`` of training
+time each, then paint ``--n`` pictures that are compared with ``--n`` real pictures of the set by ``fd_art``, the
+Fréchet distance in the domain feature network's space (:mod:`noisebrush.eval.features`). Lower is better;
+``ratio`` = ours / diffusers, so below 1 means ours is closer to the data.
+
+**Ours**: :class:`~noisebrush.train.Trainer` with :class:`~noisebrush.train.TrainConfig`'s defaults (the default
+UNet, batch 64, Adam lr 1e-2 cosine to 5% with 200 warmup steps, EMA 0.999, bf16 autocast where the CPU has fast
+bf16), ``condition`` from ``--condition`` (``text``, the default recipe on the built-in set, or ``none``). It paints
+with the EMA weights, ``dpmpp_2m`` at ``--nfe`` evaluations on Karras σ 0.002…80; for text, the prompts are captions
+of random items of the set and the guidance scale is ``--guidance`` (3, as ``noisebrush paint``), conditional and
+unconditional halves in one batch.
+
+**diffusers**: the recipe of its ``examples/unconditional_image_generation/train_unconditional.py``: UNet2DModel
+(bench/train.py's 32×32 layout, three levels with attention at 16 and 8 pixels, two layers per block, GroupNorm of 8
+groups; its width searched so the parameter count is within 10% of ours), DDPMScheduler (1000 steps, linear β),
+ε-prediction and MSE, AdamW lr 1e-4, betas (0.95, 0.999), weight decay 1e-6, eps 1e-8, gradient clipping at 1,
+cosine schedule with 500 warmup steps (``diffusers.optimization.get_scheduler``), EMAModel (warm-up with
+inv_gamma 1, power 3/4, max decay 0.9999), batch 16, no flips, images in [-1, 1]. It gets the same bf16 autocast and
+channels_last memory format as ours (its script's default is fp32). It paints with its EMA weights, DDIM at
+``--nfe`` steps (DDIMScheduler from the DDPM config, η = 0), from the same starting noise as ours.
+
+Fairness:
+
+* only the training loop is timed (each optimizer step with its batch assembly, noise, loss, backward, clipping,
+  optimizer, LR and EMA updates). The pictures are rendered once, before the race, into one ``cache_uint8`` tensor
+  both sides read. Ours encodes every distinct caption once when its Trainer is built (a cache, like the renders):
+  not timed; its per-batch look-ups of those encodings are timed.
+* the two sides train in alternating slices (``--slice`` seconds, default 30) until each has spent its budget, so
+  a change of load on this machine hits both alike.
+* both LR schedules need a total step count. The first slice of each side (``--probe`` seconds, default 10% of the
+  budget up to 60 s) is a throughput probe: its steps are real training steps (warm-up phase, whose LR does not
+  depend on the total) and count against the budget. Each side's total is then its probe rate (first steps, where
+  oneDNN builds its kernels, left out) times the budget. Past its total a side keeps its last scheduled LR.
+  ``--replan`` re-estimates the total at every slice from the throughput so far instead.
+
+The JSON holds ``ours_fd``, ``diffusers_fd``, ``ratio``, ``minutes``, KID, precision/recall, ``real_fd_floor`` (fd_art
+between two disjoint real sets of the same size: the best a model can score at this ``--n``), steps, images seen,
+train and sampling seconds, parameter counts, and every setting, with notes on the choices above.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from noisebrush.errors import BadParameter, UserError
+
+RESOLUTION = 32
+CONDITIONS = ("text", "none")
+DIFFUSERS_RECIPE = {"lr": 1e-4, "betas": (0.95, 0.999), "weight_decay": 1e-6, "eps": 1e-8, "warmup": 500,
+                    "batch_size": 16, "grad_clip": 1.0, "ema_max_decay": 0.9999, "ema_inv_gamma": 1.0,
+                    "ema_power": 0.75, "train_timesteps": 1000, "beta_schedule": "linear", "lr_schedule": "cosine"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise BadParameter(message)
+
+
+# -- data ----------------------------------------------------------------------------------------------------------
+class CachedArt(torch.utils.data.Dataset):
+    """ProceduralArt items read from a rendered uint8 tensor (what both sides train on)."""
+
+    def __init__(self, images: torch.Tensor, captions: list[str] | None = None):
+        self.images = images
+        self.captions = captions
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i) -> dict:
+        item = {"image": self.images[i].float().div_(127.5).sub_(1.0), "index": int(i)}
+        if self.captions is not None:
+            item["caption"] = self.captions[i]
+        return item
+
+    def caption(self, i: int) -> str:
+        return self.captions[i]
+
+
+def _float_images(u8: torch.Tensor) -> torch.Tensor:
+    return u8.float().div_(127.5).sub_(1.0)
+
+
+# -- LR plans ------------------------------------------------------------------------------------------------------
+class LRPlan:
+    """Sets every parameter group's LR to ``lr_at(step, total)`` before each optimizer step; ``step()`` is called once
+    after each optimizer step (the trainer calls it as its scheduler). ``total`` may be set later (the warm-up phase
+    does not depend on it); from step ``total`` on, the LR stays at that of step ``total - 1``."""
+
+    UNPLANNED = 10**12
+
+    def __init__(self, optimizer, lr_at, warmup: int):
+        self.groups = optimizer.param_groups
+        self.lr_at = lr_at
+        self.warmup = warmup
+        self.total: int | None = None
+        self.count = 0
+        self.lr = 0.0
+        self._apply()
+
+    def _apply(self) -> None:
+        total = self.UNPLANNED if self.total is None else self.total
+        self.lr = float(self.lr_at(min(self.count, total - 1), total))
+        for g in self.groups:
+            g["lr"] = self.lr
+
+    def set_total(self, total: int) -> None:
+        self.total = max(int(total), self.warmup + 1)
+        self._apply()
+
+    def step(self) -> None:
+        self.count += 1
+        self._apply()
+
+    @property
+    def held(self) -> bool:
+        return self.total is not None and self.count >= self.total
+
+
+def _ours_lr_at(cfg):
+    from noisebrush.train.lr import expected_lr
+
+    def lr_at(step, total):
+        return expected_lr(cfg.lr_schedule, step, total, base=cfg.lr, warmup=cfg.warmup, final=cfg.lr_final)
+
+    return lr_at
+
+
+def _diffusers_lr_at():
+    """diffusers' cosine-with-warmup LR as a function of (step, total): the multiplier of the LambdaLR that
+    ``get_scheduler`` builds for that total (on a throwaway optimizer), times the base LR."""
+    from diffusers.optimization import get_scheduler
+
+    cache: dict[int, object] = {}
+
+    def lr_at(step, total):
+        if total not in cache:
+            dummy = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+            cache.clear()
+            cache[total] = get_scheduler(DIFFUSERS_RECIPE["lr_schedule"], optimizer=dummy,
+                                         num_warmup_steps=DIFFUSERS_RECIPE["warmup"],
+                                         num_training_steps=total).lr_lambdas[0]
+        return DIFFUSERS_RECIPE["lr"] * cache[total](step)
+
+    return lr_at
+
+
+# -- the two contestants -------------------------------------------------------------------------------------------
+class Racer:
+    name = ""
+    batch_size = 0
+
+    def __init__(self):
+        self.steps = 0
+        self.seconds = 0.0
+        self.step_times: list[float] = []
+        self.losses: list[float] = []
+        self.plan: LRPlan
+
+    def train_step(self) -> float:  # returns the loss
+        raise NotImplementedError
+
+    def reached(self, target_seconds: float) -> bool:
+        """Whether another step would end further past ``target_seconds`` than stopping now falls short of it (so
+        each side's total lands within half a step of the budget, on either side)."""
+        last = self.step_times[-1] if self.step_times else 0.0
+        return self.seconds + 0.5 * last >= target_seconds
+
+    def run_until(self, target_seconds: float) -> None:
+        """Train whole steps until this side's training time reaches ``target_seconds`` (at least one step)."""
+        while True:
+            t = time.perf_counter()
+            loss = self.train_step()
+            dt = time.perf_counter() - t
+            self.seconds += dt
+            self.step_times.append(dt)
+            self.losses.append(loss)
+            self.steps += 1
+            if self.reached(target_seconds):
+                return
+
+    def rate(self) -> float:
+        """Steps per second so far, leaving out the first steps (kernel creation) when there are enough."""
+        skip = min(2, len(self.step_times) // 2)
+        times = self.step_times[skip:]
+        return len(times) / max(sum(times), 1e-9)
+
+    def recent_loss(self, k: int = 20) -> float:
+        tail = [v for v in self.losses[-k:] if math.isfinite(v)]
+        return sum(tail) / len(tail) if tail else float("nan")
+
+
+class Ours(Racer):
+    name = "ours"
+
+    def __init__(self, data: CachedArt, condition: str, seed: int, model: dict, out_dir: str):
+        super().__init__()
+        from noisebrush.train.config import TrainConfig
+        from noisebrush.train.trainer import Trainer
+
+        self.cfg = TrainConfig(data="builtin", resolution=RESOLUTION, data_size=len(data), condition=condition,
+                               model=dict(model), seed=seed, out_dir=out_dir, steps=LRPlan.UNPLANNED, log_every=0,
+                               sample_every=0, checkpoint_every=0)
+        self.trainer = Trainer(self.cfg, dataset=data)
+        self.batch_size = self.cfg.batch_size
+        self.plan = LRPlan(self.trainer.opt, _ours_lr_at(self.cfg), self.cfg.warmup)
+        self.trainer.sched = self.plan  # the trainer calls sched.step() after every optimizer step
+        self.params = sum(p.numel() for p in self.trainer.net.parameters())
+
+    @property
+    def precision(self) -> str:
+        return self.trainer.precision
+
+    @property
+    def device(self) -> torch.device:
+        return self.trainer.acc.device
+
+    def train_step(self) -> float:
+        return self.trainer.train_step().loss
+
+    @torch.no_grad()
+    def sample(self, seeds: list[int], captions: list[str] | None, *, nfe: int, guidance: float, batch: int,
+               bf16: bool) -> torch.Tensor:
+        from noisebrush.diffusion import EDMPrecond, SampleNoise, karras
+        from noisebrush.diffusion.samplers import get_sampler
+
+        tr = self.trainer
+        info = get_sampler(tr.cfg.sampler)  # dpmpp_2m, our default
+        sigmas = karras(info.steps_for_nfe(nfe), sigma_min=0.002, sigma_max=80.0)
+        den = EDMPrecond(tr.ema.model, sigma_data=tr.cfg.sigma_data)
+        dev = self.device
+        shape = (tr.net_config.in_channels, RESOLUTION, RESOLUTION)
+        out = []
+        for i in range(0, len(seeds), batch):
+            noise = SampleNoise.from_seeds(seeds[i:i + batch])
+            x = (noise.randn(shape) * float(sigmas[0])).to(dev)
+            cond = {}
+            if tr.condition == "text":
+                tok, mask = tr.text.encode(captions[i:i + batch])
+                cond = {"text": tok.to(dev), "text_mask": mask.to(dev)}
+            fn = guided(den, guidance) if cond and guidance != 1.0 else den
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                y = info.fn(fn, x, sigmas.to(dev), extra_args=cond)
+            out.append(y.float().clamp(-1, 1).cpu())
+        return torch.cat(out)
+
+
+def guided(den, scale: float):
+    """Classifier-free guidance for a whole batch at once: the conditional and the unconditional (``drop``) halves go
+    through the network as one batch of 2N; D = D_u + scale·(D_c − D_u)."""
+
+    def run(x, sigma, **cond):
+        n = x.shape[0]
+        drop = torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)]).to(x.device)
+        both = {k: torch.cat([v, v]) for k, v in cond.items()}
+        d = den(torch.cat([x, x]), torch.cat([sigma, sigma]), drop=drop, **both)
+        dc, du = d[:n], d[n:]
+        return du + scale * (dc - du)
+
+    return run
+
+
+def diffusers_unet(width: int, layers: int = 2, resolution: int = RESOLUTION, groups: int = 8):
+    """bench/train.py's 32×32 UNet2DModel layout (three levels, attention at 16 and 8 pixels), with an attention head
+    size that divides the attention blocks' width (at most 64)."""
+    from diffusers import UNet2DModel
+
+    wide = 2 * width
+    head = max(d for d in range(1, min(64, wide) + 1) if wide % d == 0)
+    return UNet2DModel(sample_size=resolution, block_out_channels=(width, wide, wide), layers_per_block=layers,
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
+                       up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+                       norm_num_groups=groups, attention_head_dim=head)
+
+
+def _count(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def match_width(target_params: int, resolution: int = RESOLUTION) -> tuple[int, int]:
+    """The diffusers width (multiple of 8) whose parameter count is closest to ``target_params``."""
+    best = None
+    for width in range(8, 1025, 8):
+        n = _count(diffusers_unet(width, resolution=resolution))
+        if best is None or abs(n / target_params - 1) < abs(best[1] / target_params - 1):
+            best = (width, n)
+        if n > 1.3 * target_params:
+            break
+    return best
+
+
+class Diffusers(Racer):
+    name = "diffusers"
+
+    def __init__(self, images_u8: torch.Tensor, width: int, seed: int, precision: str, device: torch.device):
+        super().__init__()
+        from diffusers import DDPMScheduler
+        from diffusers.training_utils import EMAModel
+
+        from noisebrush.seeding import generator, mix
+
+        r = DIFFUSERS_RECIPE
+        self.images = images_u8
+        self.seed = seed
+        self.width = width
+        self.batch_size = r["batch_size"]
+        self.bf16 = precision == "bf16"
+        self.device = device
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(mix(seed, 0xD1FF))
+            model = diffusers_unet(width)
+        self.model = model.to(device).to(memory_format=torch.channels_last).train()
+        self.params = _count(self.model)
+        self.noise_scheduler = DDPMScheduler(num_train_timesteps=r["train_timesteps"], beta_schedule=r["beta_schedule"],
+                                             prediction_type="epsilon")
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=r["lr"], betas=r["betas"],
+                                     weight_decay=r["weight_decay"], eps=r["eps"])
+        self.plan = LRPlan(self.opt, _diffusers_lr_at(), r["warmup"])
+        self.ema = EMAModel(self.model.parameters(), decay=r["ema_max_decay"], use_ema_warmup=True,
+                            inv_gamma=r["ema_inv_gamma"], power=r["ema_power"])
+        self.gen = generator(seed, 0xD1FF, 1)  # noise and timesteps
+        self._perm: tuple[int, torch.Tensor] | None = None
+        self._generator = generator
+
+    def _indices(self, start: int) -> torch.Tensor:
+        """The items of global samples start … start+B−1: a fresh permutation of the set every epoch
+        (the script's shuffle=True)."""
+        n = self.images.shape[0]
+        out = []
+        for k in range(start, start + self.batch_size):
+            epoch, pos = divmod(k, n)
+            if self._perm is None or self._perm[0] != epoch:
+                self._perm = (epoch, torch.randperm(n, generator=self._generator(self.seed, epoch, 0xDA7B)))
+            out.append(int(self._perm[1][pos]))
+        return torch.tensor(out)
+
+    def train_step(self) -> float:
+        import torch.nn.functional as F
+
+        dev = self.device
+        clean = _float_images(self.images[self._indices(self.steps * self.batch_size)])
+        noise = torch.randn(clean.shape, generator=self.gen)
+        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (clean.shape[0],), generator=self.gen)
+        clean, noise, t = clean.to(dev), noise.to(dev), t.to(dev)
+        noisy = self.noise_scheduler.add_noise(clean, noise, t).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=self.bf16):
+            pred = self.model(noisy, t).sample
+        loss = F.mse_loss(pred.float(), noise.float())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), DIFFUSERS_RECIPE["grad_clip"])
+        self.opt.step()
+        self.plan.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.ema.step(self.model.parameters())
+        return float(loss.detach())
+
+    def ema_model(self):
+        m = copy.deepcopy(self.model)
+        self.ema.copy_to(m.parameters())
+        return m.eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def sample(self, seeds: list[int], *, nfe: int, batch: int, bf16: bool) -> torch.Tensor:
+        from diffusers import DDIMScheduler
+
+        from noisebrush.diffusion import SampleNoise
+
+        model = self.ema_model()
+        sched = DDIMScheduler.from_config(self.noise_scheduler.config)
+        sched.set_timesteps(nfe)
+        dev = self.device
+        out = []
+        for i in range(0, len(seeds), batch):
+            x = SampleNoise.from_seeds(seeds[i:i + batch]).randn((3, RESOLUTION, RESOLUTION)).to(dev)
+            for t in sched.timesteps:
+                with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                    eps = model(x.contiguous(memory_format=torch.channels_last), t).sample
+                x = sched.step(eps.float(), t, x, eta=0.0).prev_sample
+            out.append(x.float().clamp(-1, 1).cpu())
+        return torch.cat(out)
+
+
+# -- the race ------------------------------------------------------------------------------------------------------
+def race(racers: list[Racer], budget: float, slice_s: float, probe_s: float, replan: bool, log=print) -> dict:
+    """Alternate slices of training until every racer has spent ``budget`` seconds; returns the plans."""
+    t0 = time.perf_counter()
+    for r in racers:  # the probe: the first slice of each
+        r.run_until(min(probe_s, budget))
+    plans = {}
+    for r in racers:
+        estimate = r.steps + round(r.rate() * max(budget - r.seconds, 0.0))
+        r.plan.set_total(estimate)  # at least warmup + 1
+        plans[r.name] = {"probe_steps": r.steps, "probe_seconds": r.seconds, "probe_steps_per_s": r.rate(),
+                         "estimate": estimate, "planned_steps": r.plan.total}
+    log("probe: " + ", ".join(f"{r.name} {r.steps} steps in {r.seconds:.1f} s ({r.rate():.2f} steps/s) → plan "
+                              f"{r.plan.total} steps" for r in racers))
+    while not all(r.reached(budget) for r in racers):
+        for r in racers:
+            if not r.reached(budget):
+                r.run_until(min(r.seconds + slice_s, budget))
+                if replan and not r.reached(budget):
+                    r.plan.set_total(r.steps + round(r.rate() * (budget - r.seconds)))
+        log(f"[{time.perf_counter() - t0:6.0f} s] " + " | ".join(
+            f"{r.name}: {r.seconds:6.1f}/{budget:.0f} s, step {r.steps}/{r.plan.total}, lr {r.plan.lr:.2e}, "
+            f"loss {r.recent_loss():.4f}" for r in racers))
+    return plans
+
+
+def _seeds(seed: int, n: int) -> list[int]:
+    from noisebrush.seeding import mix
+
+    return [mix(seed, 0x5A3F, i) for i in range(n)]
+
+
+def run(minutes: float, *, n: int = 1000, condition: str = "text", seed: int = 0, slice_s: float = 30.0,
+        probe_s: float | None = None, replan: bool = False, data_size: int | None = None, nfe: int = 50,
+        guidance: float = 3.0, featnet: str | None = None, sample_batch: int = 250, sample_precision: str = "fp32",
+        ours_model: dict | None = None, diffusers_width: int | None = None, log=print) -> dict:
+    from noisebrush.data.procedural import ProceduralArt
+    from noisebrush.eval.features import load_feature_net
+    from noisebrush.eval.metrics import frechet_distance, kid, precision_recall
+    from noisebrush.seeding import generator
+    from noisebrush.train.config import TrainConfig
+
+    try:
+        import diffusers
+    except ImportError:
+        raise UserError("the quality bench needs diffusers: pip install diffusers") from None
+    fnet = load_feature_net(featnet)  # before any training: a missing network is an error now, not in an hour
+    budget = minutes * 60.0
+    probe_s = min(60.0, 0.1 * budget) if probe_s is None else probe_s
+    data_size = TrainConfig.data_size if data_size is None else data_size
+    ours_model = dict(ours_model or {})
+
+    # data: rendered once for both
+    t = time.perf_counter()
+    ds = ProceduralArt(resolution=RESOLUTION, size=data_size, seed=0)
+    workers = min(torch.get_num_threads(), os.cpu_count() or 1, 8) if data_size >= 8192 else 1
+    images = ds.cache_uint8(workers=workers)
+    captions = [ds.caption(i) for i in range(data_size)] if condition == "text" else None
+    render_s = time.perf_counter() - t
+    log(f"rendered {data_size} pictures in {render_s:.1f} s")
+    perm = torch.randperm(data_size, generator=generator(seed, 0xE7A1))
+    prompt_idx, real_idx = perm[:n].tolist(), perm[n:2 * n].tolist()
+    floor_idx = perm[2 * n:3 * n].tolist() if data_size >= 3 * n else None
+
+    with tempfile.TemporaryDirectory(prefix="nb-quality-") as tmp:
+        t = time.perf_counter()
+        ours = Ours(CachedArt(images, captions), condition, seed, ours_model, tmp)
+        ours_setup = time.perf_counter() - t
+        width = diffusers_width
+        if width is None:
+            width, _ = match_width(ours.params)
+        t = time.perf_counter()
+        theirs = Diffusers(images, width, seed, ours.precision, ours.device)
+        theirs_setup = time.perf_counter() - t
+        if abs(theirs.params / ours.params - 1) > 0.1:
+            log(f"warning: diffusers' parameter count is {100 * (theirs.params / ours.params - 1):+.0f}% off ours "
+                "(more than 10%)")
+        log(f"ours: {ours.params / 1e6:.2f} M parameters, condition {ours.trainer.condition}, {ours.precision}; "
+            f"diffusers: width {width}, {theirs.params / 1e6:.2f} M parameters "
+            f"({100 * (theirs.params / ours.params - 1):+.1f}%); {torch.get_num_threads()} threads")
+        plans = race([ours, theirs], budget, slice_s, probe_s, replan, log=log)
+
+        bf16 = sample_precision == "bf16"
+        seeds = _seeds(seed, n)
+        prompts = [captions[i] for i in prompt_idx] if condition == "text" else None
+        steps_ours = get_steps(ours.cfg.sampler, nfe)
+        log(f"painting {n} pictures each ({sample_precision}): ours {steps_ours} steps × "
+            f"{2 if condition == 'text' and guidance != 1.0 else 1} network passes per picture, diffusers {nfe} × 1")
+        t = time.perf_counter()
+        gen_ours = ours.sample(seeds, prompts, nfe=nfe, guidance=guidance, batch=sample_batch, bf16=bf16)
+        ours_sample_s = time.perf_counter() - t
+        log(f"ours painted {n} pictures in {ours_sample_s:.1f} s")
+        t = time.perf_counter()
+        gen_theirs = theirs.sample(seeds, nfe=nfe, batch=sample_batch, bf16=bf16)
+        theirs_sample_s = time.perf_counter() - t
+        log(f"diffusers painted {n} pictures in {theirs_sample_s:.1f} s")
+
+    f_real = fnet.features(_float_images(images[real_idx]))
+    f_ours, f_theirs = fnet.features(gen_ours), fnet.features(gen_theirs)
+    sub = min(1000, n)
+    metrics = {}
+    for name, f in (("ours", f_ours), ("diffusers", f_theirs)):
+        p, r = precision_recall(f_real, f)
+        metrics[name] = {"fd": frechet_distance(f, f_real), "kid": kid(f, f_real, subset_size=sub, seed=seed),
+                         "precision": p, "recall": r}
+    floor = None
+    if floor_idx is not None:
+        floor = frechet_distance(fnet.features(_float_images(images[floor_idx])), f_real)
+
+    def side(r: Racer, setup: float, sample_s: float, extra: dict) -> dict:
+        return {"steps": r.steps, "images_seen": r.steps * r.batch_size, "batch_size": r.batch_size,
+                "train_seconds": r.seconds, "img_s": r.steps * r.batch_size / max(r.seconds, 1e-9),
+                "planned_steps": plans[r.name]["planned_steps"], "final_planned_steps": r.plan.total,
+                "probe": plans[r.name], "lr_held": r.plan.held,
+                "final_lr": r.plan.lr, "recent_loss": r.recent_loss(), "params": r.params,
+                "setup_seconds": setup, "sampling_seconds": sample_s, **metrics[r.name], **extra}
+
+    ours_info = side(ours, ours_setup, ours_sample_s, {
+        "recipe": "noisebrush TrainConfig defaults (EDM loss, magnitude-preserving UNet, Adam lr 1e-2 cosine, "
+                  "warmup 200, EMA 0.999)",
+        "condition": ours.trainer.condition, "train_precision": ours.precision,
+        "sampler": f"{ours.cfg.sampler}, {get_steps(ours.cfg.sampler, nfe)} steps, karras σ 0.002..80",
+        "guidance": guidance if ours.trainer.condition == "text" else None,
+        "config": {**{k: v for k, v in ours.cfg.to_dict().items() if k != "out_dir"}, "steps": ours.plan.total},
+        "net": ours.trainer.net_config.to_dict()})
+    theirs_info = side(theirs, theirs_setup, theirs_sample_s, {
+        "recipe": "diffusers train_unconditional.py", "hyperparameters": dict(DIFFUSERS_RECIPE),
+        "width": width, "block_out_channels": list(theirs.model.config.block_out_channels),
+        "train_precision": ours.precision, "channels_last": True,
+        "sampler": f"DDIMScheduler, {nfe} steps, eta 0", "diffusers_version": diffusers.__version__})
+    return {
+        "minutes": minutes, "budget_seconds": budget,
+        "ours_fd": metrics["ours"]["fd"], "diffusers_fd": metrics["diffusers"]["fd"],
+        "ratio": metrics["ours"]["fd"] / metrics["diffusers"]["fd"] if metrics["diffusers"]["fd"] > 0 else None,
+        "ours_kid": metrics["ours"]["kid"], "diffusers_kid": metrics["diffusers"]["kid"],
+        "real_fd_floor": floor,
+        "ours_steps": ours.steps, "diffusers_steps": theirs.steps,
+        "ours_images_seen": ours.steps * ours.batch_size, "diffusers_images_seen": theirs.steps * theirs.batch_size,
+        "ours_params": ours.params, "diffusers_params": theirs.params,
+        "ours_sampling_seconds": ours_sample_s, "diffusers_sampling_seconds": theirs_sample_s,
+        "ours": ours_info, "diffusers": theirs_info,
+        "settings": {"n": n, "condition": condition, "seed": seed, "threads": torch.get_num_threads(),
+                     "resolution": RESOLUTION, "data_size": data_size, "slice_seconds": slice_s,
+                     "probe_seconds": min(probe_s, budget), "replan": replan, "nfe": nfe, "guidance": guidance,
+                     "sample_batch": sample_batch, "sample_precision": sample_precision,
+                     "featnet": str(featnet) if featnet else "shipped", "render_seconds": render_s,
+                     "torch": torch.__version__},
+        "notes": [
+            "training time is measured per optimizer step (batch assembly, noise, loss, backward, clipping, optimizer,"
+            " LR and EMA updates); rendering the data set (once, shared) is not timed",
+            "ours: every distinct caption is encoded once when the Trainer is built (setup_seconds, not timed); its "
+            "per-batch look-ups of those encodings are timed",
+            "the two sides train in alternating slices of slice_seconds until each has spent budget_seconds "
+            "(to within half a step)",
+            "LR schedules: total steps = steps of the probe (the first probe_seconds of each side, counted in the "
+            "budget) + probe throughput (its first steps left out) × the rest of the budget, at least warmup + 1"
+            + (", re-estimated after every slice" if replan else "")
+            + "; past the total the LR stays at its last scheduled value (lr_held)",
+            ("diffusers gets the same bf16 autocast as ours" if ours.precision == "bf16" else
+             f"both train without autocast (ours' precision here: {ours.precision})")
+            + " and channels_last; its script's default is fp32",
+            ("diffusers width chosen so its parameter count is closest to ours" if diffusers_width is None else
+             "diffusers width set by --diffusers-width") + f" ({100 * (theirs.params / ours.params - 1):+.1f}%)",
+            "fd_art: Fréchet distance in the domain feature network's space between n generated pictures (same "
+            "starting noise seeds for both) and n real items of the set not used for prompts; real_fd_floor is "
+            "fd_art between two disjoint real sets of n",
+            f"sampling in {sample_precision}; NFE counts one guided evaluation (a conditional + unconditional pair "
+            "in one batch) as one",
+        ],
+    }
+
+
+def get_steps(sampler: str, nfe: int) -> int:
+    from noisebrush.diffusion.samplers import get_sampler
+
+    return get_sampler(sampler).steps_for_nfe(nfe)
+
+
+def print_table(result: dict, file=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    o, d = result["ours"], result["diffusers"]
+    tab = Table(title=f"quality race: {result['minutes']:g} min of training each, fd_art on n = "
+                      f"{result['settings']['n']}")
+    tab.add_column("")
+    tab.add_column("ours", justify="right")
+    tab.add_column("diffusers", justify="right")
+
+    def f(v, fmt):
+        return "–" if v is None else format(v, fmt)
+
+    rows = [
+        ("recipe", f"noisebrush defaults, {o['condition']}", "train_unconditional.py"),
+        ("parameters", f"{o['params'] / 1e6:.2f} M", f"{d['params'] / 1e6:.2f} M (width {d['width']})"),
+        ("training precision", o["train_precision"] + ", channels_last", d["train_precision"] + ", channels_last"),
+        ("batch", str(o["batch_size"]), str(d["batch_size"])),
+        ("training seconds", f"{o['train_seconds']:.1f}", f"{d['train_seconds']:.1f}"),
+        ("steps (planned)", f"{o['steps']} ({o['planned_steps']})", f"{d['steps']} ({d['planned_steps']})"),
+        ("images seen", str(o["images_seen"]), str(d["images_seen"])),
+        ("img/s", f"{o['img_s']:.1f}", f"{d['img_s']:.1f}"),
+        ("recent loss", f"{o['recent_loss']:.4f} (EDM)", f"{d['recent_loss']:.4f} (ε MSE)"),
+        ("sampler", o["sampler"] + (f", cfg {o['guidance']:g}" if o["guidance"] is not None else ""), d["sampler"]),
+        ("sampling seconds", f"{o['sampling_seconds']:.1f}", f"{d['sampling_seconds']:.1f}"),
+        ("fd_art ↓", f"{o['fd']:.3f}", f"{d['fd']:.3f}"),
+        ("KID ↓", f"{o['kid']:.4f}", f"{d['kid']:.4f}"),
+        ("precision / recall ↑", f"{o['precision']:.3f} / {o['recall']:.3f}",
+         f"{d['precision']:.3f} / {d['recall']:.3f}"),
+    ]
+    for r in rows:
+        tab.add_row(*r)
+    console = Console(file=file or sys.stdout, width=max(100, Console().width))
+    console.print(tab)
+    console.print(f"ratio ours / diffusers fd_art: {f(result['ratio'], '.3f')}   "
+                  f"real-vs-real floor at this n: {f(result['real_fd_floor'], '.3f')}")
+    for note in result["notes"]:
+        console.print(f"  · {note}", highlight=False)
+
+
+# -- command line --------------------------------------------------------------------------------------------------
+def _positive_number(name: str, text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise BadParameter(f"{name}: a number, got {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise BadParameter(f"{name}: a number > 0, got {text!r}")
+    return v
+
+
+def main(argv=None) -> int:
+    ap = _Parser(prog="python -m noisebrush.bench quality", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", required=True, help="training time for each side, in minutes")
+    ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--n", type=int, default=1000, help="generated and real pictures for fd_art (default 1000)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--condition", default="text", help="ours: text (the default recipe) or none")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--slice", default="30", help="seconds of training per turn (default 30)")
+    ap.add_argument("--probe", default=None, help="seconds of the throughput probe per side (default 10%% of the "
+                    "budget, at most 60)")
+    ap.add_argument("--replan", action="store_true", help="re-estimate the LR schedules' total steps after every "
+                    "slice")
+    ap.add_argument("--data-size", type=int, default=None, help="ProceduralArt items (default: TrainConfig's 60000)")
+    ap.add_argument("--nfe", type=int, default=50, help="network evaluations per picture for both (default 50)")
+    ap.add_argument("--guidance", type=float, default=3.0, help="ours' guidance scale for text (default 3)")
+    ap.add_argument("--sample-precision", default="fp32", help="fp32 (default) or bf16 autocast, both sides")
+    ap.add_argument("--featnet", default=None, help="feature network folder (default: the shipped one)")
+    # test-only: small networks and sampling batches
+    ap.add_argument("--ours-model", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--diffusers-width", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--sample-batch", type=int, default=250, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    minutes = _positive_number("--minutes", args.minutes)
+    slice_s = _positive_number("--slice", args.slice)
+    probe_s = None if args.probe is None else _positive_number("--probe", args.probe)
+    if args.n < 4:
+        raise BadParameter(f"--n: at least 4 pictures, got {args.n}")
+    if args.threads is not None and args.threads < 1:
+        raise BadParameter(f"--threads: must be ≥ 1, got {args.threads}")
+    if args.condition not in CONDITIONS:
+        raise BadParameter(f"--condition: one of {', '.join(CONDITIONS)}; got {args.condition!r}")
+    if args.seed < 0:
+        raise BadParameter(f"--seed: must be ≥ 0, got {args.seed}")
+    from noisebrush.train.config import TrainConfig
+
+    data_size = TrainConfig.data_size if args.data_size is None else args.data_size
+    if data_size < 2 * args.n:
+        raise BadParameter(f"--data-size: at least 2 × --n = {2 * args.n} items (prompts and real pictures are "
+                           f"different items), got {data_size}")
+    if args.nfe < 2:
+        raise BadParameter(f"--nfe: must be ≥ 2, got {args.nfe}")
+    if not (math.isfinite(args.guidance) and args.guidance >= 0):
+        raise BadParameter(f"--guidance: a number ≥ 0, got {args.guidance}")
+    if args.sample_precision not in ("fp32", "bf16"):
+        raise BadParameter(f"--sample-precision: fp32 or bf16, got {args.sample_precision!r}")
+    if args.sample_batch < 1:
+        raise BadParameter(f"--sample-batch: must be ≥ 1, got {args.sample_batch}")
+    if args.diffusers_width is not None and (args.diffusers_width < 8 or args.diffusers_width % 8):
+        raise BadParameter(f"--diffusers-width: a multiple of 8, ≥ 8; got {args.diffusers_width}")
+    ours_model = {}
+    if args.ours_model:
+        try:
+            ours_model = json.loads(args.ours_model)
+        except json.JSONDecodeError:
+            raise BadParameter(f"--ours-model: a JSON object of UNet options, got {args.ours_model!r}") from None
+        if not isinstance(ours_model, dict):
+            raise BadParameter(f"--ours-model: a JSON object of UNet options, got {args.ours_model!r}")
+        from noisebrush.nets.unet import UNetConfig
+
+        UNetConfig.from_dict({"resolution": RESOLUTION, **ours_model})
+    if args.json:
+        out = Path(args.json)
+        if out.is_dir():
+            raise BadParameter(f"--json: {out} is a folder")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"--json: cannot create {out.parent} ({e.strerror})") from None
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    result = run(minutes, n=args.n, condition=args.condition, seed=args.seed, slice_s=slice_s, probe_s=probe_s,
+                 replan=args.replan, data_size=data_size, nfe=args.nfe, guidance=args.guidance,
+                 featnet=args.featnet, sample_batch=args.sample_batch, sample_precision=args.sample_precision,
+                 ours_model=ours_model, diffusers_width=args.diffusers_width, log=lambda s: print(s, flush=True))
+    print()
+    print_table(result)
+    if args.json:
+        from noisebrush.io.atomic import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result, indent=2))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""``noisebrush eval``: how good is a model, and does it copy its training pictures?
+
+    from noisebrush.eval import evaluate
+    report = evaluate("builtin", n=500)                 # the built-in model against ProceduralArt
+    report = evaluate("runs/mine/model", data="my-pictures/")
+
+It paints ``n`` pictures (batched, see :mod:`noisebrush.eval.sampling`) and compares them with ``n`` real pictures of
+the data set:
+
+* ``fd_art``, ``kid``, ``precision``, ``recall`` in the domain feature network's space;
+* ``swd`` (×10³, the mean over Laplacian levels; ``swd_levels`` per level) on raw pixels;
+* ``near_copy_fraction`` — the memorization check against every training picture;
+* for a text model on the built-in set, **prompt adherence**: the prompts are captions of data-set items, and a
+  picture adheres when the feature network reads back every *content* attribute of its caption — the family, the
+  two colours (for a Mondrian grid, the pair in either order: its caption names no first colour), and the shape,
+  sky or ground where the caption names one (``adherence``). Layout attributes
+  (position, size, count) are scored apart (``adherence_layout``), and ``adherence_all`` asks for everything.
+  ``adherence_real`` is the same score for the real pictures against their own captions: the feature network's
+  ceiling, which says how far to trust the other numbers.
+
+Prompts, reference pictures and seeds are all fixed by ``seed``: the same call gives the same report.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from noisebrush.errors import BadParameter, UserError
+
+__all__ = ["evaluate", "check_options", "CONTENT_ATTRIBUTES", "LAYOUT_ATTRIBUTES", "adherence_scores"]
+
+CONTENT_ATTRIBUTES = ("family", "colour", "colour2", "shape", "sky", "ground")
+LAYOUT_ATTRIBUTES = ("position", "size", "count")
+
+
+def adherence_scores(pred: dict[str, torch.Tensor], table: torch.Tensor) -> dict:
+    """Adherence of predictions to attribute rows (N × len(ATTRIBUTES), -1 where one does not apply)."""
+    from noisebrush.data.procedural import ATTRIBUTES
+
+    names = list(ATTRIBUTES)
+    n = table.shape[0]
+    ok = {}
+    per = {}
+    hits = {name: pred[name] == table[:, j] for j, name in enumerate(names)}
+    # a Mondrian grid "in teal and pink" has no first and second colour: compare the pair, in either order
+    grid = table[:, names.index("family")] == ATTRIBUTES["family"].index("mondrian")
+    c1, c2 = table[:, names.index("colour")], table[:, names.index("colour2")]
+    pair = ((pred["colour"] == c1) & (pred["colour2"] == c2)) | ((pred["colour"] == c2) & (pred["colour2"] == c1))
+    hits["colour"] = torch.where(grid, pair, hits["colour"])
+    hits["colour2"] = torch.where(grid, pair, hits["colour2"])
+    for j, name in enumerate(names):
+        applies = table[:, j] >= 0
+        hit = hits[name] | ~applies
+        ok[name] = hit
+        per[name] = float(hit[applies].double().mean()) if applies.any() else float("nan")
+
+    def share(group):
+        m = torch.ones(n, dtype=torch.bool)
+        for g in group:
+            m &= ok[g]
+        return float(m.double().mean()) if n else float("nan")
+
+    return {"adherence": share(CONTENT_ATTRIBUTES), "adherence_layout": share(LAYOUT_ATTRIBUTES),
+            "adherence_all": share(names), "adherence_per_attribute": per}
+
+
+def _positive(name: str, v, lo: int = 1) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise BadParameter(f"{name}: a whole number ≥ {lo}, got {v!r}")
+    return v
+
+
+def _training_data(pipe, data):
+    """(kind, dataset) for ``data`` ("builtin", a folder, or None = what the model was trained on)."""
+    prov = (pipe.config.get("provenance") or {})
+    train_cfg = prov.get("config") or {}
+    if data is None:
+        data = prov.get("data") or "builtin"
+    res = pipe.resolution
+    if str(data) == "builtin":
+        from noisebrush.data.procedural import ProceduralArt
+
+        size = int(train_cfg.get("data_size", 60000)) if prov.get("data") == "builtin" else 60000
+        return "builtin", ProceduralArt(resolution=res, size=size, seed=0)
+    from noisebrush.data.folder import ImageFolder
+
+    path = Path(data)
+    if not path.is_dir():
+        raise UserError(f"{data}: no such folder of pictures (--data)")
+    return "folder", ImageFolder(path, resolution=res, crop="center", flip=False, seed=0)
+
+
+def check_options(pipe, *, data=None, n=500, steps=20, sampler=None, cfg=3.0, seed=0, batch=64) -> str:
+    """Validate evaluation options before any work (BadParameter / UserError naming the first bad one); returns
+    the sampler to use (default: the model's)."""
+    _positive("n", n, 4)
+    _positive("batch", batch)
+    _positive("seed", seed, 0)
+    sampler = sampler or (pipe.config.get("schedule") or {}).get("sampler") or "dpmpp_2m"
+    pipe.check("", steps=steps, sampler=sampler, cfg=cfg, label=0 if pipe.condition == "label" else None)
+    if data is not None and str(data) != "builtin" and not Path(data).is_dir():
+        raise UserError(f"{data}: no such folder of pictures (--data)")
+    return sampler
+
+
+def evaluate(model="builtin", *, data=None, n: int = 500, steps: int = 20, sampler: str | None = None,
+             cfg: float = 3.0, seed: int = 0, batch: int = 64, memorization: bool = True, feature_net=None,
+             progress=None, pipe=None) -> dict:
+    """The metrics of ``model`` against ``data``; see the module docstring. ``progress(stage, done, total)``."""
+    from noisebrush.eval.features import load_feature_net
+    from noisebrush.eval.metrics import frechet_distance, kid, memorization as memo, precision_recall, swd_laplacian
+    from noisebrush.eval.sampling import sample_many
+
+    if pipe is None:
+        from noisebrush.pipeline import load
+
+        pipe = load(model)
+    sampler = check_options(pipe, data=data, n=n, steps=steps, sampler=sampler, cfg=cfg, seed=seed, batch=batch)
+    fnet = feature_net or load_feature_net()
+    kind, ds = _training_data(pipe, data)
+    say = progress or (lambda *a: None)
+    t_start = time.perf_counter()
+
+    # the reference pictures and the prompts: two disjoint random draws from the data set
+    g = torch.Generator().manual_seed(seed + 0x5EED)
+    order = torch.randperm(len(ds), generator=g)
+    ref_idx = order[:n].tolist()
+    prompt_idx = (order[n:2 * n] if len(ds) >= 2 * n else order[torch.randint(len(ds), (n,), generator=g)]).tolist()
+
+    def picture(i):
+        return ds[i]["image"]
+
+    reference = torch.stack([picture(i) for i in ref_idx])
+    prompts = labels = None
+    table = None
+    if pipe.condition == "text":
+        if kind == "builtin":
+            prompts = [ds.caption(i) for i in prompt_idx]
+            table = torch.tensor([ds.scene(i).attr_indices() for i in prompt_idx], dtype=torch.long)
+        else:
+            prompts = [ds.captions[i] for i in prompt_idx]
+    elif pipe.condition == "label":
+        if kind == "builtin":
+            labels = [ds.scene(i).label for i in prompt_idx]
+        else:
+            labels = [ds.labels[i] for i in prompt_idx]
+        if max(labels) >= len(pipe.classes):
+            raise UserError(f"{data}: has more classes than the model ({len(pipe.classes)})")
+
+    generated, per_image = sample_many(pipe, n, prompts=prompts, labels=labels, seed=seed, batch=batch,
+                                       steps=steps, sampler=sampler, cfg=cfg,
+                                       progress=lambda d, t: say("painting", d, t))
+    say("features", 0, 1)
+    f_gen, p_gen = fnet.features_and_predictions(generated)
+    f_ref, p_ref = fnet.features_and_predictions(reference)
+    precision, recall = precision_recall(f_ref, f_gen, k=3)
+    report = {
+        "model": str(model), "data": "builtin" if kind == "builtin" else str(data), "n": n, "steps": steps,
+        "sampler": sampler, "cfg": cfg, "seed": seed, "condition": pipe.condition,
+        "fd_art": frechet_distance(f_gen, f_ref),
+        "kid": kid(f_gen, f_ref),
+        "precision": precision, "recall": recall,
+    }
+    if table is not None:
+        report.update(adherence_scores(p_gen, table))
+        ref_table = torch.tensor([ds.scene(i).attr_indices() for i in ref_idx], dtype=torch.long)
+        report["adherence_real"] = adherence_scores(p_ref, ref_table)["adherence"]
+    say("swd", 0, 1)
+    swd = swd_laplacian(generated, reference, seed=seed)
+    report["swd"], report["swd_levels"] = swd["mean"], swd["levels"]
+    if memorization:
+        say("memorization", 0, 1)
+        chunks = _chunks(ds)
+        m = memo(generated, chunks, size=min(16, pipe.resolution))
+        report["near_copy_fraction"] = m["near_copy_fraction"]
+        report["near_copy_threshold"] = m["threshold"]
+        report["nearest_ratio_median"] = float(torch.tensor(m["ratios"]).median())
+        report["training_pictures"] = m["training_pictures"]
+    report["seconds_per_image"] = per_image
+    report["seconds"] = time.perf_counter() - t_start
+    for k, v in list(report.items()):
+        if isinstance(v, float) and not math.isfinite(v):
+            report[k] = None
+    return report
+
+
+def _chunks(ds, chunk: int = 4096):
+    """Every training picture, a chunk at a time (60,000 built-in pictures need not sit in memory at once)."""
+    for k in range(0, len(ds), chunk):
+        yield torch.stack([ds[i]["image"] for i in range(k, min(len(ds), k + chunk))])

@@ -1,0 +1,145 @@
+"""The domain feature network: a small CNN trained to read ProceduralArt's attributes from a picture.
+
+No Inception weights can be downloaded here, so the Fréchet distance, KID and precision/recall of
+:mod:`noisebrush.eval.metrics` are computed in the feature space of this network instead (``fd_art``). It is trained
+by a committed command on the built-in data set (``python -m noisebrush.eval.train_features``) and ships inside the
+package (``noisebrush/eval/featnet``: config.json + model.safetensors, under 5 MB). Its heads predict every
+attribute of :data:`noisebrush.data.procedural.ATTRIBUTES`; prompt adherence compares them with a caption's.
+
+    from noisebrush.eval.features import load_feature_net
+    fnet = load_feature_net()
+    f = fnet.features(images)          # N × 256, float64; images N×3×H×W in [-1, 1] (any size, resized to 32)
+    attrs = fnet.predict(images)       # {"family": LongTensor N, "colour": ..., ...}
+
+Pictures of another size are resized to the network's 32×32 with an area filter, so the same network serves any
+model; for pictures that are not ProceduralArt it is still a fixed, deterministic embedding (useful to compare two
+sets, without the meaning an ImageNet network would give).
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from noisebrush.errors import UserError
+
+__all__ = ["FeatureNet", "load_feature_net", "FEATNET_DIR", "FEATNET_FORMAT"]
+
+FEATNET_DIR = Path(__file__).parent / "featnet"
+FEATNET_FORMAT = "noisebrush.featnet/1"
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class FeatureNet(nn.Module):
+    """Four stages of two 3×3 convolutions (32, 64, 128, 256 channels) with max-pooling between them, global average
+    pooling to a ``width``-d feature, and one linear head per attribute."""
+
+    def __init__(self, heads: dict[str, int], widths=(32, 64, 128, 256), resolution: int = 32):
+        super().__init__()
+        self.heads_spec = dict(heads)
+        self.widths = tuple(widths)
+        self.resolution = int(resolution)
+        layers, cin = [], 3
+        for i, w in enumerate(self.widths):
+            if i:
+                layers.append(nn.MaxPool2d(2))
+            layers += [_block(cin, w), _block(w, w)]
+            cin = w
+        self.body = nn.Sequential(*layers)
+        self.dim = cin
+        self.heads = nn.ModuleDict({k: nn.Linear(cin, n) for k, n in self.heads_spec.items()})
+
+    def config(self) -> dict:
+        return {"format": FEATNET_FORMAT, "heads": self.heads_spec, "widths": list(self.widths),
+                "resolution": self.resolution}
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"feature net: expected N×3×H×W pictures, got shape {tuple(x.shape)}")
+        x = x.float()
+        if x.shape[-2:] != (self.resolution, self.resolution):
+            x = F.interpolate(x, size=(self.resolution, self.resolution), mode="area" if
+                              x.shape[-1] >= self.resolution else "bilinear", align_corners=None)
+        return x.clamp(-1, 1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled feature (differentiable; x already prepared)."""
+        return self.body(x).mean((2, 3))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        f = self.embed(self._prepare(x))
+        return f, {k: h(f) for k, h in self.heads.items()}
+
+    @torch.no_grad()
+    def _batched(self, images: torch.Tensor, batch: int):
+        self.eval()
+        for i in range(0, images.shape[0], batch):
+            yield self(images[i:i + batch].cpu())
+
+    def features(self, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+        """N × dim features (float64) of pictures in [-1, 1]."""
+        out = [f.double() for f, _ in self._batched(images, batch)]
+        return torch.cat(out) if out else torch.zeros(0, self.dim, dtype=torch.float64)
+
+    def features_and_predictions(self, images: torch.Tensor, batch: int = 256):
+        feats, preds = [], {k: [] for k in self.heads_spec}
+        for f, logits in self._batched(images, batch):
+            feats.append(f.double())
+            for k, v in logits.items():
+                preds[k].append(v.argmax(1))
+        if not feats:
+            return torch.zeros(0, self.dim, dtype=torch.float64), {k: torch.zeros(0, dtype=torch.long)
+                                                                    for k in self.heads_spec}
+        return torch.cat(feats), {k: torch.cat(v) for k, v in preds.items()}
+
+    def predict(self, images: torch.Tensor, batch: int = 256) -> dict[str, torch.Tensor]:
+        """The most likely value index of each attribute (ATTRIBUTES order), per picture."""
+        return self.features_and_predictions(images, batch)[1]
+
+
+def save_feature_net(net: FeatureNet, path, meta: dict | None = None) -> Path:
+    """Write config.json + model.safetensors (float16: the shipped copy stays small) atomically."""
+    from safetensors.torch import save_file
+
+    from noisebrush.io.atomic import atomic_path, atomic_write_text
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in net.state_dict().items()}
+    with atomic_path(path / "model.safetensors") as tmp:
+        save_file(state, str(tmp))
+    atomic_write_text(path / "config.json", json.dumps({**net.config(), **(meta or {})}, indent=2))
+    return path
+
+
+def read_feature_net(path) -> FeatureNet:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        conf = json.loads((path / "config.json").read_text())
+        state = load_file(str(path / "model.safetensors"))
+    except (OSError, json.JSONDecodeError, SafetensorError) as e:
+        raise UserError(f"{path}: unreadable feature network ({e})") from None
+    if conf.get("format") != FEATNET_FORMAT:
+        raise UserError(f"{path}: feature network format {conf.get('format')!r}, expected {FEATNET_FORMAT!r}")
+    net = FeatureNet(conf["heads"], conf["widths"], conf["resolution"])
+    net.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})
+    return net.eval().requires_grad_(False)
+
+
+@lru_cache(maxsize=4)
+def load_feature_net(path: str | None = None) -> FeatureNet:
+    """The shipped feature network (or the one in ``path``), in eval mode, cached."""
+    p = Path(path) if path else FEATNET_DIR
+    if not (p / "model.safetensors").is_file():
+        raise UserError(f"{p}: no feature network here (train one: python -m noisebrush.eval.train_features)")
+    return read_feature_net(p)
