@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from _cli_checks import one_error_line
 from _model_fixture import TINY_NET, one_thread, reset_accelerate
 from noisebrush.cli import main
 from noisebrush.errors import BadParameter, UserError
@@ -50,14 +51,6 @@ def cli(capsys, *argv):
     code = main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def one_error_line(code, out, err):
-    assert code == 2, (code, out, err)
-    assert "Traceback" not in out + err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    return lines[0]
 
 
 def is_png(path):

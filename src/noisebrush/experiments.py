@@ -13,7 +13,7 @@ under 20 minutes on 2 CPU cores.
   matters: it is where a model overfits and memorizes); fd_art, KID, held-out denoising loss and the near-copy
   share.
 * ``samplers`` — the sampler benchmark on the built-in model instead of the Gaussian-mixture oracle: each
-  sampler at NFE 5/10/20/50, RMSE of the endpoint against a 200-step Heun solve from the same noise (deterministic
+  sampler at NFE 5/10/20/50, RMSE of the endpoint against a 100-step Heun solve from the same noise (deterministic
   samplers), fd_art and KID.
 
 Pictures are painted with :mod:`noisebrush.eval.sampling` (batched) and compared with real ProceduralArt pictures
@@ -132,7 +132,7 @@ def _load(model, device=None):
 
 # -- steps -----------------------------------------------------------------------------------------------------------
 
-def exp_steps(out: Path, *, model="builtin", samplers=("euler", "dpmpp_2m"), nfes=(10, 20, 50, 100, 200), n=64,
+def exp_steps(out: Path, *, model="builtin", samplers=("euler", "dpmpp_2m"), nfes=(10, 20, 50, 100, 200), n=48,
               cfg=3.0, seed=0, batch=64, log=print, fnet=None, device=None) -> dict:
     from noisebrush.diffusion import get_sampler
     from noisebrush.eval.sampling import sample_many
@@ -419,8 +419,8 @@ def _fresh(run: Path) -> None:
 
 # -- samplers --------------------------------------------------------------------------------------------------------
 
-def exp_samplers(out: Path, *, model="builtin", samplers=None, nfes=(5, 10, 20, 50), n=64, cfg=3.0, seed=0, batch=64,
-                 ref_steps=200, log=print, fnet=None, device=None) -> dict:
+def exp_samplers(out: Path, *, model="builtin", samplers=None, nfes=(5, 10, 20, 50), n=32, cfg=3.0, seed=0, batch=64,
+                 ref_steps=100, log=print, fnet=None, device=None) -> dict:
     from noisebrush.diffusion import SAMPLERS, get_sampler
     from noisebrush.eval.sampling import sample_many
 
