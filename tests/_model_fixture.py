@@ -46,6 +46,7 @@ def train_tiny(out_dir, condition: str = "label", steps: int = 2) -> Path:
     cfg = TrainConfig(data="builtin", data_size=32, resolution=16, condition=condition, steps=steps, batch_size=4,
                       warmup=0, sample_every=0, checkpoint_every=0, mixed_precision="no", model=dict(TINY_NET),
                       out_dir=str(out_dir))
+    reset_accelerate()  # whatever ran before may have left Accelerate's process-wide state set up otherwise
     with torch.random.fork_rng(devices=[]):  # the trainer reseeds the global RNG
         trainer = Trainer(cfg)
         try:

@@ -14,6 +14,16 @@ TINY_UNET = '{"channels": 16, "channel_mult": [1, 2], "blocks": 1, "attn_resolut
             '"cross_attn_resolutions": [16]}'
 
 
+@pytest.fixture(autouse=True)
+def _fresh_accelerate():
+    """Our side trains through Accelerate, whose state is process-wide: leave it as we found it."""
+    yield
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+
+
 @pytest.fixture(scope="module")
 def featnet(tmp_path_factory):
     """An untrained feature network: a fixed embedding is all the race needs (the shipped one may be absent)."""
