@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -375,19 +376,35 @@ def train(config: Optional[Path] = typer.Option(None, "--config", "-c", help="TO
     task = bar.add_task("train", total=cfg.steps, completed=start, info="")
     t0 = time.perf_counter()
 
+    # Ctrl-C only raises a flag; the loop stops at the end of the step. A KeyboardInterrupt raised at an arbitrary
+    # point can land inside the progress bar's lock and leave it held, and the bar's shutdown then waits forever
+    # (seen once under heavy load). A second Ctrl-C still stops at once.
+    stop = []
+
+    def on_sigint(signum, frame):
+        if stop:
+            raise KeyboardInterrupt
+        stop.append(True)
+
     def progress(step, row):
         rate = (step - start) * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
         bar.update(task, completed=step, info=f"loss {row['loss']:.4f}  {rate:.1f} img/s  lr {row['lr']:.2e}")
+        if stop:
+            raise KeyboardInterrupt
 
+    old_handler = signal.signal(signal.SIGINT, on_sigint)
     try:
         with bar:
             path = trainer.fit(progress)
     except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, old_handler)
         trainer.close()
         typer.echo(f"interrupted at step {trainer.step}: checkpoint written to {cfg.out_dir}/checkpoints; "
                    f"continue with --resume", err=True)
         _leave(trainer, 130)
         raise typer.Exit(130)
+    finally:
+        signal.signal(signal.SIGINT, old_handler)
     trainer.close()
     typer.echo(f"trained {trainer.step} steps ({trainer.skipped} skipped) → model in {path}")
     _leave(trainer, 0)
