@@ -42,11 +42,10 @@ class _Reference:
 
     def __init__(self, n: int, resolution: int, seed: int, fnet, data_size: int = 60000):
         from noisebrush.data.procedural import ProceduralArt
+        from noisebrush.eval.evaluation import reference_split
 
         ds = ProceduralArt(resolution, size=data_size, seed=0)
-        g = torch.Generator().manual_seed(seed + 0x5EED)
-        order = torch.randperm(len(ds), generator=g)
-        self.ref_idx, self.prompt_idx = order[:n].tolist(), order[n:2 * n].tolist()
+        self.ref_idx, self.prompt_idx = reference_split(len(ds), n, seed)
         self.images = torch.stack([ds[i]["image"] for i in self.ref_idx])
         self.features = fnet.features(self.images)
         self.prompts = [ds.caption(i) for i in self.prompt_idx]
@@ -256,8 +255,8 @@ def exp_noise(out: Path, *, model="builtin", sampler="dpmpp_2m", nfe=20, n=128, 
 SMALL_NET = dict(channels=32, channel_mult=[1, 2, 2], blocks=1, attn_resolutions=[8], cross_attn_resolutions=[])
 
 
-def _train_and_score(cfg_over: dict, *, out_dir: Path, steps: int, n: int, seed: int, ref, log, sample_steps=20,
-                     data_size=60000, heldout=None):
+def _train_and_score(cfg_over: dict, *, out_dir: Path, steps: int, n: int, seed: int, ref, sample_steps=20,
+                     data_size=60000, heldout=None) -> dict:
     from noisebrush.eval.sampling import sample_many
     from noisebrush.pipeline import load
     from noisebrush.train import TrainConfig, Trainer
@@ -281,7 +280,7 @@ def _train_and_score(cfg_over: dict, *, out_dir: Path, steps: int, n: int, seed:
     tail = losses[-max(1, len(losses) // 5):]
     row = {**ref.score(pics, False), "final_loss": sum(tail) / len(tail), "train_seconds": train_s,
            "heldout_loss": held, "pictures": pics}
-    return row, trainer
+    return row
 
 
 @torch.no_grad()
@@ -313,8 +312,7 @@ def exp_lr_schedule(out: Path, *, steps=400, n=128, seed=0, log=print, fnet=None
     for kind in ("constant", "linear", "exponential", "cosine"):
         run = work / f"lr-{kind}"
         _fresh(run)
-        row, trainer = _train_and_score({"lr_schedule": kind}, out_dir=run, steps=steps, n=n, seed=seed, ref=ref,
-                                        log=log)
+        row = _train_and_score({"lr_schedule": kind}, out_dir=run, steps=steps, n=n, seed=seed, ref=ref)
         row.pop("pictures")
         rows.append({"schedule": kind, "steps": steps, **row})
         curves[kind] = _log_curve(run)
@@ -364,8 +362,8 @@ def exp_regularization(out: Path, *, steps=400, n=128, data_size=256, seed=0, lo
     for k, (name, over) in enumerate(variants):
         run = work / f"reg-{k}"
         _fresh(run)
-        row, _ = _train_and_score(dict(over), out_dir=run, steps=steps, n=n, seed=seed, ref=ref, log=log,
-                                  data_size=data_size, heldout=held_images)
+        row = _train_and_score(dict(over), out_dir=run, steps=steps, n=n, seed=seed, ref=ref,
+                               data_size=data_size, heldout=held_images)
         pics = row.pop("pictures")
         m = memorization(pics, train_images, size=16)
         rows.append({"regularization": name, "data_size": data_size, "steps": steps, **row,

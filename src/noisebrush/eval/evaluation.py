@@ -30,7 +30,7 @@ import torch
 
 from noisebrush.errors import BadParameter, UserError
 
-__all__ = ["evaluate", "check_options", "CONTENT_ATTRIBUTES", "LAYOUT_ATTRIBUTES", "adherence_scores"]
+__all__ = ["evaluate", "check_options", "reference_split", "CONTENT_ATTRIBUTES", "LAYOUT_ATTRIBUTES", "adherence_scores"]
 
 CONTENT_ATTRIBUTES = ("family", "colour", "colour2", "shape", "sky", "ground")
 LAYOUT_ATTRIBUTES = ("position", "size", "count")
@@ -93,6 +93,15 @@ def _training_data(pipe, data):
     return "folder", ImageFolder(path, resolution=res, crop="center", flip=False, seed=0)
 
 
+def reference_split(size: int, n: int, seed: int) -> tuple[list[int], list[int]]:
+    """Indices of the reference pictures and of the prompt items: two disjoint random draws of n from a set of
+    ``size`` (the prompts repeat items when the set holds fewer than 2n), fixed by ``seed``."""
+    g = torch.Generator().manual_seed(seed + 0x5EED)
+    order = torch.randperm(size, generator=g)
+    prompts = order[n:2 * n] if size >= 2 * n else order[torch.randint(size, (n,), generator=g)]
+    return order[:n].tolist(), prompts.tolist()
+
+
 def check_options(pipe, *, data=None, n=500, steps=20, sampler=None, cfg=3.0, seed=0, batch=64) -> str:
     """Validate evaluation options before any work (BadParameter / UserError naming the first bad one); returns
     the sampler to use (default: the model's)."""
@@ -124,11 +133,7 @@ def evaluate(model="builtin", *, data=None, n: int = 500, steps: int = 20, sampl
     say = progress or (lambda *a: None)
     t_start = time.perf_counter()
 
-    # the reference pictures and the prompts: two disjoint random draws from the data set
-    g = torch.Generator().manual_seed(seed + 0x5EED)
-    order = torch.randperm(len(ds), generator=g)
-    ref_idx = order[:n].tolist()
-    prompt_idx = (order[n:2 * n] if len(ds) >= 2 * n else order[torch.randint(len(ds), (n,), generator=g)]).tolist()
+    ref_idx, prompt_idx = reference_split(len(ds), n, seed)
 
     def picture(i):
         return ds[i]["image"]
