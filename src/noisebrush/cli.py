@@ -67,15 +67,17 @@ def _progress(total: int, label: str):
 
 
 def _paint_and_save(pipe, prompts: list[str], *, steps: int, seed: int, n: int, sampler: str, cfg: float,
-                    out: Path, label=None, grid: bool = True, zoom: int = 2, **gen) -> list[Path]:
-    """Paint n images per prompt, write one PNG each (with its recipe) and a contact sheet: a row per prompt."""
+                    out: Path, label=None, grid: bool = True, zoom: int = 2, rerank=None, **gen) -> list[Path]:
+    """Paint n images per prompt, write one PNG each (with its recipe) and a contact sheet: a row per prompt.
+    ``rerank = (N, preference model)`` paints N candidates per picture and keeps the best-liked."""
     from noisebrush.diffusion import get_sampler
     from noisebrush.io.images import to_pil
     from noisebrush.io.png import save_png
 
     get_sampler(sampler)  # fail before any work
     for prompt in prompts:
-        pipe.check(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, label=label, **gen)
+        pipe.check(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, label=label,
+                   **{k: v for k, v in gen.items() if k != "guidance"})
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder (--out)")
     written, sheet, sheet_recipes = [], [], []
@@ -86,8 +88,16 @@ def _paint_and_save(pipe, prompts: list[str], *, steps: int, seed: int, n: int, 
             def cb(info, k=k, prompt=prompt):
                 bar.update(task, completed=k * steps + info.step + 1, info=f"{prompt[:30]}  σ={info.sigma:.3g}")
 
-            images, recipes = pipe.generate(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg,
-                                            label=label, callback=cb, **gen)
+            if rerank is None:
+                images, recipes = pipe.generate(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg,
+                                                label=label, callback=cb, **gen)
+            else:
+                from noisebrush.preference import best_of
+
+                bar.update(task, info=f"{prompt[:30]}  best of {rerank[0]}")
+                images, recipes = best_of(pipe, prompt, n=n, best_of=rerank[0], seed=seed, model=rerank[1],
+                                          steps=steps, sampler=sampler, cfg=cfg, label=label, **gen)
+                bar.update(task, completed=(k + 1) * steps)
             pics = to_pil(images)
             base = _slug(prompt or str(label or "image"))
             for pic, rec in zip(pics, recipes):
@@ -112,6 +122,32 @@ def _sheet(pics, layout: dict):
     return make_grid([p.resize((p.width * z, p.height * z), resample=0) for p in pics], cols=int(layout["cols"]))
 
 
+_LORA_HELP = "a LoRA file from `noisebrush finetune --lora`, optionally with a weight: FILE or FILE:0.7 (repeatable)"
+_PALETTE_HELP = "steer the colours toward these, e.g. '#aa3300,#002255,#e0c080'"
+
+
+def _guides(palette: Optional[str], palette_scale: float, prefer: float = 0.0, db: Optional[Path] = None) -> list:
+    """The guides the painting flags ask for (palette, learned preference)."""
+    guides = []
+    if palette is not None:
+        from noisebrush.palette import PaletteGuide
+
+        try:
+            guides.append(PaletteGuide(palette, scale=palette_scale))
+        except BadParameter as e:
+            raise BadParameter(f"--{e}") from None
+    elif palette_scale != PALETTE_SCALE:
+        raise BadParameter("--palette-scale: give --palette too")
+    if prefer:
+        from noisebrush.preference import PreferenceGuide, load_preference
+
+        guides.append(PreferenceGuide(load_preference(db), scale=prefer))
+    return guides
+
+
+PALETTE_SCALE = 0.1
+
+
 @app.command()
 def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
                                              help="what to paint, e.g. 'a red sun over purple mountains'; "
@@ -125,20 +161,270 @@ def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
           out: Path = typer.Option(Path("outputs"), "--out", "-o", help="folder for the PNGs"),
           size: Optional[int] = typer.Option(None, "--size", help="picture size in pixels (default: the model's)"),
           zoom: int = typer.Option(2, "--zoom", help="pixel-repeat factor for the contact sheet"),
+          palette: Optional[str] = typer.Option(None, "--palette", help=_PALETTE_HELP),
+          palette_scale: float = typer.Option(PALETTE_SCALE, "--palette-scale",
+                                              help="0–1: how far each step pulls a pixel toward its palette colour"),
+          lora: List[str] = typer.Option([], "--lora", help=_LORA_HELP),
+          best_of: int = typer.Option(1, "--best-of", help="paint N candidates per picture and keep the one your "
+                                                           "ratings (`noisebrush rate`) like best"),
+          prefer: float = typer.Option(0.0, "--prefer", help="steer toward what your ratings like (guidance scale, "
+                                                             "e.g. 0.5; 0 = off)"),
+          db: Optional[Path] = typer.Option(None, "--db", help="ratings database (default: "
+                                                               "~/.noisebrush/ratings.sqlite)"),
           device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps")):
     """Paint PROMPT: n PNGs per prompt (each carrying its recipe) plus a contact sheet."""
     import noisebrush
 
     if zoom < 1 or zoom > 32:
         raise BadParameter(f"--zoom: 1 to 32, got {zoom}")
+    if best_of < 1:
+        raise BadParameter(f"--best-of: a whole number ≥ 1, got {best_of}")
+    if prefer < 0:
+        raise BadParameter(f"--prefer: a guidance scale ≥ 0, got {prefer}")
+    guides = _guides(palette, palette_scale, prefer, db)
+    rerank = None
+    if best_of > 1:
+        from noisebrush.preference import load_preference
+
+        rerank = (best_of, load_preference(db))
     t = time.perf_counter()
-    pipe = noisebrush.load(model, device=device)
+    pipe = noisebrush.load(model, device=device, lora=lora or None)
     paths = _paint_and_save(pipe, prompts, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, out=out,
-                            zoom=zoom, size=size)
+                            zoom=zoom, size=size, guidance=guides or None, rerank=rerank)
     total = n * len(prompts)
     typer.echo(f"painted {total} image{'s' * (total != 1)} in {time.perf_counter() - t:.1f}s → {out}/")
     for p in paths:
         typer.echo(f"  {p}")
+
+
+def _prompt_of(image: Path, prompt: Optional[str]) -> str:
+    """The prompt to use: the one given, else the one the picture's own recipe names, else ""."""
+    if prompt is not None:
+        return prompt
+    try:
+        from noisebrush.io.png import read_recipe
+
+        rec = read_recipe(image)
+        return str(rec.get("prompt", "")) if "sheet" not in rec else ""
+    except UserError:
+        return ""
+
+
+def _save_set(images, recipes, out: Path, base: str, *, zoom: int, sheet: bool = True, first=None) -> list[Path]:
+    """One PNG per picture (with its recipe) and, for several, a contact sheet (``first``: the input, shown first)."""
+    from noisebrush.io.images import to_pil
+    from noisebrush.io.png import save_png
+
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder (--out)")
+    out.mkdir(parents=True, exist_ok=True)
+    pics = to_pil(images)
+    written = [save_png(p, _free(out / f"{base}-s{r['seed']}.png"), r) for p, r in zip(pics, recipes)]
+    if sheet and len(pics) > 1:
+        layout = {"cols": min(len(pics), 4), "zoom": zoom}
+        g = _free(out / f"{base}-grid-s{recipes[0]['seed']}.png")
+        written.append(save_png(_sheet(pics, layout), g, {**recipes[0], "sheet": layout, "images": recipes}))
+    return written
+
+
+class _LazyBar:
+    """A progress bar that appears at the first step, so an error found before any work prints only its line."""
+
+    def __init__(self, total: int, label: str):
+        self.total, self.label, self.bar, self.task = total, label, None, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+
+    def __call__(self, info):
+        if self.bar is None:
+            self.bar = _progress(self.total, self.label)
+            self.task = self.bar.add_task(self.label, total=info.steps, info="")
+            self.bar.start()
+        self.bar.update(self.task, completed=min(info.step + 1, info.steps), total=info.steps,
+                        info=f"σ={info.sigma:.3g}")
+
+
+def _edit_progress(steps_total: int, label: str):
+    bar = _LazyBar(steps_total, label)
+    return bar, bar
+
+
+@app.command()
+def vary(image: Path = typer.Argument(..., help="the picture to vary (any format Pillow reads)"),
+         prompt: Optional[str] = typer.Argument(None, help="what it shows (default: the prompt in its recipe)"),
+         strength: float = typer.Option(0.6, "--strength", "-s", help="0 = the picture itself, 1 = ignore it"),
+         model: str = typer.Option("builtin", "--model", "-m"),
+         sampler: str = typer.Option("dpmpp_2m", "--sampler"),
+         steps: int = typer.Option(20, "--steps", help="steps of the full schedule (strength × steps are run)"),
+         cfg: float = typer.Option(3.0, "--cfg"),
+         seed: int = typer.Option(0, "--seed", help="variation i gets seed+i"),
+         n: int = typer.Option(4, "-n", help="how many variations"),
+         size: Optional[int] = typer.Option(None, "--size", help="short side to paint at (default: the picture's "
+                                                                 "when the model can, else the model's)"),
+         palette: Optional[str] = typer.Option(None, "--palette", help=_PALETTE_HELP),
+         palette_scale: float = typer.Option(PALETTE_SCALE, "--palette-scale"),
+         lora: List[str] = typer.Option([], "--lora", help=_LORA_HELP),
+         out: Path = typer.Option(Path("outputs"), "--out", "-o"),
+         zoom: int = typer.Option(2, "--zoom"),
+         device: str = typer.Option("auto", "--device")):
+    """Variations of IMAGE (SDEdit): noise it to the level STRENGTH picks, then paint it back."""
+    import noisebrush
+
+    guides = _guides(palette, palette_scale)
+    pipe = noisebrush.load(model, device=device, lora=lora or None)
+    t = time.perf_counter()
+    bar, cb = _edit_progress(steps, "varying")
+    with bar:
+        images, recipes = pipe.vary(image, _prompt_of(image, prompt), strength=strength, steps=steps, seed=seed, n=n,
+                                    sampler=sampler, cfg=cfg, size=size, guidance=guides or None, callback=cb)
+    paths = _save_set(images, recipes, out, f"{_slug(image.stem)}-vary", zoom=zoom)
+    typer.echo(f"{n} variation{'s' * (n != 1)} of {image} (strength {strength}) in {time.perf_counter() - t:.1f}s")
+    for p in paths:
+        typer.echo(f"  {p}")
+
+
+def _repaint_cmd(kind: str, image: Path, prompt, *, model, mask=None, extend=None, steps, jump_length, jumps, cfg,
+                 seed, n, size, palette, palette_scale, lora, out, zoom, device):
+    import noisebrush
+
+    guides = _guides(palette, palette_scale)
+    pipe = noisebrush.load(model, device=device, lora=lora or None)
+    t = time.perf_counter()
+    bar, cb = _edit_progress(steps, "inpainting" if kind == "inpaint" else "outpainting")
+    kw = dict(steps=steps, jump_length=jump_length, jumps=jumps, seed=seed, n=n, cfg=cfg, size=size,
+              guidance=guides or None, callback=cb)
+    with bar:
+        if kind == "inpaint":
+            images, recipes = pipe.inpaint(image, mask, _prompt_of(image, prompt), **kw)
+        else:
+            images, recipes = pipe.outpaint(image, extend, _prompt_of(image, prompt), **kw)
+    paths = _save_set(images, recipes, out, f"{_slug(image.stem)}-{kind}", zoom=zoom)
+    typer.echo(f"{kind}ed {n} picture{'s' * (n != 1)} from {image} in {time.perf_counter() - t:.1f}s")
+    for p in paths:
+        typer.echo(f"  {p}")
+
+
+@app.command()
+def inpaint(image: Path = typer.Argument(..., help="the picture"),
+            prompt: Optional[str] = typer.Argument(None, help="what to paint (default: the prompt in its recipe)"),
+            mask: Path = typer.Option(..., "--mask", help="same size as IMAGE; white = repaint, black = keep"),
+            model: str = typer.Option("builtin", "--model", "-m"),
+            steps: int = typer.Option(20, "--steps"),
+            jump_length: int = typer.Option(4, "--jump-length", help="RePaint: levels to climb back per jump"),
+            jumps: int = typer.Option(3, "--jumps", help="RePaint: passes over each stretch (1 = no resampling)"),
+            cfg: float = typer.Option(3.0, "--cfg"),
+            seed: int = typer.Option(0, "--seed"),
+            n: int = typer.Option(4, "-n"),
+            size: Optional[int] = typer.Option(None, "--size"),
+            palette: Optional[str] = typer.Option(None, "--palette", help=_PALETTE_HELP),
+            palette_scale: float = typer.Option(PALETTE_SCALE, "--palette-scale"),
+            lora: List[str] = typer.Option([], "--lora", help=_LORA_HELP),
+            out: Path = typer.Option(Path("outputs"), "--out", "-o"),
+            zoom: int = typer.Option(2, "--zoom"),
+            device: str = typer.Option("auto", "--device")):
+    """Repaint the white part of MASK in IMAGE (RePaint); every other pixel comes out exactly as it was."""
+    _repaint_cmd("inpaint", image, prompt, model=model, mask=mask, steps=steps, jump_length=jump_length, jumps=jumps,
+                 cfg=cfg, seed=seed, n=n, size=size, palette=palette, palette_scale=palette_scale, lora=lora,
+                 out=out, zoom=zoom, device=device)
+
+
+@app.command()
+def outpaint(image: Path = typer.Argument(..., help="the picture"),
+             prompt: Optional[str] = typer.Argument(None, help="what to paint (default: the prompt in its recipe)"),
+             extend: str = typer.Option(..., "--extend", help="pixels to add: L,T,R,B (or one number for all)"),
+             model: str = typer.Option("builtin", "--model", "-m"),
+             steps: int = typer.Option(20, "--steps"),
+             jump_length: int = typer.Option(4, "--jump-length"),
+             jumps: int = typer.Option(3, "--jumps"),
+             cfg: float = typer.Option(3.0, "--cfg"),
+             seed: int = typer.Option(0, "--seed"),
+             n: int = typer.Option(4, "-n"),
+             size: Optional[int] = typer.Option(None, "--size"),
+             palette: Optional[str] = typer.Option(None, "--palette", help=_PALETTE_HELP),
+             palette_scale: float = typer.Option(PALETTE_SCALE, "--palette-scale"),
+             lora: List[str] = typer.Option([], "--lora", help=_LORA_HELP),
+             out: Path = typer.Option(Path("outputs"), "--out", "-o"),
+             zoom: int = typer.Option(2, "--zoom"),
+             device: str = typer.Option("auto", "--device")):
+    """Paint beyond IMAGE's edges; the picture itself is kept exactly."""
+    from noisebrush.edit import parse_extend
+
+    try:
+        ext = parse_extend(extend)
+    except BadParameter as e:
+        raise BadParameter(f"--{e}") from None
+    _repaint_cmd("outpaint", image, prompt, model=model, extend=ext, steps=steps, jump_length=jump_length,
+                 jumps=jumps, cfg=cfg, seed=seed, n=n, size=size, palette=palette, palette_scale=palette_scale,
+                 lora=lora, out=out, zoom=zoom, device=device)
+
+
+@app.command()
+def morph(prompt: str = typer.Argument(..., metavar="PROMPT", help="where the morph starts"),
+          to: Optional[str] = typer.Option(None, "--to", help="the prompt it ends on (default: PROMPT)"),
+          seed: int = typer.Option(0, "--seed"),
+          to_seed: Optional[int] = typer.Option(None, "--to-seed", help="the seed it ends on (default: SEED)"),
+          frames: int = typer.Option(16, "--frames", help="pictures from start to end, both included"),
+          fps: float = typer.Option(12.0, "--fps"),
+          bounce: bool = typer.Option(False, "--bounce", help="play forward then back, so the loop has no jump"),
+          model: str = typer.Option("builtin", "--model", "-m"),
+          sampler: str = typer.Option("dpmpp_2m", "--sampler", help="a deterministic one"),
+          steps: int = typer.Option(20, "--steps"),
+          cfg: float = typer.Option(3.0, "--cfg"),
+          size: Optional[int] = typer.Option(None, "--size"),
+          palette: Optional[str] = typer.Option(None, "--palette", help=_PALETTE_HELP),
+          palette_scale: float = typer.Option(PALETTE_SCALE, "--palette-scale"),
+          lora: List[str] = typer.Option([], "--lora", help=_LORA_HELP),
+          out: Path = typer.Option(Path("outputs"), "--out", "-o"),
+          zoom: int = typer.Option(8, "--zoom", help="pixel-repeat factor of the GIF and MP4 frames"),
+          device: str = typer.Option("auto", "--device")):
+    """Morph between two seeds and/or two prompts: writes a GIF, an MP4 and a PNG strip of the frames."""
+    import noisebrush
+    from noisebrush.io.animation import frames_uint8, save_gif, save_mp4
+    from noisebrush.io.png import save_png
+
+    if to is None and to_seed is None:
+        raise BadParameter("--to / --to-seed: give another prompt and/or another seed to morph towards")
+    if not 1 <= zoom <= 32:
+        raise BadParameter(f"--zoom: 1 to 32, got {zoom}")
+    if isinstance(fps, bool) or not 0.1 <= fps <= 60:
+        raise BadParameter(f"--fps: a number from 0.1 to 60, got {fps}")
+    guides = _guides(palette, palette_scale)
+    pipe = noisebrush.load(model, device=device, lora=lora or None)
+    t = time.perf_counter()
+    bar, cb = _edit_progress(frames * steps, "morphing")
+    with bar:
+        pics, recipe = pipe.morph(prompt, to_prompt=to, seed=seed, to_seed=to_seed, frames=frames, steps=steps,
+                                  sampler=sampler, cfg=cfg, size=size, guidance=guides or None, callback=cb)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder (--out)")
+    out.mkdir(parents=True, exist_ok=True)
+    seq = torch_cat_bounce(pics) if bounce else pics
+    name = f"morph-{_slug(prompt, 24)}" + (f"-to-{_slug(to, 24)}" if to is not None and to != prompt else "") + \
+        f"-s{seed}" + (f"-{to_seed}" if to_seed is not None else "")
+    base = _free(out / f"{name}.gif")
+    gif = save_gif(seq, base, fps=fps, zoom=zoom)
+    mp4 = save_mp4(seq, _free(base.with_suffix(".mp4")), fps=fps, zoom=zoom)
+    from PIL import Image
+
+    strip = Image.fromarray(frames_uint8(pics, 1).transpose(1, 0, 2, 3).reshape(pics.shape[2], -1, 3))
+    zs = max(1, zoom // 4)
+    png = save_png(strip.resize((strip.width * zs, strip.height * zs), resample=0),
+                   _free(base.with_name(base.stem + "-strip.png")), {**recipe, "bounce": bounce, "fps": fps})
+    typer.echo(f"morphed {frames} frames in {time.perf_counter() - t:.1f}s")
+    for p in (gif, mp4, png):
+        typer.echo(f"  {p}")
+
+
+def torch_cat_bounce(frames):
+    """Frames forward then back (without repeating the two ends)."""
+    import torch
+
+    return torch.cat([frames, frames.flip(0)[1:-1]]) if frames.shape[0] > 2 else frames
 
 
 @app.command()
@@ -169,23 +455,23 @@ def reproduce(image: Path = typer.Argument(..., help="a PNG written by noisebrus
     from noisebrush.io.png import read_recipe
 
     recipe = read_recipe(image)
+    if recipe.get("mode") == "morph":
+        raise UserError(f"{image}: is a morph's strip; paint it again with `noisebrush morph` and the options its "
+                        f"recipe lists (`noisebrush info {image}`)")
     named = recipe.get("model", "builtin")
     if model is None and not (isinstance(named, str) and named):
         raise UserError(f"{image}: its recipe names no model; pass --model")
-    pipe = noisebrush.load(model or named, device=device)
-    if recipe.get("model_hash") and recipe["model_hash"] != pipe.hash:
-        raise UserError(f"{image}: was painted with model weights {recipe['model_hash']}, but "
-                        f"{model or recipe.get('model')} has {pipe.hash}; pass --model with the original folder")
     parts = recipe.get("images") if "sheet" in recipe else [recipe]
     if not isinstance(parts, list) or not parts or not all(isinstance(r, dict) for r in parts):
         raise UserError(f"{image}: its contact-sheet recipe lists no pictures")
+    pipe = noisebrush.load(model or named, device=device, lora=_recipe_loras(image, recipe))
+    if recipe.get("model_hash") and recipe["model_hash"] != pipe.hash:
+        raise UserError(f"{image}: was painted with model weights {recipe['model_hash']}, but "
+                        f"{model or recipe.get('model')} has {pipe.hash}; pass --model with the original folder")
     try:
         pics = []
         for rec in parts:
-            paths = _paint_and_save(pipe, [rec.get("prompt", "")], steps=int(rec["steps"]), seed=int(rec["seed"]),
-                                    n=1, sampler=rec["sampler"], cfg=float(rec["cfg"]), out=out,
-                                    label=rec.get("label"), grid=False, size=rec.get("width"),
-                                    sigma_min=rec.get("sigma_min"), sigma_max=rec.get("sigma_max"))
+            paths = _paint_recipe(pipe, rec, out, image)
             with Image.open(paths[0]) as im:
                 pics.append(im.convert("RGB"))
         if "sheet" in recipe:
@@ -199,6 +485,64 @@ def reproduce(image: Path = typer.Argument(..., help="a PNG written by noisebrus
     typer.echo(f"{paths[0]}: {'pixel-identical to' if same else 'DIFFERS from'} {image}")
     if not same:
         raise typer.Exit(1)
+
+
+def _recipe_loras(image: Path, recipe: dict) -> list | None:
+    """The LoRA files a recipe names, checked against the hashes it recorded."""
+    import hashlib
+
+    specs = []
+    for d in recipe.get("lora") or []:
+        f = Path(str(d.get("file", "")))
+        if not f.is_file():
+            raise UserError(f"{image}: was painted with the LoRA {f}, which is not there any more")
+        if d.get("hash") and hashlib.sha256(f.read_bytes()).hexdigest()[:10] != d["hash"]:
+            raise UserError(f"{image}: the LoRA {f} has changed since the picture was painted")
+        specs.append((f, float(d.get("weight", 1.0))))
+    return specs or None
+
+
+def _source(image: Path, rec: dict, key: str) -> Path:
+    """A file an edit recipe names (its input picture or mask), checked against the hash it recorded."""
+    import hashlib
+
+    f = Path(str(rec.get(key) or ""))
+    if not rec.get(key) or not f.is_file():
+        raise UserError(f"{image}: was painted from {rec.get(key) or 'a picture given in memory'}, which is not "
+                        f"there; it cannot be painted again")
+    sha = rec.get(f"{key}_sha256")
+    if sha and hashlib.sha256(f.read_bytes()).hexdigest()[:len(sha)] != sha:
+        raise UserError(f"{image}: {f} has changed since the picture was painted from it")
+    return f
+
+
+def _paint_recipe(pipe, rec: dict, out: Path, image: Path) -> list[Path]:
+    """Paint one picture from its recipe (plain, guided, varied, inpainted or outpainted) and save it."""
+    from noisebrush.guides import guides_from_recipe
+
+    guides = guides_from_recipe(rec.get("guidance")) or None
+    mode = rec.get("mode")
+    common = dict(steps=int(rec["steps"]), seed=int(rec["seed"]), n=1, cfg=float(rec["cfg"]), guidance=guides)
+    if mode is None:
+        return _paint_and_save(pipe, [rec.get("prompt", "")], sampler=rec["sampler"], out=out,
+                               label=rec.get("label"), grid=False, size=rec.get("width"),
+                               sigma_min=rec.get("sigma_min"), sigma_max=rec.get("sigma_max"), **common)
+    src = _source(image, rec, "source")
+    size = int(rec["resized_short"]) if rec.get("resized_from") else None
+    if mode == "vary":
+        images, recipes = pipe.vary(src, rec.get("prompt", ""), strength=float(rec["strength"]),
+                                    sampler=rec["sampler"], size=size, label=rec.get("label"), **common)
+    elif mode == "inpaint":
+        images, recipes = pipe.inpaint(src, _source(image, rec, "mask"), rec.get("prompt", ""), size=size,
+                                       jump_length=int(rec["jump_length"]), jumps=int(rec["jumps"]),
+                                       label=rec.get("label"), **common)
+    elif mode == "outpaint":
+        images, recipes = pipe.outpaint(src, rec["extend"], rec.get("prompt", ""), size=size,
+                                        jump_length=int(rec["jump_length"]), jumps=int(rec["jumps"]),
+                                        label=rec.get("label"), **common)
+    else:
+        raise UserError(f"{image}: unknown painting mode {mode!r} in its recipe")
+    return _save_set(images, recipes, out, f"{_slug(image.stem)}-again", zoom=2, sheet=False)
 
 
 @app.command()

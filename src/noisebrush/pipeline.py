@@ -147,7 +147,8 @@ class _OnDevice(torch.nn.Module):
 
 
 class Pipeline:
-    def __init__(self, net, config: dict, path: Path, *, device=None, name: str | None = None):
+    def __init__(self, net, config: dict, path: Path, *, device=None, name: str | None = None,
+                 loras: list[dict] | None = None):
         from noisebrush.diffusion import EDMPrecond
 
         self.config = config
@@ -163,6 +164,7 @@ class Pipeline:
         self.dims = int(config["unet"].get("dims", 2))
         self.classes = config.get("classes") or []
         self._text = None
+        self.loras = list(loras or [])  # LoRA adapters merged into the weights (noisebrush.lora.apply_loras)
         self.device = torch.device("cpu")
         self.to(pick_device(device))
 
@@ -214,13 +216,21 @@ class Pipeline:
         return run
 
     # -- painting -------------------------------------------------------------------------------------------------
-    def recipe(self, prompt: str, *, seed: int, steps: int, sampler: str, cfg: float, size: int,
-               sigma_min: float, sigma_max: float, label=None) -> dict:
+    def recipe(self, prompt: str, *, seed: int, steps: int, sampler: str, cfg: float, size,
+               sigma_min: float, sigma_max: float, label=None, guidance=None) -> dict:
+        """Everything needed to paint a picture again. ``size`` is one side or (height, width)."""
         from noisebrush import __version__
+        from noisebrush.guides import guidance_recipes
 
-        return {"prompt": prompt, "label": label, "sampler": sampler, "steps": steps, "cfg": cfg, "seed": seed,
-                "width": size, "height": size, "sigma_min": sigma_min, "sigma_max": sigma_max,
-                "model": self.name, "model_hash": self.hash, "noisebrush": __version__}
+        h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        rec = {"prompt": prompt, "label": label, "sampler": sampler, "steps": steps, "cfg": cfg, "seed": seed,
+               "width": w, "height": h, "sigma_min": sigma_min, "sigma_max": sigma_max,
+               "model": self.name, "model_hash": self.hash, "noisebrush": __version__}
+        if self.loras:
+            rec["lora"] = [dict(d) for d in self.loras]
+        if guidance:
+            rec["guidance"] = guidance_recipes(guidance)
+        return rec
 
     def check(self, prompt: str = "", *, steps=20, seed=0, n=1, sampler="dpmpp_2m", cfg=3.0, size=None,
               sigma_min=None, sigma_max=None, label=None):
@@ -276,40 +286,94 @@ class Pipeline:
     @torch.no_grad()
     def generate(self, prompt: str = "", *, steps: int = 20, seed: int = 0, n: int = 1, sampler: str = "dpmpp_2m",
                  cfg: float = 3.0, size: int | None = None, sigma_min: float | None = None,
-                 sigma_max: float | None = None, label=None, callback=None,
-                 stats: dict | None = None) -> tuple[torch.Tensor, list[dict]]:
+                 sigma_max: float | None = None, label=None, callback=None, stats: dict | None = None,
+                 guidance=None) -> tuple[torch.Tensor, list[dict]]:
         """N×C×H×W images in [-1, 1] and one recipe per image.
 
         ``steps`` sampler steps on Karras et al.'s σ schedule between ``sigma_min`` and ``sigma_max`` (default: the
         model folder's ``schedule``); image i uses seed ``seed + i``; ``cfg`` is the classifier-free guidance scale
         (1 = plain conditional); ``callback(StepInfo)`` sees x_t and x̂_0 at every step. ``stats``: a dict that
         samplers keeping statistics (``langevin``: corrector steps per level; ``adaptive``: accepted and rejected
-        steps) fill in; other samplers leave it as it is.
+        steps) fill in; other samplers leave it as it is. ``guidance``: a list of :class:`noisebrush.guides.Guide`
+        (a palette, a learned preference) that steer every step through the x̂_0-guidance hook.
         """
-        from noisebrush.diffusion import SampleNoise, get_sampler, karras
+        from noisebrush.diffusion import SampleNoise, karras
 
         steps, seed, n, cfg, size, sigma_min, sigma_max = self.check(prompt, steps=steps, seed=seed, n=n,
                                                                      sampler=sampler, cfg=cfg, size=size,
                                                                      sigma_min=sigma_min, sigma_max=sigma_max,
                                                                      label=label)
-        info = get_sampler(sampler)
+        guidance = self.check_guidance(guidance)
         seeds = [seed + i for i in range(n)]
         noise = SampleNoise.from_seeds(seeds)
         shape = (self.channels, *([size] * self.dims))
         sigmas = karras(steps, sigma_min=sigma_min, sigma_max=sigma_max)
-        cond = self._conditions(prompt, label, n)
-        den = self._denoiser(cond, cfg)
         x = noise.randn(shape) * float(sigmas[0])  # the sampler runs on the CPU; only the network moves
+        den = self.denoiser(prompt, label=label, cfg=cfg, guidance=guidance)
+        out = self.run_sampler(den, x, sigmas, noise, sampler=sampler, callback=callback, stats=stats, steps=steps)
+        recipes = [self.recipe(prompt, seed=s, steps=steps, sampler=sampler, cfg=cfg, size=size,
+                               sigma_min=sigma_min, sigma_max=sigma_max, label=label, guidance=guidance)
+                   for s in seeds]
+        return out.clamp(-1, 1).cpu(), recipes
+
+    # -- the pieces every painting mode shares (noisebrush.edit uses them too) ------------------------------------
+    @staticmethod
+    def check_guidance(guidance):
+        from noisebrush.guides import Guide
+
+        if guidance is None:
+            return []
+        guidance = list(guidance) if isinstance(guidance, (list, tuple)) else [guidance]
+        for g in guidance:
+            if not isinstance(g, Guide):
+                raise BadParameter(f"guidance: expected noisebrush.guides.Guide objects, got {type(g).__name__}")
+        return guidance
+
+    def denoiser(self, prompt: str = "", *, label=None, cfg: float = 3.0, guidance=None):
+        """The per-picture denoiser for ``prompt`` with classifier-free guidance ``cfg`` and the guides."""
+        from noisebrush.guides import guided
+
+        return guided(self._denoiser(self._conditions(prompt, label, 1), cfg), guidance)
+
+    def run_sampler(self, den, x: torch.Tensor, sigmas: torch.Tensor, noise, *, sampler: str = "dpmpp_2m",
+                    callback=None, stats: dict | None = None, steps: int | None = None) -> torch.Tensor:
+        """Run ``sampler`` from x at sigmas[0] down the schedule; ``callback(StepInfo)`` once per step."""
+        from noisebrush.diffusion import get_sampler
+
+        info = get_sampler(sampler)
+        total = steps if steps is not None else len(sigmas) - 1
 
         def cb(xt, x0, sigma, i):
-            callback(StepInfo(step=int(i), steps=steps, sigma=float(torch.as_tensor(sigma).reshape(-1)[0]), x=xt,
+            callback(StepInfo(step=int(i), steps=total, sigma=float(torch.as_tensor(sigma).reshape(-1)[0]), x=xt,
                               x0=x0))
 
         extra = {"stats": stats} if stats is not None and _takes(info.fn, "stats") else {}
-        out = info.fn(den, x, sigmas, noise=noise, callback=cb if callback is not None else None, **extra)
-        recipes = [self.recipe(prompt, seed=s, steps=steps, sampler=sampler, cfg=cfg, size=size,
-                               sigma_min=sigma_min, sigma_max=sigma_max, label=label) for s in seeds]
-        return out.clamp(-1, 1).cpu(), recipes
+        return info.fn(den, x, sigmas, noise=noise, callback=cb if callback is not None else None, **extra)
+
+    # -- personal art: variations, inpainting, outpainting, morphs (noisebrush.edit) ------------------------------
+    def vary(self, image, prompt: str = "", **kwargs):
+        """Variations of ``image`` (SDEdit); see :func:`noisebrush.edit.vary`."""
+        from noisebrush.edit import vary
+
+        return vary(self, image, prompt, **kwargs)
+
+    def inpaint(self, image, mask, prompt: str = "", **kwargs):
+        """Repaint the white part of ``mask`` (RePaint); see :func:`noisebrush.edit.inpaint`."""
+        from noisebrush.edit import inpaint
+
+        return inpaint(self, image, mask, prompt, **kwargs)
+
+    def outpaint(self, image, extend, prompt: str = "", **kwargs):
+        """Paint beyond the edges of ``image``; see :func:`noisebrush.edit.outpaint`."""
+        from noisebrush.edit import outpaint
+
+        return outpaint(self, image, extend, prompt, **kwargs)
+
+    def morph(self, prompt: str = "", **kwargs):
+        """Frames between two seeds and/or two prompts; see :func:`noisebrush.edit.morph`."""
+        from noisebrush.edit import morph
+
+        return morph(self, prompt, **kwargs)
 
     def __call__(self, prompt: str = "", **kwargs):
         """PIL images (see :meth:`generate` for the options)."""
@@ -319,8 +383,11 @@ class Pipeline:
         return to_pil(images)
 
 
-def load(model="builtin", *, device=None) -> Pipeline:
-    """Load a model folder (or the built-in model) for painting."""
+def load(model="builtin", *, device=None, lora=None) -> Pipeline:
+    """Load a model folder (or the built-in model) for painting.
+
+    ``lora``: LoRA adapters made by ``noisebrush finetune --lora`` to merge into the weights — a list of
+    ``"FILE"`` / ``"FILE:weight"`` strings or ``(path, weight)`` pairs (several add up)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -343,5 +410,13 @@ def load(model="builtin", *, device=None) -> Pipeline:
         first = str(e).splitlines()[0] if str(e) else "mismatch"
         raise UserError(f"{path / 'model.safetensors'}: weights do not fit the network in config.json ({first})") \
             from None
+    loras = []
+    if lora:
+        from noisebrush.lora import apply_loras, parse_lora_spec
+
+        specs = [parse_lora_spec(str(s)) if isinstance(s, (str, Path)) else (Path(s[0]), float(s[1]))
+                 for s in ([lora] if isinstance(lora, (str, Path)) else lora)]
+        loras = apply_loras(net, conf, weights_hash(path), specs)
     # the recipe names a folder by its absolute path, so `noisebrush reproduce` finds it from anywhere
-    return Pipeline(net, conf, path, device=device, name="builtin" if str(model) == "builtin" else str(path.resolve()))
+    return Pipeline(net, conf, path, device=device, name="builtin" if str(model) == "builtin" else str(path.resolve()),
+                    loras=loras)

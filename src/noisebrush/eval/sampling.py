@@ -53,13 +53,16 @@ def _denoiser(pipe, cond: dict, scale: float, fast: bool):
 def sample_batch(pipe, *, prompts: Sequence[str] | None = None, labels: Sequence[int] | None = None,
                  seeds: Sequence[int], steps: int = 20, sampler: str = "dpmpp_2m", cfg: float = 3.0,
                  size: int | None = None, sigma_min: float | None = None, sigma_max: float | None = None,
-                 schedule: Callable | None = None, stats: dict | None = None, fast: bool = True) -> torch.Tensor:
+                 schedule: Callable | None = None, stats: dict | None = None, fast: bool = True,
+                 guidance=None) -> torch.Tensor:
     """One batch: N pictures in [-1, 1] (N = len(seeds)), picture i from ``prompts[i]`` / ``labels[i]``.
 
     ``schedule(steps, sigma_min, sigma_max) -> σ tensor`` replaces Karras et al.'s schedule when given.
     ``fast`` runs the network under bf16 autocast where the hardware has fast bf16 (the sampler's own arithmetic
     stays in float32/float64), as training does: evaluation numbers describe the model, not the last bits.
+    ``guidance``: :class:`noisebrush.guides.Guide` objects (a palette, a preference), as in ``Pipeline.generate``.
     """
+    from noisebrush.guides import guided
     from noisebrush.diffusion import SampleNoise, get_sampler, karras
     from noisebrush.pipeline import _takes
 
@@ -83,7 +86,8 @@ def sample_batch(pipe, *, prompts: Sequence[str] | None = None, labels: Sequence
     sigmas = (schedule or karras)(steps, sigma_min=sigma_min, sigma_max=sigma_max)
     x = noise.randn((pipe.channels, *([size] * pipe.dims))) * float(sigmas[0])
     kwargs = {"stats": stats} if stats is not None and _takes(info.fn, "stats") else {}
-    return info.fn(_denoiser(pipe, cond, cfg, fast), x, sigmas, noise=noise, **kwargs).clamp(-1, 1)
+    den = guided(_denoiser(pipe, cond, cfg, fast), pipe.check_guidance(guidance))
+    return info.fn(den, x, sigmas, noise=noise, **kwargs).clamp(-1, 1)
 
 
 def sample_many(pipe, n: int, *, prompts=None, labels=None, seed: int = 0, batch: int = 64, progress=None,
