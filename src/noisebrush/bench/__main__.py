@@ -6,7 +6,9 @@ import sys
 from noisebrush.errors import UserError
 
 BENCHES = {"samplers": "noisebrush.bench.samplers", "train": "noisebrush.bench.train",
-           "quality": "noisebrush.bench.quality"}
+           "quality": "noisebrush.bench.quality", "palette": "noisebrush.bench.palette",
+           "inpaint": "noisebrush.bench.inpaint", "finetune": "noisebrush.bench.finetune",
+           "preference": "noisebrush.bench.preference"}
 
 
 def main(argv: list[str] | None = None) -> int:
