@@ -53,14 +53,20 @@ def test_scale_one_snaps_the_prediction_onto_the_palette():
 def test_until_leaves_the_last_steps_unguided():
     g = PaletteGuide("#ff0000", scale=0.5, until=0.2)
     assert g.weight(torch.tensor([5.0, 0.2, 0.1], dtype=torch.float64)).tolist() == [1.0, 0.0, 0.0]
+    g = PaletteGuide("#ff0000", scale=0.5, until=0.2, below=2.0)
+    assert g.weight(torch.tensor([5.0, 2.0, 0.5, 0.1], dtype=torch.float64)).tolist() == [0.0, 1.0, 1.0, 0.0]
     with pytest.raises(BadParameter, match="palette scale"):
         PaletteGuide("#ff0000", scale=2)
+    with pytest.raises(BadParameter, match="palette below"):
+        PaletteGuide("#ff0000", until=1.0, below=0.5)
 
 
 def test_recipe_round_trip():
-    g = PaletteGuide("#b03a2e,#1f3a68", scale=0.12, tau=0.02, until=0.1)
-    (again,) = guides_from_recipe(guidance_recipes([g]))
-    assert torch.equal(again.palette, g.palette) and (again.scale, again.tau, again.until) == (0.12, 0.02, 0.1)
+    for g in (PaletteGuide("#b03a2e,#1f3a68", scale=0.12, tau=0.02, until=0.1),
+              PaletteGuide("#b03a2e", scale=0.2, below=2.0)):
+        (again,) = guides_from_recipe(guidance_recipes([g]))
+        assert torch.equal(again.palette, g.palette)
+        assert (again.scale, again.tau, again.until, again.below) == (g.scale, g.tau, g.until, g.below)
 
 
 def test_guided_painting_moves_toward_the_palette(tmp_path_factory):

@@ -7,8 +7,10 @@ The loss of a picture is half the sum, over its pixels, of the squared distance 
 soft minimum with temperature ``tau``, so that it is differentiable everywhere). Its gradient at a pixel is the
 pixel minus (a soft choice of) its nearest palette colour, so one guided step moves every pixel of x̂_0 the share
 ``scale`` of the way to its colour: scale 0 leaves the picture alone, scale 1 snaps x̂_0 onto the palette at every
-step. Shapes come from the model, colours from the palette. ``until`` (a σ) leaves the last, finest steps
-unguided, so edges stay the model's own.
+step. Shapes come from the model, colours from the palette. Only steps with ``until`` < σ ≤ ``below`` are
+guided: the composition is settled at high noise levels, and pulling x̂_0 toward the palette there changes what
+is painted rather than its colours (measured by ``python -m noisebrush.bench palette``); ``until`` can leave the
+last, finest steps to the model.
 
 :func:`palette_distance` measures the result: the mean over pixels of the distance (RGB in [0, 1]) from each pixel
 to its nearest palette colour; 0 means every pixel is a palette colour.
@@ -80,13 +82,16 @@ class PaletteGuide(Guide):
 
     name = "palette"
 
-    def __init__(self, palette, scale: float = 0.3, *, tau: float = 0.01, until: float = 0.0):
+    def __init__(self, palette, scale: float = 0.3, *, tau: float = 0.01, until: float = 0.0,
+                 below: float = float("inf")):
         self.palette = parse_palette(palette) if not torch.is_tensor(palette) else palette.to(torch.float32)
         for key, v, lo, hi in (("palette scale", scale, 0.0, 1.0), ("palette tau", tau, 1e-6, 10.0),
                                ("palette until", until, 0.0, 1e6)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
                 raise BadParameter(f"{key}: a number in [{lo:g}, {hi:g}], got {v!r}")
-        self.scale, self.tau, self.until = float(scale), float(tau), float(until)
+        if isinstance(below, bool) or not isinstance(below, (int, float)) or not below > until:
+            raise BadParameter(f"palette below: a σ above 'until' ({until:g}), got {below!r}")
+        self.scale, self.tau, self.until, self.below = float(scale), float(tau), float(until), float(below)
 
     def loss(self, x0: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         # in [-1, 1] units: colour c ↦ 2c - 1, so the gradient at a pixel is (pixel - nearest colour)
@@ -96,12 +101,15 @@ class PaletteGuide(Guide):
         return 0.5 * soft.flatten(1).sum(1)
 
     def weight(self, sigma: torch.Tensor) -> torch.Tensor:
-        return (sigma > self.until).to(torch.float64)
+        return ((sigma > self.until) & (sigma <= self.below)).to(torch.float64)
 
     def recipe(self) -> dict:
-        return {"palette": palette_hex(self.palette), "tau": self.tau, "until": self.until}
+        d = {"palette": palette_hex(self.palette), "tau": self.tau, "until": self.until}
+        if self.below != float("inf"):
+            d["below"] = self.below  # JSON has no infinity
+        return d
 
     @classmethod
     def from_recipe(cls, d: dict) -> "PaletteGuide":
         return cls(d["palette"], scale=float(d["scale"]), tau=float(d.get("tau", 0.01)),
-                   until=float(d.get("until", 0.0)))
+                   until=float(d.get("until", 0.0)), below=float(d.get("below", float("inf"))))

@@ -6,14 +6,17 @@ from noisebrush.bench.__main__ import main
 
 def test_palette_bench_quick(tmp_path, capsys):
     out = tmp_path / "p.json"
-    assert main(["palette", "--n", "3", "--scales", "0.5", "--steps", "3", "--batch", "3", "--json", str(out)]) == 0
+    assert main(["palette", "--n", "3", "--scales", "0.5,0.5@2", "--steps", "3", "--batch", "3", "--json", str(out)]) == 0
     r = json.loads(out.read_text())
     rows = r["rows"]
-    assert [(x["scenario"], x["scale"]) for x in rows] == [("shades", 0.0), ("shades", 0.5), ("foreign", 0.0),
-                                                          ("foreign", 0.5)]
-    for plain, guided in (rows[0:2], rows[2:4]):
-        assert guided["palette_distance"] < plain["palette_distance"]  # scale 0.5 pulls hard, even in 3 steps
-        assert 0 <= guided["adherence"] <= 1 and plain["distance_change"] == 0
+    assert [(x["scenario"], x["scale"], x["below"]) for x in rows] == [
+        ("shades", 0.0, None), ("shades", 0.5, None), ("shades", 0.5, 2.0),
+        ("foreign", 0.0, None), ("foreign", 0.5, None), ("foreign", 0.5, 2.0)]
+    for plain, *guided in (rows[0:3], rows[3:6]):
+        assert plain["distance_change"] == 0
+        for g in guided:
+            assert g["palette_distance"] < plain["palette_distance"]  # scale 0.5 pulls hard, even in 3 steps
+            assert 0 <= g["adherence"] <= 1
     assert "palette guidance" in capsys.readouterr().out
 
 

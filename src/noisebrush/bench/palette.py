@@ -69,7 +69,8 @@ def _adherence(pred, table, attributes) -> float:
     return float(ok.double().mean())
 
 
-def run(*, n: int = 200, scales=(0.1, 0.15, 0.2), tau: float = 0.1, scenarios=("shades", "foreign"),
+def run(*, n: int = 200, scales=((0.1, None), (0.2, 2.0), (0.3, 1.0)), tau: float = 0.1,
+        scenarios=("shades", "foreign"),
         steps: int = 20, cfg: float = 3.0, batch: int = 50, seed: int = 0, log=print) -> dict:
     import noisebrush
     from noisebrush.data.procedural import ProceduralArt
@@ -85,14 +86,16 @@ def run(*, n: int = 200, scales=(0.1, 0.15, 0.2), tau: float = 0.1, scenarios=("
         sc = SCENARIOS[name]
         prompts, table = _prompts(ds, n, sc["colours"])
         base = None
-        for scale in (0.0, *scales):
+        for scale, below in ((0.0, None), *scales):
             t = time.perf_counter()
-            guides = [PaletteGuide(sc["palette"], scale=scale, tau=tau)] if scale else None
+            kw = {} if below is None else {"below": below}
+            guides = [PaletteGuide(sc["palette"], scale=scale, tau=tau, **kw)] if scale else None
             x, _ = sample_many(pipe, n, prompts=prompts, seed=seed, batch=batch, steps=steps, cfg=cfg,
                                guidance=guides)
             dist = float(palette_distance(x, sc["palette"]).mean())
             adh = _adherence(fnet.predict(x), table, sc["attributes"])
             row = {"scenario": name, "palette": sc["palette"], "scale": scale, "tau": tau if scale else None,
+                   "below": below,
                    "palette_distance": dist, "adherence": adh, "n": n, "seconds": time.perf_counter() - t}
             if base is None:
                 base = row
@@ -100,7 +103,7 @@ def run(*, n: int = 200, scales=(0.1, 0.15, 0.2), tau: float = 0.1, scenarios=("
             row["adherence_change_points"] = 100 * (adh - base["adherence"])
             row["goal_met"] = bool(scale and row["distance_change"] <= -0.5 and row["adherence_change_points"] >= -5)
             rows.append(row)
-            log(f"{name:8s} scale {scale:<5g} distance {dist:.4f} ({100 * row['distance_change']:+.0f}%)  "
+            log(f"{name:8s} scale {scale:<5g} σ ≤ {below if below is not None else '∞'}  distance {dist:.4f} ({100 * row['distance_change']:+.0f}%)  "
                 f"adherence {adh:.3f} ({row['adherence_change_points']:+.1f} pts)  {row['seconds']:.0f}s")
     return {"benchmark": "palette", "steps": steps, "cfg": cfg, "seed": seed, "rows": rows}
 
@@ -111,10 +114,11 @@ def print_table(report: dict) -> None:
 
     t = Table(title=f"palette guidance ({report['rows'][0]['n']} pictures per row, {report['steps']} steps, "
                     f"cfg {report['cfg']}; goal: distance ≥ 50% lower, adherence within 5 points)")
-    for c in ("scenario", "palette", "scale", "palette distance", "change", "adherence", "Δ points", "goal"):
+    for c in ("scenario", "palette", "scale", "σ ≤", "palette distance", "change", "adherence", "Δ points", "goal"):
         t.add_column(c, justify="left" if c in ("scenario", "palette") else "right")
     for r in report["rows"]:
-        t.add_row(r["scenario"], r["palette"], f"{r['scale']:g}", f"{r['palette_distance']:.4f}",
+        t.add_row(r["scenario"], r["palette"], f"{r['scale']:g}", "∞" if r.get("below") is None else f"{r['below']:g}",
+                  f"{r['palette_distance']:.4f}",
                   f"{100 * r['distance_change']:+.0f}%", f"{r['adherence']:.3f}",
                   f"{r['adherence_change_points']:+.1f}", ("met" if r["goal_met"] else "not met") if r["scale"] else "—")
     Console().print(t)
@@ -125,7 +129,8 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m noisebrush.bench palette", description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=200, help="prompts per scenario")
-    ap.add_argument("--scales", default="0.1,0.15,0.2", help="guidance scales, comma-separated")
+    ap.add_argument("--scales", default="0.1,0.2@2,0.3@1",
+                    help="guidance settings, comma-separated: SCALE or SCALE@SIGMA (guide only where σ ≤ SIGMA)")
     ap.add_argument("--tau", type=float, default=0.1)
     ap.add_argument("--scenarios", default="shades,foreign")
     ap.add_argument("--steps", type=int, default=20)
@@ -134,7 +139,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="write the report here")
     a = ap.parse_args(argv)
     try:
-        scales = tuple(float(s) for s in a.scales.split(","))
+        scales = tuple((float(s.split("@")[0]), float(s.split("@")[1]) if "@" in s else None)
+                       for s in a.scales.split(","))
     except ValueError:
         raise BadParameter(f"--scales: comma-separated numbers, got {a.scales!r}") from None
     scenarios = tuple(s.strip() for s in a.scenarios.split(",") if s.strip())
