@@ -74,7 +74,8 @@ def test_guided_painting_moves_toward_the_palette(tmp_path_factory):
         pipe = noisebrush.load(tiny_model(tmp_path_factory, "text"), device="cpu")
         pal = "#20c040,#f0e020"
         plain, _ = pipe.generate("a red circle", seed=0, n=3, steps=6)
-        guided, rec = pipe.generate("a red circle", seed=0, n=3, steps=6, guidance=[PaletteGuide(pal, scale=0.3)])
+        guided, rec = pipe.generate("a red circle", seed=0, n=3, steps=6,
+                                    guidance=[PaletteGuide(pal, scale=0.3, tau=0.01)])
     assert palette_distance(guided, pal).mean() < 0.5 * palette_distance(plain, pal).mean()
     assert rec[0]["guidance"] == [{"name": "palette", "scale": 0.3, "palette": "#20c040,#f0e020", "tau": 0.01,
                                    "until": 0.0}]

@@ -126,8 +126,8 @@ _LORA_HELP = "a LoRA file from `noisebrush finetune --lora`, optionally with a w
 _PALETTE_HELP = "steer the colours toward these, e.g. '#aa3300,#002255,#e0c080'"
 
 
-def _guides(palette: Optional[str], palette_scale: float, prefer: float = 0.0, db: Optional[Path] = None) -> list:
-    """The guides the painting flags ask for (palette, learned preference)."""
+def _guides(palette: Optional[str], palette_scale: float, prefer: float = 0.0, preference=None) -> list:
+    """The guides the painting flags ask for (palette; learned preference, with its fitted model)."""
     guides = []
     if palette is not None:
         from noisebrush.palette import PaletteGuide
@@ -139,13 +139,13 @@ def _guides(palette: Optional[str], palette_scale: float, prefer: float = 0.0, d
     elif palette_scale != PALETTE_SCALE:
         raise BadParameter("--palette-scale: give --palette too")
     if prefer:
-        from noisebrush.preference import PreferenceGuide, load_preference
+        from noisebrush.preference import PreferenceGuide
 
-        guides.append(PreferenceGuide(load_preference(db), scale=prefer))
+        guides.append(PreferenceGuide(preference, scale=prefer))
     return guides
 
 
-PALETTE_SCALE = 0.1
+PALETTE_SCALE = 0.1  # PaletteGuide's default (see `python -m noisebrush.bench palette`)
 
 
 @app.command()
@@ -181,12 +181,13 @@ def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
         raise BadParameter(f"--best-of: a whole number ≥ 1, got {best_of}")
     if prefer < 0:
         raise BadParameter(f"--prefer: a guidance scale ≥ 0, got {prefer}")
-    guides = _guides(palette, palette_scale, prefer, db)
-    rerank = None
-    if best_of > 1:
+    preference = None
+    if best_of > 1 or prefer > 0:
         from noisebrush.preference import load_preference
 
-        rerank = (best_of, load_preference(db))
+        preference = load_preference(db)  # fitted on every rating (a second or two), saved by its hash
+    guides = _guides(palette, palette_scale, prefer, preference)
+    rerank = (best_of, preference) if best_of > 1 else None
     t = time.perf_counter()
     pipe = noisebrush.load(model, device=device, lora=lora or None)
     paths = _paint_and_save(pipe, prompts, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, out=out,
@@ -874,6 +875,9 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
 
+
+# commands that live in their own modules register themselves on `app`
+from noisebrush import cli_prefs  # noqa: E402,F401
 
 if __name__ == "__main__":
     sys.exit(main())

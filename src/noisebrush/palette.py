@@ -82,7 +82,7 @@ class PaletteGuide(Guide):
 
     name = "palette"
 
-    def __init__(self, palette, scale: float = 0.3, *, tau: float = 0.01, until: float = 0.0,
+    def __init__(self, palette, scale: float = 0.1, *, tau: float = 0.1, until: float = 0.0,
                  below: float = float("inf")):
         self.palette = parse_palette(palette) if not torch.is_tensor(palette) else palette.to(torch.float32)
         for key, v, lo, hi in (("palette scale", scale, 0.0, 1.0), ("palette tau", tau, 1e-6, 10.0),
@@ -111,5 +111,5 @@ class PaletteGuide(Guide):
 
     @classmethod
     def from_recipe(cls, d: dict) -> "PaletteGuide":
-        return cls(d["palette"], scale=float(d["scale"]), tau=float(d.get("tau", 0.01)),
+        return cls(d["palette"], scale=float(d["scale"]), tau=float(d.get("tau", 0.1)),
                    until=float(d.get("until", 0.0)), below=float(d.get("below", float("inf"))))
