@@ -23,3 +23,17 @@ def test_palette_bench_quick(tmp_path, capsys):
 def test_palette_bench_bad_flag(capsys):
     assert main(["palette", "--scenarios", "nope"]) == 2
     assert "--scenarios" in capsys.readouterr().err
+
+
+def test_recoloured_control_hits_the_asked_distance():
+    import torch
+
+    from noisebrush.bench.palette import recoloured
+    from noisebrush.palette import palette_distance
+
+    real = torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    pal = "#b03a2e,#1f3a68,#efe6d0"
+    d0 = palette_distance(real, pal).mean()
+    for change in (-0.3, -0.6, -0.9):
+        got = palette_distance(recoloured(real, pal, change), pal).mean() / d0 - 1
+        assert abs(float(got) - change) < 1e-3
