@@ -145,7 +145,7 @@ def _guides(palette: Optional[str], palette_scale: float, prefer: float = 0.0, p
     return guides
 
 
-PALETTE_SCALE = 0.1  # PaletteGuide's default (see `python -m noisebrush.bench palette`)
+PALETTE_SCALE = 0.15  # PaletteGuide's default (see `python -m noisebrush.bench palette`)
 
 
 @app.command()

@@ -10,7 +10,7 @@ only, never through the denoising network, so a guide costs one small backward p
 model. :class:`noisebrush.palette.PaletteGuide` (``--palette``) and the learned preference
 (:class:`noisebrush.preference.PreferenceGuide`, ``--prefer``) are guides.
 
-    pipe.generate("a red circle", guidance=[PaletteGuide("#aa3300,#002255", scale=2.0)])
+    pipe.generate("a red circle", guidance=[PaletteGuide("#aa3300,#002255", scale=0.15)])
 
 A guide also describes itself (:meth:`Guide.recipe`), so a PNG painted with it can be painted again.
 """

@@ -1,7 +1,7 @@
 """Colour control: paint with a palette, through the x̂_0-guidance hook, with any model.
 
     noisebrush paint "a landscape" --palette "#aa3300,#002255,#e0c080"
-    pipe.generate("a landscape", guidance=[PaletteGuide("#aa3300,#002255,#e0c080", scale=0.3)])
+    pipe.generate("a landscape", guidance=[PaletteGuide("#aa3300,#002255,#e0c080", scale=0.15)])
 
 The loss of a picture is half the sum, over its pixels, of the squared distance to the nearest palette colour (a
 soft minimum with temperature ``tau``, so that it is differentiable everywhere). Its gradient at a pixel is the
@@ -82,7 +82,7 @@ class PaletteGuide(Guide):
 
     name = "palette"
 
-    def __init__(self, palette, scale: float = 0.1, *, tau: float = 0.1, until: float = 0.0,
+    def __init__(self, palette, scale: float = 0.15, *, tau: float = 0.1, until: float = 0.0,
                  below: float = float("inf")):
         self.palette = parse_palette(palette) if not torch.is_tensor(palette) else palette.to(torch.float32)
         for key, v, lo, hi in (("palette scale", scale, 0.0, 1.0), ("palette tau", tau, 1e-6, 10.0),

@@ -94,7 +94,7 @@ def _adherence(pred, table, attributes) -> float:
     return float(ok.double().mean())
 
 
-def run(*, n: int = 200, scales=((0.1, None), (0.2, 2.0), (0.3, 1.0)), tau: float = 0.1,
+def run(*, n: int = 200, scales=((0.1, None), (0.15, None), (0.2, 2.0)), tau: float = 0.1,
         scenarios=("shades", "foreign"),
         steps: int = 20, cfg: float = 3.0, batch: int = 50, seed: int = 0, log=print) -> dict:
     import noisebrush
@@ -164,7 +164,7 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m noisebrush.bench palette", description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=200, help="prompts per scenario")
-    ap.add_argument("--scales", default="0.1,0.2@2,0.3@1",
+    ap.add_argument("--scales", default="0.1,0.15,0.2@2",
                     help="guidance settings, comma-separated: SCALE or SCALE@SIGMA (guide only where σ ≤ SIGMA)")
     ap.add_argument("--tau", type=float, default=0.1)
     ap.add_argument("--scenarios", default="shades,foreign")
