@@ -877,7 +877,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # commands that live in their own modules register themselves on `app`
-from noisebrush import cli_prefs  # noqa: E402,F401
+from noisebrush import cli_finetune, cli_prefs  # noqa: E402,F401
 
 if __name__ == "__main__":
     sys.exit(main())
