@@ -198,6 +198,19 @@ def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
         typer.echo(f"  {p}")
 
 
+# options the painting-from-a-picture commands share
+_MODEL = typer.Option("builtin", "--model", "-m", help="'builtin' or a model folder")
+_CFG = typer.Option(3.0, "--cfg", help="classifier-free guidance scale (1 = none)")
+_PALETTE = typer.Option(None, "--palette", help=_PALETTE_HELP)
+_PALETTE_SCALE = typer.Option(PALETTE_SCALE, "--palette-scale", help="0–1: how far each step pulls a pixel toward "
+                                                                    "its palette colour")
+_LORA = typer.Option([], "--lora", help=_LORA_HELP)
+_OUT = typer.Option(Path("outputs"), "--out", "-o", help="folder for the results")
+_DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or mps")
+_JUMP_LENGTH = typer.Option(4, "--jump-length", help="RePaint: levels to climb back per jump")
+_JUMPS = typer.Option(3, "--jumps", help="RePaint: passes over each stretch (1 = no resampling)")
+
+
 def _prompt_of(image: Path, prompt: Optional[str]) -> str:
     """The prompt to use: the one given, else the one the picture's own recipe names, else ""."""
     if prompt is not None:
@@ -259,20 +272,20 @@ def _edit_progress(steps_total: int, label: str):
 def vary(image: Path = typer.Argument(..., help="the picture to vary (any format Pillow reads)"),
          prompt: Optional[str] = typer.Argument(None, help="what it shows (default: the prompt in its recipe)"),
          strength: float = typer.Option(0.6, "--strength", "-s", help="0 = the picture itself, 1 = ignore it"),
-         model: str = typer.Option("builtin", "--model", "-m"),
+         model: str = _MODEL,
          sampler: str = typer.Option("dpmpp_2m", "--sampler"),
          steps: int = typer.Option(20, "--steps", help="steps of the full schedule (strength × steps are run)"),
-         cfg: float = typer.Option(3.0, "--cfg"),
+         cfg: float = _CFG,
          seed: int = typer.Option(0, "--seed", help="variation i gets seed+i"),
          n: int = typer.Option(4, "-n", help="how many variations"),
          size: Optional[int] = typer.Option(None, "--size", help="short side to paint at (default: the picture's "
                                                                  "when the model can, else the model's)"),
-         palette: Optional[str] = typer.Option(None, "--palette", help=_PALETTE_HELP),
-         palette_scale: float = typer.Option(PALETTE_SCALE, "--palette-scale"),
-         lora: List[str] = typer.Option([], "--lora", help=_LORA_HELP),
-         out: Path = typer.Option(Path("outputs"), "--out", "-o"),
+         palette: Optional[str] = _PALETTE,
+         palette_scale: float = _PALETTE_SCALE,
+         lora: List[str] = _LORA,
+         out: Path = _OUT,
          zoom: int = typer.Option(2, "--zoom"),
-         device: str = typer.Option("auto", "--device")):
+         device: str = _DEVICE):
     """Variations of IMAGE (SDEdit): noise it to the level STRENGTH picks, then paint it back."""
     import noisebrush
 
@@ -314,20 +327,20 @@ def _repaint_cmd(kind: str, image: Path, prompt, *, model, mask=None, extend=Non
 def inpaint(image: Path = typer.Argument(..., help="the picture"),
             prompt: Optional[str] = typer.Argument(None, help="what to paint (default: the prompt in its recipe)"),
             mask: Path = typer.Option(..., "--mask", help="same size as IMAGE; white = repaint, black = keep"),
-            model: str = typer.Option("builtin", "--model", "-m"),
+            model: str = _MODEL,
             steps: int = typer.Option(20, "--steps"),
-            jump_length: int = typer.Option(4, "--jump-length", help="RePaint: levels to climb back per jump"),
-            jumps: int = typer.Option(3, "--jumps", help="RePaint: passes over each stretch (1 = no resampling)"),
-            cfg: float = typer.Option(3.0, "--cfg"),
+            jump_length: int = _JUMP_LENGTH,
+            jumps: int = _JUMPS,
+            cfg: float = _CFG,
             seed: int = typer.Option(0, "--seed"),
             n: int = typer.Option(4, "-n"),
             size: Optional[int] = typer.Option(None, "--size"),
-            palette: Optional[str] = typer.Option(None, "--palette", help=_PALETTE_HELP),
-            palette_scale: float = typer.Option(PALETTE_SCALE, "--palette-scale"),
-            lora: List[str] = typer.Option([], "--lora", help=_LORA_HELP),
-            out: Path = typer.Option(Path("outputs"), "--out", "-o"),
+            palette: Optional[str] = _PALETTE,
+            palette_scale: float = _PALETTE_SCALE,
+            lora: List[str] = _LORA,
+            out: Path = _OUT,
             zoom: int = typer.Option(2, "--zoom"),
-            device: str = typer.Option("auto", "--device")):
+            device: str = _DEVICE):
     """Repaint the white part of MASK in IMAGE (RePaint); every other pixel comes out exactly as it was."""
     _repaint_cmd("inpaint", image, prompt, model=model, mask=mask, steps=steps, jump_length=jump_length, jumps=jumps,
                  cfg=cfg, seed=seed, n=n, size=size, palette=palette, palette_scale=palette_scale, lora=lora,
@@ -338,20 +351,20 @@ def inpaint(image: Path = typer.Argument(..., help="the picture"),
 def outpaint(image: Path = typer.Argument(..., help="the picture"),
              prompt: Optional[str] = typer.Argument(None, help="what to paint (default: the prompt in its recipe)"),
              extend: str = typer.Option(..., "--extend", help="pixels to add: L,T,R,B (or one number for all)"),
-             model: str = typer.Option("builtin", "--model", "-m"),
+             model: str = _MODEL,
              steps: int = typer.Option(20, "--steps"),
-             jump_length: int = typer.Option(4, "--jump-length"),
-             jumps: int = typer.Option(3, "--jumps"),
-             cfg: float = typer.Option(3.0, "--cfg"),
+             jump_length: int = _JUMP_LENGTH,
+             jumps: int = _JUMPS,
+             cfg: float = _CFG,
              seed: int = typer.Option(0, "--seed"),
              n: int = typer.Option(4, "-n"),
              size: Optional[int] = typer.Option(None, "--size"),
-             palette: Optional[str] = typer.Option(None, "--palette", help=_PALETTE_HELP),
-             palette_scale: float = typer.Option(PALETTE_SCALE, "--palette-scale"),
-             lora: List[str] = typer.Option([], "--lora", help=_LORA_HELP),
-             out: Path = typer.Option(Path("outputs"), "--out", "-o"),
+             palette: Optional[str] = _PALETTE,
+             palette_scale: float = _PALETTE_SCALE,
+             lora: List[str] = _LORA,
+             out: Path = _OUT,
              zoom: int = typer.Option(2, "--zoom"),
-             device: str = typer.Option("auto", "--device")):
+             device: str = _DEVICE):
     """Paint beyond IMAGE's edges; the picture itself is kept exactly."""
     from noisebrush.edit import parse_extend
 
@@ -372,17 +385,17 @@ def morph(prompt: str = typer.Argument(..., metavar="PROMPT", help="where the mo
           frames: int = typer.Option(16, "--frames", help="pictures from start to end, both included"),
           fps: float = typer.Option(12.0, "--fps"),
           bounce: bool = typer.Option(False, "--bounce", help="play forward then back, so the loop has no jump"),
-          model: str = typer.Option("builtin", "--model", "-m"),
+          model: str = _MODEL,
           sampler: str = typer.Option("dpmpp_2m", "--sampler", help="a deterministic one"),
           steps: int = typer.Option(20, "--steps"),
-          cfg: float = typer.Option(3.0, "--cfg"),
+          cfg: float = _CFG,
           size: Optional[int] = typer.Option(None, "--size"),
-          palette: Optional[str] = typer.Option(None, "--palette", help=_PALETTE_HELP),
-          palette_scale: float = typer.Option(PALETTE_SCALE, "--palette-scale"),
-          lora: List[str] = typer.Option([], "--lora", help=_LORA_HELP),
-          out: Path = typer.Option(Path("outputs"), "--out", "-o"),
+          palette: Optional[str] = _PALETTE,
+          palette_scale: float = _PALETTE_SCALE,
+          lora: List[str] = _LORA,
+          out: Path = _OUT,
           zoom: int = typer.Option(8, "--zoom", help="pixel-repeat factor of the GIF and MP4 frames"),
-          device: str = typer.Option("auto", "--device")):
+          device: str = _DEVICE):
     """Morph between two seeds and/or two prompts: writes a GIF, an MP4 and a PNG strip of the frames."""
     import noisebrush
     from noisebrush.io.animation import frames_uint8, save_gif, save_mp4
