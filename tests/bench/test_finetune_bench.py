@@ -48,7 +48,11 @@ def test_make_style_folder(tmp_path):
 def test_quick_run_reports_every_number(tmp_path_factory, tmp_path, capsys):
     tiny = tiny_model(tmp_path_factory, "text")
     out = tmp_path / "bench.json"
-    assert bench.main(["--quick", "--base", str(tiny), "--json", str(out)]) == 0
+    assert bench.main(["--quick", "--base", str(tiny), "--json", str(out), "--figure", str(tmp_path / "f.png")]) == 0
+    from PIL import Image
+
+    with Image.open(tmp_path / "f.png") as im:  # style, base, full, LoRA rows
+        assert im.height > 3 * im.width // 8
     res = json.loads(out.read_text())
     assert set(res["rows"]) == {"base", "full", "lora"}
     for name in ("full", "lora"):

@@ -201,7 +201,7 @@ def run(*, base: str = "builtin", workdir, style_n: int = 20, ref_n: int = 200, 
                        near_copy_fraction=(rep["memorization"] or {}).get("near_copy_fraction"),
                        nearest_ratio_median=(rep["memorization"] or {}).get("nearest_ratio_median"))
         result["rows"][name] = row
-    result["paintings"] = {name: r["paintings"] for name, r in rows.items()}  # not JSON: for a figure
+    result["paintings"] = {"style": ref[:16], **{name: r["paintings"] for name, r in rows.items()}}  # for a figure
     return result
 
 
@@ -251,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="a tiny run (for tests): few pictures, steps, paintings")
     p.add_argument("--workdir", type=Path, default=None, help="keep the style folder, model and LoRA here")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
+    p.add_argument("--figure", type=Path, default=None, help="a PNG: a row of style pictures, then eight "
+                                                             "token-prompt paintings per model")
     a = p.parse_args(argv)
     for name in ("style_n", "ref_n", "paint_n", "adherence_n", "sample_steps", "batch_size", "rank"):
         if getattr(a, name) < (2 if name in ("style_n", "ref_n", "paint_n") else 1):
@@ -272,7 +274,14 @@ def main(argv: list[str] | None = None) -> int:
         workdir = a.workdir or Path(tmp)
         result = run(base=a.base, workdir=workdir, log=log, **kw)
     paintings = result.pop("paintings")
-    del paintings
+    if a.figure is not None:
+        from noisebrush.io.images import make_grid, save_image
+
+        rows_ = [paintings[k][:8] for k in ("style", "base", *modes)]
+        g = make_grid(torch.cat(rows_), cols=min(8, rows_[0].shape[0]))
+        a.figure.parent.mkdir(parents=True, exist_ok=True)
+        save_image(g.resize((g.width * 3, g.height * 3), resample=0), a.figure)
+        print(f"figure → {a.figure}")
     print(table(result))
     if a.json is not None:
         from noisebrush.io.atomic import atomic_write_text
