@@ -10,6 +10,13 @@
     noisebrush explain "a red sun over purple mountains" --seed 7
     noisebrush plot-log runs/mine
     noisebrush experiment steps
+    noisebrush vary outputs/a-red-sun-s7.png --strength 0.5
+    noisebrush inpaint picture.png "a yellow moon" --mask mask.png
+    noisebrush outpaint picture.png --extend 16,0,16,0
+    noisebrush morph "a red flower" --to "a blue flower" --seed 1 --to-seed 2
+    noisebrush paint "a landscape" --palette "#aa3300,#002255" --lora mystyle.safetensors:0.8
+    noisebrush finetune --base builtin --data ~/my-style --lora --token "<mystyle>"     (cli_finetune.py)
+    noisebrush rate outputs/a-flower-s3.png up; noisebrush paint "a flower" --best-of 4 --prefer 1   (cli_prefs.py)
 
 Every user error prints one line (``error: …``) and exits with status 2; Ctrl-C exits with 130.
 """
@@ -33,7 +40,8 @@ except ImportError:  # pragma: no cover
 from noisebrush.errors import BadParameter, UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  rich_markup_mode=None, help="Make art with diffusion models: paint, train, reproduce.")
+                  rich_markup_mode=None, help="Make art with diffusion models: paint, vary, inpaint, morph, fine-tune on your "
+                       "pictures, teach it your taste, train, reproduce.")
 
 
 def _console():
@@ -571,7 +579,8 @@ def samplers():
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
 def bench(ctx: typer.Context):
-    """Run a benchmark: `noisebrush bench samplers|train [options]` (NAME --help for its options)."""
+    """Run a benchmark: `noisebrush bench NAME [options]` (samplers, train, quality, palette, inpaint, finetune,
+    preference; NAME --help for its options)."""
     from noisebrush.bench.__main__ import main as bench_main
 
     code = bench_main(list(ctx.args))
