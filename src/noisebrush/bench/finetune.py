@@ -215,7 +215,7 @@ def table(result: dict) -> str:
     lines = ["| | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     spec = [("fd_style", "fd_art to the held-out style set (lower is better)", ".1f"),
             ("fd_drop", "fd drop against the base (goal ≥ 50%)", ".0%"),
-            ("adherence", "prompt adherence on base prompts (goal ≥ 0.80; base 0.77 at n=300)", ".3f"),
+            ("adherence", "prompt adherence on base prompts (goal ≥ 0.80)", ".3f"),
             ("adherence_kept", "… as a share of the base's", ".0%"),
             ("bytes", "size written (LoRA goal < 2 MB)", ",d"),
             ("params_trained", "parameters trained", ",d"),
