@@ -425,7 +425,7 @@ def morph(prompt: str = typer.Argument(..., metavar="PROMPT", help="where the mo
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is not a folder (--out)")
     out.mkdir(parents=True, exist_ok=True)
-    seq = torch_cat_bounce(pics) if bounce else pics
+    seq = _bounce(pics) if bounce else pics
     name = f"morph-{_slug(prompt, 24)}" + (f"-to-{_slug(to, 24)}" if to is not None and to != prompt else "") + \
         f"-s{seed}" + (f"-{to_seed}" if to_seed is not None else "")
     base = _free(out / f"{name}.gif")
@@ -442,7 +442,7 @@ def morph(prompt: str = typer.Argument(..., metavar="PROMPT", help="where the mo
         typer.echo(f"  {p}")
 
 
-def torch_cat_bounce(frames):
+def _bounce(frames):
     """Frames forward then back (without repeating the two ends)."""
     import torch
 

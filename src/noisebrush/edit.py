@@ -286,7 +286,7 @@ def _check_jumps(steps, jump_length, jumps):
 @torch.no_grad()
 def inpaint(pipe, image, mask, prompt: str = "", *, steps: int = 20, jump_length: int = 4, jumps: int = 3,
             seed: int = 0, n: int = 4, cfg: float = 3.0, size: int | None = None, label=None, guidance=None,
-            callback=None, _note: dict | None = None) -> tuple[torch.Tensor, list[dict]]:
+            callback=None) -> tuple[torch.Tensor, list[dict]]:
     """Repaint where ``mask`` is white (RePaint). The other pixels come out exactly as they went in."""
     x0, note = load_image(pipe, image, size=size)
     hw = tuple(x0.shape[-2:])
@@ -294,7 +294,7 @@ def inpaint(pipe, image, mask, prompt: str = "", *, steps: int = 20, jump_length
     repaint = load_mask(mask, hw, source_hw=src_hw)
     return _inpaint(pipe, x0, repaint, prompt, steps=steps, jump_length=jump_length, jumps=jumps, seed=seed, n=n,
                     cfg=cfg, label=label, guidance=guidance, callback=callback,
-                    note={"mode": "inpaint", **note, **_mask_note(mask), **(_note or {})})
+                    note={"mode": "inpaint", **note, **_mask_note(mask)})
 
 
 def _mask_note(mask) -> dict:
