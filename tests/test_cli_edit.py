@@ -2,7 +2,6 @@
 import imageio.v2 as iio2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from _cli_checks import one_error_line
