@@ -77,20 +77,12 @@ def recoloured(real: torch.Tensor, palette, change: float) -> torch.Tensor:
 
 def _adherence(pred, table, attributes) -> float:
     """Share of pictures whose ``attributes`` (where they apply) all match the prompt's."""
-    from noisebrush.data.procedural import ATTRIBUTES
+    from noisebrush.eval.evaluation import adherence_hits
 
-    names = list(ATTRIBUTES)
+    hits = adherence_hits(pred, table)
     ok = torch.ones(table.shape[0], dtype=torch.bool)
     for name in attributes:
-        j = names.index(name)
-        applies = table[:, j] >= 0
-        hit = pred[name] == table[:, j]
-        if name in ("colour", "colour2"):  # the Mondrian pair may come in either order (as in adherence_scores)
-            grid = table[:, names.index("family")] == ATTRIBUTES["family"].index("mondrian")
-            c1, c2 = table[:, names.index("colour")], table[:, names.index("colour2")]
-            pair = ((pred["colour"] == c1) & (pred["colour2"] == c2)) | ((pred["colour"] == c2) & (pred["colour2"] == c1))
-            hit = torch.where(grid, pair, hit)
-        ok &= hit | ~applies
+        ok &= hits[name]
     return float(ok.double().mean())
 
 

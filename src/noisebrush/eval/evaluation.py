@@ -30,10 +30,26 @@ import torch
 
 from noisebrush.errors import BadParameter, UserError
 
-__all__ = ["evaluate", "check_options", "reference_split", "CONTENT_ATTRIBUTES", "LAYOUT_ATTRIBUTES", "adherence_scores"]
+__all__ = ["evaluate", "check_options", "reference_split", "CONTENT_ATTRIBUTES", "LAYOUT_ATTRIBUTES", "adherence_scores",
+           "adherence_hits"]
 
 CONTENT_ATTRIBUTES = ("family", "colour", "colour2", "shape", "sky", "ground")
 LAYOUT_ATTRIBUTES = ("position", "size", "count")
+
+
+def adherence_hits(pred: dict[str, torch.Tensor], table: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per picture and attribute: True where the prediction matches its row, or the attribute does not apply."""
+    from noisebrush.data.procedural import ATTRIBUTES
+
+    names = list(ATTRIBUTES)
+    hits = {name: pred[name] == table[:, j] for j, name in enumerate(names)}
+    # a Mondrian grid "in teal and pink" has no first and second colour: compare the pair, in either order
+    grid = table[:, names.index("family")] == ATTRIBUTES["family"].index("mondrian")
+    c1, c2 = table[:, names.index("colour")], table[:, names.index("colour2")]
+    pair = ((pred["colour"] == c1) & (pred["colour2"] == c2)) | ((pred["colour"] == c2) & (pred["colour2"] == c1))
+    hits["colour"] = torch.where(grid, pair, hits["colour"])
+    hits["colour2"] = torch.where(grid, pair, hits["colour2"])
+    return {name: hits[name] | (table[:, j] < 0) for j, name in enumerate(names)}
 
 
 def adherence_scores(pred: dict[str, torch.Tensor], table: torch.Tensor) -> dict:
@@ -42,20 +58,11 @@ def adherence_scores(pred: dict[str, torch.Tensor], table: torch.Tensor) -> dict
 
     names = list(ATTRIBUTES)
     n = table.shape[0]
-    ok = {}
+    ok = adherence_hits(pred, table)
     per = {}
-    hits = {name: pred[name] == table[:, j] for j, name in enumerate(names)}
-    # a Mondrian grid "in teal and pink" has no first and second colour: compare the pair, in either order
-    grid = table[:, names.index("family")] == ATTRIBUTES["family"].index("mondrian")
-    c1, c2 = table[:, names.index("colour")], table[:, names.index("colour2")]
-    pair = ((pred["colour"] == c1) & (pred["colour2"] == c2)) | ((pred["colour"] == c2) & (pred["colour2"] == c1))
-    hits["colour"] = torch.where(grid, pair, hits["colour"])
-    hits["colour2"] = torch.where(grid, pair, hits["colour2"])
     for j, name in enumerate(names):
         applies = table[:, j] >= 0
-        hit = hits[name] | ~applies
-        ok[name] = hit
-        per[name] = float(hit[applies].double().mean()) if applies.any() else float("nan")
+        per[name] = float(ok[name][applies].double().mean()) if applies.any() else float("nan")
 
     def share(group):
         m = torch.ones(n, dtype=torch.bool)
