@@ -26,7 +26,7 @@ def reset_accelerate() -> None:
 @contextlib.contextmanager
 def one_thread():
     """One intra-op thread, and ``load`` must not raise it again (pipeline._use_all_cores sets every core)."""
-    import noisebrush.pipeline as pipeline
+    import noisebrush.paint.pipeline as pipeline
 
     old_threads = torch.get_num_threads()
     old_use = pipeline._use_all_cores

@@ -16,8 +16,8 @@ __all__ = ["UserError", "__version__", "load"]
 
 
 def load(model="builtin", *, device=None, lora=None):
-    """Load the built-in model or a model folder for painting (see :mod:`noisebrush.pipeline`); ``lora``: LoRA
+    """Load the built-in model or a model folder for painting (see :mod:`noisebrush.paint.pipeline`); ``lora``: LoRA
     files to merge in ("FILE" or "FILE:weight", several add up)."""
-    from noisebrush.pipeline import load as _load
+    from noisebrush.paint.pipeline import load as _load
 
     return _load(model, device=device, lora=lora)

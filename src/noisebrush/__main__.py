@@ -1,6 +1,6 @@
 """``python -m noisebrush`` is the ``noisebrush`` command."""
 import sys
 
-from noisebrush.cli import main
+from noisebrush.apps.cli import main
 
 sys.exit(main())

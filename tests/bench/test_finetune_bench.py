@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
 from _model_fixture import one_thread, reset_accelerate, tiny_model  # noqa: E402
 from noisebrush.bench import finetune as bench  # noqa: E402
 from noisebrush.errors import BadParameter  # noqa: E402

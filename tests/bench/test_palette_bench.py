@@ -29,7 +29,7 @@ def test_recoloured_control_hits_the_asked_distance():
     import torch
 
     from noisebrush.bench.palette import recoloured
-    from noisebrush.palette import palette_distance
+    from noisebrush.paint.palette import palette_distance
 
     real = torch.rand(5, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
     pal = "#b03a2e,#1f3a68,#efe6d0"

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parents[1]))
 from _model_fixture import one_thread, tiny_model  # noqa: E402
 from noisebrush.bench import preference as bench  # noqa: E402
 from noisebrush.data.procedural import COLOURS, ProceduralArt, decode_attrs  # noqa: E402

@@ -5,10 +5,9 @@ import sys
 import pytest
 import torch
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1]))
 from _model_fixture import one_thread, tiny_model  # noqa: E402
 
-from noisebrush.cli import main  # noqa: E402
+from noisebrush.apps.cli import main  # noqa: E402
 from noisebrush.data.procedural import ATTRIBUTES, ProceduralArt  # noqa: E402
 from noisebrush.eval import evaluate  # noqa: E402
 from noisebrush.eval.evaluation import adherence_scores  # noqa: E402

@@ -8,7 +8,7 @@ from safetensors import safe_open
 import noisebrush
 from noisebrush.errors import UserError
 from noisebrush.models import ship as ship_mod
-from noisebrush.pipeline import BUILTIN, read_model_config
+from noisebrush.paint.pipeline import BUILTIN, read_model_config
 
 
 def test_builtin_is_in_the_package_and_small():
@@ -80,7 +80,7 @@ def test_the_readme_grid_was_painted_by_the_shipped_model():
     from pathlib import Path
 
     from noisebrush.io.png import read_recipe
-    from noisebrush.pipeline import weights_hash
+    from noisebrush.paint.pipeline import weights_hash
 
     grid = Path(__file__).resolve().parents[2] / "docs" / "images" / "builtin-grid.png"
     rec = read_recipe(grid)

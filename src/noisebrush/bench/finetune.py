@@ -149,8 +149,8 @@ def run(*, base: str = "builtin", workdir, style_n: int = 20, ref_n: int = 200, 
         log=print) -> dict:
     import noisebrush
     from noisebrush.eval.features import load_feature_net
-    from noisebrush.finetune import caption_with_token, finetune
-    from noisebrush.lora import apply_loras
+    from noisebrush.workflows.finetune import caption_with_token, finetune
+    from noisebrush.nets.lora import apply_loras
 
     workdir = Path(workdir)
     fnet = load_feature_net()

@@ -46,7 +46,7 @@ def hole(kind: str, size: int) -> torch.Tensor:
 def inpaint_batch(pipe, pictures, repaint, prompts, seeds, *, steps=20, jump_length=4, jumps=3, cfg=3.0):
     """Batched RePaint (the pipeline's own walk, with the network run on whole batches as in evaluation)."""
     from noisebrush.diffusion import SampleNoise, karras
-    from noisebrush.edit import _repaint, repaint_path
+    from noisebrush.paint.edit import _repaint, repaint_path
     from noisebrush.eval.sampling import _denoiser
 
     tok, mask = pipe.text_encoder.encode(list(prompts))

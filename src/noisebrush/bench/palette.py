@@ -59,7 +59,7 @@ def _prompts(ds, n: int, colours, start: int = 40_000):
 def recoloured(real: torch.Tensor, palette, change: float) -> torch.Tensor:
     """The real pictures moved toward their pixels' nearest palette colours, just far enough that their mean palette
     distance changes by ``change`` (e.g. -0.6): the control for what recolouring alone does to the judge."""
-    from noisebrush.palette import _sq_dist, palette_distance, parse_palette
+    from noisebrush.paint.palette import _sq_dist, palette_distance, parse_palette
 
     pal = parse_palette(palette)
     snap = (pal * 2 - 1)[_sq_dist(real, pal * 2 - 1).argmin(1)].permute(0, 3, 1, 2)
@@ -93,7 +93,7 @@ def run(*, n: int = 200, scales=((0.1, None), (0.15, None), (0.2, 2.0)), tau: fl
     from noisebrush.data.procedural import ProceduralArt
     from noisebrush.eval.features import load_feature_net
     from noisebrush.eval.sampling import sample_many
-    from noisebrush.palette import PaletteGuide, palette_distance
+    from noisebrush.paint.palette import PaletteGuide, palette_distance
 
     pipe = noisebrush.load("builtin")
     fnet = load_feature_net()

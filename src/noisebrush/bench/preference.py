@@ -14,13 +14,13 @@ green, teal, blue or purple; ``--likes red,pink`` any list of colour names.
    prompt distribution the model knows, so the colour is the model's own choice. The rating prompts and the
    measurement prompts are captions of two different item sets, and all pictures have distinct seeds.
 2. **Ratings.** The model paints ``--ratings`` pictures (50) from the rating prompts; the user rates each up if it
-   has the attribute, down otherwise, into a throw-away :class:`~noisebrush.preference.RatingStore`; the preference
+   has the attribute, down otherwise, into a throw-away :class:`~noisebrush.workflows.preference.RatingStore`; the preference
    is fitted on those ratings alone.
 3. **Measurement.** For each of ``--n`` measurement prompts the model paints ``max(--best-of)`` candidates (seed
    ``20000 + i·B + j``): *plain* is candidate 0, *best-of-k* keeps the best-scored of the first k. (That is
-   :func:`~noisebrush.preference.best_of`'s rule on a nested candidate set, so best-of-4 and best-of-8 share
+   :func:`~noisebrush.workflows.preference.best_of`'s rule on a nested candidate set, so best-of-4 and best-of-8 share
    candidates; ``best_of`` itself lays seeds out per k.) *guided s* paints candidate 0 again with
-   :class:`~noisebrush.preference.PreferenceGuide` at scale s, from the same noise; *guided s + best-of-k* keeps
+   :class:`~noisebrush.workflows.preference.PreferenceGuide` at scale s, from the same noise; *guided s + best-of-k* keeps
    the best of the first k guided candidates. Every arm reports the share of pictures the user would like.
 
 Honesty checks printed alongside: the preference's accuracy on the plain measurement candidates (pictures it never
@@ -30,7 +30,7 @@ rather than fooled the network: the user's verdict on the picture seen blurred (
 faint speckle does not survive; it reads generated pictures a little more strictly, so compare it across arms), and
 a judge that shares nothing with the network, the share of pixels whose nearest palette colour is a liked one
 (small subjects make it move little). A raw-gradient guide scored 1.00 liked with an unchanged pixel share: it had
-learnt to fool the network, which is why :class:`~noisebrush.preference.PreferenceGuide` smooths its step.
+learnt to fool the network, which is why :class:`~noisebrush.workflows.preference.PreferenceGuide` smooths its step.
 Pictures are painted in batches (:func:`noisebrush.eval.sampling.sample_batch`: 20 steps of ``dpmpp_2m``, guidance
 scale 3, as ``noisebrush paint``).
 """
@@ -198,7 +198,7 @@ def _floats(text: str, name: str) -> list[float]:
 
 def run(pipe, *, likes: tuple[str, ...], ratings: int, n: int, best_of: list[int], scales: list[float],
         combined: int, steps: int, batch: int, workdir: Path, log=print, sheets: Path | None = None) -> dict:
-    from noisebrush.preference import PreferenceGuide, PreferenceModel, RatingStore
+    from noisebrush.workflows.preference import PreferenceGuide, PreferenceModel, RatingStore
 
     t_start = time.perf_counter()
     timings = {}

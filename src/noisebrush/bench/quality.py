@@ -210,7 +210,7 @@ class Ours(Racer):
     def __init__(self, data: CachedArt, condition: str, seed: int, model: dict, out_dir: str):
         super().__init__()
         from noisebrush.train.config import TrainConfig
-        from noisebrush.train.trainer import Trainer
+        from noisebrush.train.loop import Trainer
 
         self.cfg = TrainConfig(data="builtin", resolution=RESOLUTION, data_size=len(data), condition=condition,
                                model=dict(model), seed=seed, out_dir=out_dir, steps=LRPlan.UNPLANNED, log_every=0,

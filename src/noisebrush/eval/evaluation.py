@@ -131,7 +131,7 @@ def evaluate(model="builtin", *, data=None, n: int = 500, steps: int = 20, sampl
     from noisebrush.eval.sampling import sample_many
 
     if pipe is None:
-        from noisebrush.pipeline import load
+        from noisebrush.paint.pipeline import load
 
         pipe = load(model)
     sampler = check_options(pipe, data=data, n=n, steps=steps, sampler=sampler, cfg=cfg, seed=seed, batch=batch)

@@ -1,6 +1,6 @@
 """Batched sampling for evaluation: many prompts (or labels) at once.
 
-:meth:`noisebrush.pipeline.Pipeline.generate` runs the network one picture at a time so that a picture never
+:meth:`noisebrush.paint.pipeline.Pipeline.generate` runs the network one picture at a time so that a picture never
 depends on its batch. Evaluation paints hundreds of pictures, where that costs a factor of several on a CPU, so
 here the network sees whole batches (conditional and unconditional halves together). The starting noise and every
 noise a sampler draws still come from one generator per picture (seed ``seed + i``), so a picture differs from
@@ -20,7 +20,7 @@ __all__ = ["sample_batch", "sample_many"]
 
 def _fast_dtype(pipe):
     """bf16 where the network's device runs it fast (CUDA, or a CPU with AVX-512 bf16), else None."""
-    from noisebrush.train.trainer import _cpu_bf16_fast
+    from noisebrush.train.loop import _cpu_bf16_fast
 
     if pipe.device.type == "cuda" or (pipe.device.type == "cpu" and _cpu_bf16_fast()):
         return torch.bfloat16
@@ -60,11 +60,11 @@ def sample_batch(pipe, *, prompts: Sequence[str] | None = None, labels: Sequence
     ``schedule(steps, sigma_min, sigma_max) -> σ tensor`` replaces Karras et al.'s schedule when given.
     ``fast`` runs the network under bf16 autocast where the hardware has fast bf16 (the sampler's own arithmetic
     stays in float32/float64), as training does: evaluation numbers describe the model, not the last bits.
-    ``guidance``: :class:`noisebrush.guides.Guide` objects (a palette, a preference), as in ``Pipeline.generate``.
+    ``guidance``: :class:`noisebrush.paint.guides.Guide` objects (a palette, a preference), as in ``Pipeline.generate``.
     """
-    from noisebrush.guides import guided
+    from noisebrush.paint.guides import guided
     from noisebrush.diffusion import SampleNoise, get_sampler, karras
-    from noisebrush.pipeline import _takes
+    from noisebrush.paint.pipeline import _takes
 
     n = len(seeds)
     steps, _, _, cfg, size, sigma_min, sigma_max = pipe.check("", steps=steps, seed=0, n=max(n, 1), sampler=sampler,

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.io.atomic import atomic_path, atomic_write_text
-from noisebrush.pipeline import BUILTIN, read_model_config, resolve_model
+from noisebrush.paint.pipeline import BUILTIN, read_model_config, resolve_model
 
 LIMIT_MB = 16.0
 

@@ -1,0 +1,110 @@
+"""``noisebrush finetune``: fine-tune a model on a folder of pictures — the whole network, or a LoRA file.
+
+    noisebrush finetune --data my-pictures --token "<mystyle>"                        # → outputs/finetune/NAME/
+    noisebrush finetune --data my-pictures --token "<mystyle>" --lora --rank 8 --prior-preservation
+
+Registered on the typer app of :mod:`noisebrush.apps.cli` when that module imports this one. The work is
+:func:`noisebrush.workflows.finetune.finetune`; this is only its flags, a progress bar and the report.
+"""
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from noisebrush.apps.cli import _ARGV, _progress, app
+from noisebrush.workflows.finetune import DEFAULTS
+
+__all__ = ["finetune_cmd"]
+
+
+@app.command("finetune")
+def finetune_cmd(
+        base: str = typer.Option("builtin", "--base", help="the model to start from: 'builtin' or a model folder"),
+        data: Path = typer.Option(..., "--data", help="folder of your pictures (NAME.txt next to NAME.png is its "
+                                                      "caption)"),
+        out: Optional[Path] = typer.Option(None, "--out", "-o", help="where to write: a model folder, or with "
+                                                                     "--lora a NAME.safetensors file (default: "
+                                                                     "outputs/finetune/DATA-NAME…)"),
+        lora: bool = typer.Option(False, "--lora", help="train LoRA adapters (a small file) instead of every weight"),
+        rank: Optional[int] = typer.Option(None, "--rank", help="with --lora: the adapters' rank (default 8; 8 "
+                                                                "keeps the built-in model's LoRA at 1.2 MB)"),
+        token: Optional[str] = typer.Option(None, "--token", help="a new word for your pictures, e.g. '<mystyle>': "
+                                                                  "captions become 'TOKEN CAPTION' (or 'a picture "
+                                                                  "in TOKEN style')"),
+        prior_preservation: bool = typer.Option(False, "--prior-preservation",
+                                                help="DreamBooth: also train on pictures the base model paints for "
+                                                     "the captions without the token, so it keeps what it knew"),
+        class_prompt: Optional[str] = typer.Option(None, "--class-prompt", help="with --prior-preservation: the "
+                                                                                "prompt of the class pictures "
+                                                                                "(default: each caption without "
+                                                                                "the token; with a base trained "
+                                                                                "on the built-in set, half of "
+                                                                                "them its captions)"),
+        prior_weight: Optional[float] = typer.Option(None, "--prior-weight", help="with --prior-preservation: "
+                                                                                  "weight λ of the class pictures' "
+                                                                                  "loss (default 1)"),
+        steps: Optional[int] = typer.Option(None, "--steps", help=f"optimizer steps (default: "
+                                                                  f"{DEFAULTS['full']['steps']})"),
+        lr: Optional[float] = typer.Option(None, "--lr", help=f"learning rate (default: {DEFAULTS['full']['lr']:g} "
+                                                              f"full, {DEFAULTS['lora']['lr']:g} LoRA)"),
+        batch_size: int = typer.Option(8, "--batch-size", help="pictures per step (and as many class pictures)"),
+        seed: int = typer.Option(0, "--seed"),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps")):
+    """Fine-tune a model on your pictures: the whole network (a model folder) or LoRA adapters (one small file).
+    At the end it paints a few pictures from your captions and reports whether any copies a training picture."""
+    from noisebrush.errors import BadParameter
+    from noisebrush.workflows.finetune import finetune
+
+    if rank is not None and not lora:
+        raise BadParameter("--rank: only with --lora")
+    bar = _progress(1, "fine-tuning")
+    tasks: dict[str, int] = {}
+
+    def progress(stage, done, total, info):
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total, info="")
+        bar.update(tasks[stage], completed=done, total=total, info=f"{stage}  {info}".strip())
+
+    t = time.perf_counter()
+    with bar:
+        report = finetune(base, data, out, lora=lora, rank=8 if rank is None else rank, token=token,
+                          prior_preservation=prior_preservation, class_prompt=class_prompt,
+                          prior_weight=prior_weight, steps=steps, lr=lr, batch_size=batch_size, seed=seed,
+                          device=device, progress=progress,
+                          command="noisebrush " + " ".join(shlex.quote(a) for a in _ARGV))
+    _print_report(report, time.perf_counter() - t)
+
+
+def _print_report(r: dict, seconds: float) -> None:
+    kind = "LoRA file" if r["mode"] == "lora" else "model folder"
+    size = r["bytes"] / 1e6
+    typer.echo(f"fine-tuned {r['base']} on {r['pictures']} pictures ({r['mode']}, {r['steps']} steps, "
+               f"{r['params_trained']:,} weights trained) in {seconds:.0f}s")
+    typer.echo(f"  {kind}: {r['out']}  ({size:.2f} MB)")
+    typer.echo(f"  CPU time: {r['cpu_seconds']:.0f}s in all, {r['train_cpu_seconds']:.0f}s training "
+               f"({r['threads']} thread{'s' * (r['threads'] != 1)}, {r['precision']})")
+    typer.echo(f"  loss on your pictures (fixed noise): {r['loss_before']:.4f} before → {r['loss_after']:.4f} after")
+    if r["prior_preservation"]:
+        p = r["prior_preservation"]
+        typer.echo(f"  prior preservation: {p['pictures']} class pictures painted by the base, weight {p['weight']:g}")
+    m = r["memorization"]
+    if m is None:
+        typer.echo("  memorization check: skipped (it needs at least 2 training pictures)")
+    else:
+        verdict = "no near-copies" if m["near_copy_fraction"] == 0 else \
+            f"{m['near_copy_fraction']:.0%} are near-copies of a training picture"
+        typer.echo(f"  memorization check: {m['pictures_painted']} paintings of your captions, {verdict} "
+                   f"(near-copy: nearest/second-nearest training-picture distance < {m['threshold']:.2f}; "
+                   f"median {m['nearest_ratio_median']:.2f})")
+    example = r["caption_example"] or "your caption"
+    prompt = shlex.quote(example)
+    if r["mode"] == "lora":
+        base = "" if r["base"] == "builtin" else f" --model {shlex.quote(r['base'])}"
+        typer.echo(f"paint with it:  noisebrush paint {prompt}{base} --lora {shlex.quote(r['out'])}   "
+                   f"(FILE:0.5 for half strength; --lora can be given several times)")
+    else:
+        typer.echo(f"paint with it:  noisebrush paint {prompt} --model {shlex.quote(r['out'])}")

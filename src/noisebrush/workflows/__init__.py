@@ -1,0 +1,1 @@
+"""Workflows on top of training and painting: fine-tuning on your pictures, learned preference, experiments."""
