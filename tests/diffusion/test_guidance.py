@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from noisebrush.diffusion.guidance import cfg, loss_gradient, x0_guidance
+from noisebrush.diffusion.guidance import cfg, guided_call, loss_gradient, x0_guidance
 
 F64 = torch.float64
 
@@ -79,6 +79,28 @@ def test_cfg_rejects_bad_conditioning():
         cfg(Recorder(), cond, {"other": uncond["labels"]}, 2.0)
     with pytest.raises(ValueError, match="tensors"):
         cfg(Recorder(), {"labels": 1.0}, {"labels": 0.0}, 2.0)
+
+
+def test_guided_call_mixes_conditions_in_one_call():
+    x, sigma, cond, uncond = _setup()
+    other = {"labels": torch.tensor([-1.0, 0.5, 2.0])}
+    rec = Recorder()
+    out = guided_call(rec, x, sigma, [cond, other], 3.0, weights=[0.25, 0.75], uncond=uncond, mix=True)
+    a, b = _hand(x, sigma, cond["labels"]), _hand(x, sigma, other["labels"])
+    u = _hand(x, sigma, uncond["labels"])
+    assert torch.allclose(out, u + 3.0 * (0.25 * (a - u) + 0.75 * (b - u)), atol=1e-12)
+    assert [c["batch"] for c in rec.calls] == [9]
+    # without explicit unconditional conditions, the first condition with drop=True is the unconditional half
+    rec = Recorder()
+    guided_call(rec, x, sigma, [cond], 2.0)
+    assert rec.calls[0]["extra"]["drop"].tolist() == [False] * 3 + [True] * 3
+    assert rec.calls[0]["labels"].tolist() == [1.0, 2.0, 3.0] * 2
+    # a mixture at scale 1 still evaluates the unconditional half, and returns the mixture itself
+    rec = Recorder()
+    one = guided_call(rec, x, sigma, [cond, other], 1.0, weights=[0.5, 0.5], uncond=uncond, mix=True)
+    assert rec.calls[0]["batch"] == 9 and torch.allclose(one, 0.5 * a + 0.5 * b, atol=1e-12)
+    with pytest.raises(ValueError, match="one weight per condition"):
+        guided_call(rec, x, sigma, [cond], 2.0, weights=[0.5, 0.5])
 
 
 # ---------------------------------------------------------------- x̂_0 guidance

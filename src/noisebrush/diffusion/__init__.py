@@ -8,9 +8,15 @@ samplers are numerical solvers of the reverse SDE / probability-flow ODE driven 
     noise = SampleNoise.from_seeds(range(4))
     sigmas = karras(10, sigma_min=0.01, sigma_max=80)
     x0 = dpmpp_3m(gm, noise.randn((3, 32, 32)) * sigmas[0], sigmas)
+
+Painting goes through the sampling core, :mod:`noisebrush.diffusion.sample` (guidance, per-picture or batched
+network calls, the step callback):
+
+    from noisebrush.diffusion.sample import make_denoiser, sample, start
+    x0 = sample(make_denoiser(gm), start(noise, (3, 32, 32), sigmas), sigmas, noise, sampler="dpmpp_3m")
 """
 from noisebrush.diffusion.forward import add_noise, expand_sigma
-from noisebrush.diffusion.guidance import cfg, loss_gradient, x0_guidance
+from noisebrush.diffusion.guidance import cfg, guided_call, loss_gradient, x0_guidance
 from noisebrush.diffusion.losses import edm_loss, edm_weight, min_snr_weight, sample_edm_sigma, vp_loss
 from noisebrush.diffusion.noise import SampleNoise
 from noisebrush.diffusion.oracle import GaussianMixture
@@ -29,7 +35,13 @@ from noisebrush.diffusion.samplers import (
     heun,
     langevin,
     langevin_correct,
+    repaint,
+    repaint_moves,
+    repaint_path,
 )
+# the sampling core; its ``sample`` function stays in noisebrush.diffusion.sample (a package attribute of that name
+# would hide the module)
+from noisebrush.diffusion.sample import Denoiser, StepInfo, make_denoiser, start
 from noisebrush.diffusion.schedules import (
     SCHEDULES,
     alphas_cumprod_to_sigmas,

@@ -7,7 +7,9 @@
 * ``noise`` is a :class:`~noisebrush.diffusion.noise.SampleNoise` (or a list of seeds): one generator per
   sample, required by the stochastic samplers.
 
-Step coefficients are computed in float64 from the σ values. ``SAMPLERS`` describes each one.
+Step coefficients are computed in float64 from the σ values. ``SAMPLERS`` describes each one. ``repaint``
+(inpainting, :mod:`noisebrush.diffusion.samplers.repaint`) is a sampler too, outside ``SAMPLERS`` because it needs
+the known picture and its mask.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from noisebrush.diffusion.samplers.ancestral import ddpm, euler_ancestral
 from noisebrush.diffusion.samplers.dpmpp import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m
 from noisebrush.diffusion.samplers.langevin import langevin, langevin_correct
 from noisebrush.diffusion.samplers.ode import ddim, euler, heun
+from noisebrush.diffusion.samplers.repaint import repaint, repaint_moves, repaint_path
 from noisebrush.errors import BadParameter
 
 
@@ -69,4 +72,5 @@ def get_sampler(name: str) -> SamplerInfo:
         raise BadParameter(f"sampler: unknown {name!r}; choose one of {', '.join(SAMPLERS)}") from None
 
 
-__all__ = ["SAMPLERS", "SamplerInfo", "get_sampler", "langevin_correct"] + list(SAMPLERS)
+__all__ = ["SAMPLERS", "SamplerInfo", "get_sampler", "langevin_correct", "repaint", "repaint_moves",
+           "repaint_path"] + list(SAMPLERS)
