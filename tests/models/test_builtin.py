@@ -8,7 +8,7 @@ from safetensors import safe_open
 import noisebrush
 from noisebrush.errors import UserError
 from noisebrush.models import ship as ship_mod
-from noisebrush.paint.pipeline import BUILTIN, read_model_config
+from noisebrush.io.model_folder import BUILTIN, read_config, weights_hash
 
 
 def test_builtin_is_in_the_package_and_small():
@@ -19,7 +19,7 @@ def test_builtin_is_in_the_package_and_small():
 
 
 def test_builtin_config_records_its_training():
-    conf = read_model_config(BUILTIN)
+    conf = read_config(BUILTIN)
     assert conf["format"] == "noisebrush.model/1"
     assert conf["condition"] == "text" and conf["resolution"] == 32
     prov = conf["provenance"]
@@ -74,13 +74,13 @@ def test_ship_refuses_a_model_over_the_limit(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setattr(ship_mod, "LIMIT_MB", 1e-4)
     with pytest.raises(UserError, match="limit"):
         ship_mod.ship(tiny_model, tmp_path / "big")
+    assert not (tmp_path / "big" / "config.json").exists()  # an incomplete folder is never a model folder
 
 
 def test_the_readme_grid_was_painted_by_the_shipped_model():
     from pathlib import Path
 
     from noisebrush.io.png import read_recipe
-    from noisebrush.paint.pipeline import weights_hash
 
     grid = Path(__file__).resolve().parents[2] / "docs" / "images" / "builtin-grid.png"
     rec = read_recipe(grid)

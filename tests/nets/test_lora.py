@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.nets.lora import (DEFAULT_RANK, add_lora, adapter_tensors, apply_loras, load_adapters_, parse_lora_spec,
@@ -171,8 +172,6 @@ def test_other_weights_of_the_same_network_merge_with_a_warning(tmp_path, caplog
 
 
 def test_bad_files_are_one_line_errors(tmp_path):
-    from safetensors.torch import save_file
-
     net = _net()
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"not a safetensors file at all")
@@ -189,9 +188,9 @@ def test_bad_files_are_one_line_errors(tmp_path):
 
 
 def test_builtin_architecture_lora_is_under_2_mb(tmp_path):
-    from noisebrush.paint.pipeline import BUILTIN, read_model_config
+    from noisebrush.io.model_folder import BUILTIN, read_config
 
-    conf = read_model_config(BUILTIN)
+    conf = read_config(BUILTIN)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         net = UNet(UNetConfig.from_dict(conf["unet"]))
@@ -200,3 +199,25 @@ def test_builtin_architecture_lora_is_under_2_mb(tmp_path):
                      alpha=DEFAULT_RANK, unet_config=conf["unet"], base_name="builtin", base_hash="x")
     size = path.stat().st_size
     assert 500_000 < size < 2_000_000, size
+
+
+def test_loras_on_a_baked_network(tmp_path):
+    """Merging (apply_loras, peft merge) and running peft adapters on a baked network give the unbaked results."""
+    net = _net()
+    f = tmp_path / "a.safetensors"
+    wrapped = _lora_file(f, net)
+    load_adapters_(wrapped, read_lora(f)["adapters"])
+    baked = copy.deepcopy(net).bake()
+    assert torch.equal(_out(baked), _out(net))  # (bakes)
+    plain = copy.deepcopy(net)
+    apply_loras(baked, _config(net), "abc", [(f, 0.7)])
+    apply_loras(plain, _config(net), "abc", [(f, 0.7)])
+    assert torch.equal(_out(baked), _out(plain))
+    baked_wrapped = copy.deepcopy(wrapped)
+    baked_wrapped.bake()
+    assert torch.equal(_out(baked_wrapped), _out(wrapped))  # active adapters swap the weight in: not stale
+    for m in (baked_wrapped, wrapped):
+        for layer in m.modules():
+            if hasattr(layer, "merge") and hasattr(layer, "lora_A"):
+                layer.merge()
+    assert torch.equal(_out(baked_wrapped), _out(wrapped))

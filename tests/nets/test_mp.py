@@ -263,3 +263,66 @@ def test_resample_without_time_axis_keeps_first_spatial_axis():
 def test_resample_bad_mode():
     with pytest.raises(ValueError):
         resample(torch.zeros(1, 1, 4, 4), "sideways", 2)
+
+
+# -- baking -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kernel, xshape", [((), (3, 8)), ((3,), (2, 8, 11)), ((3, 3), (2, 8, 7, 7)),
+                                            ((1, 3, 3), (1, 8, 3, 5, 5)), ((3, 3, 3), (1, 8, 4, 5, 5))])
+def test_mpconv_baked_is_bit_identical_and_reuses_its_weight(kernel, xshape):
+    conv = MPConv(8, 6, kernel).eval()
+    baked = MPConv(8, 6, kernel).eval()
+    baked.load_state_dict(conv.state_dict())
+    assert baked.bake() is baked and baked.baked and not conv.baked
+    x = torch.randn(xshape, generator=gen())
+    gain = torch.tensor(0.7)
+    with torch.no_grad():
+        for g in (1.0, 2.5, gain):
+            assert torch.equal(baked(x, gain=g), conv(x, gain=g))
+            assert torch.equal(baked(x, gain=g), conv(x, gain=g))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert torch.equal(baked(x, gain=2.5), conv(x, gain=2.5))
+        ref = conv(x, gain=gain)
+        # the baked weight really is reused: a write through .data (which PyTorch does not count) goes unseen …
+        baked.weight.data.mul_(-1)
+        assert torch.equal(baked(x, gain=gain), ref)
+        baked.refresh_bake()  # … until the bake is refreshed
+        assert torch.equal(baked(x, gain=gain), -ref)
+        baked.unbake()
+        assert not baked.baked and torch.equal(baked(x, gain=gain), -ref)
+
+
+def test_mpconv_baked_weight_never_used_where_it_could_be_stale_or_take_a_gradient():
+    conv = MPConv(6, 4, (3, 3)).eval()
+    x = torch.randn(2, 6, 5, 5, generator=gen())
+    conv.bake()
+    with torch.no_grad():
+        ref = conv(x)
+    # in eval mode with grad enabled, weights that require grad still get their gradient
+    conv(x).square().sum().backward()
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+    # a tensor gain that requires grad gets one too
+    gain = torch.nn.Parameter(torch.tensor(0.5))
+    conv(x, gain=gain).sum().backward()
+    assert gain.grad is not None
+    # an in-place change (counted by PyTorch) is seen
+    with torch.no_grad():
+        conv.weight.mul_(-1)
+        assert torch.equal(conv(x), -ref)
+        conv.weight.mul_(-1)
+    # a weight swapped in by functional_call (how a peft LoRA layer runs) is used, not the baked one
+    w = -conv.weight.detach()
+    with torch.no_grad():
+        assert torch.equal(torch.func.functional_call(conv, {"weight": w}, (x,)), -ref)
+        assert torch.equal(conv(x), ref)
+    with torch.no_grad():
+        conv.weight.data = conv.weight.data * 3  # not normalised: project_ changes it
+    conv.project_()  # re-bakes from the projected weight
+    assert conv.baked
+    plain = MPConv(6, 4, (3, 3)).eval()
+    plain.load_state_dict(conv.state_dict())
+    with torch.no_grad():
+        assert torch.equal(conv(x), plain(x))
+    conv.train()
+    assert not conv.baked

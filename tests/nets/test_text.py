@@ -10,6 +10,8 @@ import textwrap
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.nets import text
@@ -207,8 +209,6 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_file_is_safetensors_without_pickle(tmp_path):
-    from safetensors import safe_open
-
     path = save_cache(tmp_path / "c.safetensors", ["x"], torch.zeros(1, 4, 384), torch.ones(1, 4, dtype=torch.bool))
     with safe_open(str(path), framework="pt") as f:
         assert set(f.keys()) == {"tokens", "mask", "captions"}
@@ -224,8 +224,6 @@ def test_save_rejects_mismatched_shapes(tmp_path):
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path, monkeypatch):
-    import safetensors.torch
-
     path = tmp_path / "c.safetensors"
     save_cache(path, ["a"], torch.ones(1, 4, 384), torch.ones(1, 4, dtype=torch.bool))
     save_cache(path, ["b"], torch.ones(1, 4, 384), torch.ones(1, 4, dtype=torch.bool))  # overwrite
@@ -237,7 +235,7 @@ def test_atomic_write_leaves_no_temp_files(tmp_path, monkeypatch):
             f.write(b"partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", broken)
+    monkeypatch.setattr(text, "save_file", broken)
     with pytest.raises(OSError, match="disk full"):
         save_cache(path, ["c"], torch.ones(1, 4, 384), torch.ones(1, 4, dtype=torch.bool))
     assert os.listdir(tmp_path) == ["c.safetensors"]
@@ -253,8 +251,6 @@ def test_load_bad_files(tmp_path):
         load_cache(junk)
     assert "\n" not in str(info.value)
     # a safetensors file that is not one of ours
-    from safetensors.torch import save_file
-
     other = tmp_path / "other.safetensors"
     save_file({"w": torch.zeros(2)}, str(other))
     with pytest.raises(UserError):

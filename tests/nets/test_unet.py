@@ -4,6 +4,7 @@ Only the public API is used (UNetConfig, UNet(config)(x, c_noise, labels=, vecto
 the internals may change freely. Models are tiny (8 base channels, two levels, one block) and run on one thread.
 """
 
+import copy
 import json
 import math
 
@@ -12,6 +13,7 @@ import torch
 
 from noisebrush.diffusion.precond import EDMPrecond
 from noisebrush.errors import BadParameter
+from noisebrush.nets.mp import MPConv
 from noisebrush.nets.unet import UNet, UNetConfig
 
 LABELS, VEC, TXT, TOK = 5, 6, 12, 5  # label_dim, vector_dim, text_dim, tokens per prompt
@@ -352,12 +354,19 @@ def test_conditions_the_network_lacks_or_misshapen_are_rejected():
     with pytest.raises(BadParameter, match="labels"):
         net(x, torch.zeros(2), labels=torch.tensor([0, 1]))
     net = UNet(tiny(label_dim=3, vector_dim=2))
-    with pytest.raises(BadParameter, match="labels"):
-        net(x, torch.zeros(2), labels=torch.tensor([0, 3]))
     with pytest.raises(BadParameter, match="vector"):
         net(x, torch.zeros(2), vector=torch.zeros(2, 5))
     with pytest.raises(BadParameter, match="labels"):
         net(x, torch.zeros(2), labels=torch.tensor([0, 1, 2]))
+    # check_inputs runs the same shape checks and, unlike forward, the ones that read values
+    for bad in ([0, 3], [-1, 0]):
+        with pytest.raises(BadParameter, match=r"labels: class indices must be in \[0, 3\)"):
+            net.check_inputs(x, torch.zeros(2), labels=torch.tensor(bad))
+    with pytest.raises(BadParameter, match="vector"):
+        net.check_inputs(x, torch.zeros(2), vector=torch.zeros(2, 5))
+    with pytest.raises(BadParameter, match="c_noise"):
+        net.check_inputs(x, torch.zeros(3))
+    net.check_inputs(x, torch.zeros(2), labels=torch.tensor([0, 2]), vector=torch.zeros(2, 2))  # fine
 
 
 def test_from_dict_rejects_unknown_keys():
@@ -443,3 +452,114 @@ def test_tiny_unet_fits_a_fixed_batch():
         losses.append(loss.item())
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < losses[0] / 5, f"loss {losses[0]:.4f} → {losses[-1]:.4f}"
+
+
+# -- export and baking (issue 11, point 7) --------------------------------------------------------------------
+
+
+def test_forward_is_exportable():
+    """forward never branches on tensor values: torch.export traces it, and the program computes the same."""
+    net = live(tiny(cond=True))
+    x, c = inputs((2, 3, 8, 8))
+    cond = dict(conditions(2), drop=torch.tensor([False, True]))
+    program = torch.export.export(net, (x, c), cond, strict=False)
+    assert torch.equal(program.module()(x, c, **cond), _run(net, x, c, **cond))
+    baked = copy.deepcopy(net).bake()  # export ignores the baked weights (it traces the plain computation)
+    _run(baked, x, c, **cond)
+    program = torch.export.export(baked, (x, c), cond, strict=False)
+    assert torch.equal(program.module()(x, c, **cond), _run(net, x, c, **cond))
+
+
+@pytest.mark.parametrize("case", ["1d", "2d", "3d", "3d-factorized"])
+def test_baked_outputs_are_bit_identical(case):
+    kw, shape = SHAPES[case]
+    net = live(tiny(cond=True, **kw))
+    baked = copy.deepcopy(net).bake()
+    x, c = inputs(shape)
+    cond = dict(conditions(shape[0]), drop=torch.tensor([False, True]))
+    for kwargs in (cond, {"labels": cond["labels"]}, {"text": cond["text"], "text_mask": cond["text_mask"]}, {}):
+        ref = _run(net, x, c, **kwargs)
+        for _ in range(2):  # the first call bakes, the second reuses
+            assert torch.equal(_run(baked, x, c, **kwargs), ref)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(baked(x, c, **cond), net(x, c, **cond))
+    if kw["dims"] < 3:  # a bf16 input without autocast (CPU avg_pool3d has no bf16 kernel; no text: attention)
+        xb, labels = x.to(torch.bfloat16), cond["labels"]
+        assert torch.equal(_run(baked, xb, c, labels=labels), _run(net, xb, c, labels=labels))
+    with torch.inference_mode():
+        assert torch.equal(baked(x, c, **cond), ref if not cond else net(x, c, **cond))
+    # with grad enabled (a guide's gradient through x): the same outputs and the same input gradient
+    frozen, plain = copy.deepcopy(baked).requires_grad_(False), copy.deepcopy(net).requires_grad_(False)
+    xa, xb2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = frozen(xa, c, **cond), plain(xb2, c, **cond)
+    assert torch.equal(ya, yb)
+    ya.square().sum().backward()
+    yb.square().sum().backward()
+    assert torch.equal(xa.grad, xb2.grad)
+
+
+def test_bake_flags_and_train_unbakes():
+    net = live(tiny())
+    assert net.bake() is net
+    convs = [m for m in net.modules() if isinstance(m, MPConv)]
+    assert convs and all(m.baked for m in convs)
+    net.eval()
+    assert all(m.baked for m in convs)  # eval() keeps the bake …
+    net.train()
+    assert not any(m.baked for m in convs)  # … train() drops it
+    net.eval().bake().unbake()
+    assert not any(m.baked for m in convs)
+
+
+def test_training_after_baking_is_unaffected():
+    """Two copies of one network train the same steps; one was baked (and used) first: the same weights after."""
+    torch.manual_seed(3)
+    a = gains_to_one(UNet(tiny(cond=True)))
+    b = copy.deepcopy(a)
+    x, c = inputs((2, 3, 8, 8))
+    cond = conditions(2)
+    _run(b.eval().bake(), x, c, **cond)
+    for net in (a, b):
+        net.train()
+        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+        for step in range(3):
+            loss = (net(x, c, **cond) - x).square().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            net.project_()
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert torch.equal(pa, pb), name
+    assert torch.equal(_run(a.eval(), x, c, **cond), _run(b.eval().bake(), x, c, **cond))
+    # eval mode with gradients wanted for the weights: the baked weights are not used, gradients arrive
+    b.zero_grad()
+    b(x, c, **cond).square().mean().backward()
+    assert all(p.grad is not None for p in b.parameters())
+
+
+def test_baked_weights_follow_changes_of_the_stored_weights():
+    net = live(tiny(cond=True))
+    other = live(tiny(cond=True))
+    x, c = inputs((2, 3, 8, 8))
+    cond = conditions(2)
+    baked = copy.deepcopy(net).bake()
+    _run(baked, x, c, **cond)
+    baked.load_state_dict(other.state_dict())  # load_state_dict re-bakes
+    assert torch.equal(_run(baked, x, c, **cond), _run(other, x, c, **cond))
+    with torch.no_grad():  # in-place changes of weights and gains are seen
+        for p, q in zip(baked.parameters(), net.parameters()):
+            p.copy_(q)
+    assert torch.equal(_run(baked, x, c, **cond), _run(net, x, c, **cond))
+    with torch.no_grad():
+        baked.out_gain.mul_(2)
+        net.out_gain.mul_(2)
+    assert torch.equal(_run(baked, x, c, **cond), _run(net, x, c, **cond))
+    for m, n in zip(baked.modules(), net.modules()):  # a replaced .data is seen too
+        if isinstance(m, MPConv):
+            m.weight.data = m.weight.data * 2
+            n.weight.data = n.weight.data * 2
+    assert torch.equal(_run(baked, x, c, **cond), _run(net, x, c, **cond))
+    baked.bfloat16()  # .to() / .half() / … re-bake
+    net.bfloat16()
+    xb, labels = x.to(torch.bfloat16), cond["labels"]
+    assert torch.equal(_run(baked, xb, c, labels=labels), _run(net, xb, c, labels=labels))

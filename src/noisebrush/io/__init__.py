@@ -1,7 +1,6 @@
-"""Files in and out: atomic writes, images and grids, PNGs that carry their recipe; later GIF/MP4, meshes."""
-from noisebrush.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
-from noisebrush.io.images import make_grid, save_image, to_pil, to_uint8
-from noisebrush.io.png import a1111_parameters, read_recipe, save_png
+"""Files in and out, one module each: ``atomic`` (temp file, then rename), ``images`` (tensors ↔ PIL, grids),
+``png`` (PNGs that carry their recipe), ``animation`` (GIF/MP4), ``outputs`` (free names, picture sets with their
+recipes, contact sheets, morph files) and ``model_folder`` (the one reader/writer of model folders).
 
-__all__ = ["a1111_parameters", "atomic_path", "atomic_write_bytes", "atomic_write_text", "make_grid", "read_recipe",
-           "save_image", "save_png", "to_pil", "to_uint8"]
+The package itself imports nothing, so reading a PNG's recipe (``noisebrush info``) never loads torch.
+"""

@@ -9,39 +9,37 @@ float16 keeps them to about 1e-3 relative), which keeps the default network (6.7
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from noisebrush.errors import BadParameter, UserError
-from noisebrush.io.atomic import atomic_path, atomic_write_text
-from noisebrush.paint.pipeline import BUILTIN, read_model_config, resolve_model
+from noisebrush.io import model_folder
+from noisebrush.io.model_folder import BUILTIN
 
 LIMIT_MB = 16.0
 
 
 def ship(src, dest=BUILTIN, dtype: str = "float16") -> Path:
-    src = resolve_model(src)
-    conf = read_model_config(src)
+    """Copy the model folder ``src`` to ``dest`` with its floating weights in ``dtype``; returns ``dest``.
+
+    Raises UserError when the weights come out over ``LIMIT_MB`` (``dest`` then has no config.json)."""
+    src = model_folder.resolve(src)
+    conf = model_folder.read_config(src)
     dt = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}.get(dtype)
     if dt is None:
         raise BadParameter(f"dtype: float16, bfloat16 or float32; got {dtype!r}")
-    state = load_file(str(src / "model.safetensors"))
-    small = {k: (v.to(dt) if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    with atomic_path(dest / "model.safetensors") as tmp:
-        save_file(small, tmp)
+    # the weights first, to learn their size; config.json (which records it) completes the folder
+    model_folder.write_weights(dest, model_folder.read_weights(src), dtype=dt)
     size = (dest / "model.safetensors").stat().st_size / 2**20
     if size > LIMIT_MB:
         raise UserError(f"{dest / 'model.safetensors'} is {size:.1f} MB, over the {LIMIT_MB:.0f} MB limit")
     conf = dict(conf)
     conf.setdefault("provenance", {})["shipped"] = {"from": str(src), "weights_dtype": dtype,
                                                     "size_mb": round(size, 2)}
-    atomic_write_text(dest / "config.json", json.dumps(conf, indent=2))
+    model_folder.write_config(dest, conf)
     return dest
 
 

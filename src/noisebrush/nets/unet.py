@@ -24,6 +24,11 @@ The network is the raw F of EDM preconditioning: wrap it in :class:`noisebrush.d
     net = UNet(UNetConfig(resolution=32, text_dim=384))
     den = EDMPrecond(net)
     x0_hat = den(x, sigma, text=tok, text_mask=mask)
+
+For inference, ``net.eval().bake()`` normalises each weight once instead of on every call (bit-identical outputs,
+about 1.3× faster at batch 1 on a CPU; ``train()`` unbakes). ``forward`` checks shapes but never reads tensor
+values, so it can be traced by ``torch.export`` / ONNX; ``net.check_inputs(x, c_noise, labels=…)`` adds the checks
+that do (class indices in range) for callers with untrusted inputs.
 """
 from __future__ import annotations
 
@@ -35,7 +40,8 @@ import torch
 import torch.nn.functional as F
 
 from noisebrush.errors import BadParameter
-from noisebrush.nets.mp import MPConv, MPFourier, mp_cat, mp_silu, mp_sum, normalize, project_weights_, resample
+from noisebrush.nets.mp import (MPConv, MPFourier, bake_weights_, mp_cat, mp_silu, mp_sum, normalize, project_weights_,
+                                resample)
 
 __all__ = ["UNetConfig", "UNet"]
 
@@ -361,7 +367,31 @@ class UNet(torch.nn.Module):
         """Forced weight normalisation: call after every optimizer step when training (the trainer does)."""
         project_weights_(self)
 
-    def forward(self, x, c_noise, *, labels=None, vector=None, text=None, text_mask=None, drop=None):
+    def bake(self) -> "UNet":
+        """Inference: every MPConv keeps the normalised, gain-folded weight its forward computes instead of
+        recomputing it on each call (bit-identical outputs; see :class:`noisebrush.nets.mp.MPConv` for when the
+        baked weight is used). ``train()`` unbakes. Returns self, so ``net = UNet(cfg).eval().bake()`` reads well."""
+        bake_weights_(self)
+        return self
+
+    def unbake(self) -> "UNet":
+        """Undo :meth:`bake`: every forward normalises the stored weights again. Returns self."""
+        bake_weights_(self, bake=False)
+        return self
+
+    def check_inputs(self, x, c_noise, *, labels=None, vector=None, text=None, text_mask=None, drop=None) -> None:
+        """Raise :class:`BadParameter` for inputs this network cannot take, including the checks that read tensor
+        values (class indices in range), which :meth:`forward` leaves out so that it never branches on a value
+        (``torch.export`` / ONNX). Callers with untrusted inputs call this first; the Pipeline validates labels
+        itself and the trainer's data is valid by construction."""
+        self._check_shapes(x, c_noise, labels, vector, text)
+        if labels is not None and labels.ndim == 1 and labels.numel() and \
+                (int(labels.min()) < 0 or int(labels.max()) >= self.config.label_dim):
+            raise BadParameter(f"labels: class indices must be in [0, {self.config.label_dim}), got "
+                               f"{labels.tolist()}")
+
+    def _check_shapes(self, x, c_noise, labels, vector, text) -> None:
+        """The input checks that depend on shapes only (forward runs them; they are free to trace)."""
         cfg = self.config
         if x.ndim != cfg.dims + 2 or x.shape[1] != cfg.in_channels:
             raise BadParameter(f"input: expected N×{cfg.in_channels}×(… {cfg.dims} spatial axes), got "
@@ -371,22 +401,27 @@ class UNet(torch.nn.Module):
         if any(s % step for s in axes):
             raise BadParameter(f"input: spatial size {tuple(x.shape[2:])} must be divisible by {step}")
         n = x.shape[0]
-        c_noise = torch.as_tensor(c_noise, device=x.device, dtype=torch.float32)
-        if c_noise.numel() not in (1, n):
-            raise BadParameter(f"c_noise: one value or one per sample ({n}), got {c_noise.numel()}")
+        count = c_noise.numel() if isinstance(c_noise, torch.Tensor) else torch.as_tensor(c_noise).numel()
+        if count not in (1, n):
+            raise BadParameter(f"c_noise: one value or one per sample ({n}), got {count}")
         for name, value, dim in (("labels", labels, cfg.label_dim), ("vector", vector, cfg.vector_dim),
                                  ("text", text, cfg.text_dim)):
             if value is not None and not dim:
                 raise BadParameter(f"{name}: this network was built without {name} conditioning")
             if value is not None and value.shape[0] != n:
                 raise BadParameter(f"{name}: {value.shape[0]} rows for a batch of {n}")
-        if labels is not None and labels.ndim == 1 and labels.numel() and \
-                (int(labels.min()) < 0 or int(labels.max()) >= cfg.label_dim):
-            raise BadParameter(f"labels: class indices must be in [0, {cfg.label_dim}), got {labels.tolist()}")
         if vector is not None and vector.reshape(n, -1).shape[1] != cfg.vector_dim:
             raise BadParameter(f"vector: expected {cfg.vector_dim} values per sample, got {tuple(vector.shape)}")
         if text is not None and (text.ndim != 3 or text.shape[2] != cfg.text_dim):
             raise BadParameter(f"text: expected N×T×{cfg.text_dim} token embeddings, got {tuple(text.shape)}")
+
+    def forward(self, x, c_noise, *, labels=None, vector=None, text=None, text_mask=None, drop=None):
+        """F(x, c_noise | conditions). Checks shapes but never reads tensor values (so it can be exported):
+        call :meth:`check_inputs` first on inputs that may hold out-of-range class indices."""
+        cfg = self.config
+        self._check_shapes(x, c_noise, labels, vector, text)
+        n = x.shape[0]
+        c_noise = torch.as_tensor(c_noise, device=x.device, dtype=torch.float32)
         emb, tokens = self._embed(c_noise, n, x.dtype, x.device, labels, vector, text, text_mask, drop)
         if cfg.channels_last and x.ndim in (4, 5):
             x = x.contiguous(memory_format=torch.channels_last if x.ndim == 4 else torch.channels_last_3d)

@@ -1,0 +1,94 @@
+"""Network names → classes: which network a model folder's config.json describes, and building it.
+
+A model folder's config.json names its network (``"network": "unet"``) and keeps the network's description under
+that same name (``"unet": {"channels": 64, ...}``). Folders written before networks had names hold a UNet.
+
+    from noisebrush.nets import registry
+
+    net = registry.build(config, source=path / "config.json")   # an nn.Module with fresh (untrained) weights
+    registry.register("sr-unet", SRUNet, SRUNetConfig)           # a new network joins by registering
+
+A config class is built with its ``from_dict(description)`` classmethod when it has one, else with
+``config_class(**description)``; the network with ``net_class(config)``. Bad values are reported as one UserError
+line naming the file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from noisebrush.errors import BadParameter, UserError
+from noisebrush.io.model_folder import network_name
+from noisebrush.nets.unet import UNet, UNetConfig
+
+__all__ = ["Network", "register", "unregister", "names", "get", "build"]
+
+
+@dataclass(frozen=True)
+class Network:
+    """A registered network: its name in config.json, its class and its config class."""
+    name: str
+    net_class: type
+    config_class: type
+
+    def make_config(self, description: dict):
+        """The config object for ``description`` (the dict under the network's name in config.json)."""
+        if hasattr(self.config_class, "from_dict"):
+            return self.config_class.from_dict(description)
+        return self.config_class(**description)
+
+
+_NETWORKS: dict[str, Network] = {}
+
+
+def register(name: str, net_class: type, config_class: type, *, replace: bool = False) -> Network:
+    """Make ``name`` (as written in config.json's ``"network"``) build ``net_class(config_class...)``.
+
+    Registering a name twice is an error unless ``replace`` (a test swapping in a stand-in, say)."""
+    if not isinstance(name, str) or not name:
+        raise BadParameter(f"name: a network name, got {name!r}")
+    if name in _NETWORKS and not replace:
+        raise BadParameter(f"name: a network {name!r} is registered already ({_NETWORKS[name].net_class.__name__})")
+    entry = Network(name, net_class, config_class)
+    _NETWORKS[name] = entry
+    return entry
+
+
+def unregister(name: str) -> None:
+    """Forget ``name`` (for tests that register a network of their own)."""
+    _NETWORKS.pop(name, None)
+
+
+def names() -> list[str]:
+    """The registered network names, sorted."""
+    return sorted(_NETWORKS)
+
+
+def get(name: str, *, source="config.json") -> Network:
+    """The registered network called ``name``; an unknown name is one UserError line naming ``source``."""
+    if not isinstance(name, str) or name not in _NETWORKS:
+        raise UserError(f"{source}: unknown network {name!r}; this noisebrush knows {', '.join(names())}")
+    return _NETWORKS[name]
+
+
+def build(config: dict, *, source=None) -> torch.nn.Module:
+    """The network that ``config`` (a model folder's config.json, as a dict) describes, with fresh weights.
+
+    ``source``: the config.json path named in errors (default: just "config.json")."""
+    where = Path(source) if source is not None else "config.json"
+    name = network_name(config)  # "unet" for folders written before networks had names
+    entry = get(name, source=where)
+    description = config.get(name)
+    if not isinstance(description, dict):
+        if name not in config:
+            raise UserError(f"{where}: missing {name!r}")
+        raise UserError(f"{where}: bad network description ({name!r} must be a table of settings)")
+    try:
+        return entry.net_class(entry.make_config(description))
+    except (BadParameter, TypeError) as e:
+        raise UserError(f"{where}: bad network description ({e})") from None
+
+
+register("unet", UNet, UNetConfig)
