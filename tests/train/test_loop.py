@@ -20,7 +20,8 @@ from noisebrush.nets.unet import UNet, UNetConfig
 from noisebrush.train import Trainer
 from noisebrush.train.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from noisebrush.train.lr import expected_lr
-from noisebrush.train.loop import MODEL_FORMAT, SIGMA_BUCKETS
+from noisebrush.io.model_folder import MODEL_FORMAT
+from noisebrush.train.loop import SIGMA_BUCKETS
 
 
 def _clone(sd):
@@ -58,7 +59,7 @@ def _record(trainer):
 def _fixed(trainer, n):
     """Freeze the data stream: every step sees the same pictures, σ and noise."""
     batch = trainer.batch(range(n))
-    trainer.batch = lambda ks: batch
+    trainer.objective.batch = lambda ks: batch  # the objective's batches feed the loop
     return batch
 
 
@@ -126,7 +127,7 @@ def test_nonfinite_step_is_skipped(make_config, tmp_path, how):
     cfg = make_config(steps=8, lr_schedule="linear", lr_final=0.1, log_every=1)
     tr = Trainer(cfg)
     bad_step = 3
-    real_batch = tr.batch
+    real_batch = tr.objective.batch
 
     def batch(ks):
         b = real_batch(ks)
@@ -135,7 +136,7 @@ def test_nonfinite_step_is_skipped(make_config, tmp_path, how):
             b["x0"][1] = float("nan")  # one sample only: the loss is NaN, the other samples are fine
         return b
 
-    tr.batch = batch
+    tr.objective.batch = batch
     results = _record(tr)
 
     def progress(step, row):
@@ -173,8 +174,8 @@ def test_nonfinite_step_leaves_weights_untouched(make_config):
     tr = Trainer(make_config(steps=8))
     for _ in range(3):
         tr.train_step()
-    real_batch = tr.batch
-    tr.batch = lambda ks: {**real_batch(ks), "x0": torch.full((8, 3, 16, 16), float("nan"))}
+    real_batch = tr.objective.batch
+    tr.objective.batch = lambda ks: {**real_batch(ks), "x0": torch.full((8, 3, 16, 16), float("nan"))}
     before = _clone(tr.net.state_dict())
     assert tr.train_step().skipped
     _assert_same(_clone(tr.net.state_dict()), before, "weight")

@@ -38,7 +38,7 @@ def test_captions_put_the_token_first():
 
 def test_full_finetune_lowers_the_loss_and_loads(tiny, folder, tmp_path):
     import noisebrush
-    from noisebrush.paint.pipeline import weights_hash
+    from noisebrush.io.model_folder import weights_hash
 
     out = tmp_path / "full"
     r = finetune(tiny, folder, out, steps=30, lr=1e-2, **QUICK)

@@ -17,6 +17,7 @@ else:  # pragma: no cover
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from noisebrush.diffusion.samplers import get_sampler
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.train.lr import LR_SCHEDULES
 
@@ -77,8 +78,6 @@ class TrainConfig:
         self.model = dict(self.model)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise BadParameter(f"betas: two numbers in [0, 1), got {list(self.betas)}")
-        from noisebrush.diffusion.samplers import get_sampler
-
         try:
             get_sampler(self.sampler)
         except BadParameter as e:

@@ -13,14 +13,14 @@ import copy
 
 import torch
 
+from noisebrush.errors import BadParameter
+
 __all__ = ["EMA"]
 
 
 class EMA:
     def __init__(self, model: torch.nn.Module, decay: float = 0.999):
         if not 0 <= decay < 1:
-            from noisebrush.errors import BadParameter
-
             raise BadParameter(f"ema_decay: in [0, 1), got {decay}")
         self.decay = float(decay)
         self.updates = 0

@@ -1,31 +1,42 @@
-"""The trainer: EDM-preconditioned UNet, trained with Hugging Face Accelerate.
+"""The training loop: one optimizer step at a time over an objective, with Hugging Face Accelerate.
 
     from noisebrush.train import Trainer, TrainConfig
-    Trainer(TrainConfig(steps=2000, out_dir="runs/try")).fit()
+    Trainer(TrainConfig(steps=2000, out_dir="runs/try")).fit()                  # EDM on the config's data
+    Trainer(cfg, objective=MyObjective()).fit()                                 # any other objective
+
+*What* is learned is an objective's business (:mod:`noisebrush.train.objectives`: its networks, optimizers, data and
+losses); this module does the rest, the same for every objective. :class:`Loop` is the step engine (also used on its
+own by fine-tuning, :mod:`noisebrush.workflows.finetune`); :class:`Trainer` is a run on it: config, run folder,
+log, checkpoints, resume, previews, export.
 
 The same code runs on one CPU, one GPU, or many processes (``accelerate launch`` / ``torchrun``): Accelerate handles
-devices, mixed precision and DDP; the trainer does everything that decides *what* is computed, so results do not depend
-on how the work is split:
+devices, mixed precision and DDP; the loop decides *what* is computed, so results do not depend on how the work is
+split:
 
 * **A global sample stream.** Optimizer step s consumes the global samples k = s·B … s·B+B−1 (B = ``batch_size``);
-  sample k is the item ``perm_e[k mod n]`` of the per-epoch permutation e = k // n, and its σ, noise and
-  condition-dropout flag come from a generator seeded by (seed, k). Processes and accumulation steps take equal
-  slices of that global batch. With the same global batch, 1 process or 8 see the same samples with the same noise.
+  processes and accumulation steps take equal slices of that global batch, and an objective draws everything about
+  sample k from (seed, k) (:mod:`noisebrush.train.stream`). With the same global batch, 1 process or 8 see the same
+  samples with the same noise. Dropout masks come from torch's global RNG, seeded per micro-batch from
+  (seed, step, micro-batch, process).
 * **Exact resume.** All randomness is a function of (seed, step, sample), so a checkpoint only has to hold weights,
   EMA, optimizer and scheduler state and the step: resuming ends bit-identical to an uninterrupted run (CPU, same
   settings). Checkpoints are atomic (see :mod:`noisebrush.train.checkpoint`).
-* **A guard.** A step whose loss or gradient is not finite is skipped and counted; weights, optimizer moments and EMA
-  are left untouched (the LR schedule still advances with the step count, and so does the data stream).
+* **A guard.** A phase whose loss or gradient is not finite is skipped and the step counted as skipped; that
+  part's weights, optimizer moments and EMA are left untouched (the LR schedule still advances with the step count,
+  and so does the data stream).
+* **Per phase**, after the micro-batches' gradients are accumulated: clip the gradient norm, guard, optimizer step,
+  weight projection (``net.project_()``, EDM2's forced weight normalisation), EMA update, clear every part's
+  gradients, scheduler step.
 """
 from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import logging
 import math
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -33,32 +44,31 @@ from pathlib import Path
 
 import torch
 
-from noisebrush.diffusion import EDMPrecond, karras
-from noisebrush.diffusion.losses import edm_loss
-from noisebrush.diffusion.noise import SampleNoise
+from noisebrush import __version__
+from noisebrush.devices import cpu_bf16_fast, hardware_name, has_accelerator
 from noisebrush.errors import BadParameter, UserError
+from noisebrush.io import model_folder
 from noisebrush.io.atomic import atomic_write_text
 from noisebrush.io.images import make_grid, save_image
-from noisebrush.nets.unet import UNet, UNetConfig
-from noisebrush.seeding import generator, mix
+from noisebrush.seeding import mix
 from noisebrush.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from noisebrush.train.config import TrainConfig
-from noisebrush.train.ema import EMA
-from noisebrush.train.lr import make_scheduler
+from noisebrush.train.objectives import EDMObjective, Objective, Part, Phase, build_dataset
 
-__all__ = ["Trainer", "StepResult", "SIGMA_BUCKETS", "MODEL_FORMAT", "leave_worker"]
+__all__ = ["Loop", "Trainer", "StepResult", "SIGMA_BUCKETS", "leave_worker", "build_dataset",
+           "resolve_precision"]
 
 log = logging.getLogger("noisebrush.train")
 
 # σ bucket edges for the per-noise-level loss in the log: (<0.1, 0.1–0.3, 0.3–1, 1–3, 3–10, >10)
 SIGMA_BUCKETS = (0.1, 0.3, 1.0, 3.0, 10.0)
-MODEL_FORMAT = "noisebrush.model/1"
 _LOG_FIELDS = ["step", "loss", *[f"loss_s{i}" for i in range(len(SIGMA_BUCKETS) + 1)], "lr", "grad_norm", "img_s",
                "skipped", "time"]
 
 
 @dataclass
 class StepResult:
+    """What one optimizer step reports (loss, gradient norm and LR of its first phase)."""
     step: int
     loss: float
     grad_norm: float
@@ -66,178 +76,225 @@ class StepResult:
     lr: float
 
 
-def _has_accelerator() -> bool:
-    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+def resolve_precision(asked: str) -> str:
+    """``auto`` → bf16 where the hardware runs it fast (a GPU, or a CPU with native bf16), else no."""
+    mp = asked
+    if mp == "auto":
+        mp = "bf16" if (has_accelerator() or cpu_bf16_fast()) else "no"
+    if mp == "fp16" and not has_accelerator():
+        raise BadParameter("mixed_precision: fp16 needs a GPU; use bf16 or no on the CPU")
+    return mp
 
 
-def _cpu_bf16_fast() -> bool:
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:  # pragma: no cover - older builds
-        return False
+class Loop:
+    """The step engine: ``Loop(objective, accelerator, batch_size=…)`` builds the objective's parts, prepares them
+    with Accelerate, and :meth:`train_step` runs one optimizer step of every phase.
+
+    ``dropout_seed``: seed torch's global RNG per micro-batch from (dropout_seed, step, micro-batch, process), so
+    dropout masks are a function of the step (None: leave the global RNG alone). ``autocast``: a function returning
+    the context an objective runs its forward pass in (default: Accelerate's, for its mixed precision)."""
+
+    cfg = None  # a Trainer's TrainConfig (objectives that read one get it here)
+    out: Path | None = None
+
+    def __init__(self, objective: Objective, accelerator, *, batch_size: int, grad_accum: int = 1,
+                 dropout_seed: int | None = None, autocast=None):
+        self._attach(objective, accelerator, batch_size, grad_accum, dropout_seed, autocast)
+        self.parts = objective.build(self)
+        self._prepare()
+
+    def _attach(self, objective, accelerator, batch_size, grad_accum, dropout_seed, autocast) -> None:
+        self.objective, self.acc = objective, accelerator
+        world = accelerator.num_processes
+        if batch_size % (world * grad_accum):
+            raise BadParameter(f"batch_size: {batch_size} must be divisible by processes × grad_accum = "
+                               f"{world} × {grad_accum}")
+        self.batch_size, self.grad_accum = batch_size, grad_accum
+        self.micro = batch_size // (world * grad_accum)
+        self._seed = dropout_seed
+        self.autocast = autocast or accelerator.autocast
+        self.step = 0
+        self.skipped = 0
+        self.train_seconds = 0.0
+
+    def _prepare(self, optimizer_states: dict | None = None) -> None:
+        """Move the parts to the device, hand them to Accelerate, then restore optimizer states (resume)."""
+        dev = self.acc.device
+        for part in self.parts.values():
+            part.net.to(dev)
+            if part.ema is not None:
+                part.ema.model.to(dev)
+        for name, part in self.parts.items():
+            part.module, part.optimizer = self.acc.prepare(part.net, part.optimizer)
+            if optimizer_states and optimizer_states.get(name) is not None:
+                part.optimizer.load_state_dict(optimizer_states[name])
+        self.objective.prepared(self)
+
+    @property
+    def main(self) -> Part:
+        """The first part: the one exported and previewed."""
+        return next(iter(self.parts.values()))
+
+    def _mask_seed(self) -> int | None:
+        return self._seed
+
+    # -- one optimizer step ---------------------------------------------------------------------------------------
+    def train_step(self) -> StepResult:
+        t0 = time.perf_counter()
+        first, skipped = None, False
+        for p, phase in enumerate(self.objective.phases(self.step)):
+            res = self._run_phase(p, phase)
+            first = first or res
+            skipped = skipped or res["skipped"]
+        if skipped:
+            self.skipped += 1
+        self.step += 1
+        dt = time.perf_counter() - t0
+        self.train_seconds += dt
+        self._record(first["logged"], first["sigma"], dt, first["gnorm"], skipped)
+        return StepResult(self.step, float(first["logged"].mean()), first["gnorm"], skipped, first["lr"])
+
+    def _accumulate(self, p: int, phase: Phase, part: Part) -> dict:
+        """Forward and backward over the phase's micro-batches (this process's slices of the global batch)."""
+        acc = self.acc
+        world, rank, accum, b = acc.num_processes, acc.process_index, self.grad_accum, self.micro
+        per_sample, logged, sigma = [], [], []
+        for a in range(accum):
+            start = self.step * self.batch_size + (a * world + rank) * b
+            batch = phase.batch(range(start, start + b))
+            seed = self._mask_seed()
+            if seed is not None:  # dropout masks: a function of the step
+                torch.manual_seed(mix(seed, self.step, a, rank, 0xD0) if p == 0 else
+                                  mix(seed, self.step, a, rank, p, 0xD0))
+            sync = contextlib.nullcontext() if a == accum - 1 else acc.no_sync(part.module)
+            with sync:
+                loss = phase.loss(batch, a, accum)
+                acc.backward(loss.value)
+            per_sample.append(loss.per_sample)
+            logged.append(loss.per_sample if loss.logged is None else loss.logged)
+            if loss.sigma is not None:
+                sigma.append(loss.sigma)
+        return {"per": torch.cat(per_sample), "logged": torch.cat(logged),
+                "sigma": torch.cat(sigma) if sigma else None}
+
+    def _run_phase(self, p: int, phase: Phase) -> dict:
+        acc, part = self.acc, self.parts[phase.part]
+        part.module.train()
+        out = self._accumulate(p, phase, part)
+        max_norm = part.grad_clip if part.grad_clip else float("inf")
+        gnorm = acc.clip_grad_norm_(part.module.parameters(), max_norm)
+        gnorm = torch.as_tensor(gnorm, dtype=torch.float32, device=acc.device).reshape(())
+        ok = torch.isfinite(gnorm) & torch.isfinite(out["per"]).all()
+        ok = acc.reduce(ok.to(torch.float32).reshape(1), "sum").item() == acc.num_processes
+        if ok:
+            part.optimizer.step()
+            if part.project and hasattr(part.net, "project_"):
+                part.net.project_()  # forced weight normalisation (EDM2)
+            if part.ema is not None:
+                part.ema.update(part.net)
+        else:
+            log.warning("step %d skipped%s: loss or gradient is not finite", self.step,
+                        f" ({phase.part})" if len(self.parts) > 1 else "")
+        for other in self.parts.values():  # also what this phase's backward left in other parts (a generator's
+            other.optimizer.zero_grad(set_to_none=True)  # loss goes through the discriminator)
+        lr = part.optimizer.param_groups[0]["lr"]
+        part.scheduler.step()
+        return {**out, "gnorm": float(gnorm), "skipped": not ok, "lr": lr}
+
+    def _record(self, per, sigma, dt, gnorm, skipped) -> None:
+        """What a step leaves for the log (a Trainer keeps a window of it)."""
 
 
-def build_dataset(cfg: TrainConfig):
-    """The data set a config names: ``builtin`` → ProceduralArt, anything else → ImageFolder."""
-    if cfg.data == "builtin":
-        from noisebrush.data.procedural import ProceduralArt
+class Trainer(Loop):
+    """A training run: :class:`Loop` + a :class:`TrainConfig`, a run folder (log.csv, checkpoints, samples, the
+    exported model), exact resume and Ctrl-C. ``objective`` defaults to :class:`EDMObjective` over ``dataset``
+    (default: the config's) with ``text_encoder``; ``resume``: True (the latest checkpoint) or a checkpoint
+    folder; ``accelerator``: an Accelerate ``Accelerator`` (default: one for this machine and the precision)."""
 
-        return ProceduralArt(resolution=cfg.resolution, size=cfg.data_size, seed=0)
-    from noisebrush.data.folder import ImageFolder
-
-    return ImageFolder(cfg.data, resolution=cfg.resolution, crop=cfg.crop, flip=cfg.flip, seed=cfg.seed)
-
-
-def resolve_condition(cfg: TrainConfig, dataset) -> str:
-    if cfg.condition != "auto":
-        return cfg.condition
-    if cfg.data == "builtin":
-        return "text"
-    captions = getattr(dataset, "captions", None)
-    if captions and any(c for c in captions):
-        return "text"
-    if getattr(dataset, "num_classes", 1) > 1:
-        return "label"
-    return "none"
-
-
-class Trainer:
-    def __init__(self, config: TrainConfig, *, dataset=None, resume=False, text_encoder=None, accelerator=None):
+    def __init__(self, config: TrainConfig, *, objective: Objective | None = None, dataset=None, resume=False,
+                 text_encoder=None, accelerator=None):
+        # lazy: Accelerate takes ~3 s to import (measured); `noisebrush.train` is imported where nothing trains
         from accelerate import Accelerator
 
+        if objective is not None and (dataset is not None or text_encoder is not None):
+            raise BadParameter("dataset, text_encoder: give them to the objective (they are EDMObjective's)")
         self.cfg = cfg = config
-        mp = cfg.mixed_precision
-        if mp == "auto":
-            mp = "bf16" if (_has_accelerator() or _cpu_bf16_fast()) else "no"
-        if mp == "fp16" and not _has_accelerator():
-            raise BadParameter("mixed_precision: fp16 needs a GPU; use bf16 or no on the CPU")
-        self.precision = mp
-        self.acc = accelerator or Accelerator(cpu=not _has_accelerator(), mixed_precision=mp)
-        world = self.acc.num_processes
-        if cfg.batch_size % (world * cfg.grad_accum):
-            raise BadParameter(f"batch_size: {cfg.batch_size} must be divisible by processes × grad_accum = "
-                               f"{world} × {cfg.grad_accum}")
-        self.micro = cfg.batch_size // (world * cfg.grad_accum)
+        self.precision = resolve_precision(cfg.mixed_precision)
+        acc = accelerator or Accelerator(cpu=not has_accelerator(), mixed_precision=self.precision)
+        objective = objective if objective is not None else EDMObjective(dataset=dataset, text_encoder=text_encoder)
+        self._attach(objective, acc, cfg.batch_size, cfg.grad_accum, cfg.seed, None)
         self.out = Path(cfg.out_dir)
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"{self.out}: exists and is not a folder (out_dir)")
         if not resume and latest_checkpoint(self.out) is not None:
             raise UserError(f"{self.out} already holds checkpoints; resume it (--resume) or choose another out_dir")
-        self.dataset = dataset if dataset is not None else build_dataset(cfg)
-        if len(self.dataset) < 1:
-            raise UserError("the data set is empty")
-        self.condition = resolve_condition(cfg, self.dataset)
-        self._uses_epoch = hasattr(self.dataset, "get")
-        self._image_cache: dict[int, torch.Tensor] = {}
-        self._cache_images = type(self.dataset).__name__ == "ProceduralArt"  # deterministic renders: keep them
-        self._perm: tuple[int, torch.Tensor] | None = None
-
-        self.text = None
-        text_dim = label_dim = 0
-        if self.condition == "text":
-            if text_encoder is None:
-                from noisebrush.nets.text import TextEncoder
-
-                text_encoder = TextEncoder(max_tokens=cfg.max_tokens)
-            self.text = text_encoder
-            text_dim = text_encoder.dim
-            self._encode_captions()
-        elif self.condition == "label":
-            label_dim = int(getattr(self.dataset, "num_classes", 0))
-            if label_dim < 2:
-                raise UserError("condition=label needs a data set with at least two classes (subfolders)")
-        model_cfg = {"resolution": cfg.resolution, **cfg.model, "text_dim": text_dim, "label_dim": label_dim}
-        self.net_config = UNetConfig.from_dict(model_cfg)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(mix(cfg.seed, 0x1417))
-            self.net = UNet(self.net_config)
-        self.ema = EMA(self.net, cfg.ema_decay)
-        decay, plain = [], []
-        for p in self.net.parameters():
-            (decay if p.ndim >= 2 else plain).append(p)
-        self._l1_params = decay
-        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                      {"params": plain, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
-        self.sched = make_scheduler(self.opt, cfg.lr_schedule, cfg.steps, warmup=cfg.warmup, final=cfg.lr_final)
         self.command: str | None = None  # how the run was started, recorded in the model's provenance
-        self.step = 0
-        self.skipped = 0
-        self.train_seconds = 0.0
         self.init_from: str | None = None
+        self.parts = objective.build(self)
+        optimizer_states = None
         if resume:
-            self._resume(resume)
+            optimizer_states = self._resume(resume)
         elif cfg.init:
-            self._init_weights(cfg.init)
-        self.net.to(self.acc.device)
-        self.ema.model.to(self.acc.device)
-        self.model, self.opt = self.acc.prepare(self.net, self.opt)
-        if self._pending_opt_state is not None:
-            self.opt.load_state_dict(self._pending_opt_state)
-        self.den = EDMPrecond(self.model, sigma_data=cfg.sigma_data)
+            objective.init_weights(cfg.init)
+            self.init_from = str(cfg.init)
+            log.info("initialised from %s", cfg.init)
+        self._prepare(optimizer_states)
         self._window = self._new_window()
 
-    def _encode_captions(self) -> None:
-        """Encode every distinct caption of the data set once, through a file cache in the run folder."""
-        if not hasattr(self.text, "encode_dataset"):
-            return
-        ds = self.dataset
-        if isinstance(getattr(ds, "captions", None), list):
-            captions = ds.captions
-        elif hasattr(ds, "caption"):
-            captions = [ds.caption(i) for i in range(len(ds))]
-        else:
-            return
-        unique = list(dict.fromkeys(captions))
-        log.info("encoding %d distinct captions", len(unique))
-        with self.acc.main_process_first():  # one process writes the cache, the others read it
-            self.text.encode_dataset(unique, cache_path=self.out / "text-cache.safetensors", progress=False)
+    def _mask_seed(self) -> int:
+        return self.cfg.seed  # read at every step: the config is the run's
 
-    # -- init from other weights ---------------------------------------------------------------------------------
-    def _init_weights(self, source: str) -> None:
-        """Load the weights of a model folder ("builtin" included) or a checkpoint into the network and its EMA."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+    # -- the main part and the EDM objective's pieces, as attributes of the run ------------------------------------
+    net = property(lambda self: self.main.net, doc="the main network (plain, float32 master weights)")
+    model = property(lambda self: self.main.module, doc="the main network as Accelerate prepared it")
+    ema = property(lambda self: self.main.ema, doc="the main network's EMA")
+    opt = property(lambda self: self.main.optimizer, doc="the main network's optimizer")
 
-        from noisebrush.paint.pipeline import read_model_config, resolve_model
+    @property
+    def sched(self):
+        """The main network's LR scheduler (replaceable: the loop calls its ``step()`` after every step)."""
+        return self.main.scheduler
 
-        path = Path(source)
-        if path.is_dir() and (path / "state.json").is_file():  # a checkpoint: raw weights and their average
-            ck = load_checkpoint(path)
-            net_config, state, ema, updates = ck["net_config"], ck["model"], ck["ema"], ck["ema_updates"]
-        else:  # a model folder holds the average only
-            path = resolve_model(source)
-            net_config = read_model_config(path).get("unet")
-            try:
-                state = load_file(str(path / "model.safetensors"))
-            except (OSError, SafetensorError) as e:
-                raise UserError(f"{path / 'model.safetensors'}: unreadable ({e})") from None
-            ema, updates = state, 0
-        if net_config != self.net_config.to_dict():
-            raise UserError(f"init: {source} holds another network than this config describes (check [model], "
-                            f"resolution and condition)")
-        try:
-            self.net.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
-            self.ema.load_state_dict({k: v.to(torch.float32) for k, v in ema.items()}, updates)
-        except RuntimeError as e:
-            raise UserError(f"init: the weights in {source} do not fit the network ({str(e).splitlines()[0]})") \
-                from None
-        self.init_from = str(source)
-        log.info("initialised from %s", source)
+    @sched.setter
+    def sched(self, value) -> None:
+        self.main.scheduler = value
+
+    # the EDM objective's data and network description, read as the run's own (as before objectives existed)
+    dataset = property(lambda self: self.objective.dataset)
+    condition = property(lambda self: self.objective.condition)
+    text = property(lambda self: self.objective.text, doc="the text encoder (text-conditioned runs)")
+    net_config = property(lambda self: self.objective.net_config)
+    den = property(lambda self: self.objective.den, doc="the preconditioned (prepared) main network")
+
+    def preview_conditions(self, n: int = 16) -> dict:
+        return self.objective.preview_conditions(n)
+
+    def batch(self, ks) -> dict:
+        """The main objective's micro-batch of the global samples ``ks``."""
+        return self.objective.batch(ks)
 
     # -- resume ---------------------------------------------------------------------------------------------------
-    _pending_opt_state = None
-
-    def _resume(self, resume) -> None:
+    def _resume(self, resume) -> dict:
+        """Load the checkpoint's weights, EMA, scheduler, counters and RNG; returns the optimizer states (they are
+        loaded once Accelerate has prepared the optimizers)."""
         path = latest_checkpoint(self.out) if resume is True else Path(resume)
         if path is None:
             raise UserError(f"nothing to resume: {self.out} has no checkpoints")
         ck = load_checkpoint(path)
-        if ck["net_config"] != self.net_config.to_dict():
+        if ck["net_config"] != self.objective.describe():
             raise UserError(f"{path}: the checkpoint's network differs from this config; resume with the same model")
-        self.net.load_state_dict(ck["model"])
-        self.ema.load_state_dict(ck["ema"], ck["ema_updates"])
-        self._pending_opt_state = ck["optimizer"]
-        self.sched.load_state_dict(ck["scheduler"])
+        names = list(self.parts)
+        states = {}
+        for name in names:
+            saved = ck if name == names[0] else (ck.get("parts") or {}).get(name)
+            if saved is None:
+                raise UserError(f"{path}: the checkpoint has no network {name!r}; resume with the same objective")
+            part = self.parts[name]
+            part.net.load_state_dict(saved["model"])
+            if part.ema is not None:
+                part.ema.load_state_dict(saved["ema"], saved["ema_updates"])
+            states[name] = saved["optimizer"]
+            part.scheduler.load_state_dict(saved["scheduler"])
         self.step = int(ck["step"])
         self.skipped = int(ck["skipped"])
         self.train_seconds = float(ck.get("train_seconds", 0.0))
@@ -245,96 +302,7 @@ class Trainer:
             torch.set_rng_state(ck["rng_torch"])
         self._truncate_log()
         log.info("resumed from %s at step %d", path, self.step)
-
-    # -- data -----------------------------------------------------------------------------------------------------
-    def _item_index(self, k: int) -> tuple[int, int]:
-        n = len(self.dataset)
-        epoch, pos = divmod(k, n)
-        if self._perm is None or self._perm[0] != epoch:
-            self._perm = (epoch, torch.randperm(n, generator=generator(self.cfg.seed, epoch, 0xDA7A)))
-        return int(self._perm[1][pos]), epoch
-
-    def _image(self, index: int, epoch: int) -> dict:
-        if self._cache_images and index in self._image_cache:
-            return self._image_cache[index]
-        item = self.dataset.get(index, epoch) if self._uses_epoch else self.dataset[index]
-        if self._cache_images:  # deterministic renders: keep what the loop uses
-            item = {k: item[k] for k in ("image", "caption", "label", "index") if k in item}
-            self._image_cache[index] = item
-        return item
-
-    def batch(self, ks) -> dict:
-        """Images, σ, noise and conditions of the global samples ``ks``."""
-        cfg = self.cfg
-        images, sigmas, noises, drops, captions, labels = [], [], [], [], [], []
-        for k in ks:
-            index, epoch = self._item_index(k)
-            item = self._image(index, epoch)
-            x0 = item["image"]
-            g = generator(cfg.seed, k, 0x5A)
-            sigmas.append(math.exp(cfg.P_mean + cfg.P_std * float(torch.randn((), generator=g, dtype=torch.float64))))
-            noises.append(torch.randn(x0.shape, generator=g))
-            drops.append(bool(torch.rand((), generator=g, dtype=torch.float64) < cfg.cond_drop))
-            images.append(x0)
-            if self.condition == "text":
-                captions.append(item["caption"] if "caption" in item else self.dataset.caption(index))
-            elif self.condition == "label":
-                labels.append(int(item["label"]) if "label" in item else int(self.dataset[index]["label"]))
-        dev = self.acc.device
-        out = {"x0": torch.stack(images).to(dev), "sigma": torch.tensor(sigmas, dtype=torch.float64, device=dev),
-               "noise": torch.stack(noises).to(dev), "cond": {}}
-        drop = torch.tensor(drops, device=dev)
-        if self.condition == "text":
-            tok, mask = self.text.encode(captions)
-            out["cond"] = {"text": tok.to(dev), "text_mask": mask.to(dev), "drop": drop}
-        elif self.condition == "label":
-            out["cond"] = {"labels": torch.tensor(labels, device=dev), "drop": drop}
-        return out
-
-    # -- one optimizer step ---------------------------------------------------------------------------------------
-    def train_step(self) -> StepResult:
-        cfg, acc = self.cfg, self.acc
-        self.model.train()
-        world, rank, accum, b = acc.num_processes, acc.process_index, cfg.grad_accum, self.micro
-        per_sample, sig = [], []
-        t0 = time.perf_counter()
-        for a in range(accum):
-            start = self.step * cfg.batch_size + (a * world + rank) * b
-            batch = self.batch(range(start, start + b))
-            torch.manual_seed(mix(cfg.seed, self.step, a, rank, 0xD0))  # dropout masks: a function of the step
-            sync = contextlib.nullcontext() if a == accum - 1 else acc.no_sync(self.model)
-            with sync:
-                with acc.autocast():
-                    per = edm_loss(self.den, batch["x0"], sigma=batch["sigma"], noise=batch["noise"],
-                                   sigma_data=cfg.sigma_data, **batch["cond"])
-                loss = per.float().mean() / accum
-                if cfg.l1:
-                    loss = loss + cfg.l1 * sum(p.abs().sum() for p in self._l1_params) / accum
-                acc.backward(loss)
-            per_sample.append(per.detach().float())
-            sig.append(batch["sigma"])
-        per = torch.cat(per_sample)
-        max_norm = cfg.grad_clip if cfg.grad_clip else float("inf")
-        gnorm = acc.clip_grad_norm_(self.model.parameters(), max_norm)
-        gnorm = torch.as_tensor(gnorm, dtype=torch.float32, device=acc.device).reshape(())
-        ok = torch.isfinite(gnorm) & torch.isfinite(per).all()
-        ok = acc.reduce(ok.to(torch.float32).reshape(1), "sum").item() == world
-        if ok:
-            self.opt.step()
-            if hasattr(self.net, "project_"):
-                self.net.project_()  # forced weight normalisation (EDM2)
-            self.ema.update(self.net)
-        else:
-            self.skipped += 1
-            log.warning("step %d skipped: loss or gradient is not finite", self.step)
-        self.opt.zero_grad(set_to_none=True)
-        lr = self.opt.param_groups[0]["lr"]
-        self.sched.step()
-        self.step += 1
-        dt = time.perf_counter() - t0
-        self.train_seconds += dt
-        self._accumulate(per, torch.cat(sig), dt, float(gnorm), not ok)
-        return StepResult(self.step, float(per.mean()), float(gnorm), not ok, lr)
+        return states
 
     # -- logging --------------------------------------------------------------------------------------------------
     def _new_window(self):
@@ -343,16 +311,16 @@ class Trainer:
                 "bucket_n": torch.zeros(nb, dtype=torch.float64), "seconds": 0.0, "images": 0, "gnorm": 0.0,
                 "steps": 0, "skipped": 0}
 
-    def _accumulate(self, per, sigma, dt, gnorm, skipped):
+    def _record(self, per, sigma, dt, gnorm, skipped):
         w = self._window
-        finite = torch.isfinite(per)
-        per64 = per.to(torch.float64).cpu()[finite.cpu()]
-        s = sigma.cpu()[finite.cpu()]
+        finite = torch.isfinite(per).cpu()
+        per64 = per.to(torch.float64).cpu()[finite]
         w["loss"] += float(per64.sum())
         w["n"] += int(per64.numel())
-        idx = torch.bucketize(s, torch.tensor(SIGMA_BUCKETS, dtype=torch.float64))
-        w["bucket_sum"].index_add_(0, idx, per64)
-        w["bucket_n"].index_add_(0, idx, torch.ones_like(per64))
+        if sigma is not None:
+            idx = torch.bucketize(sigma.cpu()[finite], torch.tensor(SIGMA_BUCKETS, dtype=torch.float64))
+            w["bucket_sum"].index_add_(0, idx, per64)
+            w["bucket_n"].index_add_(0, idx, torch.ones_like(per64))
         w["seconds"] += dt
         w["images"] += self.cfg.batch_size
         w["gnorm"] += gnorm if math.isfinite(gnorm) else 0.0
@@ -396,8 +364,6 @@ class Trainer:
             return
         with open(path, newline="") as f:
             rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
-        import io
-
         buf = io.StringIO()
         wr = csv.DictWriter(buf, fieldnames=_LOG_FIELDS)
         wr.writeheader()
@@ -405,39 +371,16 @@ class Trainer:
         atomic_write_text(path, buf.getvalue())
 
     # -- samples, checkpoints, the exported model -----------------------------------------------------------------
-    def preview_conditions(self, n: int = 16) -> dict:
-        if self.condition == "text":
-            caps = [self.dataset.caption(i) if hasattr(self.dataset, "caption") else self.dataset[i]["caption"]
-                    for i in range(min(n, len(self.dataset)))]
-            caps = (caps * n)[:n]
-            tok, mask = self.text.encode(caps)
-            return {"text": tok, "text_mask": mask}
-        if self.condition == "label":
-            return {"labels": torch.arange(n) % self.net_config.label_dim}
-        return {}
+    def sample(self, n: int = 16, steps: int | None = None, seeds=None) -> torch.Tensor | None:
+        """The objective's preview pictures (EMA model, N×C×H×W in [-1, 1]); None if it makes none."""
+        return self.objective.sample(n, steps, seeds)
 
-    @torch.no_grad()
-    def sample(self, n: int = 16, steps: int | None = None, seeds=None) -> torch.Tensor:
-        """EMA-model samples with the preview conditions (N×C×H×W in [-1, 1])."""
-        from noisebrush.diffusion.samplers import get_sampler
-
-        cfg = self.cfg
-        den = EDMPrecond(self.ema.model, sigma_data=cfg.sigma_data)
-        seeds = list(range(n)) if seeds is None else list(seeds)
-        noise = SampleNoise.from_seeds(seeds)
-        shape = (self.net_config.in_channels, *([cfg.resolution] * self.net_config.dims))
-        sigmas = karras(steps or cfg.sample_steps, sigma_min=0.002, sigma_max=80.0)
-        x = noise.randn(shape) * sigmas[0]
-        dev = self.acc.device
-        x = x.to(dev)
-        cond = {k: v.to(dev) for k, v in self.preview_conditions(len(seeds)).items()}
-        fn = get_sampler(cfg.sampler)
-        kwargs = {"noise": noise} if fn.stochastic else {}
-        return fn.fn(den, x, sigmas.to(dev), extra_args=cond, **kwargs).clamp(-1, 1).cpu()
-
-    def save_samples(self) -> Path:
+    def save_samples(self) -> Path | None:
+        pictures = self.sample()
+        if pictures is None:
+            return None
         path = self.out / "samples" / f"step-{self.step:07d}.png"
-        save_image(make_grid(self.sample(), cols=4), path)
+        save_image(make_grid(pictures, cols=4), path)
         return path
 
     def checkpoint(self) -> Path | None:
@@ -446,52 +389,42 @@ class Trainer:
         if self.acc.is_main_process:
             state = {"skipped": self.skipped, "train_seconds": self.train_seconds,
                      "data": {"seed": self.cfg.seed, "samples_seen": self.step * self.cfg.batch_size,
-                              "size": len(self.dataset)},
-                     "net_config": self.net_config.to_dict(), "config": self.cfg.to_dict()}
-            path = save_checkpoint(self.out, self.step, model=self.net, ema=self.ema, optimizer=self.opt,
-                                   scheduler=self.sched, state=state, keep_last=self.cfg.keep_last)
+                              "size": self.objective.data_size()},
+                     "net_config": self.objective.describe(), "config": self.cfg.to_dict()}
+            (_, main), *others = self.parts.items()
+            extra = {name: {"model": p.net, "ema": p.ema, "optimizer": p.optimizer, "scheduler": p.scheduler}
+                     for name, p in others}
+            path = save_checkpoint(self.out, self.step, model=main.net, ema=main.ema, optimizer=main.optimizer,
+                                   scheduler=main.scheduler, state=state, keep_last=self.cfg.keep_last,
+                                   parts=extra or None)
         self.acc.wait_for_everyone()
         return path
 
-    def export(self, path=None) -> Path:
-        """Write the model folder (config.json + model.safetensors with the EMA weights)."""
-        from safetensors.torch import save_file
-
-        from noisebrush import __version__
-        from noisebrush.io.atomic import atomic_path
-
+    def export(self, path=None) -> Path | None:
+        """Write the model folder (config.json + model.safetensors with the main part's EMA weights) through
+        :func:`noisebrush.io.model_folder.write`; None when the objective exports nothing."""
         path = Path(path or self.out / "model")
         if not self.acc.is_main_process:
             return path
-        path.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path / "model.safetensors") as tmp:
-            save_file({k: v.contiguous() for k, v in self.ema.state_dict().items()}, tmp)
-        conf = {
-            "format": MODEL_FORMAT,
-            "network": "unet",
-            "unet": self.net_config.to_dict(),
-            "sigma_data": self.cfg.sigma_data,
-            # how to sample it: Karras et al. 2022's schedule over the σ range the loss trained on
-            "schedule": {"kind": "karras", "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0,
-                         "sampler": self.cfg.sampler, "steps": self.cfg.sample_steps},
-            "resolution": self.cfg.resolution,
-            "condition": self.condition,
-            "text_encoder": ({"name": self.text.name, "max_tokens": self.text.max_tokens} if self.text else None),
-            "classes": list(getattr(self.dataset, "classes", [])) if self.condition == "label" else None,
-            "provenance": {
-                "noisebrush": __version__, "command": self.command or "python API", "data": self.cfg.data,
-                "init": self.init_from,
-                "steps": self.step, "images_seen": self.step * self.cfg.batch_size,
-                "train_seconds": round(self.train_seconds, 1), "processes": self.acc.num_processes,
-                "precision": self.precision, "hardware": _hardware(self.acc.device),
-                "config": self.cfg.to_dict(),
-            },
-        }
-        atomic_write_text(path / "config.json", json.dumps(conf, indent=2))
-        return path
+        conf = self.objective.model_config()
+        if conf is None:
+            return None
+        main = self.main
+        state = main.ema.state_dict() if main.ema is not None else main.net.state_dict()
+        return model_folder.write(path, state, {**conf, "provenance": self._provenance()})
 
-    # -- the loop -------------------------------------------------------------------------------------------------
-    def fit(self, progress=None) -> Path:
+    def _provenance(self) -> dict:
+        return {
+            "noisebrush": __version__, "command": self.command or "python API", "data": self.cfg.data,
+            "init": self.init_from,
+            "steps": self.step, "images_seen": self.step * self.cfg.batch_size,
+            "train_seconds": round(self.train_seconds, 1), "processes": self.acc.num_processes,
+            "precision": self.precision, "hardware": hardware_name(self.acc.device),
+            "config": self.cfg.to_dict(),
+        }
+
+    # -- the run --------------------------------------------------------------------------------------------------
+    def fit(self, progress=None) -> Path | None:
         """Train to ``cfg.steps``; returns the exported model folder. ``progress(step, row)`` is called per step.
 
         A KeyboardInterrupt writes a checkpoint first, then propagates.
@@ -500,7 +433,7 @@ class Trainer:
         if self.acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out / "config.json", json.dumps(
-                {"train": cfg.to_dict(), "network": self.net_config.to_dict(), "condition": self.condition}, indent=2))
+                {"train": cfg.to_dict(), **self.objective.run_info()}, indent=2))
         tb = _tensorboard(self.out) if self.acc.is_main_process else None
         try:
             while self.step < cfg.steps:
@@ -523,7 +456,6 @@ class Trainer:
         if tb is not None:
             tb.close()
         return self.export()
-
 
     def close(self) -> None:
         """End the run: waits for every process and tears down the process group (call once, at the end)."""
@@ -548,15 +480,9 @@ def leave_worker(code: int = 0):
     os._exit(code)
 
 
-def _hardware(device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} CPUs)"
-
-
 def _tensorboard(out: Path):
-    try:
+    try:  # lazy: tensorboard is optional; imported only here, where its absence is handled
         from torch.utils.tensorboard import SummaryWriter
-    except Exception:  # tensorboard is optional
+    except Exception:
         return None
     return SummaryWriter(str(out / "tb"))

@@ -14,6 +14,7 @@ followed by one of
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -64,8 +65,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, total_steps: int
 
 def expected_lr(kind: str, step: int, total_steps: int, *, base: float, warmup: int = 0, final: float = 0.0) -> float:
     """The closed form of the schedule at optimizer step ``step`` (for tests and plots)."""
-    import math
-
     _check(kind, total_steps, warmup, final)
     if step < warmup:
         return base * (step + 1) / warmup

@@ -18,9 +18,12 @@ import re
 from pathlib import Path
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.io.atomic import atomic_path
+from noisebrush.train.loop import SIGMA_BUCKETS
 
 __all__ = ["plot_log", "read_log", "bucket_labels"]
 
@@ -30,10 +33,6 @@ _BUCKET = re.compile(r"loss_s(\d+)$")
 
 def bucket_labels(count: int) -> list[str]:
     """Legend text for the ``count`` σ buckets of the log ("σ ≤ 0.1", "0.1 < σ ≤ 0.3", …, "σ > 10")."""
-    try:
-        from noisebrush.train.loop import SIGMA_BUCKETS
-    except ImportError:  # pragma: no cover - the trainer's dependencies are missing
-        SIGMA_BUCKETS = ()
     edges = [f"{e:g}" for e in SIGMA_BUCKETS]
     if count != len(edges) + 1:  # a log written with other buckets: name them by number
         return [f"bucket {i}" for i in range(count)]
@@ -120,9 +119,6 @@ def _log_scale_if_positive(ax, *ys) -> None:
 def plot_log(run_dir, out=None) -> Path:
     """Plot ``RUN_DIR/log.csv``: loss (log scale), loss per σ bucket and learning rate against the step. Writes
     a PNG atomically to ``out`` (default ``RUN_DIR/log.png``) and returns its path."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     run = Path(run_dir)
     if not run.exists():
         raise UserError(f"{run}: no such run folder")

@@ -23,13 +23,14 @@ was trained on the built-in set and no ``class_prompt`` is given, every other cl
 caption of that set instead (a broad prior): DreamBooth's class prior only holds the class (here: the kind of
 picture in the folder) in place, and with shared weights the rest of what the base could paint drifts too.
 
-**Training.** The EDM loss of the base model's own σ distribution, AdamW, a cosine learning-rate schedule with a
-short warm-up, gradient clipping at norm 1, an EMA of the weights (what gets saved), bf16 autocast where the
-hardware runs it fast, all through Accelerate — as :mod:`noisebrush.train.loop` does. Every random draw is a
-function of (seed, sample): sample k of the data stream is item ``perm_e[k mod N]`` of epoch e's permutation, its σ,
-noise and condition-dropout flag come from its own generator. Full fine-tuning trains every weight and re-projects
-the MPConv weights after each step (forced weight normalisation); LoRA trains only the adapters (see
-:mod:`noisebrush.nets.lora`) and writes them alone.
+**Training** runs on the trainer's loop (:class:`noisebrush.train.loop.Loop`, with :class:`FinetuneObjective`):
+the EDM loss of the base model's own σ distribution, AdamW, a cosine learning-rate schedule with a short warm-up,
+gradient clipping at norm 1, the non-finite guard, an EMA of the weights (what gets saved), bf16 autocast where the
+hardware runs it fast, all through Accelerate. Every random draw is a function of (seed, sample): the pictures and
+the class pictures each have a sample stream (:class:`noisebrush.train.stream.SampleStream`, tagged 0xDA and 0x9A):
+sample k is item ``perm_e[k mod N]`` of epoch e's permutation, its σ, noise and condition-dropout flag come from its
+own generator. Full fine-tuning trains every weight and re-projects the MPConv weights after each step (forced
+weight normalisation); LoRA trains only the adapters (see :mod:`noisebrush.nets.lora`) and writes them alone.
 
 **At the end** the saved result is loaded the way a user would load it (``noisebrush.load(out)``, or the base with
 the LoRA merged), paints ``memorization_n`` pictures from the training captions, and the memorization check of
@@ -41,24 +42,42 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
-import math
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from noisebrush.errors import BadParameter, UserError
+from accelerate import Accelerator
+import torch
 
-__all__ = ["finetune", "caption_with_token", "DEFAULTS", "default_out"]
+from noisebrush import __version__
+from noisebrush.checks import number, whole
+from noisebrush.data.folder import ImageFolder
+from noisebrush.data.procedural import ProceduralArt
+from noisebrush.devices import cpu_bf16_fast, hardware_name, has_accelerator, pick_device
+from noisebrush.diffusion import EDMPrecond
+from noisebrush.diffusion.losses import edm_loss
+from noisebrush.errors import BadParameter, UserError
+from noisebrush.eval.metrics import memorization
+from noisebrush.eval.sampling import sample_many
+from noisebrush.io import model_folder
+from noisebrush.nets.lora import DEFAULT_TARGETS, adapter_tensors, add_lora, apply_loras, save_lora
+from noisebrush.paint.pipeline import load
+from noisebrush.seeding import generator, mix
+from noisebrush.train.ema import EMA
+from noisebrush.train.loop import Loop
+from noisebrush.train.lr import make_scheduler
+from noisebrush.train.objectives import Loss, Part, Phase
+from noisebrush.train.stream import SampleStream
+from noisebrush.workflows.finetune_defaults import DEFAULTS
+
+__all__ = ["finetune", "caption_with_token", "DEFAULTS", "default_out", "FinetuneObjective"]
 
 log = logging.getLogger("noisebrush.workflows.finetune")
 
-# steps and learning rate per mode when not given: a few CPU minutes on the built-in model for ~20 pictures.
-# Full fine-tuning moves unit-RMS weights (lr ≈ relative change per Adam step); LoRA's B starts at 0 and needs
-# bigger steps to matter. Chosen with `python -m noisebrush.bench finetune` (see its docstring).
-DEFAULTS = {"full": {"steps": 250, "lr": 2.5e-3}, "lora": {"steps": 250, "lr": 1.5e-2}}
 EVAL_SIGMAS = (0.05, 0.2, 0.5, 1.0, 2.0)  # noise levels of the before/after loss on the user's pictures
+DATA_TAG, PRIOR_TAG = 0xDA, 0x9A  # the sample streams of the pictures and of the class pictures
 
 
 def caption_with_token(caption: str, token: str | None) -> str:
@@ -86,24 +105,6 @@ def default_out(data, lora: bool, root: Path = Path("outputs/finetune")) -> Path
     return path
 
 
-def _whole(name: str, v, lo: int, hi: int | None = None) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
-        rng = f"from {lo} to {hi}" if hi is not None else f"≥ {lo}"
-        raise BadParameter(f"{name}: a whole number {rng}, got {v!r}")
-    return v
-
-
-def _number(name: str, v, lo: float | None = None, *, above: bool = False, below: float | None = None) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise BadParameter(f"{name}: a finite number, got {v!r}")
-    v = float(v)
-    if lo is not None and (v < lo or (above and v == lo)):
-        raise BadParameter(f"{name}: must be {'>' if above else '≥'} {lo:g}, got {v:g}")
-    if below is not None and v >= below:
-        raise BadParameter(f"{name}: must be < {below:g}, got {v:g}")
-    return v
-
-
 def _check_out(out, lora: bool) -> Path:
     out = Path(out)
     if lora:
@@ -122,28 +123,407 @@ def _bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-class _Stream:
-    """The global sample stream of one set of N items (see the module docstring)."""
+# -- the options -------------------------------------------------------------------------------------------------------
 
-    def __init__(self, n: int, seed: int, tag: int, P_mean: float, P_std: float, cond_drop: float):
-        self.n, self.seed, self.tag = n, seed, tag
-        self.P_mean, self.P_std, self.cond_drop = P_mean, P_std, cond_drop
-        self._perm = None  # (epoch, permutation)
+@dataclass
+class _Options:
+    """finetune()'s options, checked and with the defaults filled in."""
+    mode: str
+    lora: bool
+    rank: int
+    alpha: float | None
+    lora_targets: object
+    token: str | None
+    prior_preservation: bool
+    class_prompt: object
+    prior_weight: float
+    prior_images: int | None
+    steps: int
+    lr: float
+    batch_size: int
+    seed: int
+    ema_decay: float
+    cond_drop: float
+    flip: bool
+    precision: str
+    memorization_n: int
+    sample_steps: int
+    cfg: float
 
-    def draw(self, k: int, shape):
-        """(item index, epoch, σ, noise, condition dropped) of global sample k."""
-        import torch
 
-        from noisebrush.seeding import generator
+def _check_options(data, *, lora, rank, alpha, lora_targets, token, prior_preservation, class_prompt, prior_weight,
+                   prior_images, steps, lr, batch_size, seed, ema_decay, cond_drop, flip, precision, memorization_n,
+                   sample_steps, cfg) -> _Options:
+    """Every option checked before any work (one BadParameter line naming the option), in the order of old."""
+    mode = "lora" if lora else "full"
+    if data is None or str(data).strip() == "":
+        raise BadParameter("--data: the folder of pictures to fine-tune on")
+    steps = whole("--steps", DEFAULTS[mode]["steps"] if steps is None else steps, 1)
+    lr = number("--lr", DEFAULTS[mode]["lr"] if lr is None else lr, 0.0, above=True)
+    batch_size = whole("--batch-size", batch_size, 1, 4096)
+    seed = whole("--seed", seed, 0)
+    if lora:
+        rank = whole("--rank", rank, 1, 1024)
+        alpha = number("--alpha", rank if alpha is None else alpha, 0, above=True)
+    ema_decay = number("ema_decay", ema_decay, 0.0, 1.0, below=True)
+    cond_drop = number("cond_drop", cond_drop, 0.0, 1.0, below=True)
+    cfg = number("cfg", cfg, 0.0)
+    memorization_n = whole("memorization_n", memorization_n, 0)
+    sample_steps = whole("sample_steps", sample_steps, 1)
+    if precision not in ("auto", "bf16", "no"):
+        raise BadParameter(f"precision: auto, bf16 or no; got {precision!r}")
+    if token is not None:
+        if not isinstance(token, str) or not token.strip() or "\n" in token:
+            raise BadParameter(f"--token: a word (e.g. '<mystyle>') on one line, got {token!r}")
+        token = token.strip()
+    if not prior_preservation:
+        given = [f for f, v in (("--class-prompt", class_prompt), ("--prior-weight", prior_weight),
+                                ("prior_images", prior_images)) if v is not None]
+        if given:
+            raise BadParameter(f"{given[0]}: only with --prior-preservation")
+    prior_weight = number("--prior-weight", 1.0 if prior_weight is None else prior_weight, 0.0)
+    if prior_images is not None:
+        prior_images = whole("prior_images", prior_images, 1, 100_000)
+    if class_prompt is not None:
+        listed = [class_prompt] if isinstance(class_prompt, str) else class_prompt
+        if not isinstance(listed, (list, tuple)) or not listed or \
+                not all(isinstance(c, str) and "\n" not in c for c in listed):
+            raise BadParameter(f"--class-prompt: one line of text, got {class_prompt!r}")
+    return _Options(mode=mode, lora=bool(lora), rank=rank, alpha=alpha, lora_targets=lora_targets, token=token,
+                    prior_preservation=bool(prior_preservation), class_prompt=class_prompt,
+                    prior_weight=prior_weight, prior_images=prior_images, steps=steps, lr=lr,
+                    batch_size=batch_size, seed=seed, ema_decay=ema_decay, cond_drop=cond_drop, flip=bool(flip),
+                    precision=precision, memorization_n=memorization_n, sample_steps=sample_steps, cfg=cfg)
 
-        epoch, pos = divmod(k, self.n)
-        if self._perm is None or self._perm[0] != epoch:
-            self._perm = (epoch, torch.randperm(self.n, generator=generator(self.seed, epoch, self.tag, 0xDA7A)))
-        g = generator(self.seed, k, self.tag, 0x5A)
-        sigma = math.exp(self.P_mean + self.P_std * float(torch.randn((), generator=g, dtype=torch.float64)))
-        noise = torch.randn(shape, generator=g)
-        drop = bool(torch.rand((), generator=g, dtype=torch.float64) < self.cond_drop)
-        return int(self._perm[1][pos]), epoch, sigma, noise, drop
+
+# -- the pictures ------------------------------------------------------------------------------------------------------
+
+@dataclass
+class _Pictures:
+    """The base model and the user's pictures as training sees them."""
+    pipe: object            # the base model (noisebrush.paint.pipeline.Pipeline)
+    ds: object              # the ImageFolder
+    captions: list          # training captions (with the token)
+    images: object          # N×C×H×W, epoch 0 (no flip): the pictures as they are
+    tok: object             # (tokens, mask) of the captions, or None for an unconditional model
+    P_mean: float
+    P_std: float
+    sigma_data: float
+
+    @property
+    def n(self) -> int:
+        return len(self.captions)
+
+    def encode(self, prompts):
+        """(tokens, mask) of ``prompts`` for a text-conditioned base, else None."""
+        if self.pipe.condition != "text":
+            return None
+        return self.pipe.text_encoder.encode(list(prompts))
+
+
+def _load_pictures(base, data, opts: _Options, dev) -> _Pictures:
+
+
+    pipe = load(base, device=dev)
+    if pipe.condition == "label":
+        raise UserError(f"{base}: a class-label model; fine-tuning supports text-conditioned and unconditional "
+                        f"models")
+    if pipe.dims != 2 or pipe.channels != 3:
+        raise UserError(f"{base}: fine-tuning on pictures needs a model of 2-D RGB pictures")
+    if pipe.condition != "text" and (opts.token is not None or opts.class_prompt is not None):
+        raise BadParameter(f"--{'token' if opts.token is not None else 'class-prompt'}: {base} is not "
+                           f"text-conditioned")
+    ds = ImageFolder(data, resolution=pipe.resolution, crop="center", flip=opts.flip, seed=opts.seed)
+    captions = [caption_with_token(c, opts.token) for c in ds.captions]
+    prov_cfg = (pipe.config.get("provenance") or {}).get("config") or {}
+    pics = _Pictures(pipe=pipe, ds=ds, captions=captions,
+                     images=torch.stack([ds.get(i, 0)["image"] for i in range(len(ds))]), tok=None,
+                     P_mean=float(prov_cfg.get("P_mean", -1.2)), P_std=float(prov_cfg.get("P_std", 1.2)),
+                     sigma_data=float(pipe.config["sigma_data"]))
+    pics.tok = pics.encode(captions)
+    if pipe.condition == "text" and not any(captions):
+        log.warning("%s: no captions and no token: the model learns these pictures for the empty prompt", data)
+    return pics
+
+
+def _class_pictures(pics: _Pictures, opts: _Options, say) -> dict:
+    """Prior preservation: the base model paints the class pictures (see the module docstring)."""
+
+    pipe, seed, class_prompt = pics.pipe, opts.seed, opts.class_prompt
+    m = opts.prior_images or max(8, min(100, 2 * pics.n))
+    prompts = None
+    if pipe.condition == "text":
+        if class_prompt is None:
+            per_item = [c.strip() or "a picture" for c in pics.ds.captions]
+        else:
+            per_item = [class_prompt] if isinstance(class_prompt, str) else list(class_prompt)
+        prompts = [per_item[i % len(per_item)] for i in range(m)]
+        if class_prompt is None and _trained_on_builtin(pipe.config):
+            # a broad prior: every other class picture paints a caption of the base's own training set
+            art = ProceduralArt(resolution=pipe.resolution, size=m, seed=mix(seed, 0xBA5E) % (1 << 31))
+            prompts = [prompts[i // 2] if i % 2 == 0 else art.caption(i) for i in range(m)]
+    say("class pictures", 0, m, "")
+    painted, _ = sample_many(pipe, m, prompts=prompts, seed=mix(seed, 0xC1A55) % (1 << 31), batch=32,
+                             steps=opts.sample_steps, cfg=opts.cfg,
+                             progress=lambda d, t: say("class pictures", d, t, ""))
+    return {"images": painted.float().cpu(), "captions": prompts, "tok": pics.encode(prompts) if prompts else None}
+
+
+def _trained_on_builtin(config: dict) -> bool:
+    """Whether a model was trained on the built-in set (directly, or fine-tuned from one that was)."""
+    prov = config.get("provenance") or {}
+    if prov.get("data") == "builtin":
+        return True
+    return (prov.get("base_provenance") or {}).get("data") == "builtin" and prov.get("base") == "builtin"
+
+
+# -- the objective -----------------------------------------------------------------------------------------------------
+
+class FinetuneObjective:
+    """Fine-tuning as an objective of the trainer's loop (:class:`noisebrush.train.objectives.Objective`'s
+    interface; not a subclass only so that importing this module stays light): a copy of the base network (with
+    LoRA adapters when ``opts.lora``), AdamW, a cosine schedule, EMA; each step's batch is B of the user's pictures
+    and, with prior preservation, B class pictures; loss = mean L_data + λ·mean L_prior (DreamBooth, eq. 2)."""
+
+    def __init__(self, pics: _Pictures, prior: dict | None, opts: _Options):
+        self.pics, self.prior, self.opts = pics, prior, opts
+        self.den = None
+
+    def build(self, loop) -> dict:
+
+
+        o, pics = self.opts, self.pics
+        self.device, self.autocast = loop.acc.device, loop.autocast
+        net = copy.deepcopy(pics.pipe.net).float()
+        if o.lora:
+
+            add_lora(net, o.rank, o.alpha, targets=o.lora_targets or DEFAULT_TARGETS, seed=o.seed)
+        else:
+            net.requires_grad_(True)
+        net.train()
+        params = [p for p in net.parameters() if p.requires_grad]
+        self.n_trained = sum(p.numel() for p in params)
+        ema = EMA(net, o.ema_decay)
+        opt = torch.optim.AdamW(params, lr=o.lr, betas=(0.9, 0.99), weight_decay=0.0)
+        sched = make_scheduler(opt, "cosine", o.steps, warmup=min(20, o.steps // 10), final=0.1)
+        self.data_stream = SampleStream(pics.n, o.seed, tag=DATA_TAG, P_mean=pics.P_mean, P_std=pics.P_std,
+                                        cond_drop=o.cond_drop)
+        self.prior_stream = None if self.prior is None else SampleStream(
+            self.prior["images"].shape[0], o.seed, tag=PRIOR_TAG, P_mean=pics.P_mean, P_std=pics.P_std,
+            cond_drop=o.cond_drop)
+        return {"model": Part(net, opt, sched, ema, grad_clip=1.0, project=not o.lora)}
+
+    def prepared(self, loop) -> None:
+
+        self.den = EDMPrecond(loop.parts["model"].module, sigma_data=self.pics.sigma_data)
+
+    def describe(self) -> dict:
+        return dict(self.pics.pipe.config["unet"])
+
+    def phases(self, step: int) -> list:
+
+        return [Phase("model", self.batch, self.loss)]
+
+    def batch(self, ks) -> dict:
+        """The user's pictures (and the class pictures) of the global samples ``ks``, with σ, noise, conditions."""
+
+        pics, o = self.pics, self.opts
+        shape = tuple(pics.images.shape[1:])
+        xs, sig, noi, idx, drops = [], [], [], [], []
+        for k in ks:
+            i, epoch, s, z, d = self.data_stream.draw(k, shape)
+            xs.append(pics.ds.get(i, epoch)["image"] if o.flip else pics.images[i])
+            sig.append(s), noi.append(z), idx.append(i), drops.append(d)
+        cond = _conditions(pics.tok, idx, drops)
+        weights = [1.0 / len(ks)] * len(ks)
+        if self.prior is not None:
+            pidx, pdrops = [], []
+            for k in ks:
+                i, _, s, z, d = self.prior_stream.draw(k, shape)
+                xs.append(self.prior["images"][i])
+                sig.append(s), noi.append(z), pidx.append(i), pdrops.append(d)
+            prior_cond = _conditions(self.prior["tok"], pidx, pdrops)
+            cond = {k: torch.cat([cond[k], prior_cond[k]]) for k in cond} if cond else {}
+            weights += [o.prior_weight / len(ks)] * len(ks)
+        dv = self.device
+        return {"x0": torch.stack(xs).to(dv), "sigma": torch.tensor(sig, dtype=torch.float64, device=dv),
+                "noise": torch.stack(noi).to(dv), "cond": {k: v.to(dv) for k, v in cond.items()},
+                "weights": torch.tensor(weights, device=dv), "n_data": len(ks)}
+
+    def loss(self, batch: dict, micro: int, accum: int):
+        """Σ weight·λ(σ)‖D − x_0‖² (EDM's loss per sample, Karras et al. 2022 eq. 2); the log shows the pictures'."""
+
+        with self.autocast():
+            per = edm_loss(self.den, batch["x0"], sigma=batch["sigma"], noise=batch["noise"],
+                           sigma_data=self.pics.sigma_data, **batch["cond"])
+        value = (per.float() * batch["weights"]).sum() / accum
+        return Loss(value, per.detach(), logged=per[:batch["n_data"]].detach().float())
+
+
+def _conditions(tok, idx, drops) -> dict:
+    """Text conditions of items ``idx`` of (tokens, mask), with their dropout flags; {} without tokens."""
+
+    if tok is None:
+        return {}
+    t, mask = tok
+    idx = torch.as_tensor(idx)
+    return {"text": t[idx], "text_mask": mask[idx], "drop": torch.as_tensor(drops, dtype=torch.bool)}
+
+
+# -- training ----------------------------------------------------------------------------------------------------------
+
+def _precision(asked: str, dev) -> str:
+    """``auto`` → bf16 where the hardware runs it fast (and the device is a CPU or a CUDA GPU), else no."""
+
+    if asked != "auto":
+        return asked
+    return "bf16" if (has_accelerator() or cpu_bf16_fast()) and dev.type in ("cpu", "cuda") else "no"
+
+
+def _eval_loss(module, pics: _Pictures, seed: int, autocast, device) -> float:
+    """Mean EDM loss over the user's pictures at the fixed σ levels, with fixed noise (no condition dropout)."""
+
+
+    pre = EDMPrecond(module, sigma_data=pics.sigma_data)
+    was = module.training
+    module.eval()
+    rows = [(i, s) for i in range(pics.n) for s in range(len(EVAL_SIGMAS))]
+    total = 0.0
+    with torch.no_grad():
+        for c in range(0, len(rows), 64):
+            chunk = rows[c:c + 64]
+            idx = [i for i, _ in chunk]
+            sig = torch.tensor([EVAL_SIGMAS[s] for _, s in chunk], dtype=torch.float64)
+            noise = torch.stack([torch.randn(pics.images.shape[1:], generator=generator(seed, i, s, 0xE7A1))
+                                 for i, s in chunk])
+            cond = {k: v.to(device) for k, v in _conditions(pics.tok, idx, [False] * len(idx)).items()}
+            with autocast():
+                per = edm_loss(pre, pics.images[idx].to(device), sigma=sig.to(device), noise=noise.to(device),
+                               sigma_data=pics.sigma_data, **cond)
+            total += float(per.float().sum())
+    module.train(was)
+    return total / len(rows)
+
+
+def _train(pics: _Pictures, prior: dict | None, opts: _Options, dev, say) -> dict:
+    """Fine-tune on the trainer's loop; returns the objective, the loop and what the report needs of the run."""
+
+
+    mp = _precision(opts.precision, dev)
+    acc = Accelerator(cpu=dev.type == "cpu")  # mixed precision by explicit autocast: Accelerate's state is a
+    #                                           process-wide singleton whose precision cannot change once set
+
+    def autocast():
+        if mp == "bf16":
+            return torch.autocast(acc.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    objective = FinetuneObjective(pics, prior, opts)
+    loop = Loop(objective, acc, batch_size=opts.batch_size, autocast=autocast)
+    part = loop.parts["model"]
+    loss_before = _eval_loss(part.module, pics, opts.seed, autocast, acc.device)
+    losses = []
+    t_train, c_train = time.perf_counter(), time.process_time()
+    say("training", 0, opts.steps, "")
+    for step in range(opts.steps):
+        res = loop.train_step()
+        losses.append(res.loss)
+        say("training", step + 1, opts.steps, f"loss {res.loss:.4f}")
+    train_wall, train_cpu = time.perf_counter() - t_train, time.process_time() - c_train
+    return {"objective": objective, "loop": loop, "ema": part.ema, "precision": mp, "device": acc.device,
+            "loss_before": loss_before, "loss_after": _eval_loss(part.ema.model, pics, opts.seed, autocast,
+                                                                 acc.device),
+            "losses": losses, "train_wall": train_wall, "train_cpu": train_cpu}
+
+
+# -- the result --------------------------------------------------------------------------------------------------------
+
+def _provenance(pics: _Pictures, prior, opts: _Options, run: dict, data, command) -> dict:
+
+    pipe, cp = pics.pipe, opts.class_prompt
+    return {
+        "noisebrush": __version__, "command": command or "python API", "kind": f"finetune ({opts.mode})",
+        "base": pipe.name, "base_hash": pipe.hash, "data": str(Path(data).resolve()), "pictures": pics.n,
+        "token": opts.token, "steps": opts.steps, "batch_size": opts.batch_size, "lr": opts.lr, "seed": opts.seed,
+        "ema_decay": opts.ema_decay, "cond_drop": opts.cond_drop, "prior_preservation": None if prior is None else
+        {"pictures": int(prior["images"].shape[0]), "weight": opts.prior_weight,
+         "class_prompt": cp if isinstance(cp, (str, type(None))) else list(cp)[:3]},
+        "precision": run["precision"], "hardware": hardware_name(run["device"]),
+        "train_seconds": round(run["train_wall"], 1), "train_cpu_seconds": round(run["train_cpu"], 1),
+        "skipped": run["loop"].skipped,
+    }
+
+
+def _write_result(out: Path, pics: _Pictures, opts: _Options, provenance: dict, ema) -> None:
+    """A LoRA file (the adapters of the EMA network) or a model folder like the trainer's export."""
+    pipe = pics.pipe
+    if opts.lora:
+
+        provenance.update(rank=opts.rank, alpha=opts.alpha)
+        save_lora(out, adapter_tensors(ema.model), rank=opts.rank, alpha=opts.alpha, unet_config=pipe.config["unet"],
+                  base_name=pipe.name, base_hash=pipe.hash, token=opts.token, provenance=provenance)
+    else:
+        _write_model(out, ema.model, pipe.config, provenance, pipe.path)
+    log.info("fine-tuned %s on %d pictures (%s, %d steps) → %s", pipe.name, pics.n, opts.mode, opts.steps, out)
+
+
+def _write_model(out: Path, net, base_config: dict, provenance: dict, base_path: Path) -> None:
+    """A model folder through :func:`noisebrush.io.model_folder.write`: the EMA weights in the base's dtype, and the
+    base's config.json with this run's provenance."""
+
+    dtype = model_folder.weights_dtype(base_path)  # the built-in model ships float16
+    provenance = {**provenance, "weights_dtype": str(dtype).replace("torch.", "")}
+    conf = {k: v for k, v in base_config.items() if k != "provenance"}
+    base_prov = base_config.get("provenance") or {}
+    conf["provenance"] = {**provenance, "data": provenance["data"], "init": provenance["base"],
+                          "images_seen": provenance["steps"] * provenance["batch_size"],
+                          "base_provenance": {k: base_prov.get(k) for k in ("command", "data", "steps",
+                                                                            "train_seconds", "hardware")
+                                              if k in base_prov}}
+    model_folder.write(out, net.state_dict(), conf, dtype=dtype)
+
+
+def _memorization(out: Path, pics: _Pictures, opts: _Options, dev, say) -> dict | None:
+    """Load what was written as a user would, paint from the training captions, measure near-copies."""
+    if not opts.memorization_n or pics.n < 2:
+        return None
+
+
+    if opts.lora:
+
+        after = pics.pipe  # its network is the untouched base (training worked on a copy)
+        apply_loras(after.net, after.config, after.hash, [(Path(out), 1.0)])
+    else:
+        after = load(out, device=dev)
+    n, k = pics.n, opts.memorization_n
+    prompts = [pics.captions[i % n] for i in range(k)] if pics.pipe.condition == "text" else None
+    say("memorization", 0, k, "")
+    gen, _ = sample_many(after, k, prompts=prompts, seed=mix(opts.seed, 0x3E30) % (1 << 31), batch=32,
+                         steps=opts.sample_steps, cfg=opts.cfg, progress=lambda d, t: say("memorization", d, t, ""))
+    m = memorization(gen, pics.images, size=min(16, pics.pipe.resolution))
+    ratios = torch.tensor(m["ratios"])
+    return {"near_copy_fraction": m["near_copy_fraction"], "threshold": m["threshold"],
+            "nearest_ratio_median": float(ratios.median()), "pictures_painted": k,
+            "training_pictures": m["training_pictures"], "prompts": sorted(set(prompts or []))[:3]}
+
+
+def _report(out: Path, data, pics: _Pictures, opts: _Options, run: dict, provenance: dict, memo, t_wall: float,
+            t_cpu: float) -> dict:
+
+    losses, k = run["losses"], max(1, opts.steps // 10)
+    return {
+        "mode": opts.mode, "out": str(out), "bytes": _bytes(Path(out)), "base": pics.pipe.name,
+        "base_hash": pics.pipe.hash, "data": str(data), "pictures": pics.n, "token": opts.token,
+        "caption_example": pics.captions[0], "steps": opts.steps, "batch_size": opts.batch_size, "lr": opts.lr,
+        "rank": opts.rank if opts.lora else None, "alpha": opts.alpha if opts.lora else None,
+        "params_trained": run["objective"].n_trained, "prior_preservation": provenance["prior_preservation"],
+        "precision": run["precision"], "device": str(run["device"]),
+        "loss_before": run["loss_before"], "loss_after": run["loss_after"],
+        "train_loss_first": sum(losses[:k]) / len(losses[:k]), "train_loss_last": sum(losses[-k:]) / len(losses[-k:]),
+        "skipped": run["loop"].skipped, "train_seconds": run["train_wall"], "train_cpu_seconds": run["train_cpu"],
+        "cpu_seconds": time.process_time() - t_cpu, "wall_seconds": time.perf_counter() - t_wall,
+        "threads": torch.get_num_threads(), "memorization": memo,
+    }
 
 
 def finetune(base="builtin", data=None, out=None, *, lora: bool = False, rank: int = 8, alpha: float | None = None,
@@ -159,330 +539,20 @@ def finetune(base="builtin", data=None, out=None, *, lora: bool = False, rank: i
     ``class_prompt`` may also be a list of prompts (the class pictures cycle through it); ``lora_targets``: which
     modules get adapters (a peft ``target_modules`` pattern; default :data:`noisebrush.nets.lora.DEFAULT_TARGETS`).
     """
-    import torch
-
-    from noisebrush.paint.pipeline import pick_device
 
     t_wall, t_cpu = time.perf_counter(), time.process_time()
-    mode = "lora" if lora else "full"
-    # -- every option checked before any work ----------------------------------------------------------------------
-    if data is None or str(data).strip() == "":
-        raise BadParameter("--data: the folder of pictures to fine-tune on")
-    steps = _whole("--steps", DEFAULTS[mode]["steps"] if steps is None else steps, 1)
-    lr = _number("--lr", DEFAULTS[mode]["lr"] if lr is None else lr, 0.0, above=True)
-    batch_size = _whole("--batch-size", batch_size, 1, 4096)
-    seed = _whole("--seed", seed, 0)
-    if lora:
-        from noisebrush.nets.lora import _check_rank
-
-        try:
-            rank, alpha = _check_rank(rank, alpha)
-        except BadParameter as e:
-            raise BadParameter(f"--{e}") from None
-    ema_decay = _number("ema_decay", ema_decay, 0.0, below=1.0)
-    cond_drop = _number("cond_drop", cond_drop, 0.0, below=1.0)
-    cfg = _number("cfg", cfg, 0.0)
-    memorization_n = _whole("memorization_n", memorization_n, 0)
-    sample_steps = _whole("sample_steps", sample_steps, 1)
-    if precision not in ("auto", "bf16", "no"):
-        raise BadParameter(f"precision: auto, bf16 or no; got {precision!r}")
-    if token is not None:
-        if not isinstance(token, str) or not token.strip() or "\n" in token:
-            raise BadParameter(f"--token: a word (e.g. '<mystyle>') on one line, got {token!r}")
-        token = token.strip()
-    if not prior_preservation:
-        given = [f for f, v in (("--class-prompt", class_prompt), ("--prior-weight", prior_weight),
-                                ("prior_images", prior_images)) if v is not None]
-        if given:
-            raise BadParameter(f"{given[0]}: only with --prior-preservation")
-    prior_weight = _number("--prior-weight", 1.0 if prior_weight is None else prior_weight, 0.0)
-    if prior_images is not None:
-        prior_images = _whole("prior_images", prior_images, 1, 100_000)
-    if class_prompt is not None:
-        listed = [class_prompt] if isinstance(class_prompt, str) else class_prompt
-        if not isinstance(listed, (list, tuple)) or not listed or \
-                not all(isinstance(c, str) and "\n" not in c for c in listed):
-            raise BadParameter(f"--class-prompt: one line of text, got {class_prompt!r}")
+    opts = _check_options(data, lora=lora, rank=rank, alpha=alpha, lora_targets=lora_targets, token=token,
+                          prior_preservation=prior_preservation, class_prompt=class_prompt,
+                          prior_weight=prior_weight, prior_images=prior_images, steps=steps, lr=lr,
+                          batch_size=batch_size, seed=seed, ema_decay=ema_decay, cond_drop=cond_drop, flip=flip,
+                          precision=precision, memorization_n=memorization_n, sample_steps=sample_steps, cfg=cfg)
     dev = pick_device(device)
     out = _check_out(default_out(data, lora) if out is None else out, lora)
-
-    import noisebrush
-    from noisebrush.data.folder import ImageFolder
-    from noisebrush.diffusion import EDMPrecond
-    from noisebrush.diffusion.losses import edm_loss
-    from noisebrush.eval.metrics import memorization
-    from noisebrush.eval.sampling import sample_many
-    from noisebrush.seeding import mix
-    from noisebrush.train.ema import EMA
-    from noisebrush.train.lr import make_scheduler
-    from noisebrush.train.loop import _cpu_bf16_fast, _has_accelerator, _hardware
-
     say = progress or (lambda *a: None)
-    pipe = noisebrush.load(base, device=dev)
-    cond_kind = pipe.condition
-    if cond_kind == "label":
-        raise UserError(f"{base}: a class-label model; fine-tuning supports text-conditioned and unconditional "
-                        f"models")
-    if pipe.dims != 2 or pipe.channels != 3:
-        raise UserError(f"{base}: fine-tuning on pictures needs a model of 2-D RGB pictures")
-    if cond_kind != "text" and (token is not None or class_prompt is not None):
-        raise BadParameter(f"--{'token' if token is not None else 'class-prompt'}: {base} is not text-conditioned")
-    ds = ImageFolder(data, resolution=pipe.resolution, crop="center", flip=flip, seed=seed)
-    n = len(ds)
-    captions = [caption_with_token(c, token) for c in ds.captions]
-    images = torch.stack([ds.get(i, 0)["image"] for i in range(n)])  # epoch 0 (no flip): the pictures as they are
-    prov_cfg = (pipe.config.get("provenance") or {}).get("config") or {}
-    P_mean, P_std = float(prov_cfg.get("P_mean", -1.2)), float(prov_cfg.get("P_std", 1.2))
-    sigma_data = float(pipe.config["sigma_data"])
-
-    def encode(prompts):
-        if cond_kind != "text":
-            return None
-        return pipe.text_encoder.encode(list(prompts))
-
-    data_tok = encode(captions)
-    if cond_kind == "text" and not any(captions):
-        log.warning("%s: no captions and no token: the model learns these pictures for the empty prompt", data)
-
-    # -- prior preservation: the base model paints the class pictures ----------------------------------------------
-    prior = None
-    if prior_preservation:
-        m = prior_images or max(8, min(100, 2 * n))
-        if cond_kind == "text":
-            if class_prompt is None:
-                per_item = [c.strip() or "a picture" for c in ds.captions]
-            else:
-                per_item = [class_prompt] if isinstance(class_prompt, str) else list(class_prompt)
-            prompts = [per_item[i % len(per_item)] for i in range(m)]
-            if class_prompt is None and _trained_on_builtin(pipe.config):
-                # a broad prior: every other class picture paints a caption of the base's own training set
-                from noisebrush.data.procedural import ProceduralArt
-
-                art = ProceduralArt(resolution=pipe.resolution, size=m, seed=mix(seed, 0xBA5E) % (1 << 31))
-                prompts = [prompts[i // 2] if i % 2 == 0 else art.caption(i) for i in range(m)]
-        else:
-            prompts = None
-        say("class pictures", 0, m, "")
-        pics, _ = sample_many(pipe, m, prompts=prompts, seed=mix(seed, 0xC1A55) % (1 << 31), batch=32,
-                              steps=sample_steps, cfg=cfg, progress=lambda d, t: say("class pictures", d, t, ""))
-        prior = {"images": pics.float().cpu(), "captions": prompts, "tok": encode(prompts) if prompts else None}
-
-    # -- the network, its optimizer and Accelerate -------------------------------------------------------------------
-    from accelerate import Accelerator
-
-    mp = precision
-    if mp == "auto":
-        mp = "bf16" if (_has_accelerator() or _cpu_bf16_fast()) and dev.type in ("cpu", "cuda") else "no"
-    acc = Accelerator(cpu=dev.type == "cpu")  # mixed precision by explicit autocast below: Accelerate's state is a
-    #                                           process-wide singleton whose precision cannot change once set
-    net = copy.deepcopy(pipe.net).float()
-    if lora:
-        from noisebrush.nets.lora import DEFAULT_TARGETS, add_lora
-
-        add_lora(net, rank, alpha, targets=lora_targets or DEFAULT_TARGETS, seed=seed)
-    else:
-        net.requires_grad_(True)
-    net.train()
-    params = [p for p in net.parameters() if p.requires_grad]
-    n_trained = sum(p.numel() for p in params)
-    ema = EMA(net, ema_decay)
-    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.99), weight_decay=0.0)
-    sched = make_scheduler(opt, "cosine", steps, warmup=min(20, steps // 10), final=0.1)
-    model, opt = acc.prepare(net, opt)
-    ema.model.to(acc.device)
-    den = EDMPrecond(model, sigma_data=sigma_data)
-
-    def autocast():
-        if mp == "bf16":
-            return torch.autocast(acc.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    def conditions(tok, idx, drops):
-        if tok is None:
-            return {}
-        t, m_ = tok
-        idx = torch.as_tensor(idx)
-        return {"text": t[idx], "text_mask": m_[idx], "drop": torch.as_tensor(drops, dtype=torch.bool)}
-
-    def cat_cond(a, b):
-        return {k: torch.cat([a[k], b[k]]) for k in a} if a else {}
-
-    @torch.no_grad()
-    def eval_loss(module) -> float:
-        """Mean EDM loss over the user's pictures at the fixed σ levels, with fixed noise (no condition dropout)."""
-        from noisebrush.seeding import generator
-
-        pre = EDMPrecond(module, sigma_data=sigma_data)
-        was = module.training
-        module.eval()
-        rows = [(i, s) for i in range(n) for s in range(len(EVAL_SIGMAS))]
-        total = 0.0
-        for c in range(0, len(rows), 64):
-            chunk = rows[c:c + 64]
-            idx = [i for i, _ in chunk]
-            sig = torch.tensor([EVAL_SIGMAS[s] for _, s in chunk], dtype=torch.float64)
-            noise = torch.stack([torch.randn(images.shape[1:], generator=generator(seed, i, s, 0xE7A1))
-                                 for i, s in chunk])
-            cond = {k: v.to(acc.device) for k, v in conditions(data_tok, idx, [False] * len(idx)).items()}
-            with autocast():
-                per = edm_loss(pre, images[idx].to(acc.device), sigma=sig.to(acc.device),
-                               noise=noise.to(acc.device), sigma_data=sigma_data, **cond)
-            total += float(per.float().sum())
-        module.train(was)
-        return total / len(rows)
-
-    loss_before = eval_loss(model)
-
-    # -- the loop ----------------------------------------------------------------------------------------------------
-    data_stream = _Stream(n, seed, 0xDA, P_mean, P_std, cond_drop)
-    prior_stream = _Stream(prior["images"].shape[0], seed, 0x9A, P_mean, P_std, cond_drop) if prior else None
-    shape = tuple(images.shape[1:])
-    losses, skipped = [], 0
-    t_train, c_train = time.perf_counter(), time.process_time()
-    say("training", 0, steps, "")
-    for step in range(steps):
-        xs, sig, noi, idx, drops = [], [], [], [], []
-        for k in range(step * batch_size, (step + 1) * batch_size):
-            i, epoch, s, z, d = data_stream.draw(k, shape)
-            xs.append(ds.get(i, epoch)["image"] if flip else images[i])
-            sig.append(s), noi.append(z), idx.append(i), drops.append(d)
-        cond = conditions(data_tok, idx, drops)
-        weights = [1.0 / batch_size] * batch_size
-        if prior is not None:
-            pidx, pdrops = [], []
-            for k in range(step * batch_size, (step + 1) * batch_size):
-                i, _, s, z, d = prior_stream.draw(k, shape)
-                xs.append(prior["images"][i])
-                sig.append(s), noi.append(z), pidx.append(i), pdrops.append(d)
-            cond = cat_cond(cond, conditions(prior["tok"], pidx, pdrops))
-            weights += [prior_weight / batch_size] * batch_size
-        dv = acc.device
-        x0 = torch.stack(xs).to(dv)
-        cond = {k: v.to(dv) for k, v in cond.items()}
-        with autocast():
-            per = edm_loss(den, x0, sigma=torch.tensor(sig, dtype=torch.float64, device=dv),
-                           noise=torch.stack(noi).to(dv), sigma_data=sigma_data, **cond)
-        loss = (per.float() * torch.tensor(weights, device=dv)).sum()
-        acc.backward(loss)
-        gnorm = acc.clip_grad_norm_(params, 1.0)
-        ok = bool(torch.isfinite(torch.as_tensor(gnorm)).all()) and bool(torch.isfinite(per).all())
-        if ok:
-            opt.step()
-            if not lora:
-                net.project_()  # forced weight normalisation (EDM2)
-            ema.update(net)
-        else:
-            skipped += 1
-            log.warning("step %d skipped: loss or gradient is not finite", step)
-        opt.zero_grad(set_to_none=True)
-        sched.step()
-        data_loss = float(per[:batch_size].detach().float().mean())
-        losses.append(data_loss)
-        say("training", step + 1, steps, f"loss {data_loss:.4f}")
-    train_wall, train_cpu = time.perf_counter() - t_train, time.process_time() - c_train
-    loss_after = eval_loss(ema.model)
-
-    # -- write the result --------------------------------------------------------------------------------------------
-    from noisebrush import __version__
-
-    provenance = {
-        "noisebrush": __version__, "command": command or "python API", "kind": f"finetune ({mode})",
-        "base": pipe.name, "base_hash": pipe.hash, "data": str(Path(data).resolve()), "pictures": n,
-        "token": token, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "ema_decay": ema_decay,
-        "cond_drop": cond_drop, "prior_preservation": None if prior is None else
-        {"pictures": int(prior["images"].shape[0]), "weight": prior_weight,
-         "class_prompt": class_prompt if isinstance(class_prompt, (str, type(None))) else list(class_prompt)[:3]},
-        "precision": mp, "hardware": _hardware(acc.device), "train_seconds": round(train_wall, 1),
-        "train_cpu_seconds": round(train_cpu, 1), "skipped": skipped,
-    }
-    if lora:
-        from noisebrush.nets.lora import adapter_tensors, save_lora
-
-        provenance.update(rank=rank, alpha=alpha)
-        save_lora(out, adapter_tensors(ema.model), rank=rank, alpha=alpha, unet_config=pipe.config["unet"],
-                  base_name=pipe.name, base_hash=pipe.hash, token=token, provenance=provenance)
-    else:
-        _write_model(out, ema.model, pipe.config, provenance, dtype=_weights_dtype(pipe.path))
-    log.info("fine-tuned %s on %d pictures (%s, %d steps) → %s", pipe.name, n, mode, steps, out)
-
-    # -- the memorization check on what was written -----------------------------------------------------------------
-    memo = None
-    if memorization_n and n >= 2:
-        if lora:
-            from noisebrush.nets.lora import apply_loras
-
-            after = pipe  # its network is the untouched base (training worked on a copy)
-            apply_loras(after.net, after.config, after.hash, [(Path(out), 1.0)])
-        else:
-            after = noisebrush.load(out, device=dev)
-        prompts = [captions[i % n] for i in range(memorization_n)] if cond_kind == "text" else None
-        say("memorization", 0, memorization_n, "")
-        gen, _ = sample_many(after, memorization_n, prompts=prompts, seed=mix(seed, 0x3E30) % (1 << 31), batch=32,
-                             steps=sample_steps, cfg=cfg,
-                             progress=lambda d, t: say("memorization", d, t, ""))
-        m = memorization(gen, images, size=min(16, pipe.resolution))
-        ratios = torch.tensor(m["ratios"])
-        memo = {"near_copy_fraction": m["near_copy_fraction"], "threshold": m["threshold"],
-                "nearest_ratio_median": float(ratios.median()), "pictures_painted": memorization_n,
-                "training_pictures": m["training_pictures"], "prompts": sorted(set(prompts or []))[:3]}
-    k = max(1, steps // 10)
-    return {
-        "mode": mode, "out": str(out), "bytes": _bytes(Path(out)), "base": pipe.name, "base_hash": pipe.hash,
-        "data": str(data), "pictures": n, "token": token, "caption_example": captions[0],
-        "steps": steps, "batch_size": batch_size, "lr": lr, "rank": rank if lora else None,
-        "alpha": alpha if lora else None, "params_trained": n_trained,
-        "prior_preservation": provenance["prior_preservation"], "precision": mp, "device": str(acc.device),
-        "loss_before": loss_before, "loss_after": loss_after,
-        "train_loss_first": sum(losses[:k]) / len(losses[:k]), "train_loss_last": sum(losses[-k:]) / len(losses[-k:]),
-        "skipped": skipped, "train_seconds": train_wall, "train_cpu_seconds": train_cpu,
-        "cpu_seconds": time.process_time() - t_cpu, "wall_seconds": time.perf_counter() - t_wall,
-        "threads": torch.get_num_threads(), "memorization": memo,
-    }
-
-
-def _trained_on_builtin(config: dict) -> bool:
-    """Whether a model was trained on the built-in set (directly, or fine-tuned from one that was)."""
-    prov = config.get("provenance") or {}
-    if prov.get("data") == "builtin":
-        return True
-    return (prov.get("base_provenance") or {}).get("data") == "builtin" and prov.get("base") == "builtin"
-
-
-def _weights_dtype(model_dir: Path):
-    """The floating-point dtype of a model folder's weights (the built-in model ships float16)."""
-    import torch
-    from safetensors import safe_open
-
-    with safe_open(str(model_dir / "model.safetensors"), framework="pt") as f:
-        for key in f.keys():
-            t = f.get_slice(key)
-            dtype = {"F16": torch.float16, "BF16": torch.bfloat16}.get(t.get_dtype(), torch.float32)
-            return dtype
-    return torch.float32
-
-
-def _write_model(out: Path, net, base_config: dict, provenance: dict, dtype=None) -> None:
-    """A model folder like the trainer's export: model.safetensors (the EMA weights, in ``dtype``: the base's),
-    then config.json (the base's description with this run's provenance; written last, so a folder with a
-    config.json is complete)."""
-    import torch
-    from safetensors.torch import save_file
-
-    from noisebrush.io.atomic import atomic_path, atomic_write_text
-
-    dtype = dtype or torch.float32
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).cpu().contiguous()
-             for k, v in net.state_dict().items()}
-    with atomic_path(out / "model.safetensors") as tmp:
-        save_file(state, tmp)
-    provenance = {**provenance, "weights_dtype": str(dtype).replace("torch.", "")}
-    conf = {k: v for k, v in base_config.items() if k != "provenance"}
-    base_prov = base_config.get("provenance") or {}
-    conf["provenance"] = {**provenance, "data": provenance["data"], "init": provenance["base"],
-                          "images_seen": provenance["steps"] * provenance["batch_size"],
-                          "base_provenance": {k: base_prov.get(k) for k in ("command", "data", "steps",
-                                                                            "train_seconds", "hardware")
-                                              if k in base_prov}}
-    atomic_write_text(out / "config.json", json.dumps(conf, indent=2))
-
+    pics = _load_pictures(base, data, opts, dev)
+    prior = _class_pictures(pics, opts, say) if opts.prior_preservation else None
+    run = _train(pics, prior, opts, dev, say)
+    provenance = _provenance(pics, prior, opts, run, data, command)
+    _write_result(out, pics, opts, provenance, run["ema"])
+    memo = _memorization(out, pics, opts, dev, say)
+    return _report(out, data, pics, opts, run, provenance, memo, t_wall, t_cpu)

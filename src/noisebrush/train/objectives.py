@@ -1,0 +1,352 @@
+"""What a training run optimises: an objective declares its networks and losses; the loop does the rest.
+
+    from noisebrush.train import Trainer, TrainConfig
+    from noisebrush.train.objectives import EDMObjective
+
+    Trainer(TrainConfig(steps=2000, out_dir="runs/try"), objective=EDMObjective()).fit()   # the default objective
+
+The loop (:mod:`noisebrush.train.loop`) owns everything that does not depend on *what* is learned: Accelerate and
+the precision, the split of each optimizer step's global batch over processes and accumulation steps, the
+non-finite guard, weight projection, EMA, LR schedules, checkpoints and exact resume, logs, previews, export and
+Ctrl-C. An objective owns the rest, through a small interface:
+
+* :meth:`Objective.build` ``(loop)`` creates the networks and returns ``parts``: an ordered dict of
+  :class:`Part` — one trained network with its optimizer, LR scheduler and optional EMA, its gradient-clipping norm
+  and whether the loop projects its weights after a step (``net.project_()``, EDM2's forced weight normalisation).
+  The first part is the main one: its EMA (or weights) is what gets exported and previewed, its LR is logged.
+  ``loop`` gives the accelerator (``loop.acc``), the run folder (``loop.out``, may be None) and ``loop.autocast()``.
+* :meth:`Objective.phases` ``(step)`` lists the step's :class:`Phase` s, run in order: each names the part it
+  updates, how to build a micro-batch from global sample ids (``batch(ks)``) and the loss of a micro-batch
+  (``loss(batch, micro, accum)`` → :class:`Loss`; the value to backpropagate is this micro-batch's share, i.e.
+  already divided by ``accum``). The loop accumulates the phase's micro-batches, clips, guards, steps the part's
+  optimizer, projects, updates its EMA and steps its scheduler — then runs the next phase. A GAN lists a
+  discriminator phase and a generator phase; EDM has one phase.
+* :meth:`Objective.describe` — a JSON description of the networks (checkpoints record it; resume checks it);
+  :meth:`Objective.model_config` — the config.json of the exported model (``None``: nothing to export);
+  optional: :meth:`Objective.sample` (preview pictures), :meth:`Objective.init_weights`, :meth:`Objective.prepared`.
+
+Randomness: the loop seeds torch's global RNG per micro-batch from (seed, step, micro-batch, process[, phase]) for
+dropout masks; everything else an objective draws should come from :mod:`noisebrush.train.stream` (a function of
+the global sample id), so that runs split differently or resumed stay bit-identical.
+
+:class:`EDMObjective` is the denoising objective of Karras et al. 2022 ("EDM", eq. 2 with the preconditioning of
+table 1 and the loss weight λ(σ) of eq. 8) on the magnitude-preserving UNet, with condition dropout for
+classifier-free guidance and an optional L1 penalty on the weight matrices.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from noisebrush.data.folder import ImageFolder
+from noisebrush.data.procedural import ProceduralArt
+from noisebrush.diffusion import EDMPrecond, karras
+from noisebrush.diffusion.losses import edm_loss
+from noisebrush.diffusion.noise import SampleNoise
+from noisebrush.diffusion.sample import make_denoiser, sample, start
+from noisebrush.errors import UserError
+from noisebrush.io import model_folder
+from noisebrush.nets.text import TextEncoder
+from noisebrush.nets.unet import UNet, UNetConfig
+from noisebrush.seeding import mix
+from noisebrush.train.checkpoint import load_checkpoint
+from noisebrush.train.config import TrainConfig
+from noisebrush.train.ema import EMA
+from noisebrush.train.lr import make_scheduler
+from noisebrush.train.stream import SampleStream
+
+__all__ = ["Part", "Phase", "Loss", "Objective", "EDMObjective", "build_dataset", "resolve_condition"]
+
+log = logging.getLogger("noisebrush.train")
+
+
+@dataclass
+class Part:
+    """One trained network and what updates it. ``module`` is the network as Accelerate prepared it (set by the
+    loop; DDP-wrapped in a multi-process run); ``net`` stays the plain network the EMA and checkpoints read."""
+    net: torch.nn.Module
+    optimizer: Any
+    scheduler: Any
+    ema: EMA | None = None
+    grad_clip: float = 0.0   # max global gradient norm of the part's parameters; 0 = off
+    project: bool = True     # call net.project_() after each optimizer step (when the network has one)
+    module: torch.nn.Module | None = None
+
+
+@dataclass
+class Loss:
+    """A micro-batch's loss. ``value``: what gets backpropagated (this micro-batch's share: divided by the number
+    of accumulation steps). ``per_sample``: per-sample losses; a step with any of them not finite is skipped.
+    ``sigma``: per-sample noise levels, for the log's per-σ buckets (None: no buckets). ``logged``: the per-sample
+    losses the log and :class:`~noisebrush.train.loop.StepResult` report (default: ``per_sample``)."""
+    value: torch.Tensor
+    per_sample: torch.Tensor
+    sigma: torch.Tensor | None = None
+    logged: torch.Tensor | None = None
+
+
+@dataclass
+class Phase:
+    """One optimizer update within a step: ``part`` names the part it trains, ``batch(ks)`` builds the micro-batch
+    of global samples ``ks``, ``loss(batch, micro, accum)`` computes its :class:`Loss`."""
+    part: str
+    batch: Callable[[range], Any]
+    loss: Callable[[Any, int, int], Loss]
+
+
+class Objective:
+    """The interface the loop trains (see the module docstring). Subclass it; override what you need."""
+
+    def build(self, loop) -> dict[str, Part]:
+        raise NotImplementedError
+
+    def phases(self, step: int) -> list[Phase]:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """A JSON description of the networks: stored in checkpoints, compared on resume."""
+        return {}
+
+    def run_info(self) -> dict:
+        """What the run folder's config.json records besides the training config."""
+        return {"network": self.describe()}
+
+    def data_size(self) -> int:
+        """Items in the data set (recorded in checkpoints)."""
+        return 0
+
+    def prepared(self, loop) -> None:
+        """Called once the parts' networks and optimizers went through Accelerate (``part.module`` is set)."""
+
+    def init_weights(self, source: str) -> None:
+        raise UserError(f"init: {type(self).__name__} cannot start from other weights ({source})")
+
+    def model_config(self) -> dict | None:
+        """config.json of the exported model, without format and provenance (the loop adds those); None: the
+        objective exports nothing."""
+        return None
+
+    def sample(self, n: int = 16, steps: int | None = None, seeds=None) -> torch.Tensor | None:
+        """Preview pictures (N×C×H×W in [-1, 1]) from the main part's EMA; None: no previews."""
+        return None
+
+
+def build_dataset(cfg: TrainConfig):
+    """The data set a config names: ``builtin`` → ProceduralArt, anything else → ImageFolder."""
+    if cfg.data == "builtin":
+        return ProceduralArt(resolution=cfg.resolution, size=cfg.data_size, seed=0)
+    return ImageFolder(cfg.data, resolution=cfg.resolution, crop=cfg.crop, flip=cfg.flip, seed=cfg.seed)
+
+
+def resolve_condition(cfg: TrainConfig, dataset) -> str:
+    """The condition a config asks for; ``auto``: text for the built-in set and captioned folders, label for
+    folders of several classes, else none."""
+    if cfg.condition != "auto":
+        return cfg.condition
+    if cfg.data == "builtin":
+        return "text"
+    captions = getattr(dataset, "captions", None)
+    if captions and any(c for c in captions):
+        return "text"
+    if getattr(dataset, "num_classes", 1) > 1:
+        return "label"
+    return "none"
+
+
+class EDMObjective(Objective):
+    """EDM denoising (see the module docstring) on a :class:`~noisebrush.nets.unet.UNet` described by the config.
+
+    ``dataset``: the data (default: :func:`build_dataset` of the config); ``text_encoder``: for text conditioning
+    (default: :class:`noisebrush.nets.text.TextEncoder`). The config is the loop's :class:`TrainConfig`."""
+
+    def __init__(self, *, dataset=None, text_encoder=None):
+        self.dataset, self.text = dataset, text_encoder
+        self.cfg: TrainConfig | None = None
+        self.den = None
+
+    # -- set-up ----------------------------------------------------------------------------------------------------
+    def build(self, loop) -> dict[str, Part]:
+        self.loop = loop
+        self.cfg = cfg = loop.cfg
+        if self.dataset is None:
+            self.dataset = build_dataset(cfg)
+        if len(self.dataset) < 1:
+            raise UserError("the data set is empty")
+        self.condition = resolve_condition(cfg, self.dataset)
+        self._uses_epoch = hasattr(self.dataset, "get")
+        self._image_cache: dict[int, dict] = {}
+        self._cache_images = type(self.dataset).__name__ == "ProceduralArt"  # deterministic renders: keep them
+        self.stream = SampleStream(len(self.dataset), cfg.seed, P_mean=cfg.P_mean, P_std=cfg.P_std,
+                                   cond_drop=cfg.cond_drop)
+        self.net_config = UNetConfig.from_dict({"resolution": cfg.resolution, **cfg.model, **self._cond_dims()})
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(mix(cfg.seed, 0x1417))
+            self.net = UNet(self.net_config)
+        ema = EMA(self.net, cfg.ema_decay)
+        decay, plain = [], []
+        for p in self.net.parameters():
+            (decay if p.ndim >= 2 else plain).append(p)
+        self._l1_params = decay
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                 {"params": plain, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
+        sched = make_scheduler(opt, cfg.lr_schedule, cfg.steps, warmup=cfg.warmup, final=cfg.lr_final)
+        return {"model": Part(self.net, opt, sched, ema, grad_clip=cfg.grad_clip, project=True)}
+
+    def _cond_dims(self) -> dict:
+        """text_dim and label_dim of the network (loads the text encoder and encodes the captions when needed)."""
+        text_dim = label_dim = 0
+        if self.condition == "text":
+            if self.text is None:
+                self.text = TextEncoder(max_tokens=self.cfg.max_tokens)
+            text_dim = self.text.dim
+            self._encode_captions()
+        else:
+            self.text = None
+            if self.condition == "label":
+                label_dim = int(getattr(self.dataset, "num_classes", 0))
+                if label_dim < 2:
+                    raise UserError("condition=label needs a data set with at least two classes (subfolders)")
+        return {"text_dim": text_dim, "label_dim": label_dim}
+
+    def _encode_captions(self) -> None:
+        """Encode every distinct caption of the data set once, through a file cache in the run folder."""
+        if not hasattr(self.text, "encode_dataset"):
+            return
+        ds = self.dataset
+        if isinstance(getattr(ds, "captions", None), list):
+            captions = ds.captions
+        elif hasattr(ds, "caption"):
+            captions = [ds.caption(i) for i in range(len(ds))]
+        else:
+            return
+        unique = list(dict.fromkeys(captions))
+        log.info("encoding %d distinct captions", len(unique))
+        with self.loop.acc.main_process_first():  # one process writes the cache, the others read it
+            self.text.encode_dataset(unique, cache_path=self.loop.out / "text-cache.safetensors", progress=False)
+
+    def prepared(self, loop) -> None:
+        self.den = EDMPrecond(loop.parts["model"].module, sigma_data=self.cfg.sigma_data)
+
+    def describe(self) -> dict:
+        return self.net_config.to_dict()
+
+    def run_info(self) -> dict:
+        return {"network": self.net_config.to_dict(), "condition": self.condition}
+
+    def data_size(self) -> int:
+        return len(self.dataset)
+
+    def init_weights(self, source: str) -> None:
+        """Load the weights of a model folder ("builtin" included) or a checkpoint into the network and its EMA."""
+        path = Path(source)
+        if path.is_dir() and (path / "state.json").is_file():  # a checkpoint: raw weights and their average
+            ck = load_checkpoint(path)
+            net_config, state, ema, updates = ck["net_config"], ck["model"], ck["ema"], ck["ema_updates"]
+        else:  # a model folder holds the average only
+            path = model_folder.resolve(source)
+            net_config = model_folder.read_config(path).get("unet")
+            state = model_folder.read_weights(path)
+            ema, updates = state, 0
+        if net_config != self.net_config.to_dict():
+            raise UserError(f"init: {source} holds another network than this config describes (check [model], "
+                            f"resolution and condition)")
+        part = self.loop.parts["model"]
+        try:
+            self.net.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
+            part.ema.load_state_dict({k: v.to(torch.float32) for k, v in ema.items()}, updates)
+        except RuntimeError as e:
+            raise UserError(f"init: the weights in {source} do not fit the network ({str(e).splitlines()[0]})") \
+                from None
+
+    # -- data ------------------------------------------------------------------------------------------------------
+    def _image(self, index: int, epoch: int) -> dict:
+        if self._cache_images and index in self._image_cache:
+            return self._image_cache[index]
+        item = self.dataset.get(index, epoch) if self._uses_epoch else self.dataset[index]
+        if self._cache_images:  # deterministic renders: keep what the loop uses
+            item = {k: item[k] for k in ("image", "caption", "label", "index") if k in item}
+            self._image_cache[index] = item
+        return item
+
+    def batch(self, ks) -> dict:
+        """Images, σ, noise and conditions of the global samples ``ks``."""
+        images, sigmas, noises, drops, captions, labels = [], [], [], [], [], []
+        for k in ks:
+            index, epoch = self.stream.item(k)
+            item = self._image(index, epoch)
+            x0 = item["image"]
+            sigma, noise, drop = self.stream.draws(k, x0.shape)
+            sigmas.append(sigma), noises.append(noise), drops.append(drop), images.append(x0)
+            if self.condition == "text":
+                captions.append(item["caption"] if "caption" in item else self.dataset.caption(index))
+            elif self.condition == "label":
+                labels.append(int(item["label"]) if "label" in item else int(self.dataset[index]["label"]))
+        dev = self.loop.acc.device
+        out = {"x0": torch.stack(images).to(dev), "sigma": torch.tensor(sigmas, dtype=torch.float64, device=dev),
+               "noise": torch.stack(noises).to(dev), "cond": {}}
+        drop = torch.tensor(drops, device=dev)
+        if self.condition == "text":
+            tok, mask = self.text.encode(captions)
+            out["cond"] = {"text": tok.to(dev), "text_mask": mask.to(dev), "drop": drop}
+        elif self.condition == "label":
+            out["cond"] = {"labels": torch.tensor(labels, device=dev), "drop": drop}
+        return out
+
+    # -- the loss --------------------------------------------------------------------------------------------------
+    def phases(self, step: int) -> list[Phase]:
+        return [Phase("model", self.batch, self.loss)]
+
+    def loss(self, batch: dict, micro: int, accum: int) -> Loss:
+        """EDM's λ(σ)-weighted denoising loss of the micro-batch, plus λ_L1·Σ|w| over the weight matrices."""
+        cfg = self.cfg
+        with self.loop.autocast():
+            per = edm_loss(self.den, batch["x0"], sigma=batch["sigma"], noise=batch["noise"],
+                           sigma_data=cfg.sigma_data, **batch["cond"])
+        loss = per.float().mean() / accum
+        if cfg.l1:
+            loss = loss + cfg.l1 * sum(p.abs().sum() for p in self._l1_params) / accum
+        return Loss(loss, per.detach().float(), batch["sigma"])
+
+    # -- previews and the exported model -----------------------------------------------------------------------------
+    def preview_conditions(self, n: int = 16) -> dict:
+        if self.condition == "text":
+            caps = [self.dataset.caption(i) if hasattr(self.dataset, "caption") else self.dataset[i]["caption"]
+                    for i in range(min(n, len(self.dataset)))]
+            caps = (caps * n)[:n]
+            tok, mask = self.text.encode(caps)
+            return {"text": tok, "text_mask": mask}
+        if self.condition == "label":
+            return {"labels": torch.arange(n) % self.net_config.label_dim}
+        return {}
+
+    @torch.no_grad()
+    def sample(self, n: int = 16, steps: int | None = None, seeds=None) -> torch.Tensor:
+        """EMA-model samples with the preview conditions (N×C×H×W in [-1, 1]), batched, without guidance."""
+        cfg, dev = self.cfg, self.loop.acc.device
+        den = EDMPrecond(self.loop.parts["model"].ema.model, sigma_data=cfg.sigma_data)
+        seeds = list(range(n)) if seeds is None else list(seeds)
+        noise = SampleNoise.from_seeds(seeds)
+        shape = (self.net_config.in_channels, *([cfg.resolution] * self.net_config.dims))
+        sigmas = karras(steps or cfg.sample_steps, sigma_min=0.002, sigma_max=80.0)
+        cond = {k: v.to(dev) for k, v in self.preview_conditions(len(seeds)).items()}
+        x = start(noise, shape, sigmas, device=dev)
+        return sample(make_denoiser(den, cond), x, sigmas.to(dev), noise, sampler=cfg.sampler).clamp(-1, 1).cpu()
+
+    def model_config(self) -> dict:
+        cfg = self.cfg
+        return {
+            "network": "unet",
+            "unet": self.net_config.to_dict(),
+            "sigma_data": cfg.sigma_data,
+            # how to sample it: Karras et al. 2022's schedule over the σ range the loss trained on
+            "schedule": {"kind": "karras", "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0,
+                         "sampler": cfg.sampler, "steps": cfg.sample_steps},
+            "resolution": cfg.resolution,
+            "condition": self.condition,
+            "text_encoder": ({"name": self.text.name, "max_tokens": self.text.max_tokens} if self.text else None),
+            "classes": list(getattr(self.dataset, "classes", [])) if self.condition == "label" else None,
+        }

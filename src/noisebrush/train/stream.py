@@ -1,0 +1,68 @@
+"""The global sample stream: every random draw of training sample k is a function of (seed, k), nothing else.
+
+    stream = SampleStream(len(dataset), seed=0, P_mean=-1.2, P_std=1.2, cond_drop=0.1)
+    index, epoch = stream.item(k)                    # which picture sample k is, and in which epoch
+    sigma, noise, drop = stream.draws(k, x0.shape)   # its noise level, noise and condition-dropout flag
+    index, epoch, sigma, noise, drop = stream.draw(k, shape)   # both at once
+
+Sample k is item ``perm_e[k mod n]`` of epoch e = k // n, where ``perm_e`` is a permutation of the n items drawn
+from ``generator(seed, e, 0xDA7A)``. Its σ is log-normal, ln σ ~ N(P_mean, P_std²) (Karras et al. 2022, "EDM",
+table 1), its noise is N(0, I) of the sample's shape, and its condition is dropped (for classifier-free guidance)
+with probability ``cond_drop``; all three come, in that order, from ``generator(seed, k, 0x5A)``.
+
+A stream with a ``tag`` (an integer) mixes it into both seeds — ``generator(seed, e, tag, 0xDA7A)`` and
+``generator(seed, k, tag, 0x5A)`` — so two streams of one run (fine-tuning's pictures and its class pictures) are
+independent. The trainer's stream has no tag.
+
+Because nothing depends on batch, process or history, a run can be split over processes and accumulation steps, or
+stopped and resumed, and still see the same samples with the same noise.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from noisebrush.seeding import generator
+
+__all__ = ["SampleStream"]
+
+_PERM, _DRAWS = 0xDA7A, 0x5A
+
+
+class SampleStream:
+    """The sample stream over ``n`` items (see the module docstring)."""
+
+    def __init__(self, n: int, seed: int, *, tag: int | None = None, P_mean: float = -1.2, P_std: float = 1.2,
+                 cond_drop: float = 0.0):
+        self.n, self.seed, self.tag = int(n), int(seed), tag
+        self.P_mean, self.P_std, self.cond_drop = float(P_mean), float(P_std), float(cond_drop)
+        self._perm: tuple[int, torch.Tensor] | None = None  # (epoch, permutation): the last epoch drawn
+
+    def _key(self, *values: int) -> tuple[int, ...]:
+        return values if self.tag is None else (*values[:-1], self.tag, values[-1])
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        """The order of the n items in ``epoch``."""
+        if self._perm is None or self._perm[0] != epoch:
+            g = generator(*self._key(self.seed, epoch, _PERM))
+            self._perm = (epoch, torch.randperm(self.n, generator=g))
+        return self._perm[1]
+
+    def item(self, k: int) -> tuple[int, int]:
+        """(item index, epoch) of global sample ``k``."""
+        epoch, pos = divmod(int(k), self.n)
+        return int(self.permutation(epoch)[pos]), epoch
+
+    def draws(self, k: int, shape) -> tuple[float, torch.Tensor, bool]:
+        """(σ, noise of ``shape``, condition dropped) of global sample ``k``."""
+        g = generator(*self._key(self.seed, int(k), _DRAWS))
+        sigma = math.exp(self.P_mean + self.P_std * float(torch.randn((), generator=g, dtype=torch.float64)))
+        noise = torch.randn(tuple(shape), generator=g)
+        drop = bool(torch.rand((), generator=g, dtype=torch.float64) < self.cond_drop)
+        return sigma, noise, drop
+
+    def draw(self, k: int, shape) -> tuple[int, int, float, torch.Tensor, bool]:
+        """(item index, epoch, σ, noise, condition dropped) of global sample ``k``."""
+        index, epoch = self.item(k)
+        return (index, epoch, *self.draws(k, shape))

@@ -1,0 +1,200 @@
+"""Objectives plug into the one loop: a toy GAN (two networks, two AdamW optimizers, alternating updates) trains,
+checkpoints and resumes bit-identically through the same Trainer the EDM objective uses; the sample stream."""
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from noisebrush.seeding import generator
+from noisebrush.train import EMA, Trainer, make_scheduler
+from noisebrush.train.checkpoint import list_checkpoints, load_checkpoint
+from noisebrush.train.objectives import Loss, Objective, Part, Phase
+from noisebrush.train.stream import SampleStream
+
+LATENT, DIM = 4, 8
+
+
+class ToyGAN(Objective):
+    """A non-saturating GAN (Goodfellow et al. 2014, §3) on 12 points in 8-D: generator and discriminator MLPs."""
+
+    def __init__(self, poison_disc_at=None):
+        self.poison_disc_at = poison_disc_at
+
+    def build(self, loop):
+        cfg, self.loop = loop.cfg, loop
+        self.cfg, self.dev = cfg, loop.acc.device
+        self.data = torch.randn(12, DIM, generator=generator(7, 0xDA7A))
+        self.stream = SampleStream(len(self.data), cfg.seed, tag=0x6A)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            self.gen = torch.nn.Sequential(torch.nn.Linear(LATENT, 16), torch.nn.ReLU(), torch.nn.Linear(16, DIM))
+            self.disc = torch.nn.Sequential(torch.nn.Linear(DIM, 16), torch.nn.Dropout(0.1), torch.nn.LeakyReLU(0.2),
+                                            torch.nn.Linear(16, 1))
+        parts = {}
+        for name, net, lr in (("gen", self.gen, cfg.lr), ("disc", self.disc, 2 * cfg.lr)):
+            opt = torch.optim.AdamW(net.parameters(), lr=lr, betas=(0.5, 0.99))
+            sched = make_scheduler(opt, "cosine", cfg.steps, warmup=1, final=0.1)
+            parts[name] = Part(net, opt, sched, EMA(net, 0.9) if name == "gen" else None, grad_clip=1.0)
+        self.parts = parts
+        return parts
+
+    def describe(self):
+        return {"toy": "gan", "latent": LATENT, "dim": DIM}
+
+    def data_size(self):
+        return len(self.data)
+
+    def batch(self, ks):
+        real = torch.stack([self.data[self.stream.item(k)[0]] for k in ks])
+        z = torch.stack([torch.randn(LATENT, generator=generator(self.cfg.seed, k, 0x2)) for k in ks])
+        return {"real": real.to(self.dev), "z": z.to(self.dev)}
+
+    def phases(self, step):
+        return [Phase("disc", self.batch, self.disc_loss), Phase("gen", self.batch, self.gen_loss)]
+
+    def disc_loss(self, b, micro, accum):
+        d = self.parts["disc"].module
+        fake = self.parts["gen"].module(b["z"]).detach()
+        per = F.softplus(-d(b["real"])).squeeze(1) + F.softplus(d(fake)).squeeze(1)
+        if self.loop.step == self.poison_disc_at:
+            per = per * float("nan")
+        return Loss(per.mean() / accum, per.detach())
+
+    def gen_loss(self, b, micro, accum):
+        per = F.softplus(-self.parts["disc"].module(self.parts["gen"].module(b["z"]))).squeeze(1)
+        return Loss(per.mean() / accum, per.detach())
+
+    def model_config(self):
+        return {"network": "toy-gan-generator", "latent": LATENT, "dim": DIM}
+
+
+def _gan_config(make_config, name, **kw):
+    return make_config(name, **{**dict(steps=6, batch_size=4, grad_accum=2, lr=1e-2, log_every=1, keep_last=5), **kw})
+
+
+def _states(tr):
+    return {name: ({k: v.clone() for k, v in p.net.state_dict().items()},
+                   {k: v.clone() for k, v in p.ema.state_dict().items()} if p.ema else None,
+                   {(i, n): v.clone() for i, s in p.optimizer.state_dict()["state"].items() for n, v in s.items()})
+            for name, p in tr.parts.items()}
+
+
+def _assert_same_states(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        for x, y in zip(a[name], b[name]):
+            assert (x is None) == (y is None)
+            if x is not None:
+                assert x.keys() == y.keys()
+                for k in x:
+                    assert torch.equal(x[k], y[k]), (name, k)
+
+
+def test_a_gan_objective_trains_through_the_loop(make_config, tmp_path):
+    obj = ToyGAN()
+    tr = Trainer(_gan_config(make_config, "gan"), objective=obj)
+    before = _states(tr)
+    results = [tr.train_step() for _ in range(3)]
+    after = _states(tr)
+    for name in ("gen", "disc"):  # both networks learned, each with its own optimizer
+        assert any(not torch.equal(v, before[name][0][k]) for k, v in after[name][0].items()), name
+        assert int(tr.parts[name].optimizer.state_dict()["state"][0]["step"]) == 3
+    assert tr.parts["gen"].ema.updates == 3 and tr.parts["disc"].ema is None
+    assert tr.micro == 2 and tr.step == 3 and tr.skipped == 0
+    assert all(torch.isfinite(torch.tensor(r.loss)) for r in results)
+    # the LRs follow each part's own schedule (the discriminator's base LR is twice the generator's)
+    assert tr.parts["disc"].optimizer.param_groups[0]["lr"] == pytest.approx(
+        2 * tr.parts["gen"].optimizer.param_groups[0]["lr"])
+    # no gradient is left behind in either network between steps
+    assert all(p.grad is None for part in tr.parts.values() for p in part.net.parameters())
+
+
+def test_a_skipped_phase_leaves_only_its_network_untouched(make_config):
+    tr = Trainer(_gan_config(make_config, "gan"), objective=ToyGAN(poison_disc_at=2))
+    tr.train_step(), tr.train_step()
+    before = _states(tr)
+    res = tr.train_step()
+    after = _states(tr)
+    assert res.skipped and tr.skipped == 1
+    for x, y in zip(before["disc"], after["disc"]):  # weights and Adam moments of the discriminator
+        if x is not None:
+            assert all(torch.equal(x[k], y[k]) for k in x)
+    assert any(not torch.equal(v, before["gen"][0][k]) for k, v in after["gen"][0].items())  # the generator moved
+
+
+def test_a_gan_resumes_bit_identically(make_config, tmp_path):
+    ref = Trainer(_gan_config(make_config, "ref"), objective=ToyGAN())
+    ref_model = ref.fit()
+
+    def crash(step, row):
+        if step == 4:
+            raise RuntimeError("boom")
+
+    cfg = _gan_config(make_config, "run", checkpoint_every=3)
+    with pytest.raises(RuntimeError, match="boom"):
+        Trainer(cfg, objective=ToyGAN()).fit(crash)
+    run = tmp_path / "run"
+    assert [s for s, _ in list_checkpoints(run)] == [3]
+    ck = load_checkpoint(run / "checkpoints" / "step-0000003")
+    assert set(ck["parts"]) == {"disc"} and ck["parts"]["disc"]["ema"] is None and ck["ema_updates"] == 3
+
+    tr = Trainer(cfg, objective=ToyGAN(), resume=True)
+    assert tr.step == 3
+    model = tr.fit()
+    _assert_same_states(_states(tr), _states(ref))
+    for name in ("model.safetensors", "ema.safetensors", "part-disc.safetensors", "state.safetensors"):
+        a = (run / "checkpoints" / "step-0000006" / name).read_bytes()
+        b = (tmp_path / "ref" / "checkpoints" / "step-0000006" / name).read_bytes()
+        assert a == b, name
+    assert (model / "model.safetensors").read_bytes() == (ref_model / "model.safetensors").read_bytes()
+    conf = json.loads((model / "config.json").read_text())
+    assert conf["format"] == "noisebrush.model/1" and conf["network"] == "toy-gan-generator"
+    assert conf["provenance"]["steps"] == 6
+
+    with pytest.raises(Exception, match="network differs"):  # another objective's checkpoint
+        Trainer(make_config("run", steps=8), resume=True)
+
+
+# -- the sample stream ------------------------------------------------------------------------------------------------
+
+def test_stream_draws_are_a_function_of_seed_and_sample():
+    a, b = SampleStream(10, 3, P_mean=-1.2, P_std=1.2, cond_drop=0.5), SampleStream(10, 3, cond_drop=0.5)
+    ks = [37, 2, 19, 2, 0]
+    for k in ks:  # any order, any history
+        assert a.item(k) == b.item(k)
+        sa, na, da = a.draws(k, (3, 4))
+        sb, nb, db = b.draws(k, (3, 4))
+        assert sa == sb and torch.equal(na, nb) and da == db
+    # every epoch is a permutation of the items
+    for e in range(3):
+        assert sorted(a.item(10 * e + i)[0] for i in range(10)) == list(range(10))
+        assert {a.item(10 * e + i)[1] for i in range(10)} == {e}
+
+
+def test_stream_seeds_with_and_without_a_tag():
+    plain, tagged = SampleStream(7, 5), SampleStream(7, 5, tag=0xDA)
+    assert torch.equal(plain.permutation(2), torch.randperm(7, generator=generator(5, 2, 0xDA7A)))
+    assert torch.equal(tagged.permutation(2), torch.randperm(7, generator=generator(5, 2, 0xDA, 0xDA7A)))
+    g = generator(5, 11, 0xDA, 0x5A)
+    sigma = float(torch.exp(-1.2 + 1.2 * torch.randn((), generator=g, dtype=torch.float64)))
+    noise = torch.randn((2, 2), generator=g)
+    s, n, _ = tagged.draws(11, (2, 2))
+    assert s == pytest.approx(sigma, rel=1e-15) and torch.equal(n, noise)
+    assert not torch.equal(plain.draws(11, (2, 2))[1], n)
+
+
+def test_checkpoint_part_names_are_checked(tmp_path):
+    from noisebrush.train.checkpoint import save_checkpoint
+
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.AdamW(net.parameters())
+    sched = make_scheduler(opt, "constant", 2)
+    kw = dict(model=net, ema=None, optimizer=opt, scheduler=sched, state={})
+    for bad in ("model", "Disc", "a/b"):
+        with pytest.raises(ValueError, match="part name"):
+            save_checkpoint(tmp_path, 1, parts={bad: {"model": net, "optimizer": opt, "scheduler": sched}}, **kw)
+    path = save_checkpoint(tmp_path, 1, parts={"d-2": {"model": net, "optimizer": opt, "scheduler": sched}}, **kw)
+    ck = load_checkpoint(path)
+    assert ck["ema"] is None and ck["ema_updates"] is None and ck["parts"]["d-2"]["ema"] is None
+    assert ck["parts"]["d-2"]["model"].keys() == net.state_dict().keys()
