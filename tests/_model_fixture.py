@@ -10,6 +10,9 @@ from pathlib import Path
 
 import torch
 
+from noisebrush.io import model_folder
+from noisebrush.nets.unet import UNet, UNetConfig
+
 TINY_NET = dict(channels=8, channel_mult=[1, 2], blocks=1, attn_resolutions=[8], cross_attn_resolutions=[])
 
 _built: dict[str, Path] = {}
@@ -25,17 +28,18 @@ def reset_accelerate() -> None:
 
 @contextlib.contextmanager
 def one_thread():
-    """One intra-op thread, and ``load`` must not raise it again (pipeline._use_all_cores sets every core)."""
+    """One intra-op thread, and ``load`` must not raise it again (it calls ``use_all_cores``, which sets every core,
+    by the name noisebrush.paint.pipeline imported)."""
     import noisebrush.paint.pipeline as pipeline
 
     old_threads = torch.get_num_threads()
-    old_use = pipeline._use_all_cores
+    old_use = pipeline.use_all_cores
     torch.set_num_threads(1)
-    pipeline._use_all_cores = lambda: torch.set_num_threads(1)
+    pipeline.use_all_cores = lambda: torch.set_num_threads(1)
     try:
         yield
     finally:
-        pipeline._use_all_cores = old_use
+        pipeline.use_all_cores = old_use
         torch.set_num_threads(old_threads)
 
 
@@ -63,3 +67,23 @@ def tiny_model(tmp_path_factory, condition: str = "label") -> Path:
         with one_thread():
             _built[condition] = train_tiny(tmp_path_factory.mktemp(f"run-{condition}"), condition)
     return _built[condition]
+
+
+def write_model(path, *, factorized: bool, condition: str = "none", classes=None, schedule=None, **top):
+    """A tiny dims=3 model folder (a clip model when ``factorized``, else a volume model) with seeded random weights
+    and every gain switched on, so the network shapes every step."""
+    cfg = UNetConfig(dims=3, factorized=factorized, in_channels=3, channels=8, channel_mult=(1, 2), blocks=1,
+                     resolution=8, attn_resolutions=(4,), cross_attn_resolutions=(), channels_per_head=8,
+                     label_dim=len(classes or []))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        net = UNet(cfg)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if "gain" in name:
+                p.fill_(1.0)
+    config = {"network": "unet", "unet": cfg.to_dict(), "sigma_data": 0.5, "resolution": 8, "condition": condition,
+              "classes": classes, **top}
+    if schedule is not None:
+        config["schedule"] = schedule
+    return model_folder.write(path, net.state_dict(), config)

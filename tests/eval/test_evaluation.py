@@ -112,7 +112,7 @@ def test_memorization_flags_a_model_that_copies(label_model, monkeypatch):
     def copier(pipe, n, **kw):
         return torch.stack([real[i % 32]["image"] for i in range(n)]), 0.0
 
-    monkeypatch.setattr("noisebrush.eval.sampling.sample_many", copier)
+    monkeypatch.setattr("noisebrush.eval.evaluation.sample_many", copier)  # the name evaluation uses
     r = ev.evaluate(label_model, n=8, steps=2)
     assert r["near_copy_fraction"] == 1.0
 

@@ -6,7 +6,8 @@ from PIL import Image
 
 import noisebrush
 from _model_fixture import one_thread, tiny_model
-from noisebrush.paint.edit import parse_extend, repaint_path, slerp, strength_start, working_size
+from noisebrush.diffusion.samplers.repaint import repaint_path
+from noisebrush.paint.edit import parse_extend, slerp, strength_start, working_size
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.io.images import to_pil, to_uint8
 

@@ -13,17 +13,11 @@ from PIL import Image
 
 import noisebrush
 from _model_fixture import one_thread, tiny_model
+from noisebrush.devices import pick_device
 from noisebrush.diffusion import SAMPLERS
 from noisebrush.errors import BadParameter, UserError
-from noisebrush.paint.pipeline import (
-    MODEL_FORMAT,
-    Pipeline,
-    StepInfo,
-    pick_device,
-    read_model_config,
-    resolve_model,
-    weights_hash,
-)
+from noisebrush.io.model_folder import BUILTIN, MODEL_FORMAT, read_config, resolve, weights_hash
+from noisebrush.paint.pipeline import Pipeline, StepInfo
 
 FAMILIES = ("shapes", "mondrian", "landscape", "flower", "rings", "swirl")
 RECIPE_KEYS = {"prompt", "sampler", "steps", "cfg", "seed", "width", "height", "model", "model_hash", "noisebrush"}
@@ -74,9 +68,9 @@ def test_load_gives_a_pipeline(label_pipe, label_dir):
     assert p.hash == weights_hash(label_dir) and len(p.hash) == 10 and int(p.hash, 16) >= 0
     assert p.device == torch.device("cpu")
     assert not any(q.requires_grad for q in p.net.parameters())
-    conf = read_model_config(label_dir)
+    conf = read_config(label_dir)
     assert conf["format"] == MODEL_FORMAT and conf["condition"] == "label"
-    assert resolve_model(str(label_dir)) == label_dir
+    assert resolve(str(label_dir)) == label_dir
 
 
 def test_relative_folder_is_recorded_absolute(label_dir, monkeypatch):
@@ -267,8 +261,6 @@ def test_missing_folder(tmp_path):
 
 def test_missing_builtin_or_builtin_loads():
     """'builtin' resolves to the packaged model; until one is shipped it must still be a clean user error."""
-    from noisebrush.paint.pipeline import BUILTIN
-
     if (BUILTIN / "config.json").is_file():
         assert noisebrush.load("builtin", device="cpu").name == "builtin"
     else:
@@ -338,6 +330,20 @@ def test_bad_network_description(model_copy):
     _edit_config(model_copy, lambda c: c["unet"].update(bogus=1))
     msg = _load_error(model_copy)
     assert "bad network description" in msg and "bogus" in msg
+
+
+def test_folder_without_a_network_name_holds_a_unet(model_copy, label_pipe):
+    """Folders written before config.json named its network load as a UNet, painting as before."""
+    _edit_config(model_copy, lambda c: c.pop("network"))
+    pipe = noisebrush.load(model_copy, device="cpu")
+    assert type(pipe.net) is type(label_pipe.net)
+    assert torch.equal(pipe.generate("shapes", steps=2)[0], label_pipe.generate("shapes", steps=2)[0])
+
+
+def test_unknown_network_name(model_copy):
+    _edit_config(model_copy, lambda c: c.update({"network": "sr-unet", "sr-unet": c["unet"]}))
+    msg = _load_error(model_copy)
+    assert "config.json" in msg and "unknown network 'sr-unet'" in msg and "unet" in msg
 
 
 def test_weights_that_do_not_match_the_config(model_copy):

@@ -28,7 +28,13 @@ from pathlib import Path
 
 import torch
 
+from noisebrush.data.folder import ImageFolder
+from noisebrush.data.procedural import ATTRIBUTES, ProceduralArt
 from noisebrush.errors import BadParameter, UserError
+from noisebrush.eval.features import load_feature_net
+from noisebrush.eval.metrics import frechet_distance, kid, memorization as memo, precision_recall, swd_laplacian
+from noisebrush.eval.sampling import sample_many
+from noisebrush.paint.pipeline import load
 
 __all__ = ["evaluate", "check_options", "reference_split", "CONTENT_ATTRIBUTES", "LAYOUT_ATTRIBUTES", "adherence_scores",
            "adherence_hits"]
@@ -39,7 +45,6 @@ LAYOUT_ATTRIBUTES = ("position", "size", "count")
 
 def adherence_hits(pred: dict[str, torch.Tensor], table: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per picture and attribute: True where the prediction matches its row, or the attribute does not apply."""
-    from noisebrush.data.procedural import ATTRIBUTES
 
     names = list(ATTRIBUTES)
     hits = {name: pred[name] == table[:, j] for j, name in enumerate(names)}
@@ -54,7 +59,6 @@ def adherence_hits(pred: dict[str, torch.Tensor], table: torch.Tensor) -> dict[s
 
 def adherence_scores(pred: dict[str, torch.Tensor], table: torch.Tensor) -> dict:
     """Adherence of predictions to attribute rows (N × len(ATTRIBUTES), -1 where one does not apply)."""
-    from noisebrush.data.procedural import ATTRIBUTES
 
     names = list(ATTRIBUTES)
     n = table.shape[0]
@@ -88,11 +92,9 @@ def _training_data(pipe, data):
         data = prov.get("data") or "builtin"
     res = pipe.resolution
     if str(data) == "builtin":
-        from noisebrush.data.procedural import ProceduralArt
 
         size = int(train_cfg.get("data_size", 60000)) if prov.get("data") == "builtin" else 60000
         return "builtin", ProceduralArt(resolution=res, size=size, seed=0)
-    from noisebrush.data.folder import ImageFolder
 
     path = Path(data)
     if not path.is_dir():
@@ -126,12 +128,8 @@ def evaluate(model="builtin", *, data=None, n: int = 500, steps: int = 20, sampl
              cfg: float = 3.0, seed: int = 0, batch: int = 64, memorization: bool = True, feature_net=None,
              progress=None, pipe=None) -> dict:
     """The metrics of ``model`` against ``data``; see the module docstring. ``progress(stage, done, total)``."""
-    from noisebrush.eval.features import load_feature_net
-    from noisebrush.eval.metrics import frechet_distance, kid, memorization as memo, precision_recall, swd_laplacian
-    from noisebrush.eval.sampling import sample_many
 
     if pipe is None:
-        from noisebrush.paint.pipeline import load
 
         pipe = load(model)
     sampler = check_options(pipe, data=data, n=n, steps=steps, sampler=sampler, cfg=cfg, seed=seed, batch=batch)

@@ -21,11 +21,14 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
 from noisebrush.errors import UserError
+from noisebrush.io.atomic import atomic_path, atomic_write_text
 
 __all__ = ["FeatureNet", "load_feature_net", "FEATNET_DIR", "FEATNET_FORMAT"]
 
@@ -106,9 +109,7 @@ class FeatureNet(nn.Module):
 
 def save_feature_net(net: FeatureNet, path, meta: dict | None = None) -> Path:
     """Write config.json + model.safetensors (float16: the shipped copy stays small) atomically."""
-    from safetensors.torch import save_file
 
-    from noisebrush.io.atomic import atomic_path, atomic_write_text
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -120,8 +121,6 @@ def save_feature_net(net: FeatureNet, path, meta: dict | None = None) -> Path:
 
 
 def read_feature_net(path) -> FeatureNet:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     path = Path(path)
     try:

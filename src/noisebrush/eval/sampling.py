@@ -5,6 +5,10 @@ depends on its batch. Evaluation paints hundreds of pictures, where that costs a
 here the network sees whole batches (conditional and unconditional halves together). The starting noise and every
 noise a sampler draws still come from one generator per picture (seed ``seed + i``), so a picture differs from
 the one ``noisebrush paint`` makes with the same seed only by float rounding in the network's batched kernels.
+Both go through the same sampling core (:mod:`noisebrush.diffusion.sample`); only ``batched`` and the dtype differ.
+
+    from noisebrush.eval.sampling import sample_batch
+    x = sample_batch(pipe, prompts=["a red sun", "rings"], seeds=[0, 1], steps=20)
 """
 from __future__ import annotations
 
@@ -13,40 +17,38 @@ from typing import Callable, Sequence
 
 import torch
 
+from noisebrush.checks import whole
+from noisebrush.devices import fast_dtype
+from noisebrush.diffusion import SampleNoise
+from noisebrush.diffusion.sample import make_denoiser, sample, start
 from noisebrush.errors import BadParameter
 
-__all__ = ["sample_batch", "sample_many"]
+__all__ = ["sample_batch", "sample_many", "batch_denoiser"]
 
 
-def _fast_dtype(pipe):
-    """bf16 where the network's device runs it fast (CUDA, or a CPU with AVX-512 bf16), else None."""
-    from noisebrush.train.loop import _cpu_bf16_fast
-
-    if pipe.device.type == "cuda" or (pipe.device.type == "cpu" and _cpu_bf16_fast()):
-        return torch.bfloat16
-    return None
+def batch_denoiser(pipe, cond: dict, cfg: float, *, fast: bool = True, guidance=None):
+    """``pipe``'s network as a batched denoiser (one call for the whole batch and its unconditional twins),
+    under bf16 autocast when ``fast`` and the device runs bf16 fast (:func:`noisebrush.devices.fast_dtype`)."""
+    return make_denoiser(pipe.den, cond, cfg=cfg, batched=True, dtype=fast_dtype(pipe.device) if fast else None,
+                         device_type=pipe.device.type, guides=pipe.check_guidance(guidance))
 
 
-def _denoiser(pipe, cond: dict, scale: float, fast: bool):
-    dtype = _fast_dtype(pipe) if fast else None
-
-    def den(x, sigma, **kw):
-        if dtype is None:
-            return pipe.den(x, sigma, **kw)
-        with torch.autocast(pipe.device.type, dtype=dtype):
-            return pipe.den(x, sigma, **kw).float()
-
-    def run(x, sigma):
-        if not cond or scale == 1.0:
-            return den(x, sigma, **cond)
-        n = x.shape[0]
-        both = {k: torch.cat([v, v]) for k, v in cond.items()}
-        drop = torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)])
-        d = den(torch.cat([x, x]), torch.cat([sigma, sigma]), drop=drop, **both)
-        dc, du = d[:n], d[n:]
-        return du + scale * (dc - du)
-
-    return run
+def _conditions(pipe, prompts, labels, n: int) -> dict:
+    """One condition row per picture."""
+    if pipe.condition == "text":
+        if prompts is None or len(prompts) != n:
+            raise BadParameter("prompts: a text model needs one prompt per seed")
+        tok, mask = pipe.text_encoder.encode(list(prompts))
+        return {"text": tok, "text_mask": mask}
+    if pipe.condition == "label":
+        if labels is None or len(labels) != n:
+            raise BadParameter("labels: a class-conditional model needs one label per seed")
+        labels = torch.as_tensor(list(labels), dtype=torch.long)
+        # checked here: the network's forward does no value checks (it must stay exportable)
+        if labels.numel() and not (0 <= int(labels.min()) and int(labels.max()) < len(pipe.classes)):
+            raise BadParameter(f"labels: class indices from 0 to {len(pipe.classes) - 1}, got {labels.tolist()}")
+        return {"labels": labels}
+    return {}
 
 
 @torch.no_grad()
@@ -62,39 +64,22 @@ def sample_batch(pipe, *, prompts: Sequence[str] | None = None, labels: Sequence
     stays in float32/float64), as training does: evaluation numbers describe the model, not the last bits.
     ``guidance``: :class:`noisebrush.paint.guides.Guide` objects (a palette, a preference), as in ``Pipeline.generate``.
     """
-    from noisebrush.paint.guides import guided
-    from noisebrush.diffusion import SampleNoise, get_sampler, karras
-    from noisebrush.paint.pipeline import _takes
-
     n = len(seeds)
-    steps, _, _, cfg, size, sigma_min, sigma_max = pipe.check("", steps=steps, seed=0, n=max(n, 1), sampler=sampler,
-                                                              cfg=cfg, size=size, sigma_min=sigma_min,
-                                                              sigma_max=sigma_max,
-                                                              label=0 if pipe.condition == "label" else None)
-    cond: dict = {}
-    if pipe.condition == "text":
-        if prompts is None or len(prompts) != n:
-            raise BadParameter("prompts: a text model needs one prompt per seed")
-        tok, mask = pipe.text_encoder.encode(list(prompts))
-        cond = {"text": tok, "text_mask": mask}
-    elif pipe.condition == "label":
-        if labels is None or len(labels) != n:
-            raise BadParameter("labels: a class-conditional model needs one label per seed")
-        cond = {"labels": torch.as_tensor(list(labels), dtype=torch.long)}
-    info = get_sampler(sampler)
+    o = pipe.check("", steps=steps, seed=0, n=max(n, 1), sampler=sampler, cfg=cfg, size=size, sigma_min=sigma_min,
+                   sigma_max=sigma_max, label=0 if pipe.condition == "label" else None)
+    steps, cfg, sampler = o.steps, o.cfg, o.sampler
+    cond = _conditions(pipe, prompts, labels, n)
     noise = SampleNoise.from_seeds(list(seeds))
-    sigmas = (schedule or karras)(steps, sigma_min=sigma_min, sigma_max=sigma_max)
-    x = noise.randn((pipe.channels, *([size] * pipe.dims))) * float(sigmas[0])
-    kwargs = {"stats": stats} if stats is not None and _takes(info.fn, "stats") else {}
-    den = guided(_denoiser(pipe, cond, cfg, fast), pipe.check_guidance(guidance))
-    return info.fn(den, x, sigmas, noise=noise, **kwargs).clamp(-1, 1)
+    sigmas = schedule(steps, sigma_min=o.sigma_min, sigma_max=o.sigma_max) if schedule else o.sigmas()
+    x = start(noise, pipe.modality.shape(o.size), sigmas)
+    den = batch_denoiser(pipe, cond, cfg, fast=fast, guidance=guidance)
+    return sample(den, x, sigmas, noise, sampler=sampler, stats=stats).clamp(-1, 1)
 
 
 def sample_many(pipe, n: int, *, prompts=None, labels=None, seed: int = 0, batch: int = 64, progress=None,
                 **kw) -> tuple[torch.Tensor, float]:
     """N pictures in batches of ``batch``; returns (pictures, seconds per picture)."""
-    if n < 1:
-        raise BadParameter(f"n: a whole number ≥ 1, got {n}")
+    whole("n", n, 1)
     out = []
     t0 = time.perf_counter()
     for i in range(0, n, batch):

@@ -23,6 +23,10 @@ All of them work with any model noisebrush trains; none needs special training.
   at both ends (frame 0 is the painting of prompt A, the last frame that of prompt B) and smooth in between. A
   deterministic sampler keeps neighbouring frames close.
 
+Every one of them paints through the sampling core (:mod:`noisebrush.diffusion.sample`) with the pipeline's
+per-picture denoiser; inpainting's walk is the engine's RePaint sampler (:mod:`noisebrush.diffusion.samplers.repaint`)
+and a morph's prompt mixture is the engine's condition mixing (``make_denoiser(..., mix=...)``).
+
 Pictures are tensors 1×C×H×W in [-1, 1], PIL images or files. A picture whose sides are not multiples of the
 network's size step (or that is far larger than the model's resolution) is resized first: ``size`` sets the short
 side (default: kept when valid, else the model's resolution), and the recipe says so.
@@ -30,22 +34,26 @@ side (default: kept when valid, else the model's resolution), and the recipe say
 from __future__ import annotations
 
 import hashlib
-import math
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
+from noisebrush.checks import number, whole
+from noisebrush.data.folder import _to_rgb
+from noisebrush.diffusion import SampleNoise, get_sampler
+from noisebrush.diffusion.sample import make_denoiser, sample, start
+from noisebrush.diffusion.samplers.repaint import repaint, repaint_moves
 from noisebrush.errors import BadParameter, UserError
+from noisebrush.io.images import to_pil
 
-__all__ = ["load_image", "load_mask", "working_size", "vary", "inpaint", "outpaint", "morph", "repaint_path",
-           "slerp", "strength_start", "parse_extend"]
+__all__ = ["load_image", "load_mask", "working_size", "vary", "inpaint", "outpaint", "morph", "slerp",
+           "strength_start", "parse_extend"]
 
 
 # -- pictures in --------------------------------------------------------------------------------------------------
 def _open(path, name: str):
-    from PIL import Image, UnidentifiedImageError
-
     p = Path(path)
     if not p.exists():
         raise UserError(f"{p}: no such file ({name})")
@@ -62,11 +70,6 @@ def _open(path, name: str):
 
 def _pil_rgb(image, name: str):
     """A PIL RGB picture from a path, a PIL image or a tensor (C×H×W or 1×C×H×W in [-1, 1])."""
-    from PIL import Image
-
-    from noisebrush.data.folder import _to_rgb
-    from noisebrush.io.images import to_pil
-
     if isinstance(image, (str, Path)):
         image = _open(image, name)
     if torch.is_tensor(image):
@@ -84,18 +87,13 @@ def _to_tensor(pil) -> torch.Tensor:
     return (a.to(torch.float32) / 127.5 - 1).unsqueeze(0)
 
 
-def _size_step(pipe) -> int:
-    return 2 ** (len(pipe.config["unet"].get("channel_mult", [1, 2, 2])) - 1)
-
-
 def working_size(pipe, h: int, w: int, size: int | None = None) -> tuple[int, int]:
     """The size a picture is painted at: kept when both sides are multiples of the network's step and at most 4×
     the model's resolution (and ``size`` is not given); otherwise scaled so the short side is ``size`` (default: the
     resolution), both sides rounded to the step."""
-    step = _size_step(pipe)
+    step = pipe.modality.step
     if size is not None:
-        if isinstance(size, bool) or not isinstance(size, int) or size < step:
-            raise BadParameter(f"size: a whole number ≥ {step}, got {size!r}")
+        whole("size", size, step)
     elif h % step == 0 and w % step == 0 and max(h, w) <= 4 * pipe.resolution:
         return h, w
     short = size if size is not None else pipe.resolution
@@ -105,8 +103,7 @@ def working_size(pipe, h: int, w: int, size: int | None = None) -> tuple[int, in
 
 def load_image(pipe, image, *, size: int | None = None, name: str = "image") -> tuple[torch.Tensor, dict]:
     """(1×3×H×W picture in [-1, 1] at its working size, a note for the recipe: source file, its SHA-256, resizing)."""
-    from PIL import Image
-
+    pipe.modality.only_images(name)
     pil = _pil_rgb(image, name)
     note: dict = {}
     if isinstance(image, (str, Path)):
@@ -126,8 +123,6 @@ def load_mask(mask, hw: tuple[int, int], *, name: str = "mask", source_hw: tuple
         -> torch.Tensor:
     """1×1×H×W bool, True where the picture is repainted (white, i.e. grey level ≥ 128). The mask must have the
     picture's size (``source_hw``, before any resize); it is resized with the picture, nearest neighbour."""
-    from PIL import Image
-
     if isinstance(mask, (str, Path)):
         pil = _open(mask, name)
     elif isinstance(mask, Image.Image):
@@ -152,22 +147,14 @@ def load_mask(mask, hw: tuple[int, int], *, name: str = "mask", source_hw: tuple
 
 
 # -- shared pieces --------------------------------------------------------------------------------------------------
-def _whole(name: str, v, lo: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise BadParameter(f"{name}: a whole number ≥ {lo}, got {v!r}")
-    return v
-
-
-def _schedule(pipe, steps: int, sampler: str, cfg: float, seed: int, n: int, prompt: str, label, hw):
-    """Validated options and the σ schedule (sides checked against the network's step)."""
-    from noisebrush.diffusion import karras
-
-    steps, seed, n, cfg, _, sigma_min, sigma_max = pipe.check(prompt, steps=steps, seed=seed, n=n, sampler=sampler,
-                                                              cfg=cfg, label=label)
-    step = _size_step(pipe)
+def _options(pipe, steps, sampler, cfg: float, seed: int, n: int, prompt: str, label, hw):
+    """Validated options (steps and sampler default to the model's) with both sides checked against the network's
+    size step."""
+    o = pipe.check(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, label=label)
+    step = pipe.modality.step
     if hw[0] % step or hw[1] % step:
         raise BadParameter(f"size: {hw[1]}×{hw[0]} — both sides must be multiples of {step}")
-    return steps, seed, n, cfg, karras(steps, sigma_min=sigma_min, sigma_max=sigma_max), sigma_min, sigma_max
+    return o
 
 
 def _recipes(pipe, prompt, seeds, *, steps, sampler, cfg, hw, sigma_min, sigma_max, label, guidance, extra):
@@ -180,30 +167,19 @@ def strength_start(steps: int, strength: float) -> int:
     return steps - int(round(strength * steps))
 
 
-def _check_strength(strength) -> float:
-    if isinstance(strength, bool):
-        raise BadParameter(f"strength: a number from 0 to 1, got {strength!r}")
-    try:
-        s = float(strength)
-    except (TypeError, ValueError):
-        raise BadParameter(f"strength: a number from 0 to 1, got {strength!r}") from None
-    if not 0 <= s <= 1:
-        raise BadParameter(f"strength: a number from 0 to 1, got {strength!r}")
-    return s
-
-
 # -- variations -----------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def vary(pipe, image, prompt: str = "", *, strength: float = 0.6, steps: int = 20, seed: int = 0, n: int = 4,
-         sampler: str = "dpmpp_2m", cfg: float = 3.0, size: int | None = None, label=None, guidance=None,
+def vary(pipe, image, prompt: str = "", *, strength: float = 0.6, steps: int | None = None, seed: int = 0,
+         n: int = 4, sampler: str | None = None, cfg: float = 3.0, size: int | None = None, label=None, guidance=None,
          callback=None) -> tuple[torch.Tensor, list[dict]]:
-    """``n`` variations of ``image`` (SDEdit). Picture i uses seed ``seed + i``; returns (N×3×H×W, recipes)."""
-    from noisebrush.diffusion import SampleNoise
-
-    strength = _check_strength(strength)
+    """``n`` variations of ``image`` (SDEdit). Picture i uses seed ``seed + i``; returns (N×3×H×W, recipes).
+    ``steps`` and ``sampler`` default to the model folder's."""
+    strength = number("strength", strength, 0.0, 1.0)
     x0, note = load_image(pipe, image, size=size)
     hw = tuple(x0.shape[-2:])
-    steps, seed, n, cfg, sigmas, lo, hi = _schedule(pipe, steps, sampler, cfg, seed, n, prompt, label, hw)
+    o = _options(pipe, steps, sampler, cfg, seed, n, prompt, label, hw)
+    steps, seed, n, cfg, sampler, sigmas, lo, hi = o.steps, o.seed, o.n, o.cfg, o.sampler, o.sigmas(), o.sigma_min, \
+        o.sigma_max
     guidance = pipe.check_guidance(guidance)
     seeds = [seed + i for i in range(n)]
     k = strength_start(steps, strength)
@@ -214,85 +190,31 @@ def vary(pipe, image, prompt: str = "", *, strength: float = 0.6, steps: int = 2
         return x0.expand(n, -1, -1, -1).clone(), recipes
     noise = SampleNoise.from_seeds(seeds)
     eps = noise.randn(x0.shape[1:])
-    start = float(sigmas[k])
-    x = eps * start if k == 0 else x0 + eps * start  # strength 1 ignores the picture
+    sigma = float(sigmas[k])
+    x = eps * sigma if k == 0 else x0 + eps * sigma  # strength 1 ignores the picture
     den = pipe.denoiser(prompt, label=label, cfg=cfg, guidance=guidance)
-
-    def cb(info):
-        info.step += k
-        info.steps = steps
-        callback(info)
-
-    out = pipe.run_sampler(den, x, sigmas[k:], noise, sampler=sampler, callback=cb if callback else None)
+    out = sample(den, x, sigmas[k:], noise, sampler=sampler, callback=callback or None, step_offset=k, steps=steps)
     return out.clamp(-1, 1), recipes
 
 
 # -- inpainting -----------------------------------------------------------------------------------------------------
-def repaint_path(steps: int, jump_length: int, jumps: int) -> list[int]:
-    """The RePaint walk over schedule indices 0 (σ_max) … steps (σ = 0), one level per move.
-
-    Going down, at every boundary — index steps-1 and every ``jump_length`` levels above it, but never above
-    index ``jump_length`` — the walk climbs back ``jump_length`` levels, ``jumps - 1`` times per boundary, so each
-    stretch is denoised ``jumps`` times. ``jumps = 1`` is plain inpainting without resampling."""
-    _whole("steps", steps, 1), _whole("jump_length", jump_length, 1), _whole("jumps", jumps, 1)
-    boundaries = {i for i in range(jump_length, steps) if (steps - 1 - i) % jump_length == 0}
-    done: dict[int, int] = {}
-    path, i = [0], 0
-    while i < steps:
-        i += 1
-        path.append(i)
-        if i in boundaries and done.get(i, 0) < jumps - 1:
-            done[i] = done.get(i, 0) + 1
-            for _ in range(jump_length):
-                i -= 1
-                path.append(i)
-    return path
-
-
-def _repaint(pipe, den, x0, keep, sigmas, noise, path, callback):
-    """Walk ``path`` (see :func:`repaint_path`); ``keep`` is True where the input picture is known."""
-    from noisebrush.diffusion.samplers._common import ancestral_sigmas
-
-    from noisebrush.paint.pipeline import StepInfo
-
-    keep = keep.to(x0.dtype)
-    x = noise.randn(x0.shape[1:]) * float(sigmas[0])
-    moves = len(path) - 1
-    for m in range(moves):
-        i, j = path[m], path[m + 1]
-        s, t = float(sigmas[i]), float(sigmas[j])
-        if j > i:  # down one level: known pixels from the input at σ_i, the rest from an ancestral step
-            x = keep * (x0 + noise.randn(x0.shape[1:]) * s) + (1 - keep) * x
-            d = den(x, torch.full((x.shape[0],), s, dtype=torch.float64))
-            if callback is not None:
-                callback(StepInfo(step=m, steps=moves, sigma=s, x=x, x0=d))
-            if t == 0:
-                x = d
-            else:
-                down, up = ancestral_sigmas(s, t, 1.0)
-                x = d + (x - d) * (down / s) + noise.randn(x0.shape[1:]) * up
-        else:  # up one level: add the noise between σ_i and σ_j
-            x = x + noise.randn(x0.shape[1:]) * math.sqrt(t * t - s * s)
-    return keep * x0 + (1 - keep) * x.clamp(-1, 1)
-
-
 def _check_jumps(steps, jump_length, jumps):
-    _whole("jump_length", jump_length, 1)
-    _whole("jumps", jumps, 1)
+    whole("jump_length", jump_length, 1)
+    whole("jumps", jumps, 1)
     if jump_length >= steps and jumps > 1:
         raise BadParameter(f"jump_length: must be below steps ({steps}) to resample, got {jump_length}")
 
 
 @torch.no_grad()
-def inpaint(pipe, image, mask, prompt: str = "", *, steps: int = 20, jump_length: int = 4, jumps: int = 3,
+def inpaint(pipe, image, mask, prompt: str = "", *, steps: int | None = None, jump_length: int = 4, jumps: int = 3,
             seed: int = 0, n: int = 4, cfg: float = 3.0, size: int | None = None, label=None, guidance=None,
             callback=None) -> tuple[torch.Tensor, list[dict]]:
     """Repaint where ``mask`` is white (RePaint). The other pixels come out exactly as they went in."""
     x0, note = load_image(pipe, image, size=size)
     hw = tuple(x0.shape[-2:])
     src_hw = tuple(note["resized_from"]) if "resized_from" in note else hw
-    repaint = load_mask(mask, hw, source_hw=src_hw)
-    return _inpaint(pipe, x0, repaint, prompt, steps=steps, jump_length=jump_length, jumps=jumps, seed=seed, n=n,
+    hole = load_mask(mask, hw, source_hw=src_hw)
+    return _inpaint(pipe, x0, hole, prompt, steps=steps, jump_length=jump_length, jumps=jumps, seed=seed, n=n,
                     cfg=cfg, label=label, guidance=guidance, callback=callback,
                     note={"mode": "inpaint", **note, **_mask_note(mask)})
 
@@ -304,11 +226,10 @@ def _mask_note(mask) -> dict:
     return {}
 
 
-def _inpaint(pipe, x0, repaint, prompt, *, steps, jump_length, jumps, seed, n, cfg, label, guidance, callback, note):
-    from noisebrush.diffusion import SampleNoise
-
+def _inpaint(pipe, x0, hole, prompt, *, steps, jump_length, jumps, seed, n, cfg, label, guidance, callback, note):
     hw = tuple(x0.shape[-2:])
-    steps, seed, n, cfg, sigmas, lo, hi = _schedule(pipe, steps, "ddpm", cfg, seed, n, prompt, label, hw)
+    o = _options(pipe, steps, "ddpm", cfg, seed, n, prompt, label, hw)
+    steps, seed, n, cfg, sigmas, lo, hi = o.steps, o.seed, o.n, o.cfg, o.sigmas(), o.sigma_min, o.sigma_max
     _check_jumps(steps, jump_length, jumps)
     guidance = pipe.check_guidance(guidance)
     seeds = [seed + i for i in range(n)]
@@ -316,10 +237,10 @@ def _inpaint(pipe, x0, repaint, prompt, *, steps, jump_length, jumps, seed, n, c
     recipes = _recipes(pipe, prompt, seeds, steps=steps, sampler="repaint", cfg=cfg, hw=hw, sigma_min=lo,
                        sigma_max=hi, label=label, guidance=guidance, extra=extra)
     den = pipe.denoiser(prompt, label=label, cfg=cfg, guidance=guidance)
-    path = repaint_path(steps, jump_length, jumps)
     noise = SampleNoise.from_seeds(seeds)
-    keep = ~repaint.expand(n, 1, *hw)
-    out = _repaint(pipe, den, x0.expand(n, -1, -1, -1), keep, sigmas, noise, path, callback)
+    out = sample(den, start(noise, x0.shape[1:], sigmas), sigmas, noise, sampler=repaint, callback=callback,
+                 steps=repaint_moves(steps, jump_length, jumps), known=x0.expand(n, -1, -1, -1),
+                 keep=~hole.expand(n, 1, *hw), jump_length=jump_length, jumps=jumps)
     return out, recipes
 
 
@@ -341,7 +262,7 @@ def parse_extend(text) -> tuple[int, int, int, int]:
 
 
 @torch.no_grad()
-def outpaint(pipe, image, extend, prompt: str = "", *, steps: int = 20, jump_length: int = 4, jumps: int = 3,
+def outpaint(pipe, image, extend, prompt: str = "", *, steps: int | None = None, jump_length: int = 4, jumps: int = 3,
              seed: int = 0, n: int = 4, cfg: float = 3.0, size: int | None = None, label=None, guidance=None,
              callback=None) -> tuple[torch.Tensor, list[dict]]:
     """Paint ``extend`` = (left, top, right, bottom) pixels beyond the picture's edges; the picture itself is kept
@@ -350,15 +271,15 @@ def outpaint(pipe, image, extend, prompt: str = "", *, steps: int = 20, jump_len
     x0, note = load_image(pipe, image, size=size)
     h, w = x0.shape[-2:]
     H, W = h + top + bottom, w + left + right
-    step = _size_step(pipe)
+    step = pipe.modality.step
     if H % step or W % step:
         raise BadParameter(f"extend: the new canvas {W}×{H} must have sides that are multiples of {step} "
                            f"(the picture is {w}×{h})")
     canvas = torch.zeros(1, x0.shape[1], H, W)
     canvas[..., top:top + h, left:left + w] = x0
-    repaint = torch.ones(1, 1, H, W, dtype=torch.bool)
-    repaint[..., top:top + h, left:left + w] = False
-    return _inpaint(pipe, canvas, repaint, prompt, steps=steps, jump_length=jump_length, jumps=jumps, seed=seed, n=n,
+    hole = torch.ones(1, 1, H, W, dtype=torch.bool)
+    hole[..., top:top + h, left:left + w] = False
+    return _inpaint(pipe, canvas, hole, prompt, steps=steps, jump_length=jump_length, jumps=jumps, seed=seed, n=n,
                     cfg=cfg, label=label, guidance=guidance, callback=callback,
                     note={"mode": "outpaint", "extend": [left, top, right, bottom], **note})
 
@@ -377,79 +298,42 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return (wa * a64 + wb * b64).reshape(a.shape).to(a.dtype)
 
 
-def _mix_denoiser(pipe, cond_a: dict, cond_b: dict, cfg: float, t: float):
-    """Guided denoiser of the mixture of two conditions at weight t (see the module doc); one picture at a time."""
-    den = pipe.den
-
-    def run(x, sigma):
-        outs = []
-        for i in range(x.shape[0]):
-            xi, si = x[i:i + 1], sigma[i:i + 1]
-            if not cond_a:
-                outs.append(den(xi, si))
-                continue
-            keys = list(cond_a)
-            if t in (0.0, 1.0):  # the ends: exactly the plain painting
-                c = cond_a if t == 0.0 else cond_b
-                both = {k: torch.cat([c[k], c[k]]) for k in keys}
-                d = den(torch.cat([xi, xi]), torch.cat([si, si]), drop=torch.tensor([False, True]), **both)
-                dc, du = d[:1], d[1:]
-            else:
-                three = {k: torch.cat([cond_a[k], cond_b[k], cond_a[k]]) for k in keys}
-                d = den(torch.cat([xi, xi, xi]), torch.cat([si, si, si]), drop=torch.tensor([False, False, True]),
-                        **three)
-                dc, du = (1 - t) * d[:1] + t * d[1:2], d[2:]
-            outs.append(dc if cfg == 1.0 else du + cfg * (dc - du))
-        return torch.cat(outs)
-
-    return run
-
-
 @torch.no_grad()
 def morph(pipe, prompt: str = "", *, to_prompt: str | None = None, seed: int = 0, to_seed: int | None = None,
-          frames: int = 16, steps: int = 20, sampler: str = "dpmpp_2m", cfg: float = 3.0, size: int | None = None,
+          frames: int = 16, steps: int | None = None, sampler: str | None = None, cfg: float = 3.0,
+          size: int | None = None,
           label=None, to_label=None, guidance=None, callback=None) -> tuple[torch.Tensor, dict]:
     """Frames F×C×H×W from (prompt, seed) to (to_prompt, to_seed); returns (frames, recipe). Frame 0 is the picture
     ``generate`` paints from prompt/seed; the last frame the one from to_prompt/to_seed."""
-    from noisebrush.diffusion import SampleNoise, get_sampler
-    from noisebrush.paint.guides import guided
-
-    frames = _whole("frames", frames, 2)
+    frames = whole("frames", frames, 2)
     to_prompt = prompt if to_prompt is None else to_prompt
     to_seed = seed if to_seed is None else to_seed
     to_label = label if to_label is None else to_label
     if to_prompt == prompt and to_seed == seed and to_label == label:
         raise BadParameter("morph: give another prompt (to_prompt) and/or another seed (to_seed) to morph towards")
-    info = get_sampler(sampler)
-    if info.stochastic:
+    pipe.modality.only_images("morph")
+    o = pipe.check(prompt, steps=steps, seed=seed, n=1, sampler=sampler, cfg=cfg, size=size, label=label)
+    steps, seed, cfg, size, lo, hi, sampler = o.steps, o.seed, o.cfg, o.size, o.sigma_min, o.sigma_max, o.sampler
+    if get_sampler(sampler).stochastic:
         raise BadParameter(f"sampler: {sampler} draws fresh noise at every step, so neighbouring frames would not "
                            f"match; use a deterministic one (euler, heun, ddim, dpmpp_2m, dpmpp_3m)")
-    steps, seed, _, cfg, size, lo, hi = pipe.check(prompt, steps=steps, seed=seed, n=1, sampler=sampler, cfg=cfg,
-                                                   size=size, label=label)
-    pipe.check(to_prompt, seed=_whole("to_seed", to_seed, 0), label=to_label)
+    pipe.check(to_prompt, seed=whole("to_seed", to_seed, 0), label=to_label)
     guidance = pipe.check_guidance(guidance)
-    from noisebrush.diffusion import karras
-
-    sigmas = karras(steps, sigma_min=lo, sigma_max=hi)
-    shape = (pipe.channels, *([size] * pipe.dims))
+    sigmas = o.sigmas()
+    shape = pipe.modality.shape(size)
     ea = SampleNoise.from_seeds([seed]).randn(shape)
     eb = SampleNoise.from_seeds([to_seed]).randn(shape)
-    ca = pipe._conditions(prompt, label, 1)
-    cb_ = pipe._conditions(to_prompt, to_label, 1)
+    ca, cb = pipe.conditions(prompt, label), pipe.conditions(to_prompt, to_label)
     out = []
     for f in range(frames):
         t = f / (frames - 1)
         eps = ea if t == 0 else eb if t == 1 else slerp(ea, eb, t)
-        den = guided(_mix_denoiser(pipe, ca, cb_, cfg, t), guidance)
+        # the ends are exactly the plain paintings of A and B; in between, the guided mixture (module docstring)
+        mix = [(ca, 1.0)] if t == 0 else [(cb, 1.0)] if t == 1 else [(ca, 1 - t), (cb, t)]
+        den = make_denoiser(pipe.den, mix=mix, cfg=cfg, batched=False, guides=guidance)
         noise = SampleNoise.from_seeds([seed if t < 0.5 else to_seed])  # unused by deterministic samplers
-
-        def cb(info, f=f):
-            info.step = f * steps + info.step
-            info.steps = frames * steps
-            callback(info)
-
-        out.append(pipe.run_sampler(den, eps * float(sigmas[0]), sigmas, noise, sampler=sampler,
-                                    callback=cb if callback else None).clamp(-1, 1))
+        out.append(sample(den, eps * float(sigmas[0]), sigmas, noise, sampler=sampler, callback=callback or None,
+                          step_offset=f * steps, steps=frames * steps).clamp(-1, 1))
     recipe = {**pipe.recipe(prompt, seed=seed, steps=steps, sampler=sampler, cfg=cfg, size=size, sigma_min=lo,
                             sigma_max=hi, label=label, guidance=guidance),
               "mode": "morph", "to_prompt": to_prompt, "to_seed": to_seed, "to_label": to_label, "frames": frames}

@@ -48,7 +48,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.io.atomic import atomic_path, atomic_write_text
-from noisebrush.io.images import save_image, to_uint8
+from noisebrush.io.images import save_image, to_pil, to_uint8
+from noisebrush.io.png import save_png
 
 __all__ = ["explain", "parse_at", "default_at", "check_fps", "display_xt", "FILES"]
 
@@ -122,7 +123,7 @@ def display_xt(x: torch.Tensor, sigma: float, sigma_data: float) -> torch.Tensor
 def _font(size: int = 11):
     """DejaVu Sans (shipped with matplotlib: it has σ and x̂); Pillow's own font otherwise."""
     try:
-        import matplotlib
+        import matplotlib  # lazy: ~1 s to import (see _figure); also optional here, Pillow's font is the fallback
 
         return ImageFont.truetype(os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf"), size)
     except (ImportError, OSError):
@@ -196,7 +197,7 @@ def _gif_frame(step_label: str, sigma: float, xt, x0, *, zoom: int, sigma_data: 
 
 
 def _write_gif(path: Path, frames: list[np.ndarray], fps: float) -> None:
-    import imageio.v3 as iio
+    import imageio.v3 as iio  # lazy: ~0.5 s to import, which only the GIF needs
 
     ms = max(20, round(1000 / fps))
     durations = [ms] * len(frames)
@@ -207,8 +208,9 @@ def _write_gif(path: Path, frames: list[np.ndarray], fps: float) -> None:
 
 
 def _figure(rows: int, height: float):
+    # lazy: matplotlib's figure machinery costs ~2.5 s to import; only the plots need it
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: see above
 
     fig = Figure(figsize=(7.5, height), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)  # the Agg canvas: no GUI, no pyplot state
@@ -270,7 +272,7 @@ def _adaptive_attempts(frames, sigma_start: float, levels: list[float]) -> list[
 
 
 def _plot_langevin(path: Path, stats: dict, *, title: str) -> None:
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # lazy: matplotlib (see _figure)
 
     per_level = [int(lv[0]) for lv in stats.get("corrector_steps", [])]
     levels = [float(s) for s in stats.get("levels", [])]
@@ -301,7 +303,7 @@ def _plot_langevin(path: Path, stats: dict, *, title: str) -> None:
 
 
 def _plot_adaptive(path: Path, stats: dict, frames, *, title: str) -> None:
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # lazy: matplotlib (see _figure)
 
     levels = [float(s) for s in stats.get("sigmas", [[]])[0]]
     rejected = _adaptive_attempts(frames, levels[0] if levels else frames[0]["sigma"], levels)
@@ -353,7 +355,8 @@ def _remove_stale(out: Path, written: set[str]) -> None:
             (out / name).unlink(missing_ok=True)
 
 
-def explain(pipe, prompt: str = "", *, seed: int = 0, steps: int = 20, sampler: str = "dpmpp_2m", cfg: float = 3.0,
+def explain(pipe, prompt: str = "", *, seed: int = 0, steps: int | None = None, sampler: str | None = None,
+            cfg: float = 3.0,
             at=None, out_dir, fps: float = 8.0, size: int | None = None, label=None,
             callback=None) -> dict[str, Path]:
     """Paint one picture with ``pipe`` and write the files that show how it came about (see the module docstring).
@@ -362,12 +365,8 @@ def explain(pipe, prompt: str = "", *, seed: int = 0, steps: int = 20, sampler: 
     six evenly spaced). ``fps``: frames per second of ``process.gif``. ``callback(StepInfo)`` sees every step (for
     a progress bar). Returns {"strip", "gif", "schedule", ["correctors"], "picture", "json"} → paths.
     """
-    from noisebrush.diffusion import karras
-    from noisebrush.io.images import to_pil
-    from noisebrush.io.png import save_png
-
-    steps, seed, _, cfg, size, sigma_min, sigma_max = pipe.check(prompt, steps=steps, seed=seed, n=1,
-                                                                 sampler=sampler, cfg=cfg, size=size, label=label)
+    opts = pipe.check(prompt, steps=steps, seed=seed, n=1, sampler=sampler, cfg=cfg, size=size, label=label)
+    steps, seed, cfg, size, sampler = opts.steps, opts.seed, opts.cfg, opts.size, opts.sampler
     at = parse_at(at, steps)
     fps = check_fps(fps)
     out = Path(out_dir)
@@ -387,7 +386,7 @@ def explain(pipe, prompt: str = "", *, seed: int = 0, steps: int = 20, sampler: 
                                     label=label, callback=record, stats=stats)
     if not frames:  # pragma: no cover - every sampler calls back at least once
         raise RuntimeError(f"{sampler}: the sampler reported no steps")
-    planned = [float(s) for s in karras(steps, sigma_min=sigma_min, sigma_max=sigma_max)[:-1]]
+    planned = [float(s) for s in opts.sigmas()[:-1]]
     sigma_data = float(pipe.config["sigma_data"])
     adaptive = sampler == "adaptive" or len(frames) != steps
     step_word = "try" if adaptive else "step"

@@ -1,7 +1,8 @@
 """Guides: differentiable wishes about the finished picture, applied while it is painted.
 
 A guide is a loss on the predicted clean picture x̂_0. At every step the pipeline's denoiser output is moved down
-that loss's gradient (the engine's x̂_0-guidance hook, :func:`noisebrush.diffusion.guidance.x0_guidance`):
+that loss's gradient (the engine's x̂_0-guidance hook, :func:`noisebrush.diffusion.guidance.x0_guidance`, which the
+sampling core applies for every guide passed as ``guides`` to :func:`noisebrush.diffusion.sample.make_denoiser`):
 
     D'(x, σ) = x̂_0 - scale · weight(σ) · ∇ loss(x̂_0)
 
@@ -20,7 +21,9 @@ from typing import Sequence
 
 import torch
 
-__all__ = ["Guide", "guided", "guidance_recipes"]
+from noisebrush.errors import UserError
+
+__all__ = ["Guide", "guidance_recipes", "guides_from_recipe", "register_guide", "GUIDES"]
 
 
 class Guide:
@@ -51,36 +54,31 @@ class Guide:
         return g
 
 
-def guided(denoiser, guides: Sequence[Guide] | None):
-    """``denoiser(x, sigma, **kw)`` with every guide's step applied to its output, in order."""
-    from noisebrush.diffusion.guidance import x0_guidance
-
-    for g in guides or ():
-        if g.scale:
-            denoiser = x0_guidance(denoiser, g.gradient, scale=float(g.scale), weight=g.weight)
-    return denoiser
-
-
 def guidance_recipes(guides: Sequence[Guide] | None) -> list[dict]:
     """What a recipe records about the guides (``[]`` when there are none)."""
     return [{"name": g.name, "scale": float(g.scale), **g.recipe()} for g in guides or ()]
 
 
-#: guide name → "module:Class"; each class has ``from_recipe(dict) -> Guide``
-GUIDES = {"palette": "noisebrush.paint.palette:PaletteGuide", "preference": "noisebrush.workflows.preference:PreferenceGuide"}
+#: guide name → its class (each has ``from_recipe(dict) -> Guide``); a guide class joins with :func:`register_guide`
+#: when its module is imported: the palette here in paint, the learned preference in
+#: :mod:`noisebrush.workflows.preference` (a higher layer, which paint never imports).
+GUIDES: dict[str, type] = {}
+
+
+def register_guide(cls: type) -> type:
+    """Class decorator: recipes that name ``cls.name`` are rebuilt with ``cls.from_recipe``."""
+    GUIDES[cls.name] = cls
+    return cls
 
 
 def guides_from_recipe(recorded) -> list[Guide]:
     """The guides a recipe's ``guidance`` list describes (to paint a picture again)."""
-    import importlib
-
-    from noisebrush.errors import UserError
-
     out = []
     for d in recorded or []:
-        where = GUIDES.get(d.get("name")) if isinstance(d, dict) else None
-        if where is None:
-            raise UserError(f"recipe: unknown guide {d!r}")
-        mod, cls = where.split(":")
-        out.append(getattr(importlib.import_module(mod), cls).from_recipe(d))
+        cls = GUIDES.get(d.get("name")) if isinstance(d, dict) else None
+        if cls is None:
+            hint = " (import noisebrush.workflows.preference first)" if isinstance(d, dict) and \
+                d.get("name") == "preference" else ""
+            raise UserError(f"recipe: unknown guide {d!r}{hint}")
+        out.append(cls.from_recipe(d))
     return out

@@ -22,7 +22,7 @@ import re
 import torch
 
 from noisebrush.errors import BadParameter
-from noisebrush.paint.guides import Guide
+from noisebrush.paint.guides import Guide, register_guide
 
 __all__ = ["parse_palette", "PaletteGuide", "palette_distance", "palette_hex"]
 
@@ -77,6 +77,7 @@ def palette_distance(images: torch.Tensor, palette) -> torch.Tensor:
     return _sq_dist(x, pal).min(1).values.sqrt().flatten(1).mean(1)
 
 
+@register_guide
 class PaletteGuide(Guide):
     """Pull every pixel of x̂_0 toward its nearest palette colour (see the module doc)."""
 

@@ -1,0 +1,133 @@
+"""Typed painting options and the sampling schedule a model folder records.
+
+    opts = pipe.check("a red sun", steps=None, seed=7, n=4)     # a frozen PaintOptions, every field validated
+    opts.steps, opts.sampler                                     # the model's own (config.json "schedule") when None
+    opts.size                                                    # one size per axis of the model's modality
+    sigmas = opts.sigmas()                                       # the σ schedule: kind and ρ from the model folder
+    noise = SampleNoise.from_seeds(opts.seeds)
+
+A model folder's config.json may say how it is best sampled::
+
+    "schedule": {"kind": "karras", "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0, "sampler": "dpmpp_2m",
+                 "steps": 20}
+
+:func:`model_schedule` reads it (the defaults are exactly these values, so a folder without it paints as before); an
+unknown kind, sampler or a bad number is one :class:`noisebrush.errors.UserError` line naming the file.
+
+Bounds (inclusive): steps 1 … :data:`MAX_STEPS`, n 1 … :data:`MAX_N`, cfg 0 … :data:`MAX_CFG`, seeds 0 … 2^64 - 1
+(the range of a torch generator's seed), 0 < sigma_min < sigma_max ≤ :data:`MAX_SIGMA`; the size rule is the
+modality's (:mod:`noisebrush.paint.modality`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from noisebrush.checks import number, whole
+from noisebrush.diffusion import exponential, get_sampler, karras
+from noisebrush.errors import BadParameter, UserError
+
+__all__ = ["PaintOptions", "ModelSchedule", "model_schedule", "schedule_sigmas", "check_common", "SCHEDULE_KINDS",
+           "MAX_STEPS", "MAX_N", "MAX_CFG", "MAX_SIGMA", "MAX_SEED"]
+
+MAX_STEPS = 10_000
+MAX_N = 10_000
+MAX_CFG = 100.0
+MAX_SIGMA = 10_000.0
+MAX_SEED = 2 ** 64 - 1
+SCHEDULE_KINDS = ("karras", "exponential")  # the σ schedules between sigma_min and sigma_max a model may name
+
+
+def schedule_sigmas(kind: str, steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
+    """The σ values (float64, ending in 0) of ``kind``: "karras" (Karras et al. 2022, eq. 5, with ``rho``) or
+    "exponential" (evenly spaced in log σ; ``rho`` unused)."""
+    if kind == "karras":
+        return karras(steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
+    if kind == "exponential":
+        return exponential(steps, sigma_min=sigma_min, sigma_max=sigma_max)
+    raise BadParameter(f"schedule: one of {', '.join(SCHEDULE_KINDS)}; got {kind!r}")
+
+
+@dataclass(frozen=True)
+class ModelSchedule:
+    """How a model is sampled unless the caller says otherwise (config.json's ``schedule``)."""
+
+    kind: str = "karras"
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    sampler: str = "dpmpp_2m"
+    steps: int = 20
+
+
+def model_schedule(config: dict, where="config.json") -> ModelSchedule:
+    """The validated ``schedule`` of a model's config (defaults for what it leaves out); ``where`` names the file in
+    the one-line UserError."""
+    sched = config.get("schedule")
+    if sched is None:
+        return ModelSchedule()
+    if not isinstance(sched, dict):
+        raise UserError(f"{where}: 'schedule' must be an object, got {sched!r}")
+    d = ModelSchedule()
+    got = {k: sched.get(k, getattr(d, k)) for k in ("kind", "sigma_min", "sigma_max", "rho", "sampler", "steps")}
+    if got["kind"] not in SCHEDULE_KINDS:
+        raise UserError(f"{where}: unknown schedule kind {got['kind']!r}; noisebrush paints with "
+                        f"{' or '.join(SCHEDULE_KINDS)}")
+    try:
+        get_sampler(got["sampler"])
+        lo = number("sigma_min", got["sigma_min"], 0.0, above=True)
+        hi = number("sigma_max", got["sigma_max"], lo, MAX_SIGMA, above=True)
+        rho = number("rho", got["rho"], 0.0, above=True)
+        steps = whole("steps", got["steps"], 1, MAX_STEPS)
+    except BadParameter as e:
+        raise UserError(f"{where}: bad 'schedule' ({e})") from None
+    return ModelSchedule(got["kind"], lo, hi, rho, got["sampler"], steps)
+
+
+@dataclass(frozen=True)
+class PaintOptions:
+    """Validated options for painting (what :meth:`noisebrush.paint.pipeline.Pipeline.check` returns)."""
+
+    prompt: str
+    steps: int
+    seed: int                 # picture i of a call uses seed + i
+    n: int
+    sampler: str
+    cfg: float                # classifier-free guidance scale (1 = plain conditional)
+    size: tuple[int, ...]     # one size per axis of the model's modality (images: (height, width))
+    sigma_min: float
+    sigma_max: float
+    label: int | str | None = None  # as the caller gave it (recipes record it so)
+    schedule: str = "karras"  # the σ schedule kind and ρ (from the model folder)
+    rho: float = 7.0
+    seeds: tuple[int, ...] = field(init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "seeds", tuple(self.seed + i for i in range(self.n)))
+
+    def sigmas(self) -> torch.Tensor:
+        """The σ schedule of these options (float64, steps + 1 values ending in 0)."""
+        return schedule_sigmas(self.schedule, self.steps, self.sigma_min, self.sigma_max, self.rho)
+
+
+def check_common(prompt, *, steps, seed, n, sampler, cfg, sigma_min, sigma_max, schedule: ModelSchedule) -> dict:
+    """The options every model shares, validated (BadParameter naming the first bad one); ``None`` for steps,
+    sampler, sigma_min or sigma_max means the model's ``schedule``. Returns PaintOptions' fields but size/label."""
+    if not isinstance(prompt, str):
+        raise BadParameter(f"prompt: text, got {prompt!r}")
+    sampler = schedule.sampler if sampler is None else sampler
+    get_sampler(sampler)
+    steps = schedule.steps if steps is None else whole("steps", steps, 1, MAX_STEPS)
+    n = whole("n", n, 1, MAX_N)
+    seed = whole("seed", seed, 0)
+    if seed + n - 1 > MAX_SEED:
+        raise BadParameter(f"seed: at most 2^64 - n ({MAX_SEED + 1 - n}) so every picture's seed fits, got {seed}")
+    cfg = number("cfg", cfg, 0.0, MAX_CFG)
+    lo = schedule.sigma_min if sigma_min is None else number("sigma_min", sigma_min)
+    hi = schedule.sigma_max if sigma_max is None else number("sigma_max", sigma_max)
+    if not 0 < lo < hi <= MAX_SIGMA:
+        raise BadParameter(f"sigma_min/sigma_max: need 0 < sigma_min < sigma_max ≤ {MAX_SIGMA:g}, got {lo}, {hi}")
+    return dict(prompt=prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, sigma_min=lo, sigma_max=hi,
+                schedule=schedule.kind, rho=schedule.rho)
+

@@ -1,0 +1,144 @@
+"""Painting a picture again from its recipe — the dict every painting records (and every PNG noisebrush writes
+carries): ``Pipeline.recipe`` builds it; this module checks what it names and replays it.
+
+    from noisebrush.io.png import read_recipe
+    from noisebrush.paint import recipe as recipes
+
+    rec = read_recipe("outputs/a-red-sun-s7.png")
+    pipe = recipes.load_pipeline(rec, where="a-red-sun-s7.png")      # its model (+ LoRAs), hashes checked
+    for one in recipes.pictures(rec, where="a-red-sun-s7.png"):      # a contact sheet lists several
+        images, again = recipes.replay(pipe, one, where="a-red-sun-s7.png")
+
+A recipe names its model folder (absolute path, or "builtin") with the first 10 hex digits of the weights' SHA-256,
+its LoRA files with theirs, and — for edits — the source picture and mask with a SHA-256 prefix; every one is
+checked before painting, and a missing or changed file is one :class:`noisebrush.errors.UserError` line that names
+it. Modes: plain painting (any modality; the size comes back through the model's
+:class:`noisebrush.paint.modality.Modality`), ``vary``, ``inpaint`` and ``outpaint`` (images). A morph's strip is
+not replayed here (``noisebrush morph`` paints it from the options its recipe lists).
+
+Same recipe, same pixels: :func:`replay` passes exactly the options the painting function recorded, so the result
+is bit-identical on the same machine (see ``tests/paint/test_recipe_fixtures.py`` for PNGs written by 0.1).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from noisebrush.errors import UserError
+from noisebrush.paint.guides import guides_from_recipe
+from noisebrush.paint import palette as _palette  # noqa: F401  (registers the palette guide for replays)
+from noisebrush.paint.pipeline import Pipeline, load
+
+__all__ = ["pictures", "lora_files", "source_file", "load_pipeline", "replay", "EDIT_MODES"]
+
+EDIT_MODES = ("vary", "inpaint", "outpaint")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def pictures(recipe: dict, *, where="recipe") -> list[dict]:
+    """The recipes of the pictures a recipe stands for: a contact sheet's list (``"sheet"`` with ``"images"``), else
+    the recipe itself. UserError for a morph's strip and for a sheet that lists none."""
+    if not isinstance(recipe, dict):
+        raise UserError(f"{where}: its recipe is not a set of noisebrush parameters")
+    if recipe.get("mode") == "morph":
+        raise UserError(f"{where}: is a morph's strip; paint it again with `noisebrush morph` and the options its "
+                        f"recipe lists (`noisebrush info {where}`)")
+    parts = recipe.get("images") if "sheet" in recipe else [recipe]
+    if not isinstance(parts, list) or not parts or not all(isinstance(r, dict) for r in parts):
+        raise UserError(f"{where}: its contact-sheet recipe lists no pictures")
+    return parts
+
+
+def lora_files(recipe: dict, *, where="recipe") -> list[tuple[Path, float]] | None:
+    """The LoRA files a recipe names as ``(path, weight)`` pairs (``None`` when none), each checked against the
+    SHA-256 prefix the recipe recorded."""
+    specs = []
+    for d in recipe.get("lora") or []:
+        f = Path(str(d.get("file", "")))
+        if not f.is_file():
+            raise UserError(f"{where}: was painted with the LoRA {f}, which is not there any more")
+        if d.get("hash") and _sha256(f)[:10] != d["hash"]:
+            raise UserError(f"{where}: the LoRA {f} has changed since the picture was painted")
+        specs.append((f, float(d.get("weight", 1.0))))
+    return specs or None
+
+
+def source_file(recipe: dict, key: str, *, where="recipe") -> Path:
+    """A file an edit recipe names under ``key`` ("source": its input picture, "mask"), checked against the SHA-256
+    prefix it recorded (``key + "_sha256"``)."""
+    f = Path(str(recipe.get(key) or ""))
+    if not recipe.get(key) or not f.is_file():
+        raise UserError(f"{where}: was painted from {recipe.get(key) or 'a picture given in memory'}, which is not "
+                        f"there; it cannot be painted again")
+    sha = recipe.get(f"{key}_sha256")
+    if sha and _sha256(f)[:len(sha)] != sha:
+        raise UserError(f"{where}: {f} has changed since the picture was painted from it")
+    return f
+
+
+def load_pipeline(recipe: dict, *, model=None, device=None, where="recipe", hint: str = "--model") -> Pipeline:
+    """The pipeline a recipe was painted with: its model folder (or ``model`` instead), its LoRA files merged in,
+    and the weights checked against the hash it recorded. ``hint`` says, in the error lines, how the user names
+    another model folder (the CLI's ``--model``)."""
+    named = recipe.get("model", "builtin")
+    if model is None and not (isinstance(named, str) and named):
+        raise UserError(f"{where}: its recipe names no model; pass {hint}")
+    pipe = load(model or named, device=device, lora=lora_files(recipe, where=where))
+    if recipe.get("model_hash") and recipe["model_hash"] != pipe.hash:
+        raise UserError(f"{where}: was painted with model weights {recipe['model_hash']}, but "
+                        f"{model or named} has {pipe.hash}; pass {hint} with the original folder")
+    return pipe
+
+
+def _options(rec: dict) -> dict:
+    """The options every mode records, read back (KeyError, TypeError or ValueError when the recipe lacks one)."""
+    return dict(prompt=rec.get("prompt", ""), steps=int(rec["steps"]), seed=int(rec["seed"]), n=1,
+                cfg=float(rec["cfg"]), label=rec.get("label"), guidance=guides_from_recipe(rec.get("guidance")) or None)
+
+
+def _mode_options(pipe: Pipeline, rec: dict, mode: str | None) -> dict:
+    """The keyword arguments of the painting function that made the recipe (mode None: ``generate``)."""
+    opts = _options(rec)
+    if mode is None:
+        return opts | {"sampler": rec["sampler"], "sigma_min": rec.get("sigma_min"),
+                       "sigma_max": rec.get("sigma_max"), "size": pipe.modality.size_from_recipe(rec)}
+    opts["size"] = int(rec["resized_short"]) if rec.get("resized_from") else None
+    if mode == "vary":
+        return opts | {"strength": float(rec["strength"]), "sampler": rec["sampler"]}
+    opts |= {"jump_length": int(rec["jump_length"]), "jumps": int(rec["jumps"])}
+    return opts | ({"extend": rec["extend"]} if mode == "outpaint" else {})
+
+
+def replay(pipe: Pipeline, recipe: dict, *, where="recipe", callback=None) -> tuple[torch.Tensor, list[dict]]:
+    """Paint one picture again from its recipe → (1×C×(axes) tensor in [-1, 1], [its recipe]), as the painting
+    function that made it returned them. Modes: plain (any modality), ``vary``, ``inpaint``, ``outpaint``; the files
+    an edit names are checked first (:func:`source_file`). ``where`` names the recipe's origin in error lines;
+    ``callback(StepInfo)`` sees every step."""
+    if not isinstance(recipe, dict):
+        raise UserError(f"{where}: its recipe is not a set of noisebrush parameters")
+    mode = recipe.get("mode")
+    if mode is not None and mode not in EDIT_MODES:
+        raise UserError(f"{where}: unknown painting mode {mode!r} in its recipe")
+    try:
+        opts = _mode_options(pipe, recipe, mode)
+    except (KeyError, TypeError, ValueError) as e:  # ValueError includes BadParameter
+        raise UserError(f"{where}: incomplete noisebrush parameters ({e})") from None
+    prompt = opts.pop("prompt")
+    if mode is None:
+        return pipe.generate(prompt, callback=callback, **opts)
+    source = source_file(recipe, "source", where=where)
+    if mode == "vary":
+        return pipe.vary(source, prompt, callback=callback, **opts)
+    if mode == "inpaint":
+        return pipe.inpaint(source, source_file(recipe, "mask", where=where), prompt, callback=callback, **opts)
+    extend = opts.pop("extend")
+    return pipe.outpaint(source, extend, prompt, callback=callback, **opts)
