@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from noisebrush.errors import UserError
-from noisebrush.io.png import RECIPE_KEY, a1111_parameters, read_recipe, save_png
+from noisebrush.io.png import RECIPE_KEY, a1111_parameters, read_picture, read_recipe, save_png
 
 RECIPE = {"prompt": "a red sun over purple mountains", "label": None, "sampler": "dpmpp_2m", "steps": 20, "cfg": 3.0,
           "seed": 7, "width": 16, "height": 16, "sigma_min": 0.002, "sigma_max": 80.0, "model": "mymodel",
@@ -161,3 +161,28 @@ def test_failure_on_a_new_file_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         save_png(_picture(), tmp_path / "new.png", RECIPE)
     assert os.listdir(tmp_path) == []
+
+
+def test_read_picture_returns_rgb_and_the_recipe_or_none(tmp_path):
+    path = save_png(_picture(), tmp_path / "r.png", RECIPE)
+    picture, recipe = read_picture(path)
+    assert picture.mode == "RGB" and picture.size == _picture().size and recipe == RECIPE
+    plain = tmp_path / "plain.png"
+    _picture().convert("L").save(plain)
+    picture, recipe = read_picture(plain)
+    assert picture.mode == "RGB" and recipe is None
+    for raw in ("{not json", "[1, 2]", "{}"):
+        info = PngImagePlugin.PngInfo()
+        info.add_text(RECIPE_KEY, raw)
+        _picture().save(tmp_path / "bad.png", pnginfo=info)
+        assert read_picture(tmp_path / "bad.png")[1] is None
+
+
+def test_read_picture_errors_are_one_line(tmp_path):
+    with pytest.raises(UserError, match="missing.png: no such file"):
+        read_picture(tmp_path / "missing.png")
+    p = tmp_path / "notes.png"
+    p.write_text("hello, I am not a picture")
+    with pytest.raises(UserError, match="notes.png: not a readable image") as e:
+        read_picture(p)
+    assert "\n" not in str(e.value)

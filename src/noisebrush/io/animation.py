@@ -10,21 +10,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import imageio.v2 as iio2
+import imageio.v3 as iio
 import numpy as np
 import torch
 
+from noisebrush.checks import number, whole
 from noisebrush.errors import BadParameter
 from noisebrush.io.atomic import atomic_path
+from noisebrush.io.images import to_uint8
 
 __all__ = ["frames_uint8", "save_gif", "save_mp4"]
 
 
 def frames_uint8(frames, zoom: int = 1) -> np.ndarray:
     """F×H×W×3 uint8 from an F×3×H×W tensor in [-1, 1] or a list of PIL images, enlarged ``zoom`` times."""
-    from noisebrush.io.images import to_uint8
-
-    if isinstance(zoom, bool) or not isinstance(zoom, int) or not 1 <= zoom <= 64:
-        raise BadParameter(f"zoom: a whole number from 1 to 64, got {zoom!r}")
+    whole("zoom", zoom, 1, 64)
     if torch.is_tensor(frames):
         a = to_uint8(frames).permute(0, 2, 3, 1).numpy()
     else:
@@ -37,14 +38,11 @@ def frames_uint8(frames, zoom: int = 1) -> np.ndarray:
 
 
 def _check_fps(fps) -> float:
-    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0.1 <= fps <= 60:
-        raise BadParameter(f"fps: a number from 0.1 to 60, got {fps!r}")
-    return float(fps)
+    return number("fps", fps, 0.1, 60)
 
 
 def save_gif(frames, path, *, fps: float = 12.0, zoom: int = 1, loop: bool = True) -> Path:
-    import imageio.v3 as iio
-
+    """An endless (``loop``) or once-played GIF at ``fps`` frames per second (delays of whole milliseconds, ≥ 20)."""
     a = frames_uint8(frames, zoom)
     ms = max(20, round(1000 / _check_fps(fps)))
     path = Path(path)
@@ -56,8 +54,6 @@ def save_gif(frames, path, *, fps: float = 12.0, zoom: int = 1, loop: bool = Tru
 
 def save_mp4(frames, path, *, fps: float = 12.0, zoom: int = 1, quality: int = 8) -> Path:
     """H.264 (yuv420p, plays everywhere). Needs imageio-ffmpeg (a dependency; it bundles ffmpeg)."""
-    import imageio.v2 as iio2
-
     a = frames_uint8(frames, zoom)
     f, h, w, _ = a.shape
     ph, pw = -h % 16, -w % 16

@@ -8,7 +8,8 @@ Every picture noisebrush writes holds two text chunks:
   Seed: …, Size: WxH, Model hash: …, Model: …, Version: …``), so other tools' "PNG info" readers show it.
 
     save_png(image, "out/sun.png", recipe)
-    recipe = read_recipe("out/sun.png")
+    recipe = read_recipe("out/sun.png")              # a UserError if it carries none
+    picture, recipe = read_picture("any.png")         # RGB, and its recipe or None
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from PIL import Image, PngImagePlugin, UnidentifiedImageError
 from noisebrush.errors import UserError
 from noisebrush.io.atomic import atomic_path
 
-__all__ = ["save_png", "read_recipe", "a1111_parameters", "RECIPE_KEY"]
+__all__ = ["save_png", "read_recipe", "read_picture", "a1111_parameters", "RECIPE_KEY"]
 
 RECIPE_KEY = "noisebrush"
 
@@ -50,17 +51,38 @@ def save_png(image: Image.Image, path, recipe: dict) -> Path:
     return path
 
 
-def read_recipe(path) -> dict:
-    """The recipe a noisebrush PNG carries; a clear UserError for anything else."""
-    path = Path(path)
+def _open(path: Path, *, rgb: bool) -> tuple[Image.Image | None, dict]:
+    """The picture's text chunks, and the picture itself as RGB when ``rgb``; a clear UserError if unreadable."""
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
         with Image.open(path) as im:
             im.load()
             text = dict(getattr(im, "text", {}) or {})
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            picture = im.convert("RGB") if rgb else None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise UserError(f"{path}: not a readable image ({e})") from None
+    return picture, text
+
+
+def read_picture(path) -> tuple[Image.Image, dict | None]:
+    """Any picture file as RGB, with the recipe it carries, or None when it carries none (or an unreadable one).
+
+    An image that cannot be read is a UserError, as in :func:`read_recipe`.
+    """
+    path = Path(path)
+    picture, text = _open(path, rgb=True)
+    try:
+        recipe = json.loads(text[RECIPE_KEY]) if RECIPE_KEY in text else None
+    except json.JSONDecodeError:
+        recipe = None
+    return picture, recipe if isinstance(recipe, dict) and recipe else None
+
+
+def read_recipe(path) -> dict:
+    """The recipe a noisebrush PNG carries; a clear UserError for anything else."""
+    path = Path(path)
+    _, text = _open(path, rgb=False)
     raw = text.get(RECIPE_KEY)
     if raw is None:
         raise UserError(f"{path}: carries no noisebrush parameters (was it written by noisebrush?)")

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import noisebrush.apps.cli.prefs  # noqa: F401  (registers the commands; cli.py imports it too)
+import noisebrush.apps.cli.prefs  # noqa: F401  (registers the commands; the package imports it too)
 from _cli_checks import one_error_line
 from noisebrush.apps.cli import main
 from noisebrush.io.images import to_pil
