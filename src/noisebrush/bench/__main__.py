@@ -1,6 +1,7 @@
 """Entry point: ``python -m noisebrush.bench NAME [options]``. User errors print one line and exit 2."""
 from __future__ import annotations
 
+import importlib
 import sys
 
 from noisebrush.errors import UserError
@@ -23,7 +24,6 @@ def main(argv: list[str] | None = None) -> int:
     if name not in BENCHES:
         print(f"error: unknown benchmark {name!r}; choose one of {', '.join(BENCHES)}", file=sys.stderr)
         return 2
-    import importlib
 
     mod = importlib.import_module(BENCHES[name])
     try:

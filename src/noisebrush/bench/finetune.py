@@ -33,17 +33,29 @@ and 58 LoRA (−56%); adherence 0.70 → 0.71 / 0.70 (n = 100, 12 steps); LoRA f
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import random
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+import noisebrush
+from noisebrush.bench.common import BenchParser, check_report_path, finish
+from noisebrush.data.procedural import ProceduralArt, make_scene, render_scene
 from noisebrush.errors import BadParameter
+from noisebrush.eval.evaluation import adherence_scores, reference_split
+from noisebrush.eval.features import load_feature_net
+from noisebrush.eval.metrics import frechet_distance
+from noisebrush.eval.sampling import sample_many
+from noisebrush.io.atomic import atomic_path, atomic_write_text
+from noisebrush.io.images import make_grid, save_image
+from noisebrush.nets.lora import apply_loras
+from noisebrush.seeding import mix
+from noisebrush.workflows.finetune import caption_with_token, finetune
 
 __all__ = ["STYLE_FAMILY", "STYLE_PALETTE", "style_scenes", "style_images", "style_caption", "make_style_folder",
            "measure", "run", "table", "main"]
@@ -51,11 +63,6 @@ __all__ = ["STYLE_FAMILY", "STYLE_PALETTE", "style_scenes", "style_images", "sty
 STYLE_FAMILY = "rings"
 STYLE_PALETTE = {"umber": (112, 66, 38), "olive": (124, 130, 30), "mint": (164, 234, 200)}
 TOKEN = "<mystyle>"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise BadParameter(message)
 
 
 def style_caption(scene) -> str:
@@ -69,9 +76,6 @@ def style_caption(scene) -> str:
 def style_scenes(n: int, seed: int = 0) -> list:
     """The first ``n`` rings scenes of ProceduralArt(seed), recoloured into :data:`STYLE_PALETTE` (a random pair of
     distinct palette colours per picture, each with a small change of shade, from a generator of (seed, index))."""
-    from noisebrush.data.procedural import make_scene
-    from noisebrush.seeding import mix
-
     names = list(STYLE_PALETTE)
     out, i = [], 0
     while len(out) < n:
@@ -90,10 +94,6 @@ def style_scenes(n: int, seed: int = 0) -> list:
 
 def style_images(n: int, seed: int = 0, resolution: int = 32) -> tuple[torch.Tensor, list[str]]:
     """``n`` style pictures (N×3×H×W in [-1, 1]) and their colour-free captions."""
-    import numpy as np
-
-    from noisebrush.data.procedural import render_scene
-
     scenes = style_scenes(n, seed)
     pics = [torch.from_numpy(np.asarray(render_scene(s, resolution), dtype=np.uint8).transpose(2, 0, 1).copy())
             for s in scenes]
@@ -102,9 +102,6 @@ def style_images(n: int, seed: int = 0, resolution: int = 32) -> tuple[torch.Ten
 
 def make_style_folder(path, n: int = 20, seed: int = 0, resolution: int = 32, captions: bool = True) -> Path:
     """Write ``n`` style pictures as ``style-NNN.png`` (+ ``style-NNN.txt`` captions) into ``path``."""
-    from noisebrush.data.procedural import render_scene
-    from noisebrush.io.atomic import atomic_path, atomic_write_text
-
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     for k, scene in enumerate(style_scenes(n, seed)):
@@ -120,12 +117,6 @@ def make_style_folder(path, n: int = 20, seed: int = 0, resolution: int = 32, ca
 def measure(pipe, *, ref_features, style_prompts: list[str], paint_n: int, adherence_n: int, steps: int,
             cfg: float = 3.0, seed: int = 0, fnet=None) -> dict:
     """fd_style (token-prompt paintings against the held-out style set) and adherence on base prompts."""
-    from noisebrush.data.procedural import ProceduralArt
-    from noisebrush.eval.evaluation import adherence_scores, reference_split
-    from noisebrush.eval.features import load_feature_net
-    from noisebrush.eval.metrics import frechet_distance
-    from noisebrush.eval.sampling import sample_many
-
     fnet = fnet or load_feature_net()
     t = time.perf_counter()
     prompts = [style_prompts[i % len(style_prompts)] for i in range(paint_n)]
@@ -147,11 +138,6 @@ def run(*, base: str = "builtin", workdir, style_n: int = 20, ref_n: int = 200, 
         lr_full: float | None = None, lr_lora: float | None = None, batch_size: int = 8, rank: int = 8,
         prior_preservation: bool = True, memorization_n: int = 16, modes=("full", "lora"), seed: int = 0,
         log=print) -> dict:
-    import noisebrush
-    from noisebrush.eval.features import load_feature_net
-    from noisebrush.workflows.finetune import caption_with_token, finetune
-    from noisebrush.nets.lora import apply_loras
-
     workdir = Path(workdir)
     fnet = load_feature_net()
     base_pipe = noisebrush.load(base)
@@ -232,7 +218,7 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog="python -m noisebrush.bench finetune", description=__doc__.split("\n\n")[0])
+    p = BenchParser(prog="python -m noisebrush.bench finetune", description=__doc__.split("\n\n")[0])
     p.add_argument("--base", default="builtin", help="the model to fine-tune (default: builtin)")
     p.add_argument("--style-n", type=int, default=20, help="pictures in the style folder")
     p.add_argument("--ref-n", type=int, default=200, help="held-out style pictures (the fd reference)")
@@ -260,8 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     modes = tuple(m.strip() for m in a.modes.split(",") if m.strip())
     if not modes or any(m not in ("full", "lora") for m in modes):
         raise BadParameter(f"--modes: full, lora or both, got {a.modes!r}")
-    if a.json is not None and a.json.is_dir():
-        raise BadParameter(f"--json: {a.json} is a folder")
+    if a.json is not None:
+        check_report_path(a.json)
     kw = dict(style_n=a.style_n, ref_n=a.ref_n, paint_n=a.paint_n, adherence_n=a.adherence_n,
               sample_steps=a.sample_steps, steps_full=a.steps_full, steps_lora=a.steps_lora, lr_full=a.lr_full,
               lr_lora=a.lr_lora, batch_size=a.batch_size, rank=a.rank, modes=modes,
@@ -275,24 +261,13 @@ def main(argv: list[str] | None = None) -> int:
         result = run(base=a.base, workdir=workdir, log=log, **kw)
     paintings = result.pop("paintings")
     if a.figure is not None:
-        from noisebrush.io.images import make_grid, save_image
-
         rows_ = [paintings[k][:8] for k in ("style", "base", *modes)]
         g = make_grid(torch.cat(rows_), cols=min(8, rows_[0].shape[0]))
         a.figure.parent.mkdir(parents=True, exist_ok=True)
         save_image(g.resize((g.width * 3, g.height * 3), resample=0), a.figure)
         print(f"figure → {a.figure}")
-    print(table(result))
-    if a.json is not None:
-        from noisebrush.io.atomic import atomic_write_text
-
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(a.json, json.dumps(result, indent=2))
-        print(f"results → {a.json}")
-    return 0
+    return finish(result, lambda r: print(table(r)), a.json, note="results → {path}")
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main())

@@ -17,12 +17,24 @@ A seam the feature net could see would push ``fd_inpainted`` above ``fd_fresh``;
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 
 import torch
+from rich.console import Console
+from rich.table import Table
+
+import noisebrush
+from noisebrush.bench.common import BenchParser, finish
+from noisebrush.checks import whole
+from noisebrush.data.procedural import ProceduralArt
+from noisebrush.diffusion import SampleNoise, karras
+from noisebrush.diffusion.sample import sample, start
+from noisebrush.diffusion.samplers.repaint import repaint
+from noisebrush.eval.features import load_feature_net
+from noisebrush.eval.metrics import frechet_distance
+from noisebrush.eval.sampling import batch_denoiser, sample_many
+from noisebrush.io.images import to_uint8
 
 MASKS = ("centre", "right-half", "top-half")
 
@@ -43,30 +55,20 @@ def hole(kind: str, size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def inpaint_batch(pipe, pictures, repaint, prompts, seeds, *, steps=20, jump_length=4, jumps=3, cfg=3.0):
-    """Batched RePaint (the pipeline's own walk, with the network run on whole batches as in evaluation)."""
-    from noisebrush.diffusion import SampleNoise, karras
-    from noisebrush.paint.edit import _repaint, repaint_path
-    from noisebrush.eval.sampling import _denoiser
-
+def inpaint_batch(pipe, pictures, holes, prompts, seeds, *, steps=20, jump_length=4, jumps=3, cfg=3.0):
+    """Batched RePaint (the engine's RePaint sampler, with the network run on whole batches as in evaluation)."""
     tok, mask = pipe.text_encoder.encode(list(prompts))
-    den = _denoiser(pipe, {"text": tok, "text_mask": mask}, cfg, True)
+    den = batch_denoiser(pipe, {"text": tok, "text_mask": mask}, cfg, fast=True)
     sched = pipe.config.get("schedule") or {}
     sigmas = karras(steps, sigma_min=float(sched.get("sigma_min", 0.002)),
                     sigma_max=float(sched.get("sigma_max", 80.0)))
-    return _repaint(pipe, den, pictures, ~repaint, sigmas, SampleNoise.from_seeds(seeds),
-                    repaint_path(steps, jump_length, jumps), None)
+    noise = SampleNoise.from_seeds(seeds)
+    return sample(den, start(noise, pictures.shape[1:], sigmas), sigmas, noise, sampler=repaint,
+                  known=pictures, keep=~holes, jump_length=jump_length, jumps=jumps)
 
 
 def run(*, n: int = 200, steps: int = 20, jump_length: int = 4, jumps: int = 3, cfg: float = 3.0, batch: int = 50,
         seed: int = 0, log=print) -> dict:
-    import noisebrush
-    from noisebrush.data.procedural import ProceduralArt
-    from noisebrush.eval.features import load_feature_net
-    from noisebrush.eval.metrics import frechet_distance
-    from noisebrush.eval.sampling import sample_many
-    from noisebrush.io.images import to_uint8
-
     pipe = noisebrush.load("builtin")
     fnet = load_feature_net()
     size = pipe.resolution
@@ -105,9 +107,6 @@ def run(*, n: int = 200, steps: int = 20, jump_length: int = 4, jumps: int = 3, 
 
 
 def print_table(r: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     t = Table(title=f"inpainting ({r['n']} held-out pictures, holes: {', '.join(r['masks'])}; {r['steps']} steps, "
                     f"RePaint jump length {r['jump_length']} × {r['jumps']})")
     for c in ("pictures", "fd_art", "known pixels identical"):
@@ -121,9 +120,7 @@ def print_table(r: dict) -> None:
 
 
 def main(argv=None) -> int:
-    from noisebrush.errors import BadParameter
-
-    ap = argparse.ArgumentParser(prog="python -m noisebrush.bench inpaint", description=__doc__.split("\n")[0])
+    ap = BenchParser(prog="python -m noisebrush.bench inpaint", description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--jump-length", type=int, default=4)
@@ -132,20 +129,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
-    if a.n < 4:
-        raise BadParameter(f"--n: at least 4, got {a.n}")
+    whole("--n", a.n, 4)
     report = run(n=a.n, steps=a.steps, jump_length=a.jump_length, jumps=a.jumps, batch=a.batch, seed=a.seed,
                  log=lambda s: print(s, file=sys.stderr))
-    print_table(report)
-    if a.json:
-        from pathlib import Path
-
-        from noisebrush.io.atomic import atomic_write_text
-
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(a.json, json.dumps(report, indent=2))
-        print(f"report → {a.json}")
-    return 0
+    return finish(report, print_table, a.json, note="report → {path}")
 
 
 if __name__ == "__main__":

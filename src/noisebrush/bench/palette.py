@@ -23,12 +23,21 @@ distance as much as the guided paintings' did, and how much the judge's adherenc
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 
+from rich.console import Console
+from rich.table import Table
 import torch
+
+import noisebrush
+from noisebrush.bench.common import BenchParser, finish
+from noisebrush.data.procedural import ATTRIBUTES, ProceduralArt
+from noisebrush.errors import BadParameter
+from noisebrush.eval.evaluation import adherence_hits
+from noisebrush.eval.features import load_feature_net
+from noisebrush.eval.sampling import sample_many
+from noisebrush.paint.palette import PaletteGuide, _sq_dist, palette_distance, parse_palette
 
 SCENARIOS = {
     "shades": {"palette": "#b03a2e,#1f3a68,#efe6d0", "colours": ("red", "blue", "white"),
@@ -40,8 +49,6 @@ SCENARIOS = {
 
 def _prompts(ds, n: int, colours, start: int = 40_000):
     """Captions and attribute rows of the first n items from ``start`` whose named colours lie in ``colours``."""
-    from noisebrush.data.procedural import ATTRIBUTES
-
     names = list(ATTRIBUTES)
     ci, c2i = names.index("colour"), names.index("colour2")
     allowed = None if colours is None else {ATTRIBUTES["colour"].index(c) for c in colours}
@@ -59,8 +66,6 @@ def _prompts(ds, n: int, colours, start: int = 40_000):
 def recoloured(real: torch.Tensor, palette, change: float) -> torch.Tensor:
     """The real pictures moved toward their pixels' nearest palette colours, just far enough that their mean palette
     distance changes by ``change`` (e.g. -0.6): the control for what recolouring alone does to the judge."""
-    from noisebrush.paint.palette import _sq_dist, palette_distance, parse_palette
-
     pal = parse_palette(palette)
     snap = (pal * 2 - 1)[_sq_dist(real, pal * 2 - 1).argmin(1)].permute(0, 3, 1, 2)
     d0 = float(palette_distance(real, pal).mean())
@@ -77,8 +82,6 @@ def recoloured(real: torch.Tensor, palette, change: float) -> torch.Tensor:
 
 def _adherence(pred, table, attributes) -> float:
     """Share of pictures whose ``attributes`` (where they apply) all match the prompt's."""
-    from noisebrush.eval.evaluation import adherence_hits
-
     hits = adherence_hits(pred, table)
     ok = torch.ones(table.shape[0], dtype=torch.bool)
     for name in attributes:
@@ -89,12 +92,6 @@ def _adherence(pred, table, attributes) -> float:
 def run(*, n: int = 200, scales=((0.1, None), (0.15, None), (0.2, 2.0)), tau: float = 0.1,
         scenarios=("shades", "foreign"),
         steps: int = 20, cfg: float = 3.0, batch: int = 50, seed: int = 0, log=print) -> dict:
-    import noisebrush
-    from noisebrush.data.procedural import ProceduralArt
-    from noisebrush.eval.features import load_feature_net
-    from noisebrush.eval.sampling import sample_many
-    from noisebrush.paint.palette import PaletteGuide, palette_distance
-
     pipe = noisebrush.load("builtin")
     fnet = load_feature_net()
     ds = ProceduralArt(resolution=pipe.resolution, size=60_000, seed=0)
@@ -134,9 +131,6 @@ def run(*, n: int = 200, scales=((0.1, None), (0.15, None), (0.2, 2.0)), tau: fl
 
 
 def print_table(report: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     t = Table(title=f"palette guidance ({report['rows'][0]['n']} pictures per row, {report['steps']} steps, "
                     f"cfg {report['cfg']}; goal: distance ≥ 50% lower, adherence within 5 points)")
     for c in ("scenario", "palette", "scale", "σ ≤", "palette distance", "change", "adherence", "Δ points",
@@ -152,9 +146,7 @@ def print_table(report: dict) -> None:
 
 
 def main(argv=None) -> int:
-    from noisebrush.errors import BadParameter
-
-    ap = argparse.ArgumentParser(prog="python -m noisebrush.bench palette", description=__doc__.split("\n")[0])
+    ap = BenchParser(prog="python -m noisebrush.bench palette", description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=200, help="prompts per scenario")
     ap.add_argument("--scales", default="0.1,0.15,0.2@2",
                     help="guidance settings, comma-separated: SCALE or SCALE@SIGMA (guide only where σ ≤ SIGMA)")
@@ -178,16 +170,7 @@ def main(argv=None) -> int:
         raise BadParameter(f"--n: at least 2, got {a.n}")
     report = run(n=a.n, scales=scales, tau=a.tau, scenarios=scenarios, steps=a.steps, batch=a.batch, seed=a.seed,
                  log=lambda s: print(s, file=sys.stderr))
-    print_table(report)
-    if a.json:
-        from pathlib import Path
-
-        from noisebrush.io.atomic import atomic_write_text
-
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(a.json, json.dumps(report, indent=2))
-        print(f"report → {a.json}")
-    return 0
+    return finish(report, print_table, a.json, note="report → {path}")
 
 
 if __name__ == "__main__":

@@ -36,8 +36,6 @@ scale 3, as ``noisebrush paint``).
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import re
 import sys
@@ -46,8 +44,16 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
+import noisebrush
+from noisebrush.bench.common import BenchParser, comma_separated, write_report
+from noisebrush.data.procedural import ATTRIBUTES, COLOURS, make_scene
 from noisebrush.errors import BadParameter, UserError
+from noisebrush.eval.features import load_feature_net
+from noisebrush.eval.sampling import sample_batch
+from noisebrush.io.images import make_grid, save_image
+from noisebrush.workflows.preference import PreferenceGuide, PreferenceModel, RatingStore
 
 PRESETS = {"warm": ("red", "orange", "yellow"), "cool": ("green", "teal", "blue", "purple")}
 RATING_PROMPT_SEED, MEASURE_PROMPT_SEED = 101, 202  # ProceduralArt seeds whose captions become prompts
@@ -55,14 +61,7 @@ RATING_SEED, MEASURE_SEED = 10_000, 20_000          # picture seeds (disjoint ra
 GOAL = 0.80
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise BadParameter(message)
-
-
 def parse_likes(text: str) -> tuple[str, ...]:
-    from noisebrush.data.procedural import COLOURS
-
     if text in PRESETS:
         return PRESETS[text]
     names = tuple(t.strip() for t in text.split(",") if t.strip())
@@ -76,8 +75,6 @@ def parse_likes(text: str) -> tuple[str, ...]:
 
 def strip_colours(caption: str) -> str:
     """A caption with its colour words (and the words left dangling without them) removed."""
-    from noisebrush.data.procedural import COLOURS
-
     s = re.sub(rf"\b({'|'.join(COLOURS)})\b", "", caption)
     s = re.sub(r"\s+", " ", s).strip()
     s = re.sub(r"\ban (?=[^aeiou])", "a ", s)    # "an orange background" → "a background"
@@ -88,16 +85,11 @@ def strip_colours(caption: str) -> str:
 
 
 def prompts_for(seed: int, n: int) -> list[str]:
-    from noisebrush.data.procedural import make_scene
-
     return [strip_colours(make_scene(seed, i).caption) for i in range(n)]
 
 
 def liked(images: torch.Tensor, likes: tuple[str, ...]) -> torch.Tensor:
     """The simulated user: True where the feature network reads the main colour as a liked one."""
-    from noisebrush.data.procedural import ATTRIBUTES
-    from noisebrush.eval.features import load_feature_net
-
     pred = load_feature_net().predict(images)["colour"]
     want = torch.tensor([ATTRIBUTES["colour"].index(c) for c in likes])
     return torch.isin(pred, want)
@@ -105,16 +97,12 @@ def liked(images: torch.Tensor, likes: tuple[str, ...]) -> torch.Tensor:
 
 def blurred(images: torch.Tensor) -> torch.Tensor:
     """The pictures at half resolution, scaled back up: what survives of a speckle that fools the network."""
-    import torch.nn.functional as F
-
     return F.interpolate(F.avg_pool2d(images.float(), 2), size=images.shape[-2:], mode="bilinear",
                          align_corners=False)
 
 
 def liked_pixels(images: torch.Tensor, likes: tuple[str, ...]) -> torch.Tensor:
     """The independent judge: per picture, the share of pixels whose nearest palette colour is a liked one."""
-    from noisebrush.data.procedural import COLOURS
-
     pal = torch.tensor(list(COLOURS.values()), dtype=torch.float32) / 127.5 - 1          # K×3
     px = images.float().permute(0, 2, 3, 1).reshape(images.shape[0], -1, 3)             # N×P×3
     nearest = torch.cdist(px, pal.expand(images.shape[0], -1, -1)).argmin(-1)           # N×P
@@ -135,8 +123,6 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def _paint(pipe, prompts: list[str], seeds: list[int], *, steps: int, batch: int, guidance=None, log=None,
            what: str = "") -> torch.Tensor:
-    from noisebrush.eval.sampling import sample_batch
-
     out, t0 = [], time.perf_counter()
     for i in range(0, len(seeds), batch):
         out.append(sample_batch(pipe, prompts=prompts[i:i + batch], seeds=seeds[i:i + batch], steps=steps,
@@ -177,37 +163,30 @@ def table(rows: list[dict]) -> str:
 
 
 def _ints(text: str, name: str) -> list[int]:
-    try:
-        v = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise BadParameter(f"{name}: whole numbers separated by commas, got {text!r}") from None
+    v = comma_separated(text, name, int, "whole numbers separated by commas")
     if not v or min(v) < 1:
         raise BadParameter(f"{name}: whole numbers ≥ 1, got {text!r}")
     return sorted(set(v))
 
 
 def _floats(text: str, name: str) -> list[float]:
-    try:
-        v = [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise BadParameter(f"{name}: numbers separated by commas, got {text!r}") from None
+    v = comma_separated(text, name, float, "numbers separated by commas")
     if any(not (math.isfinite(s) and s >= 0) for s in v):
         raise BadParameter(f"{name}: numbers ≥ 0, got {text!r}")
     return v
 
 
-def run(pipe, *, likes: tuple[str, ...], ratings: int, n: int, best_of: list[int], scales: list[float],
-        combined: int, steps: int, batch: int, workdir: Path, log=print, sheets: Path | None = None) -> dict:
-    from noisebrush.workflows.preference import PreferenceGuide, PreferenceModel, RatingStore
+def _rate(pipe, likes: tuple[str, ...], ratings: int, *, steps: int, batch: int, workdir: Path,
+          log=print) -> tuple[list[str], torch.Tensor, torch.Tensor, PreferenceModel, float]:
+    """Step 1: the user rates pictures painted from colour-free prompts, and a preference is fitted on them.
 
-    t_start = time.perf_counter()
-    timings = {}
-    # 1. the user rates pictures painted from colour-free prompts
+    Returns the prompts, the pictures, the user's verdicts, the fitted preference and the painting's seconds.
+    """
     rprompts = prompts_for(RATING_PROMPT_SEED, ratings)
     t = time.perf_counter()
     rimg = _paint(pipe, rprompts, [RATING_SEED + i for i in range(ratings)], steps=steps, batch=batch, log=log,
                   what="rating pictures")
-    timings["rating_pictures_s"] = time.perf_counter() - t
+    paint_s = time.perf_counter() - t
     ups = liked(rimg, likes)
     if bool(ups.all()) or not bool(ups.any()):
         raise UserError(f"the simulated user liked {int(ups.sum())} of the {ratings} rating pictures; it needs some "
@@ -219,6 +198,83 @@ def run(pipe, *, likes: tuple[str, ...], ratings: int, n: int, best_of: list[int
     model.save(workdir / f"{model.hash}.safetensors")
     log(f"rated {ratings}: {int(ups.sum())} up, {ratings - int(ups.sum())} down; preference {model.hash}: "
         f"cross-validated accuracy {model.meta['cv_accuracy']}")
+    return rprompts, rimg, ups, model, paint_s
+
+
+def _heldout(scores: torch.Tensor, user: torch.Tensor) -> dict:
+    """How often the preference (score ≥ 0) agrees with the user on pictures it never saw; balanced too."""
+    agree = ((scores >= 0) == user).double()
+    return {"accuracy": float(agree.mean()),
+            "balanced_accuracy": 0.5 * (float(agree[user].mean()) if user.any() else 1.0)
+            + 0.5 * (float(agree[~user].mean()) if (~user).any() else 1.0),
+            "pictures": int(agree.numel())}
+
+
+def _plain_arms(plain: torch.Tensor, scores: torch.Tensor, user: torch.Tensor, best_of: list[int], likes,
+                model) -> tuple[list[dict], dict]:
+    """The plain arm (candidate 0) and a best-of-k arm per k > 1; the rows and the pictures each arm kept."""
+    rows = [_arm("plain", plain[:, 0], likes, model)]
+    picks = {"plain": plain[:, 0]}
+    for k in best_of:
+        if k == 1:
+            continue
+        pick = _pick(plain, scores, k)
+        picks[f"best-of-{k}"] = pick
+        rows.append(_arm(f"best-of-{k}", pick, likes, model, k=k, oracle=float(user[:, :k].any(1).double().mean())))
+    return rows, picks
+
+
+def _guided_arms(pipe, model, prompts: list[str], seeds: list[list[int]], *, scales: list[float], combined: int,
+                 likes, steps: int, batch: int, log=print) -> tuple[list[dict], dict, dict]:
+    """Per scale, the guided arm (candidate 0 painted again with guidance) and, with ``combined`` > 1, best-of-
+    ``combined`` on top; the rows, the pictures each arm kept, and the painting's seconds per scale."""
+    n = len(prompts)
+    rows, picks, timings = [], {}, {}
+    for s in scales:
+        guide = PreferenceGuide(model, s, per_picture=False)
+        t = time.perf_counter()
+        g = _paint(pipe, [p for p in prompts for _ in range(combined)],
+                   [s_ for row in seeds for s_ in row[:combined]], steps=steps, batch=batch, guidance=[guide], log=log,
+                   what=f"guided {s:g}")
+        g = g.reshape(n, combined, *g.shape[1:])
+        timings[f"guided_{s:g}_s"] = time.perf_counter() - t
+        rows.append(_arm(f"guided {s:g}", g[:, 0], likes, model))
+        picks[f"guided {s:g}"] = g[:, 0]
+        if combined > 1:
+            gs = model.score(g.flatten(0, 1)).reshape(n, combined)
+            gl = liked(g.flatten(0, 1), likes).reshape(n, combined)
+            pick = _pick(g, gs, combined)
+            picks[f"guided {s:g} + best-of-{combined}"] = pick
+            rows.append(_arm(f"guided {s:g} + best-of-{combined}", pick, likes, model, k=combined,
+                             oracle=float(gl.any(1).double().mean())))
+    return rows, picks, timings
+
+
+def _save_sheets(folder: Path, ratings: torch.Tensor, picks: dict) -> None:
+    """A contact sheet of the rating pictures, and one per arm, named after the arm."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_image(make_grid(ratings, cols=10), folder / "ratings.png")
+    for name, imgs in picks.items():
+        save_image(make_grid(imgs, cols=8), folder / (re.sub(r"[^a-z0-9.]+", "-", name) + ".png"))
+
+
+NOTES = ["prompts are captions of the built-in set with colour words removed; rating and measurement "
+         "prompts come from different item sets, and every picture has its own seed",
+         "the simulated user and the 'liked share' read the main colour with the feature network; the "
+         "preference's inputs come from the same network (so the user's rule lies in its input space, "
+         "which a real user's taste need not); 'liked-colour pixels' is a judge independent of it",
+         "best-of-k arms keep the best-scored of the first k of the same B candidates per prompt; guided "
+         "arms start from the same noise as the plain candidates",
+         "oracle: the share of prompts with at least one liked candidate (a perfect preference's score)"]
+
+
+def run(pipe, *, likes: tuple[str, ...], ratings: int, n: int, best_of: list[int], scales: list[float],
+        combined: int, steps: int, batch: int, workdir: Path, log=print, sheets: Path | None = None) -> dict:
+    """Rate, fit, then measure every arm on ``n`` colour-free prompts (the module docstring); the report."""
+    t_start = time.perf_counter()
+    rprompts, rimg, ups, model, rating_s = _rate(pipe, likes, ratings, steps=steps, batch=batch, workdir=workdir,
+                                                 log=log)
+    timings = {"rating_pictures_s": rating_s}
 
     # 2. candidates: plain (B per prompt) and guided (combined per prompt, per scale), same seeds
     B = max(best_of + [combined])
@@ -231,68 +287,31 @@ def run(pipe, *, likes: tuple[str, ...], ratings: int, n: int, best_of: list[int
     timings["plain_candidates_s"] = time.perf_counter() - t
     plain_scores = model.score(plain.flatten(0, 1)).reshape(n, B)
     plain_liked = liked(plain.flatten(0, 1), likes).reshape(n, B)
-    agree = ((plain_scores >= 0) == plain_liked).double()
-    heldout = {"accuracy": float(agree.mean()),
-               "balanced_accuracy": 0.5 * (float(agree[plain_liked].mean()) if plain_liked.any() else 1.0)
-               + 0.5 * (float(agree[~plain_liked].mean()) if (~plain_liked).any() else 1.0),
-               "pictures": int(agree.numel())}
-    rows = [_arm("plain", plain[:, 0], likes, model)]
-    picks = {"plain": plain[:, 0]}
-    for k in best_of:
-        if k == 1:
-            continue
-        pick = _pick(plain, plain_scores, k)
-        picks[f"best-of-{k}"] = pick
-        rows.append(_arm(f"best-of-{k}", pick, likes, model, k=k,
-                         oracle=float(plain_liked[:, :k].any(1).double().mean())))
-    for s in scales:
-        guide = PreferenceGuide(model, s, per_picture=False)
-        t = time.perf_counter()
-        g = _paint(pipe, [p for p in mprompts for _ in range(combined)],
-                   [s_ for row in seeds for s_ in row[:combined]], steps=steps, batch=batch, guidance=[guide], log=log,
-                   what=f"guided {s:g}").reshape(n, combined, *rimg.shape[1:])
-        timings[f"guided_{s:g}_s"] = time.perf_counter() - t
-        rows.append(_arm(f"guided {s:g}", g[:, 0], likes, model))
-        picks[f"guided {s:g}"] = g[:, 0]
-        if combined > 1:
-            gs = model.score(g.flatten(0, 1)).reshape(n, combined)
-            gl = liked(g.flatten(0, 1), likes).reshape(n, combined)
-            pick = _pick(g, gs, combined)
-            picks[f"guided {s:g} + best-of-{combined}"] = pick
-            rows.append(_arm(f"guided {s:g} + best-of-{combined}", pick, likes, model, k=combined,
-                             oracle=float(gl.any(1).double().mean())))
+    rows, picks = _plain_arms(plain, plain_scores, plain_liked, best_of, likes, model)
+    guided_rows, guided_picks, guided_s = _guided_arms(pipe, model, mprompts, seeds, scales=scales,
+                                                       combined=combined, likes=likes, steps=steps, batch=batch,
+                                                       log=log)
+    rows, picks, timings = rows + guided_rows, {**picks, **guided_picks}, {**timings, **guided_s}
     if sheets is not None:
-        from noisebrush.io.images import make_grid, save_image
-
-        sheets.mkdir(parents=True, exist_ok=True)
-        save_image(make_grid(rimg, cols=10), sheets / "ratings.png")
-        for name, imgs in picks.items():
-            save_image(make_grid(imgs, cols=8), sheets / (re.sub(r"[^a-z0-9.]+", "-", name) + ".png"))
+        _save_sheets(sheets, rimg, picks)
     best = max(rows, key=lambda r: r["liked_share"])
     return {
         "likes": list(likes), "goal": GOAL, "goal_met": best["liked_share"] >= GOAL, "best_arm": best["arm"],
         "arms": rows, "ratings": {"n": ratings, "up": int(ups.sum()), "down": ratings - int(ups.sum()),
                                   "liked_share": float(ups.double().mean())},
-        "preference": {"hash": model.hash, **model.meta}, "heldout": heldout,
+        "preference": {"hash": model.hash, **model.meta}, "heldout": _heldout(plain_scores, plain_liked),
         "prompts": {"rating_examples": rprompts[:5], "measure_examples": mprompts[:5]},
         "settings": {"n": n, "best_of": best_of, "scales": scales, "combined": combined, "steps": steps,
                      "sampler": "dpmpp_2m", "cfg": 3.0, "batch": batch, "model": pipe.name, "model_hash": pipe.hash,
                      "rating_prompt_seed": RATING_PROMPT_SEED, "measure_prompt_seed": MEASURE_PROMPT_SEED,
                      "rating_seed": RATING_SEED, "measure_seed": MEASURE_SEED, "threads": torch.get_num_threads()},
         "timings": {**timings, "total_s": time.perf_counter() - t_start},
-        "notes": ["prompts are captions of the built-in set with colour words removed; rating and measurement "
-                  "prompts come from different item sets, and every picture has its own seed",
-                  "the simulated user and the 'liked share' read the main colour with the feature network; the "
-                  "preference's inputs come from the same network (so the user's rule lies in its input space, "
-                  "which a real user's taste need not); 'liked-colour pixels' is a judge independent of it",
-                  "best-of-k arms keep the best-scored of the first k of the same B candidates per prompt; guided "
-                  "arms start from the same noise as the plain candidates",
-                  "oracle: the share of prompts with at least one liked candidate (a perfect preference's score)"],
+        "notes": list(NOTES),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = _Parser(prog="python -m noisebrush.bench preference", description=__doc__.split("\n\n")[0])
+    ap = BenchParser(prog="python -m noisebrush.bench preference", description=__doc__.split("\n\n")[0])
     ap.add_argument("--likes", default="warm", help="warm (red, orange, yellow), cool (green, teal, blue, purple) or "
                                                     "colour names, comma-separated (default warm)")
     ap.add_argument("--ratings", type=int, default=50, help="pictures the user rates (default 50)")
@@ -317,7 +336,6 @@ def main(argv: list[str] | None = None) -> int:
     likes = parse_likes(args.likes)
     best_of, scales = _ints(args.best_of, "--best-of"), _floats(args.scales, "--scales")
 
-    import noisebrush
 
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     pipe = noisebrush.load(args.model, device="cpu")
@@ -341,10 +359,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{max(a['liked_share'] for a in res['arms']):.2f}); {args.n} prompts, {args.steps} steps, "
           f"{res['timings']['total_s']:.0f}s")
     if args.json:
-        from noisebrush.io.atomic import atomic_write_text
-
-        atomic_write_text(args.json, json.dumps(res, indent=2))
-        print(f"wrote {args.json}")
+        write_report(args.json, res)
     return 0
 
 

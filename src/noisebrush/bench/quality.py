@@ -52,22 +52,33 @@ import os
 import sys
 import tempfile
 import time
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
 
+from noisebrush.bench.common import BenchParser, check_report_path, finish
+from noisebrush.checks import number, whole
+from noisebrush.data.procedural import ProceduralArt
+from noisebrush.diffusion import EDMPrecond, SampleNoise, karras
+from noisebrush.diffusion.sample import make_denoiser, sample, start
+from noisebrush.diffusion.samplers import get_sampler
 from noisebrush.errors import BadParameter, UserError
+from noisebrush.eval.features import load_feature_net
+from noisebrush.eval.metrics import frechet_distance, kid, precision_recall
+from noisebrush.nets.unet import UNetConfig
+from noisebrush.seeding import generator, mix
+from noisebrush.train.config import TrainConfig
+from noisebrush.train.loop import Trainer
+from noisebrush.train.lr import expected_lr
 
 RESOLUTION = 32
 CONDITIONS = ("text", "none")
 DIFFUSERS_RECIPE = {"lr": 1e-4, "betas": (0.95, 0.999), "weight_decay": 1e-6, "eps": 1e-8, "warmup": 500,
                     "batch_size": 16, "grad_clip": 1.0, "ema_max_decay": 0.9999, "ema_inv_gamma": 1.0,
                     "ema_power": 0.75, "train_timesteps": 1000, "beta_schedule": "linear", "lr_schedule": "cosine"}
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise BadParameter(message)
 
 
 # -- data ----------------------------------------------------------------------------------------------------------
@@ -132,8 +143,6 @@ class LRPlan:
 
 
 def _ours_lr_at(cfg):
-    from noisebrush.train.lr import expected_lr
-
     def lr_at(step, total):
         return expected_lr(cfg.lr_schedule, step, total, base=cfg.lr, warmup=cfg.warmup, final=cfg.lr_final)
 
@@ -143,7 +152,7 @@ def _ours_lr_at(cfg):
 def _diffusers_lr_at():
     """diffusers' cosine-with-warmup LR as a function of (step, total): the multiplier of the LambdaLR that
     ``get_scheduler`` builds for that total (on a throwaway optimizer), times the base LR."""
-    from diffusers.optimization import get_scheduler
+    from diffusers.optimization import get_scheduler  # lazy: diffusers is optional (checked in run)
 
     cache: dict[int, object] = {}
 
@@ -209,9 +218,6 @@ class Ours(Racer):
 
     def __init__(self, data: CachedArt, condition: str, seed: int, model: dict, out_dir: str):
         super().__init__()
-        from noisebrush.train.config import TrainConfig
-        from noisebrush.train.loop import Trainer
-
         self.cfg = TrainConfig(data="builtin", resolution=RESOLUTION, data_size=len(data), condition=condition,
                                model=dict(model), seed=seed, out_dir=out_dir, steps=LRPlan.UNPLANNED, log_every=0,
                                sample_every=0, checkpoint_every=0)
@@ -235,9 +241,6 @@ class Ours(Racer):
     @torch.no_grad()
     def sample(self, seeds: list[int], captions: list[str] | None, *, nfe: int, guidance: float, batch: int,
                bf16: bool) -> torch.Tensor:
-        from noisebrush.diffusion import EDMPrecond, SampleNoise, karras
-        from noisebrush.diffusion.samplers import get_sampler
-
         tr = self.trainer
         info = get_sampler(tr.cfg.sampler)  # dpmpp_2m, our default
         sigmas = karras(info.steps_for_nfe(nfe), sigma_min=0.002, sigma_max=80.0)
@@ -247,37 +250,22 @@ class Ours(Racer):
         out = []
         for i in range(0, len(seeds), batch):
             noise = SampleNoise.from_seeds(seeds[i:i + batch])
-            x = (noise.randn(shape) * float(sigmas[0])).to(dev)
+            x = start(noise, shape, sigmas, device=dev)
             cond = {}
             if tr.condition == "text":
                 tok, mask = tr.text.encode(captions[i:i + batch])
                 cond = {"text": tok.to(dev), "text_mask": mask.to(dev)}
-            fn = guided(den, guidance) if cond and guidance != 1.0 else den
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                y = info.fn(fn, x, sigmas.to(dev), extra_args=cond)
+            fn = make_denoiser(den, cond, cfg=guidance, batched=True, dtype=torch.bfloat16 if bf16 else None,
+                               device_type=dev.type)
+            y = sample(fn, x, sigmas.to(dev), sampler=info.fn)
             out.append(y.float().clamp(-1, 1).cpu())
         return torch.cat(out)
-
-
-def guided(den, scale: float):
-    """Classifier-free guidance for a whole batch at once: the conditional and the unconditional (``drop``) halves go
-    through the network as one batch of 2N; D = D_u + scale·(D_c − D_u)."""
-
-    def run(x, sigma, **cond):
-        n = x.shape[0]
-        drop = torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(n, dtype=torch.bool)]).to(x.device)
-        both = {k: torch.cat([v, v]) for k, v in cond.items()}
-        d = den(torch.cat([x, x]), torch.cat([sigma, sigma]), drop=drop, **both)
-        dc, du = d[:n], d[n:]
-        return du + scale * (dc - du)
-
-    return run
 
 
 def diffusers_unet(width: int, layers: int = 2, resolution: int = RESOLUTION, groups: int = 8):
     """bench/train.py's 32×32 UNet2DModel layout (three levels, attention at 16 and 8 pixels), with an attention head
     size that divides the attention blocks' width (at most 64)."""
-    from diffusers import UNet2DModel
+    from diffusers import UNet2DModel  # lazy: diffusers is optional (checked in run)
 
     wide = 2 * width
     head = max(d for d in range(1, min(64, wide) + 1) if wide % d == 0)
@@ -308,10 +296,8 @@ class Diffusers(Racer):
 
     def __init__(self, images_u8: torch.Tensor, width: int, seed: int, precision: str, device: torch.device):
         super().__init__()
-        from diffusers import DDPMScheduler
-        from diffusers.training_utils import EMAModel
-
-        from noisebrush.seeding import generator, mix
+        from diffusers import DDPMScheduler  # lazy: diffusers is optional (checked in run)
+        from diffusers.training_utils import EMAModel  # lazy: diffusers is optional
 
         r = DIFFUSERS_RECIPE
         self.images = images_u8
@@ -349,8 +335,6 @@ class Diffusers(Racer):
         return torch.tensor(out)
 
     def train_step(self) -> float:
-        import torch.nn.functional as F
-
         dev = self.device
         clean = _float_images(self.images[self._indices(self.steps * self.batch_size)])
         noise = torch.randn(clean.shape, generator=self.gen)
@@ -375,9 +359,8 @@ class Diffusers(Racer):
 
     @torch.no_grad()
     def sample(self, seeds: list[int], *, nfe: int, batch: int, bf16: bool) -> torch.Tensor:
-        from diffusers import DDIMScheduler
+        from diffusers import DDIMScheduler  # lazy: diffusers is optional (checked in run)
 
-        from noisebrush.diffusion import SampleNoise
 
         model = self.ema_model()
         sched = DDIMScheduler.from_config(self.noise_scheduler.config)
@@ -421,32 +404,22 @@ def race(racers: list[Racer], budget: float, slice_s: float, probe_s: float, rep
 
 
 def _seeds(seed: int, n: int) -> list[int]:
-    from noisebrush.seeding import mix
-
     return [mix(seed, 0x5A3F, i) for i in range(n)]
 
 
-def run(minutes: float, *, n: int = 1000, condition: str = "text", seed: int = 0, slice_s: float = 30.0,
-        probe_s: float | None = None, replan: bool = False, data_size: int | None = None, nfe: int = 50,
-        guidance: float = 3.0, featnet: str | None = None, sample_batch: int = 250, sample_precision: str = "fp32",
-        ours_model: dict | None = None, diffusers_width: int | None = None, log=print) -> dict:
-    from noisebrush.data.procedural import ProceduralArt
-    from noisebrush.eval.features import load_feature_net
-    from noisebrush.eval.metrics import frechet_distance, kid, precision_recall
-    from noisebrush.seeding import generator
-    from noisebrush.train.config import TrainConfig
+@dataclass
+class _Data:
+    """The rendered set both sides train on, and which of its items are prompts, the real set and the floor set."""
+    images: torch.Tensor                 # N×3×H×W uint8
+    captions: list[str] | None           # None unless condition is "text"
+    render_s: float
+    prompt_idx: list[int]
+    real_idx: list[int]
+    floor_idx: list[int] | None          # None when the set has fewer than 3n items
 
-    try:
-        import diffusers
-    except ImportError:
-        raise UserError("the quality bench needs diffusers: pip install diffusers") from None
-    fnet = load_feature_net(featnet)  # before any training: a missing network is an error now, not in an hour
-    budget = minutes * 60.0
-    probe_s = min(60.0, 0.1 * budget) if probe_s is None else probe_s
-    data_size = TrainConfig.data_size if data_size is None else data_size
-    ours_model = dict(ours_model or {})
 
-    # data: rendered once for both
+def _render_data(data_size: int, n: int, condition: str, seed: int, log=print) -> _Data:
+    """Render the set once for both sides and draw the prompt, real and floor items from it."""
     t = time.perf_counter()
     ds = ProceduralArt(resolution=RESOLUTION, size=data_size, seed=0)
     workers = min(torch.get_num_threads(), os.cpu_count() or 1, 8) if data_size >= 8192 else 1
@@ -455,63 +428,81 @@ def run(minutes: float, *, n: int = 1000, condition: str = "text", seed: int = 0
     render_s = time.perf_counter() - t
     log(f"rendered {data_size} pictures in {render_s:.1f} s")
     perm = torch.randperm(data_size, generator=generator(seed, 0xE7A1))
-    prompt_idx, real_idx = perm[:n].tolist(), perm[n:2 * n].tolist()
-    floor_idx = perm[2 * n:3 * n].tolist() if data_size >= 3 * n else None
+    return _Data(images, captions, render_s, prompt_idx=perm[:n].tolist(), real_idx=perm[n:2 * n].tolist(),
+                 floor_idx=perm[2 * n:3 * n].tolist() if data_size >= 3 * n else None)
 
-    with tempfile.TemporaryDirectory(prefix="nb-quality-") as tmp:
-        t = time.perf_counter()
-        ours = Ours(CachedArt(images, captions), condition, seed, ours_model, tmp)
-        ours_setup = time.perf_counter() - t
-        width = diffusers_width
-        if width is None:
-            width, _ = match_width(ours.params)
-        t = time.perf_counter()
-        theirs = Diffusers(images, width, seed, ours.precision, ours.device)
-        theirs_setup = time.perf_counter() - t
-        if abs(theirs.params / ours.params - 1) > 0.1:
-            log(f"warning: diffusers' parameter count is {100 * (theirs.params / ours.params - 1):+.0f}% off ours "
-                "(more than 10%)")
-        log(f"ours: {ours.params / 1e6:.2f} M parameters, condition {ours.trainer.condition}, {ours.precision}; "
-            f"diffusers: width {width}, {theirs.params / 1e6:.2f} M parameters "
-            f"({100 * (theirs.params / ours.params - 1):+.1f}%); {torch.get_num_threads()} threads")
-        plans = race([ours, theirs], budget, slice_s, probe_s, replan, log=log)
 
-        bf16 = sample_precision == "bf16"
-        seeds = _seeds(seed, n)
-        prompts = [captions[i] for i in prompt_idx] if condition == "text" else None
-        steps_ours = get_steps(ours.cfg.sampler, nfe)
-        log(f"painting {n} pictures each ({sample_precision}): ours {steps_ours} steps × "
-            f"{2 if condition == 'text' and guidance != 1.0 else 1} network passes per picture, diffusers {nfe} × 1")
-        t = time.perf_counter()
-        gen_ours = ours.sample(seeds, prompts, nfe=nfe, guidance=guidance, batch=sample_batch, bf16=bf16)
-        ours_sample_s = time.perf_counter() - t
-        log(f"ours painted {n} pictures in {ours_sample_s:.1f} s")
-        t = time.perf_counter()
-        gen_theirs = theirs.sample(seeds, nfe=nfe, batch=sample_batch, bf16=bf16)
-        theirs_sample_s = time.perf_counter() - t
-        log(f"diffusers painted {n} pictures in {theirs_sample_s:.1f} s")
+def _enter_racers(data: _Data, condition: str, seed: int, ours_model: dict, out_dir: str,
+                  diffusers_width: int | None, log=print) -> tuple[Ours, Diffusers, dict]:
+    """Build both sides (diffusers' width matched to our parameter count unless given); returns their setup times."""
+    t = time.perf_counter()
+    ours = Ours(CachedArt(data.images, data.captions), condition, seed, ours_model, out_dir)
+    ours_setup = time.perf_counter() - t
+    width = diffusers_width
+    if width is None:
+        width, _ = match_width(ours.params)
+    t = time.perf_counter()
+    theirs = Diffusers(data.images, width, seed, ours.precision, ours.device)
+    theirs_setup = time.perf_counter() - t
+    if abs(theirs.params / ours.params - 1) > 0.1:
+        log(f"warning: diffusers' parameter count is {100 * (theirs.params / ours.params - 1):+.0f}% off ours "
+            "(more than 10%)")
+    log(f"ours: {ours.params / 1e6:.2f} M parameters, condition {ours.trainer.condition}, {ours.precision}; "
+        f"diffusers: width {width}, {theirs.params / 1e6:.2f} M parameters "
+        f"({100 * (theirs.params / ours.params - 1):+.1f}%); {torch.get_num_threads()} threads")
+    return ours, theirs, {"ours": ours_setup, "diffusers": theirs_setup}
 
-    f_real = fnet.features(_float_images(images[real_idx]))
-    f_ours, f_theirs = fnet.features(gen_ours), fnet.features(gen_theirs)
+
+def _paint_both(ours: Ours, theirs: Diffusers, data: _Data, *, n: int, condition: str, seed: int, nfe: int,
+                guidance: float, sample_batch: int, sample_precision: str, log=print) -> tuple[dict, dict]:
+    """Both sides paint n pictures from the same starting seeds; returns the pictures and seconds, by side."""
+    bf16 = sample_precision == "bf16"
+    seeds = _seeds(seed, n)
+    prompts = [data.captions[i] for i in data.prompt_idx] if condition == "text" else None
+    steps_ours = get_steps(ours.cfg.sampler, nfe)
+    log(f"painting {n} pictures each ({sample_precision}): ours {steps_ours} steps × "
+        f"{2 if condition == 'text' and guidance != 1.0 else 1} network passes per picture, diffusers {nfe} × 1")
+    t = time.perf_counter()
+    gen_ours = ours.sample(seeds, prompts, nfe=nfe, guidance=guidance, batch=sample_batch, bf16=bf16)
+    ours_sample_s = time.perf_counter() - t
+    log(f"ours painted {n} pictures in {ours_sample_s:.1f} s")
+    t = time.perf_counter()
+    gen_theirs = theirs.sample(seeds, nfe=nfe, batch=sample_batch, bf16=bf16)
+    theirs_sample_s = time.perf_counter() - t
+    log(f"diffusers painted {n} pictures in {theirs_sample_s:.1f} s")
+    return {"ours": gen_ours, "diffusers": gen_theirs}, {"ours": ours_sample_s, "diffusers": theirs_sample_s}
+
+
+def _measure(fnet, data: _Data, painted: dict, n: int, seed: int) -> tuple[dict, float | None]:
+    """fd_art, KID, precision and recall of each side against the real set, and the real-vs-real fd floor."""
+    f_real = fnet.features(_float_images(data.images[data.real_idx]))
+    feats = {"ours": fnet.features(painted["ours"]), "diffusers": fnet.features(painted["diffusers"])}
     sub = min(1000, n)
     metrics = {}
-    for name, f in (("ours", f_ours), ("diffusers", f_theirs)):
+    for name, f in feats.items():
         p, r = precision_recall(f_real, f)
         metrics[name] = {"fd": frechet_distance(f, f_real), "kid": kid(f, f_real, subset_size=sub, seed=seed),
                          "precision": p, "recall": r}
     floor = None
-    if floor_idx is not None:
-        floor = frechet_distance(fnet.features(_float_images(images[floor_idx])), f_real)
+    if data.floor_idx is not None:
+        floor = frechet_distance(fnet.features(_float_images(data.images[data.floor_idx])), f_real)
+    return metrics, floor
 
-    def side(r: Racer, setup: float, sample_s: float, extra: dict) -> dict:
-        return {"steps": r.steps, "images_seen": r.steps * r.batch_size, "batch_size": r.batch_size,
-                "train_seconds": r.seconds, "img_s": r.steps * r.batch_size / max(r.seconds, 1e-9),
-                "planned_steps": plans[r.name]["planned_steps"], "final_planned_steps": r.plan.total,
-                "probe": plans[r.name], "lr_held": r.plan.held,
-                "final_lr": r.plan.lr, "recent_loss": r.recent_loss(), "params": r.params,
-                "setup_seconds": setup, "sampling_seconds": sample_s, **metrics[r.name], **extra}
 
-    ours_info = side(ours, ours_setup, ours_sample_s, {
+def _side(r: Racer, plan: dict, metrics: dict, setup: float, sample_s: float, extra: dict) -> dict:
+    """One side's part of the report: its training, its plan, its scores, then what only it has (``extra``)."""
+    return {"steps": r.steps, "images_seen": r.steps * r.batch_size, "batch_size": r.batch_size,
+            "train_seconds": r.seconds, "img_s": r.steps * r.batch_size / max(r.seconds, 1e-9),
+            "planned_steps": plan["planned_steps"], "final_planned_steps": r.plan.total,
+            "probe": plan, "lr_held": r.plan.held,
+            "final_lr": r.plan.lr, "recent_loss": r.recent_loss(), "params": r.params,
+            "setup_seconds": setup, "sampling_seconds": sample_s, **metrics, **extra}
+
+
+def _sides(ours: Ours, theirs: Diffusers, plans: dict, metrics: dict, setup: dict, sample_s: dict, *, nfe: int,
+           guidance: float, diffusers_version: str) -> tuple[dict, dict]:
+    """Both sides' parts of the report, each with the recipe, sampler and settings it ran with."""
+    ours_info = _side(ours, plans[ours.name], metrics[ours.name], setup["ours"], sample_s["ours"], {
         "recipe": "noisebrush TrainConfig defaults (EDM loss, magnitude-preserving UNet, Adam lr 1e-2 cosine, "
                   "warmup 200, EMA 0.999)",
         "condition": ours.trainer.condition, "train_precision": ours.precision,
@@ -519,11 +510,64 @@ def run(minutes: float, *, n: int = 1000, condition: str = "text", seed: int = 0
         "guidance": guidance if ours.trainer.condition == "text" else None,
         "config": {**{k: v for k, v in ours.cfg.to_dict().items() if k != "out_dir"}, "steps": ours.plan.total},
         "net": ours.trainer.net_config.to_dict()})
-    theirs_info = side(theirs, theirs_setup, theirs_sample_s, {
+    theirs_info = _side(theirs, plans[theirs.name], metrics[theirs.name], setup["diffusers"], sample_s["diffusers"], {
         "recipe": "diffusers train_unconditional.py", "hyperparameters": dict(DIFFUSERS_RECIPE),
-        "width": width, "block_out_channels": list(theirs.model.config.block_out_channels),
+        "width": theirs.width, "block_out_channels": list(theirs.model.config.block_out_channels),
         "train_precision": ours.precision, "channels_last": True,
-        "sampler": f"DDIMScheduler, {nfe} steps, eta 0", "diffusers_version": diffusers.__version__})
+        "sampler": f"DDIMScheduler, {nfe} steps, eta 0", "diffusers_version": diffusers_version})
+    return ours_info, theirs_info
+
+
+def _notes(ours: Ours, theirs: Diffusers, *, replan: bool, width_given: bool, sample_precision: str) -> list[str]:
+    """What the report's numbers mean and how the race was run."""
+    return [
+        "training time is measured per optimizer step (batch assembly, noise, loss, backward, clipping, optimizer,"
+        " LR and EMA updates); rendering the data set (once, shared) is not timed",
+        "ours: every distinct caption is encoded once when the Trainer is built (setup_seconds, not timed); its "
+        "per-batch look-ups of those encodings are timed",
+        "the two sides train in alternating slices of slice_seconds until each has spent budget_seconds "
+        "(to within half a step)",
+        "LR schedules: total steps = steps of the probe (the first probe_seconds of each side, counted in the "
+        "budget) + probe throughput (its first steps left out) × the rest of the budget, at least warmup + 1"
+        + (", re-estimated after every slice" if replan else "")
+        + "; past the total the LR stays at its last scheduled value (lr_held)",
+        ("diffusers gets the same bf16 autocast as ours" if ours.precision == "bf16" else
+         f"both train without autocast (ours' precision here: {ours.precision})")
+        + " and channels_last; its script's default is fp32",
+        ("diffusers width chosen so its parameter count is closest to ours" if not width_given else
+         "diffusers width set by --diffusers-width") + f" ({100 * (theirs.params / ours.params - 1):+.1f}%)",
+        "fd_art: Fréchet distance in the domain feature network's space between n generated pictures (same "
+        "starting noise seeds for both) and n real items of the set not used for prompts; real_fd_floor is "
+        "fd_art between two disjoint real sets of n",
+        f"sampling in {sample_precision}; NFE counts one guided evaluation (a conditional + unconditional pair "
+        "in one batch) as one",
+    ]
+
+
+def run(minutes: float, *, n: int = 1000, condition: str = "text", seed: int = 0, slice_s: float = 30.0,
+        probe_s: float | None = None, replan: bool = False, data_size: int | None = None, nfe: int = 50,
+        guidance: float = 3.0, featnet: str | None = None, sample_batch: int = 250, sample_precision: str = "fp32",
+        ours_model: dict | None = None, diffusers_width: int | None = None, log=print) -> dict:
+    """Race both recipes for ``minutes`` of training each, paint ``n`` pictures each, score them; the report."""
+    try:
+        import diffusers  # lazy: an optional dependency, checked here for one clear error line
+    except ImportError:
+        raise UserError("the quality bench needs diffusers: pip install diffusers") from None
+    fnet = load_feature_net(featnet)  # before any training: a missing network is an error now, not in an hour
+    budget = minutes * 60.0
+    probe_s = min(60.0, 0.1 * budget) if probe_s is None else probe_s
+    data_size = TrainConfig.data_size if data_size is None else data_size
+
+    data = _render_data(data_size, n, condition, seed, log)
+    with tempfile.TemporaryDirectory(prefix="nb-quality-") as tmp:
+        ours, theirs, setup = _enter_racers(data, condition, seed, dict(ours_model or {}), tmp, diffusers_width, log)
+        plans = race([ours, theirs], budget, slice_s, probe_s, replan, log=log)
+        painted, sample_s = _paint_both(ours, theirs, data, n=n, condition=condition, seed=seed, nfe=nfe,
+                                        guidance=guidance, sample_batch=sample_batch,
+                                        sample_precision=sample_precision, log=log)
+    metrics, floor = _measure(fnet, data, painted, n, seed)
+    ours_info, theirs_info = _sides(ours, theirs, plans, metrics, setup, sample_s, nfe=nfe, guidance=guidance,
+                                    diffusers_version=diffusers.__version__)
     return {
         "minutes": minutes, "budget_seconds": budget,
         "ours_fd": metrics["ours"]["fd"], "diffusers_fd": metrics["diffusers"]["fd"],
@@ -533,49 +577,24 @@ def run(minutes: float, *, n: int = 1000, condition: str = "text", seed: int = 0
         "ours_steps": ours.steps, "diffusers_steps": theirs.steps,
         "ours_images_seen": ours.steps * ours.batch_size, "diffusers_images_seen": theirs.steps * theirs.batch_size,
         "ours_params": ours.params, "diffusers_params": theirs.params,
-        "ours_sampling_seconds": ours_sample_s, "diffusers_sampling_seconds": theirs_sample_s,
+        "ours_sampling_seconds": sample_s["ours"], "diffusers_sampling_seconds": sample_s["diffusers"],
         "ours": ours_info, "diffusers": theirs_info,
         "settings": {"n": n, "condition": condition, "seed": seed, "threads": torch.get_num_threads(),
                      "resolution": RESOLUTION, "data_size": data_size, "slice_seconds": slice_s,
                      "probe_seconds": min(probe_s, budget), "replan": replan, "nfe": nfe, "guidance": guidance,
                      "sample_batch": sample_batch, "sample_precision": sample_precision,
-                     "featnet": str(featnet) if featnet else "shipped", "render_seconds": render_s,
+                     "featnet": str(featnet) if featnet else "shipped", "render_seconds": data.render_s,
                      "torch": torch.__version__},
-        "notes": [
-            "training time is measured per optimizer step (batch assembly, noise, loss, backward, clipping, optimizer,"
-            " LR and EMA updates); rendering the data set (once, shared) is not timed",
-            "ours: every distinct caption is encoded once when the Trainer is built (setup_seconds, not timed); its "
-            "per-batch look-ups of those encodings are timed",
-            "the two sides train in alternating slices of slice_seconds until each has spent budget_seconds "
-            "(to within half a step)",
-            "LR schedules: total steps = steps of the probe (the first probe_seconds of each side, counted in the "
-            "budget) + probe throughput (its first steps left out) × the rest of the budget, at least warmup + 1"
-            + (", re-estimated after every slice" if replan else "")
-            + "; past the total the LR stays at its last scheduled value (lr_held)",
-            ("diffusers gets the same bf16 autocast as ours" if ours.precision == "bf16" else
-             f"both train without autocast (ours' precision here: {ours.precision})")
-            + " and channels_last; its script's default is fp32",
-            ("diffusers width chosen so its parameter count is closest to ours" if diffusers_width is None else
-             "diffusers width set by --diffusers-width") + f" ({100 * (theirs.params / ours.params - 1):+.1f}%)",
-            "fd_art: Fréchet distance in the domain feature network's space between n generated pictures (same "
-            "starting noise seeds for both) and n real items of the set not used for prompts; real_fd_floor is "
-            "fd_art between two disjoint real sets of n",
-            f"sampling in {sample_precision}; NFE counts one guided evaluation (a conditional + unconditional pair "
-            "in one batch) as one",
-        ],
+        "notes": _notes(ours, theirs, replan=replan, width_given=diffusers_width is not None,
+                        sample_precision=sample_precision),
     }
 
 
 def get_steps(sampler: str, nfe: int) -> int:
-    from noisebrush.diffusion.samplers import get_sampler
-
     return get_sampler(sampler).steps_for_nfe(nfe)
 
 
 def print_table(result: dict, file=None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     o, d = result["ours"], result["diffusers"]
     tab = Table(title=f"quality race: {result['minutes']:g} min of training each, fd_art on n = "
                       f"{result['settings']['n']}")
@@ -614,18 +633,8 @@ def print_table(result: dict, file=None) -> None:
 
 
 # -- command line --------------------------------------------------------------------------------------------------
-def _positive_number(name: str, text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise BadParameter(f"{name}: a number, got {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise BadParameter(f"{name}: a number > 0, got {text!r}")
-    return v
-
-
-def main(argv=None) -> int:
-    ap = _Parser(prog="python -m noisebrush.bench quality", description=__doc__.split("\n\n")[0])
+def _parser() -> BenchParser:
+    ap = BenchParser(prog="python -m noisebrush.bench quality", description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", required=True, help="training time for each side, in minutes")
     ap.add_argument("--json", metavar="FILE")
     ap.add_argument("--n", type=int, default=1000, help="generated and real pictures for fd_art (default 1000)")
@@ -646,54 +655,50 @@ def main(argv=None) -> int:
     ap.add_argument("--ours-model", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--diffusers-width", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--sample-batch", type=int, default=250, help=argparse.SUPPRESS)
-    args = ap.parse_args(argv)
+    return ap
 
-    minutes = _positive_number("--minutes", args.minutes)
-    slice_s = _positive_number("--slice", args.slice)
-    probe_s = None if args.probe is None else _positive_number("--probe", args.probe)
-    if args.n < 4:
-        raise BadParameter(f"--n: at least 4 pictures, got {args.n}")
-    if args.threads is not None and args.threads < 1:
-        raise BadParameter(f"--threads: must be ≥ 1, got {args.threads}")
+
+def _ours_model(text: str | None) -> dict:
+    """``--ours-model``: UNet options as a JSON object, checked against UNetConfig now rather than after rendering."""
+    if not text:
+        return {}
+    try:
+        ours_model = json.loads(text)
+    except json.JSONDecodeError:
+        raise BadParameter(f"--ours-model: a JSON object of UNet options, got {text!r}") from None
+    if not isinstance(ours_model, dict):
+        raise BadParameter(f"--ours-model: a JSON object of UNet options, got {text!r}")
+    UNetConfig.from_dict({"resolution": RESOLUTION, **ours_model})
+    return ours_model
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+
+    minutes = number("--minutes", args.minutes, 0, above=True)
+    slice_s = number("--slice", args.slice, 0, above=True)
+    probe_s = None if args.probe is None else number("--probe", args.probe, 0, above=True)
+    whole("--n", args.n, 4)
+    if args.threads is not None:
+        whole("--threads", args.threads, 1)
     if args.condition not in CONDITIONS:
         raise BadParameter(f"--condition: one of {', '.join(CONDITIONS)}; got {args.condition!r}")
-    if args.seed < 0:
-        raise BadParameter(f"--seed: must be ≥ 0, got {args.seed}")
-    from noisebrush.train.config import TrainConfig
+    whole("--seed", args.seed, 0)
 
     data_size = TrainConfig.data_size if args.data_size is None else args.data_size
     if data_size < 2 * args.n:
         raise BadParameter(f"--data-size: at least 2 × --n = {2 * args.n} items (prompts and real pictures are "
                            f"different items), got {data_size}")
-    if args.nfe < 2:
-        raise BadParameter(f"--nfe: must be ≥ 2, got {args.nfe}")
-    if not (math.isfinite(args.guidance) and args.guidance >= 0):
-        raise BadParameter(f"--guidance: a number ≥ 0, got {args.guidance}")
+    whole("--nfe", args.nfe, 2)
+    number("--guidance", args.guidance, 0)
     if args.sample_precision not in ("fp32", "bf16"):
         raise BadParameter(f"--sample-precision: fp32 or bf16, got {args.sample_precision!r}")
-    if args.sample_batch < 1:
-        raise BadParameter(f"--sample-batch: must be ≥ 1, got {args.sample_batch}")
+    whole("--sample-batch", args.sample_batch, 1)
     if args.diffusers_width is not None and (args.diffusers_width < 8 or args.diffusers_width % 8):
         raise BadParameter(f"--diffusers-width: a multiple of 8, ≥ 8; got {args.diffusers_width}")
-    ours_model = {}
-    if args.ours_model:
-        try:
-            ours_model = json.loads(args.ours_model)
-        except json.JSONDecodeError:
-            raise BadParameter(f"--ours-model: a JSON object of UNet options, got {args.ours_model!r}") from None
-        if not isinstance(ours_model, dict):
-            raise BadParameter(f"--ours-model: a JSON object of UNet options, got {args.ours_model!r}")
-        from noisebrush.nets.unet import UNetConfig
-
-        UNetConfig.from_dict({"resolution": RESOLUTION, **ours_model})
+    ours_model = _ours_model(args.ours_model)
     if args.json:
-        out = Path(args.json)
-        if out.is_dir():
-            raise BadParameter(f"--json: {out} is a folder")
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise UserError(f"--json: cannot create {out.parent} ({e.strerror})") from None
+        check_report_path(args.json)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -702,13 +707,7 @@ def main(argv=None) -> int:
                  featnet=args.featnet, sample_batch=args.sample_batch, sample_precision=args.sample_precision,
                  ours_model=ours_model, diffusers_width=args.diffusers_width, log=lambda s: print(s, flush=True))
     print()
-    print_table(result)
-    if args.json:
-        from noisebrush.io.atomic import atomic_write_text
-
-        atomic_write_text(args.json, json.dumps(result, indent=2))
-        print(f"\nwrote {args.json}")
-    return 0
+    return finish(result, print_table, args.json, note="\nwrote {path}")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,6 @@ count against them). ``*+tuned`` rows use a σ-schedule fitted to this model and
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import statistics
@@ -35,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from noisebrush.bench.common import BenchParser, comma_separated, write_report
 from noisebrush.diffusion import SAMPLERS, GaussianMixture, SampleNoise, karras, vp_linear
 from noisebrush.diffusion.schedules import alphas_cumprod_to_sigmas, linear_alphas_cumprod
 from noisebrush.diffusion.tuning import load_schedule, save_schedule, tune_schedule
@@ -206,7 +205,7 @@ def ours(p: Problem, name: str, nfe: int, tuned: torch.Tensor | None = None) -> 
 
 
 def diffusers_configs(quick: bool):
-    import diffusers as df
+    import diffusers as df  # lazy: diffusers is a test/bench extra; the rest of this bench runs without it
 
     base = dict(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear")
     dpm = dict(algorithm_type="dpmsolver++", use_karras_sigmas=True)
@@ -251,7 +250,7 @@ def theirs(p: Problem, name: str, sched, space: str, cost: int, nfe: int) -> dic
 def unet_forward_ms(batch: int, shape) -> float | None:
     """Median wall time of one forward pass of a ~9M-parameter 32×32 UNet2DModel (diffusers) at this batch size."""
     try:
-        from diffusers import UNet2DModel
+        from diffusers import UNet2DModel  # lazy: optional dependency (see above)
     except ImportError:
         return None
     torch.manual_seed(0)
@@ -326,24 +325,14 @@ def summary(rows: list[dict], nfe: int) -> dict:
 
 
 def _nfe_list(text: str) -> list[int]:
-    try:
-        vals = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise BadParameter(f"--nfe: a comma-separated list of integers, got {text!r}") from None
+    vals = comma_separated(text, "--nfe", int, "a comma-separated list of integers")
     if not vals or min(vals) < 2:
         raise BadParameter(f"--nfe: values must be ≥ 2, got {text!r}")
     return vals
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line (no usage dump), raised as a user error."""
-
-    def error(self, message):
-        raise BadParameter(message)
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = OneLineParser(prog="python -m noisebrush.bench samplers", description=__doc__.split("\n\n")[0])
+    ap = BenchParser(prog="python -m noisebrush.bench samplers", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer samples and budgets: under a minute")
     ap.add_argument("--json", metavar="FILE", help="write the rows as a JSON list of {impl, sampler, nfe, endpoint_rmse, "
                     "swd, overhead_ms, ...}")
@@ -406,10 +395,7 @@ def main(argv: list[str] | None = None) -> int:
               f"noisebrush {_fmt(ovh['noisebrush'], '.3f')}%, diffusers {_fmt(ovh['diffusers'], '.3f')}% of it")
     print(f"\n({time.perf_counter() - t0:.0f}s)")
     if args.json:
-        from noisebrush.io.atomic import atomic_write_text
-
-        atomic_write_text(args.json, json.dumps(rows, indent=1))
-        print(f"wrote {args.json}")
+        write_report(args.json, rows, indent=1)
     return 0
 
 

@@ -20,23 +20,19 @@ It prints a table and writes JSON with ``ours_img_s``, ``diffusers_img_s``, ``ra
 """
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import subprocess
 import sys
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
+from noisebrush.bench.common import BenchParser, finish
 from noisebrush.errors import BadParameter
+from noisebrush.nets.unet import UNet, UNetConfig
 
 PRECISIONS = ("bf16", "fp32")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise BadParameter(message)
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 6) -> float:
@@ -54,14 +50,12 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 6) -> float:
 
 # -- the two models -----------------------------------------------------------------------------------------------
 def ours_model(resolution: int = 32):
-    from noisebrush.nets.unet import UNet, UNetConfig
-
     torch.manual_seed(0)
     return UNet(UNetConfig(resolution=resolution))
 
 
 def diffusers_model(width: int, resolution: int = 32, groups: int = 8):
-    from diffusers import UNet2DModel
+    from diffusers import UNet2DModel  # lazy: a test-only dependency (pyproject's [test] extra)
 
     torch.manual_seed(0)
     return UNet2DModel(sample_size=resolution, block_out_channels=(width, 2 * width, 2 * width), layers_per_block=2,
@@ -104,8 +98,6 @@ def train_step_fn(kind: str, model, batch: int, resolution: int, precision: str,
 
 def train_flops(kind: str, model, resolution: int, batch: int = 4) -> float:
     """FLOPs of one training forward + backward per image."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     x = torch.randn(batch, 3, resolution, resolution)
     with FlopCounterMode(display=False) as fc:
         _forward(kind, model, x).float().square().mean().backward()
@@ -231,7 +223,7 @@ def table(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = _Parser(prog="python -m noisebrush.bench train", description=__doc__.split("\n\n")[0])
+    ap = BenchParser(prog="python -m noisebrush.bench train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="one precision (bf16), fewer rounds, no memory runs")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--resolution", type=int, default=32)
@@ -253,13 +245,7 @@ def main(argv=None) -> int:
                  precisions=precs, diffusers_channels_last=not args.diffusers_contiguous, memory=not args.quick,
                  log=lambda s: print(s, flush=True))
     print()
-    print(table(result))
-    if args.json:
-        from noisebrush.io.atomic import atomic_write_text
-
-        atomic_write_text(args.json, json.dumps(result, indent=2))
-        print(f"\nwrote {args.json}")
-    return 0
+    return finish(result, lambda r: print(table(r)), args.json, note="\nwrote {path}")
 
 
 if __name__ == "__main__":

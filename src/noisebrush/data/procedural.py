@@ -40,15 +40,17 @@ the named one.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import math
+import multiprocessing
 import operator
 import random
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
+import torch
 
 from noisebrush.errors import BadParameter
 
@@ -772,8 +774,6 @@ class ProceduralArt(torch.utils.data.Dataset):
             results = (_render_range(*args, s, e) for s, e in ranges)
             pool = None
         else:
-            import concurrent.futures
-            import multiprocessing
 
             # spawn, not fork: forking a process that has started torch's thread pools can hang
             pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))

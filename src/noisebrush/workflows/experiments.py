@@ -24,13 +24,24 @@ from __future__ import annotations
 import csv
 import io
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from noisebrush.data.procedural import ProceduralArt
+from noisebrush.diffusion import EDMPrecond, SAMPLERS, get_sampler
+from noisebrush.diffusion.schedules import exponential, karras, vp_cosine, vp_linear
 from noisebrush.errors import BadParameter, UserError
+from noisebrush.eval.evaluation import adherence_scores, reference_split
+from noisebrush.eval.features import load_feature_net
+from noisebrush.eval.metrics import frechet_distance, kid, memorization, precision_recall
+from noisebrush.eval.sampling import sample_many
+from noisebrush.io.atomic import atomic_path, atomic_write_text
+from noisebrush.paint.pipeline import load
+from noisebrush.train import TrainConfig, Trainer
 
 __all__ = ["EXPERIMENTS", "run_experiment"]
 
@@ -41,8 +52,6 @@ class _Reference:
     """Real pictures and prompts drawn from ProceduralArt, their features, and the prompts' attributes."""
 
     def __init__(self, n: int, resolution: int, seed: int, fnet, data_size: int = 60000):
-        from noisebrush.data.procedural import ProceduralArt
-        from noisebrush.eval.evaluation import reference_split
 
         ds = ProceduralArt(resolution, size=data_size, seed=0)
         self.ref_idx, self.prompt_idx = reference_split(len(ds), n, seed)
@@ -53,8 +62,6 @@ class _Reference:
         self.fnet = fnet
 
     def score(self, pictures: torch.Tensor, text: bool) -> dict:
-        from noisebrush.eval.evaluation import adherence_scores
-        from noisebrush.eval.metrics import frechet_distance, kid, precision_recall
 
         f, pred = self.fnet.features_and_predictions(pictures)
         m = pictures.shape[0]
@@ -77,7 +84,6 @@ def _fmt(v) -> str:
 
 def _write(out: Path, name: str, rows: list[dict], columns: list[str], title: str, notes: list[str],
            figure: Callable[[Path], None]) -> dict:
-    from noisebrush.io.atomic import atomic_path, atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
@@ -96,10 +102,10 @@ def _write(out: Path, name: str, rows: list[dict], columns: list[str], title: st
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # lazy: the Agg backend must be chosen before pyplot is first imported
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after matplotlib.use("Agg")
 
     return plt
 
@@ -124,7 +130,6 @@ def _whole(name: str, v, lo: int = 1) -> int:
 
 
 def _load(model, device=None):
-    from noisebrush.paint.pipeline import load
 
     return load(model, device=device)
 
@@ -133,8 +138,6 @@ def _load(model, device=None):
 
 def exp_steps(out: Path, *, model="builtin", samplers=("euler", "dpmpp_2m"), nfes=(10, 20, 50, 100, 200), n=48,
               cfg=3.0, seed=0, batch=64, log=print, fnet=None, device=None) -> dict:
-    from noisebrush.diffusion import get_sampler
-    from noisebrush.eval.sampling import sample_many
 
     nfes, n = _check_list("nfe", nfes), _whole("n", n, 4)
     infos = [get_sampler(s) for s in samplers]
@@ -186,7 +189,6 @@ def exp_steps(out: Path, *, model="builtin", samplers=("euler", "dpmpp_2m"), nfe
 # -- noise -----------------------------------------------------------------------------------------------------------
 
 def _noise_variants():
-    from noisebrush.diffusion.schedules import exponential, karras, vp_cosine, vp_linear
 
     def kar(smax, rho=7.0):
         return lambda steps, sigma_min, sigma_max: karras(steps, sigma_min=0.002, sigma_max=smax, rho=rho)
@@ -205,8 +207,6 @@ def _noise_variants():
 
 def exp_noise(out: Path, *, model="builtin", sampler="dpmpp_2m", nfe=20, n=128, cfg=3.0, seed=0, batch=64,
               log=print, fnet=None, device=None) -> dict:
-    from noisebrush.diffusion import get_sampler
-    from noisebrush.eval.sampling import sample_many
 
     n, nfe = _whole("n", n, 4), _whole("nfe", nfe)
     info = get_sampler(sampler)
@@ -257,9 +257,6 @@ SMALL_NET = dict(channels=32, channel_mult=[1, 2, 2], blocks=1, attn_resolutions
 
 def _train_and_score(cfg_over: dict, *, out_dir: Path, steps: int, n: int, seed: int, ref, sample_steps=20,
                      data_size=60000, heldout=None) -> dict:
-    from noisebrush.eval.sampling import sample_many
-    from noisebrush.paint.pipeline import load
-    from noisebrush.train import TrainConfig, Trainer
 
     base = dict(data="builtin", resolution=32, data_size=data_size, condition="none", model=dict(SMALL_NET),
                 steps=steps, batch_size=32, lr=1e-2, lr_schedule="cosine", warmup=min(50, steps // 5),
@@ -286,7 +283,6 @@ def _train_and_score(cfg_over: dict, *, out_dir: Path, steps: int, n: int, seed:
 @torch.no_grad()
 def _heldout_loss(trainer, images: torch.Tensor) -> float:
     """EDM loss of the EMA weights on pictures the run never saw, at fixed σ and noise (seeded)."""
-    from noisebrush.diffusion import EDMPrecond
 
     den = EDMPrecond(trainer.ema.model, sigma_data=trainer.cfg.sigma_data)
     g = torch.Generator().manual_seed(0xE7A1)
@@ -346,8 +342,6 @@ def exp_lr_schedule(out: Path, *, steps=400, n=128, seed=0, log=print, fnet=None
 
 def exp_regularization(out: Path, *, steps=400, n=128, data_size=256, seed=0, log=print, fnet=None,
                        work: Path | None = None, weight_decay=0.1, l1=1e-5, dropout=0.2, **_) -> dict:
-    from noisebrush.data.procedural import ProceduralArt
-    from noisebrush.eval.metrics import memorization
 
     steps, n, data_size = _whole("steps", steps, 10), _whole("n", n, 4), _whole("data_size", data_size, 2)
     ref = _Reference(n, 32, seed, fnet or _fnet())
@@ -407,8 +401,6 @@ def _log_curve(run: Path):
 
 
 def _fresh(run: Path) -> None:
-    import shutil
-
     if run.exists():
         if not (run / "config.json").is_file() and any(run.iterdir()):
             raise UserError(f"{run}: exists and is not an experiment run; choose another --out")
@@ -419,8 +411,6 @@ def _fresh(run: Path) -> None:
 
 def exp_samplers(out: Path, *, model="builtin", samplers=None, nfes=(5, 10, 20, 50), n=32, cfg=3.0, seed=0, batch=64,
                  ref_steps=100, log=print, fnet=None, device=None) -> dict:
-    from noisebrush.diffusion import SAMPLERS, get_sampler
-    from noisebrush.eval.sampling import sample_many
 
     nfes, n = _check_list("nfe", nfes), _whole("n", n, 4)
     names = list(samplers) if samplers else [s for s in SAMPLERS if SAMPLERS[s].fixed_cost]
@@ -475,7 +465,6 @@ def exp_samplers(out: Path, *, model="builtin", samplers=None, nfes=(5, 10, 20, 
 
 
 def _fnet():
-    from noisebrush.eval.features import load_feature_net
 
     return load_feature_net()
 

@@ -55,13 +55,24 @@ import sqlite3
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 import torch
+import torch.nn.functional as F
 
+from noisebrush import __version__
 from noisebrush.errors import BadParameter, UserError
-from noisebrush.paint.guides import Guide
+from noisebrush.eval.features import FEATNET_DIR, load_feature_net
+from noisebrush.io.atomic import atomic_path
+from noisebrush.io.images import to_uint8
+from noisebrush.io.model_folder import weights_hash
+from noisebrush.io.png import read_picture
+from noisebrush.paint.guides import Guide, register_guide
 
 __all__ = ["RatingStore", "PreferenceModel", "PreferenceGuide", "best_of", "best_seeds", "load_preference", "home",
-           "default_db", "preference_dir", "guide_from_recipe", "PREFERENCE_FORMAT"]
+           "default_db", "preference_dir", "guide_from_recipe", "as_pixels", "PREFERENCE_FORMAT"]
 
 PREFERENCE_FORMAT = "noisebrush.workflows.preference/1"
 _DB_VERSION = 1
@@ -85,46 +96,22 @@ def preference_dir() -> Path:
 
 
 def _featnet():
-    from noisebrush.eval.features import load_feature_net
 
     return load_feature_net()
 
 
 @lru_cache(maxsize=1)
 def _featnet_hash() -> str:
-    from noisebrush.eval.features import FEATNET_DIR
-    from noisebrush.paint.pipeline import weights_hash
 
     return weights_hash(FEATNET_DIR)
 
 
 # -- pictures --------------------------------------------------------------------------------------------------------
-def _as_pixels(image) -> tuple[torch.Tensor, Path | None, dict | None]:
+def as_pixels(image) -> tuple[torch.Tensor, Path | None, dict | None]:
     """A path, PIL image or [-1, 1] tensor (3×H×W or 1×3×H×W) → (uint8 3×H×W, file or None, recipe or None)."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
-
-    from noisebrush.io.images import to_uint8
-    from noisebrush.io.png import RECIPE_KEY
-
     if isinstance(image, (str, Path)):
         path = Path(image)
-        if not path.is_file():
-            raise UserError(f"{path}: no such file")
-        try:
-            with Image.open(path) as im:
-                im.load()
-                text = dict(getattr(im, "text", {}) or {})
-                rgb = im.convert("RGB")
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise UserError(f"{path}: not a readable image ({e})") from None
-        recipe = None
-        try:
-            recipe = json.loads(text[RECIPE_KEY]) if RECIPE_KEY in text else None
-        except json.JSONDecodeError:
-            recipe = None
-        if not isinstance(recipe, dict) or not recipe:
-            recipe = None
+        rgb, recipe = read_picture(path)
         if recipe is not None and "sheet" in recipe and "images" in recipe:
             raise UserError(f"{path}: is a contact sheet of {len(recipe['images'])} pictures; rate the single "
                             f"pictures instead")
@@ -241,7 +228,7 @@ class RatingStore:
             raise BadParameter(f"up: True (up) or False (down), got {up!r}")
         if recipe is not None and not isinstance(recipe, dict):
             raise BadParameter(f"recipe: a dict, got {type(recipe).__name__}")
-        pixels, path, own = _as_pixels(image)
+        pixels, path, own = as_pixels(image)
         recipe = recipe if recipe is not None else own
         feats = _featnet().features(_to_float(pixels)[None])[0].to(torch.float32)
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -429,7 +416,6 @@ class PreferenceModel:
         mean, scale = standardise(x)
         w, b = _fit_logistic((x - mean) / scale, y, best)
         train_acc = _balanced_accuracy(((x - mean) / scale) @ w + b, y)
-        from noisebrush import __version__
 
         meta = {"format": PREFERENCE_FORMAT, "featnet": featnet or _featnet_hash(), "dim": dim,
                 "attributes": bool(attributes), "embedding_weight": EMBEDDING_WEIGHT if attributes else 1.0,
@@ -495,9 +481,7 @@ class PreferenceModel:
     # -- files ------------------------------------------------------------------------------------------------------
     def save(self, path=None) -> Path:
         """Write one safetensors file (default ``$NOISEBRUSH_HOME/preference/<hash>.safetensors``), atomically."""
-        from safetensors.torch import save_file
 
-        from noisebrush.io.atomic import atomic_path
 
         path = Path(path) if path is not None else preference_dir() / f"{self.hash}.safetensors"
         try:
@@ -512,7 +496,6 @@ class PreferenceModel:
     @classmethod
     def load(cls, path) -> "PreferenceModel":
         """Read a file written by :meth:`save`, or find a hash under ``$NOISEBRUSH_HOME/preference/``."""
-        from safetensors import SafetensorError, safe_open
 
         p = Path(path)
         if not p.is_file() and isinstance(path, str) and len(path) == 10 and all(c in "0123456789abcdef"
@@ -562,6 +545,7 @@ def load_preference(store: "RatingStore | str | Path | None" = None, **fit_kw) -
 
 
 # -- guidance --------------------------------------------------------------------------------------------------------
+@register_guide
 class PreferenceGuide(Guide):
     """Steer painting towards a :class:`PreferenceModel`: loss = −score(x̂_0), differentiated through the feature
     network (see the module docstring).
@@ -612,7 +596,6 @@ class PreferenceGuide(Guide):
         return ((s >= self.sigma_stop) & (s <= self.sigma_start)).to(torch.float64)
 
     def gradient(self, x0: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        import torch.nn.functional as F
 
         on = self.weight(sigma.reshape(-1).expand(x0.shape[0]) if sigma.numel() == 1 else sigma.reshape(-1)) > 0
         out = torch.zeros_like(x0, dtype=torch.float32)

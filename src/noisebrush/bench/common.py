@@ -1,0 +1,71 @@
+"""Helpers the benchmark commands share: their argument parser, comma-separated flag values, and the JSON report.
+
+    from noisebrush.bench.common import BenchParser, check_report_path, comma_separated, write_report
+
+    ap = BenchParser(prog="python -m noisebrush.bench mine", description="…")
+    ap.add_argument("--nfe", default="5,10")
+    ap.add_argument("--json", metavar="FILE")
+    args = ap.parse_args(argv)                       # a bad flag raises BadParameter: one line, no usage dump
+    nfes = comma_separated(args.nfe, "--nfe", int, "a comma-separated list of integers")
+    if args.json:
+        check_report_path(args.json)                 # fail now, not after an hour's run
+    ...
+    return finish(result, print_table, args.json)    # show it; write it atomically, printing "wrote FILE"
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Callable, TypeVar
+
+from noisebrush.errors import BadParameter, UserError
+from noisebrush.io.atomic import atomic_write_text
+
+__all__ = ["BenchParser", "comma_separated", "check_report_path", "write_report", "finish"]
+
+T = TypeVar("T")
+
+
+class BenchParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line (no usage dump), raised as a user error."""
+
+    def error(self, message):
+        raise BadParameter(message)
+
+
+def comma_separated(text: str, name: str, parse: Callable[[str], T], what: str) -> list[T]:
+    """The comma-separated values of ``text`` (blank ones skipped), each through ``parse``.
+
+    A value ``parse`` rejects with ValueError raises BadParameter ``"{name}: {what}, got {text!r}"``.
+    """
+    try:
+        return [parse(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise BadParameter(f"{name}: {what}, got {text!r}") from None
+
+
+def check_report_path(path, name: str = "--json") -> Path:
+    """Before a long run: ``path`` is not a folder and its folder exists (created if need be), or a one-line error."""
+    out = Path(path)
+    if out.is_dir():
+        raise BadParameter(f"{name}: {out} is a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{name}: cannot create {out.parent} ({e.strerror})") from None
+    return out
+
+
+def write_report(path, report, *, indent: int = 2, note: str = "wrote {path}") -> None:
+    """Write ``report`` as JSON to ``path`` (atomically, creating its folder), then print ``note``."""
+    atomic_write_text(path, json.dumps(report, indent=indent))
+    print(note.format(path=path))
+
+
+def finish(report, show: Callable[[dict], None], path=None, *, indent: int = 2, note: str = "wrote {path}") -> int:
+    """A bench's last step: ``show(report)``, then :func:`write_report` when ``path`` is given; exit status 0."""
+    show(report)
+    if path:
+        write_report(path, report, indent=indent, note=note)
+    return 0

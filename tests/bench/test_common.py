@@ -1,0 +1,47 @@
+"""The helpers every bench shares: one-line flag errors, comma-separated values, the JSON report."""
+import json
+
+import pytest
+
+from noisebrush.bench.common import BenchParser, check_report_path, comma_separated, finish, write_report
+from noisebrush.errors import BadParameter, UserError
+
+
+def test_bad_flag_is_one_line_bad_parameter():
+    ap = BenchParser(prog="bench")
+    ap.add_argument("--n", type=int)
+    with pytest.raises(BadParameter, match="--n") as e:
+        ap.parse_args(["--n", "ten"])
+    assert "\n" not in str(e.value)
+
+
+def test_comma_separated():
+    assert comma_separated("3, 1,,2", "--k", int, "whole numbers") == [3, 1, 2]
+    assert comma_separated("0.5,1", "--s", float, "numbers") == [0.5, 1.0]
+    assert comma_separated("", "--k", int, "whole numbers") == []
+    with pytest.raises(BadParameter, match=r"^--k: whole numbers separated by commas, got 'a,2'$"):
+        comma_separated("a,2", "--k", int, "whole numbers separated by commas")
+
+
+def test_report_path_and_write(tmp_path, capsys):
+    with pytest.raises(BadParameter, match="--json: .* is a folder"):
+        check_report_path(tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="--out: cannot create"):
+        check_report_path(tmp_path / "file" / "r.json", "--out")
+    out = check_report_path(tmp_path / "sub" / "r.json")
+    assert out.parent.is_dir()
+    write_report(out, {"a": [1, 2]})
+    assert json.loads(out.read_text()) == {"a": [1, 2]}
+    assert capsys.readouterr().out == f"wrote {out}\n"
+    write_report(out, {"b": 1}, indent=1, note="report → {path}")
+    assert out.read_text() == '{\n "b": 1\n}' and capsys.readouterr().out == f"report → {out}\n"
+
+
+def test_finish_shows_then_writes_when_asked(tmp_path, capsys):
+    shown = []
+    assert finish({"x": 1}, shown.append) == 0
+    assert shown == [{"x": 1}] and capsys.readouterr().out == ""
+    out = tmp_path / "r.json"
+    assert finish({"x": 2}, lambda r: print("table", r["x"]), out, note="\nwrote {path}") == 0
+    assert json.loads(out.read_text()) == {"x": 2} and capsys.readouterr().out == f"table 2\n\nwrote {out}\n"
