@@ -20,7 +20,6 @@ The network itself is built from the config by :func:`noisebrush.nets.registry.b
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from noisebrush.errors import UserError
 from noisebrush.io.atomic import atomic_path, atomic_write_text
+from noisebrush.io.hashing import file_sha256
 
 __all__ = ["MODEL_FORMAT", "BUILTIN", "DEFAULT_NETWORK", "resolve", "read_config", "read_weights", "weights_hash",
            "weights_dtype", "network_name", "network_description", "write", "write_weights", "write_config"]
@@ -110,11 +110,7 @@ def read_weights(path) -> dict[str, torch.Tensor]:
 
 def weights_hash(path) -> str:
     """First 10 hex digits of the SHA-256 of model.safetensors (A1111 shows a short hash too)."""
-    h = hashlib.sha256()
-    with open(Path(path) / "model.safetensors", "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:10]
+    return file_sha256(Path(path) / "model.safetensors")[:10]
 
 
 def weights_dtype(path) -> torch.dtype:

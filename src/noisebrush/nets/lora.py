@@ -40,7 +40,6 @@ refused; one made for the same architecture but other weights (another hash) is 
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -56,6 +55,7 @@ from safetensors.torch import save_file
 from noisebrush.checks import number, whole
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.io.atomic import atomic_path
+from noisebrush.io.hashing import file_sha256
 from noisebrush.nets.mp import MPConv
 from noisebrush.nets.unet import UNetConfig
 from noisebrush.seeding import generator
@@ -251,11 +251,8 @@ def load_adapters_(net: torch.nn.Module, tensors: dict[str, tuple[torch.Tensor, 
 # -- the file -------------------------------------------------------------------------------------------------------
 
 def file_hash(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:10]
+    """The short hash a recipe records for a LoRA file (first 10 hex digits of its SHA-256)."""
+    return file_sha256(path)[:10]
 
 
 def save_lora(path, adapters: dict[str, tuple[torch.Tensor, torch.Tensor]], *, rank: int, alpha: float,

@@ -33,7 +33,6 @@ side (default: kept when valid, else the model's resolution), and the recipe say
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +45,7 @@ from noisebrush.diffusion import SampleNoise, get_sampler
 from noisebrush.diffusion.sample import make_denoiser, sample, start
 from noisebrush.diffusion.samplers.repaint import repaint, repaint_moves
 from noisebrush.errors import BadParameter, UserError
+from noisebrush.io.hashing import file_sha256
 from noisebrush.io.images import to_pil
 
 __all__ = ["load_image", "load_mask", "working_size", "vary", "inpaint", "outpaint", "morph", "slerp",
@@ -108,7 +108,7 @@ def load_image(pipe, image, *, size: int | None = None, name: str = "image") -> 
     note: dict = {}
     if isinstance(image, (str, Path)):
         note["source"] = str(Path(image).resolve())
-        note["source_sha256"] = hashlib.sha256(Path(image).read_bytes()).hexdigest()[:16]
+        note["source_sha256"] = file_sha256(image)[:16]
     h, w = working_size(pipe, pil.height, pil.width, size)
     if (h, w) != (pil.height, pil.width):
         note["resized_from"] = [pil.height, pil.width]
@@ -222,7 +222,7 @@ def inpaint(pipe, image, mask, prompt: str = "", *, steps: int | None = None, ju
 def _mask_note(mask) -> dict:
     if isinstance(mask, (str, Path)):
         return {"mask": str(Path(mask).resolve()),
-                "mask_sha256": hashlib.sha256(Path(mask).read_bytes()).hexdigest()[:16]}
+                "mask_sha256": file_sha256(mask)[:16]}
     return {}
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 
 from noisebrush.checks import number, whole
-from noisebrush.diffusion import exponential, get_sampler, karras
+from noisebrush.diffusion import SCHEDULES, get_sampler
 from noisebrush.errors import BadParameter, UserError
 
 __all__ = ["PaintOptions", "ModelSchedule", "model_schedule", "schedule_sigmas", "check_common", "SCHEDULE_KINDS",
@@ -36,17 +36,16 @@ MAX_N = 10_000
 MAX_CFG = 100.0
 MAX_SIGMA = 10_000.0
 MAX_SEED = 2 ** 64 - 1
-SCHEDULE_KINDS = ("karras", "exponential")  # the σ schedules between sigma_min and sigma_max a model may name
+SCHEDULE_KINDS = ("karras", "exponential")  # the schedules of diffusion.SCHEDULES that run between sigma_min and sigma_max
 
 
 def schedule_sigmas(kind: str, steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
     """The σ values (float64, ending in 0) of ``kind``: "karras" (Karras et al. 2022, eq. 5, with ``rho``) or
     "exponential" (evenly spaced in log σ; ``rho`` unused)."""
-    if kind == "karras":
-        return karras(steps, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho)
-    if kind == "exponential":
-        return exponential(steps, sigma_min=sigma_min, sigma_max=sigma_max)
-    raise BadParameter(f"schedule: one of {', '.join(SCHEDULE_KINDS)}; got {kind!r}")
+    if kind not in SCHEDULE_KINDS:
+        raise BadParameter(f"schedule: one of {', '.join(SCHEDULE_KINDS)}; got {kind!r}")
+    extra = {"rho": rho} if kind == "karras" else {}
+    return SCHEDULES[kind](steps, sigma_min=sigma_min, sigma_max=sigma_max, **extra)
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,12 @@ is bit-identical on the same machine (see ``tests/paint/test_recipe_fixtures.py`
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 
 from noisebrush.errors import UserError
+from noisebrush.io.hashing import file_sha256
 from noisebrush.paint.guides import guides_from_recipe
 from noisebrush.paint import palette as _palette  # noqa: F401  (registers the palette guide for replays)
 from noisebrush.paint.pipeline import Pipeline, load
@@ -34,14 +34,6 @@ from noisebrush.paint.pipeline import Pipeline, load
 __all__ = ["pictures", "lora_files", "source_file", "load_pipeline", "replay", "EDIT_MODES"]
 
 EDIT_MODES = ("vary", "inpaint", "outpaint")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def pictures(recipe: dict, *, where="recipe") -> list[dict]:
@@ -66,7 +58,7 @@ def lora_files(recipe: dict, *, where="recipe") -> list[tuple[Path, float]] | No
         f = Path(str(d.get("file", "")))
         if not f.is_file():
             raise UserError(f"{where}: was painted with the LoRA {f}, which is not there any more")
-        if d.get("hash") and _sha256(f)[:10] != d["hash"]:
+        if d.get("hash") and file_sha256(f)[:10] != d["hash"]:
             raise UserError(f"{where}: the LoRA {f} has changed since the picture was painted")
         specs.append((f, float(d.get("weight", 1.0))))
     return specs or None
@@ -80,7 +72,7 @@ def source_file(recipe: dict, key: str, *, where="recipe") -> Path:
         raise UserError(f"{where}: was painted from {recipe.get(key) or 'a picture given in memory'}, which is not "
                         f"there; it cannot be painted again")
     sha = recipe.get(f"{key}_sha256")
-    if sha and _sha256(f)[:len(sha)] != sha:
+    if sha and file_sha256(f)[:len(sha)] != sha:
         raise UserError(f"{where}: {f} has changed since the picture was painted from it")
     return f
 
