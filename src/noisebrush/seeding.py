@@ -4,9 +4,11 @@ salted per process for strings.
 """
 from __future__ import annotations
 
+import secrets
+
 import torch
 
-__all__ = ["mix", "generator"]
+__all__ = ["mix", "generator", "pick_seed"]
 
 _MASK = (1 << 64) - 1
 
@@ -28,3 +30,9 @@ def mix(*values: int) -> int:
 
 def generator(*values: int) -> torch.Generator:
     return torch.Generator().manual_seed(mix(*values))
+
+
+def pick_seed(seed: int | None) -> int:
+    """``seed``, or a fresh random one (0 ≤ s < 2³¹, from the operating system) when it is None: the front ends'
+    default, printed and recorded so the picture can be painted again."""
+    return secrets.randbelow(2 ** 31) if seed is None else seed

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 import typer
 
@@ -37,7 +38,7 @@ except ImportError:  # pragma: no cover
 # the command modules register their commands on `app` when imported; this order is the order of `--help`
 from noisebrush.apps.cli import paint, edit, info, eval, train, explain, finetune, prefs  # noqa: F401
 from noisebrush.apps.cli.app import ARGV, app
-from noisebrush.errors import UserError
+from noisebrush.errors import NoisebrushWarning, UserError
 
 __all__ = ["app", "main"]
 
@@ -48,11 +49,36 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: runs the app, turning every user error into one line and exit status 2."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     ARGV[:] = list(sys.argv[1:] if argv is None else argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", NoisebrushWarning)
+        shown = warnings.showwarning
+        warnings.showwarning = _show_warning(shown)
+        try:
+            return _run(argv)
+        finally:
+            warnings.showwarning = shown
+
+
+def _show_warning(other):
+    """A noisebrush warning as one ``warning: …`` line on stderr; any other warning as Python shows it."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, NoisebrushWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            other(message, category, filename, lineno, file, line)
+    return show
+
+
+def _run(argv) -> int:
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="noisebrush")
         return rv if isinstance(rv, int) else 0  # without standalone mode, click returns an Exit's code
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the disk, not the code: a folder that cannot be written, a full disk
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except _NO_ARGS as e:
         print(e.ctx.get_help() if getattr(e, "ctx", None) else "see noisebrush --help")
