@@ -6,14 +6,51 @@
     strength = number("strength", strength, 0.0, 1.0)
 
 Bounds are inclusive; ``above=True`` makes the lower bound exclusive, ``below=True`` the upper one.
+
+Budgets (steps, pictures, frames, jumps, training steps …) share one table, :data:`LIMITS`: each has a hard maximum
+(refused) and a soft one (the usual range; beyond it the work runs, and the front end warns with a measured ETA).
+The README's "Limits" table is this table.
+
+    steps = limited("--steps", steps, "steps")           # BadParameter above LIMITS["steps"].hard
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from noisebrush.errors import BadParameter
 
-__all__ = ["whole", "number", "whole_list", "text"]
+__all__ = ["whole", "number", "whole_list", "text", "Limit", "LIMITS", "limited"]
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A parameter's range: ``lo`` ≤ v ≤ ``hard`` is accepted; above ``soft`` it is unusual (warned, with an ETA)."""
+    lo: float
+    soft: float
+    hard: float
+    what: str  # what the number counts, for the README table and messages
+    integer: bool = True
+
+
+LIMITS: dict[str, Limit] = {
+    "steps": Limit(1, 200, 10_000, "sampler steps of one picture"),
+    "n": Limit(1, 64, 10_000, "pictures per prompt"),
+    "frames": Limit(2, 120, 2_000, "morph frames"),
+    "jumps": Limit(1, 10, 100, "RePaint passes over each stretch"),
+    "best_of": Limit(1, 16, 256, "candidates per picture"),
+    "train_steps": Limit(1, 100_000, 10_000_000, "training steps"),
+    "finetune_steps": Limit(1, 5_000, 1_000_000, "fine-tuning steps"),
+    "batch_size": Limit(1, 512, 4_096, "pictures per training step"),
+}
+
+
+def limited(name: str, v, key: str):
+    """``v`` checked against ``LIMITS[key]`` (type, ``lo`` and ``hard``); the error names ``name`` (the flag)."""
+    lim = LIMITS[key]
+    if lim.integer:
+        return whole(name, v, int(lim.lo), int(lim.hard))
+    return number(name, v, lim.lo, lim.hard)
 
 
 def _range(lo, hi, *, above: bool = False, below: bool = False) -> str:
