@@ -1,12 +1,17 @@
 """Saving pictures with their recipes (noisebrush.io.outputs): free names, sets with a contact sheet, morph files."""
+import tempfile
+import unicodedata
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 from PIL import Image
 
 from noisebrush.errors import BadParameter, UserError
-from noisebrush.io.outputs import (bounce_frames, contact_sheet, free_path, morph_name, output_folder, save_morph,
-                                   save_set, slug)
+from noisebrush.io.outputs import (Keeper, bounce_frames, check_output_file, contact_sheet, free_path, morph_name,
+                                   output_folder, save_morph, save_set, slug)
 from noisebrush.io.png import read_recipe
 
 
@@ -107,3 +112,85 @@ def test_save_morph(tmp_path):
         assert im.size == (3 * 8 * 2, 8 * 2)
     again = save_morph(frames, recipe, tmp_path, "m", fps=10, zoom=4)
     assert [p.name for p in again] == ["m-2.gif", "m-2.mp4", "m-2-strip.png"]
+
+
+# -- issue 12: names in every script, writability first, nothing lost -----------------------------------------------
+
+def test_slug_keeps_letters_of_every_script():
+    assert slug("über Berge") == "uber-berge"
+    assert slug("Tiếng Việt, à la crème") == "tieng-viet-a-la-creme"
+    assert slug("山水画") == "山水画"
+    assert slug("Москва ночью") == "москва-ночью"
+    assert slug("Ελλάδα") == "ελλάδα"  # Greek keeps its accents: only Latin letters lose theirs
+    assert slug("한국어 그림") == "한국어-그림"
+    assert slug("a_b") == "a-b"
+    assert slug("🌸🌸") == slug("…!?") == slug("") == "image"
+    assert len(slug("山" * 100)) == 40
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=80), st.integers(1, 60))
+def test_slug_is_always_a_file_name_component(text, limit):
+    s = slug(text, limit)
+    assert s and len(s) <= max(limit, len("image"))
+    assert "/" not in s and "\\" not in s and "\0" not in s
+    assert not s.startswith((".", "-")) and not s.endswith("-")
+    if any(unicodedata.category(c)[0] == "L" for c in text):
+        assert s != "image" or "image" in text.lower()  # a prompt with letters never loses them all
+
+
+def _mkstemp_fails_in(monkeypatch, folder):
+    real = tempfile.mkstemp
+
+    def mkstemp(*a, dir=None, **k):
+        if dir is not None and Path(dir).absolute() == Path(folder).absolute():
+            raise PermissionError(13, "Permission denied", str(dir))
+        return real(*a, dir=dir, **k)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+
+def test_output_folder_and_check_output_file_probe_writability(tmp_path, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    _mkstemp_fails_in(monkeypatch, ro)
+    with pytest.raises(UserError, match=r"ro: cannot write here \(--out: Permission denied\)"):
+        output_folder(ro / "sub")
+    assert not (ro / "sub").exists()
+    with pytest.raises(UserError, match=r"ro: cannot write here \(--json: Permission denied\)"):
+        check_output_file(ro / "r.json", what="--json")
+
+
+def test_check_output_file_never_overwrites_unless_forced(tmp_path):
+    victim = tmp_path / "victim.png"
+    assert check_output_file(victim, what="--out") == victim
+    victim.write_bytes(b"x")
+    assert check_output_file(victim, what="--out") == tmp_path / "victim-2.png"
+    assert check_output_file(victim, what="--out", force=True) == victim
+    with pytest.raises(UserError, match="is a folder"):
+        check_output_file(tmp_path, what="--out")
+
+
+def test_save_set_keeps_every_picture_when_the_folder_cannot_be_written(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    out = tmp_path / "o"
+    out.mkdir()
+    _mkstemp_fails_in(monkeypatch, out)
+    with pytest.raises(UserError) as e:
+        save_set(_images(), _recipes(), out, "sun")
+    rescued = tmp_path / "tmp" / "noisebrush-rescued" / "o"
+    assert str(e.value) == (f"{out}: cannot be written (--out: Permission denied); the 4 files of this run are kept "
+                            f"in {rescued}/")
+    assert sorted(p.name for p in rescued.iterdir()) == ["sun-grid-s7.png", "sun-s7.png", "sun-s8.png", "sun-s9.png"]
+    assert read_recipe(rescued / "sun-s8.png") == _recipes()[1]
+    assert not list(out.iterdir())
+
+
+def test_keeper_records_what_it_wrote(tmp_path):
+    keep = Keeper(tmp_path)
+    (tmp_path / "a.txt").write_text("old")
+    p = keep.save(lambda path: path.write_text("new"), "a.txt")
+    assert p == tmp_path / "a-2.txt" and keep.written == [p] and keep.done() == [p]
+    assert (tmp_path / "a.txt").read_text() == "old"
+    assert Keeper(tmp_path, force=True).save(lambda path: path.write_text("new"), "a.txt") == tmp_path / "a.txt"

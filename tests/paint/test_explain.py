@@ -1,6 +1,7 @@
 """noisebrush.paint.explain and `noisebrush explain`, on the tiny label model of _model_fixture.py (16×16 pictures)."""
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 from PIL import Image
 
 import noisebrush
-from _cli_checks import one_error_line
+from _cli_checks import one_error_line, run_cli
 from _model_fixture import one_thread, tiny_model
 from noisebrush.apps.cli import main
 from noisebrush.errors import BadParameter, UserError
@@ -33,12 +34,7 @@ def pipe(model_dir):
     return noisebrush.load(model_dir, device="cpu")
 
 
-def run(capsys, *argv):
-    capsys.readouterr()
-    with torch.random.fork_rng(devices=[]):
-        code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli  # main(argv) → (exit code, stdout, stderr)
 
 
 def pixels(path):
@@ -181,10 +177,23 @@ def test_corrector_samplers_write_correctors_png(pipe, tmp_path, sampler):
 def test_ordinary_sampler_leaves_no_correctors_png(pipe, tmp_path):
     explain(pipe, "rings", seed=1, steps=3, sampler="langevin", out_dir=tmp_path)
     assert (tmp_path / "correctors.png").exists()
-    files = explain(pipe, "rings", seed=1, steps=3, sampler="euler", out_dir=tmp_path)  # same folder again
-    assert "correctors" not in files
+    files = explain(pipe, "rings", seed=1, steps=3, sampler="euler", out_dir=tmp_path, force=True)  # replace it
+    assert files["json"].parent == tmp_path and "correctors" not in files
     assert not (tmp_path / "correctors.png").exists()  # the earlier explanation's file does not linger
     assert "correctors.png" not in json.loads(files["json"].read_text())["files"]
+
+
+def test_explain_never_overwrites_an_earlier_explanation(pipe, tmp_path):
+    """Issue 12 point 6: a folder holding an explanation is kept; the new one goes to a free folder beside it."""
+    first = explain(pipe, "rings", seed=1, steps=2, sampler="euler", out_dir=tmp_path / "why")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "why").iterdir()}
+    second = explain(pipe, "flower", seed=2, steps=2, sampler="euler", out_dir=tmp_path / "why")
+    assert first["json"].parent == tmp_path / "why" and second["json"].parent == tmp_path / "why-2"
+    assert {p.name: p.read_bytes() for p in (tmp_path / "why").iterdir()} == before
+    assert read_recipe(second["picture"])["prompt"] == "flower"
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")  # a folder without an explanation is used as it is
+    assert explain(pipe, "rings", seed=1, steps=2, out_dir=tmp_path / "other")["json"].parent == tmp_path / "other"
 
 
 def test_explain_checks_its_options(pipe, tmp_path):
@@ -221,7 +230,8 @@ def test_cli_explain(model_dir, tmp_path, capsys):
 
 def test_cli_explain_default_folder(model_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    argv = ["explain", "flower", "--model", model_dir, "--steps", "2", "--sampler", "adaptive", "--device", "cpu"]
+    argv = ["explain", "flower", "--model", model_dir, "--steps", "2", "--sampler", "adaptive", "--seed", "0",
+            "--device", "cpu"]
     assert run(capsys, *argv)[0] == 0
     assert run(capsys, *argv)[0] == 0  # a second explanation gets a folder of its own
     assert sorted(p.name for p in (tmp_path / "outputs").iterdir()) == ["explain-flower-s0", "explain-flower-s0-2"]
@@ -248,6 +258,24 @@ def test_cli_explain_unknown_class(model_dir, tmp_path, capsys):
     line = one_error_line(*run(capsys, "explain", "a dog", "--model", model_dir, "--out", tmp_path / "x",
                                "--device", "cpu"))
     assert "label" in line
+
+
+def test_cli_explain_into_a_used_folder_and_force(model_dir, tmp_path, capsys):
+    """`explain -o DIR` twice: the second run writes DIR-2 and says so; --force replaces DIR's files."""
+    argv = ["explain", "flower", "--model", model_dir, "--steps", "2", "--out", tmp_path / "why", "--device", "cpu"]
+    code, first, err = run(capsys, *argv, "--seed", "1")
+    assert code == 0, err
+    strip = (tmp_path / "why" / "strip.png").read_bytes()
+    code, second, err = run(capsys, *argv)
+    assert code == 0, err
+    assert f"→ {tmp_path / 'why-2'}/" in second.splitlines()[0]
+    assert (tmp_path / "why" / "strip.png").read_bytes() == strip
+    seed = int(re.search(r"seed (\d+)\)", second).group(1))  # a random seed, printed and recorded
+    assert json.loads((tmp_path / "why-2" / "explain.json").read_text())["recipe"]["seed"] == seed
+    code, third, err = run(capsys, *argv, "--seed", "2", "--force")
+    assert code == 0, err
+    assert f"→ {tmp_path / 'why'}/" in third.splitlines()[0] and not (tmp_path / "why-3").exists()
+    assert json.loads((tmp_path / "why" / "explain.json").read_text())["recipe"]["seed"] == 2
 
 
 def test_cli_explain_out_is_a_file(model_dir, tmp_path, capsys):

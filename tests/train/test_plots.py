@@ -75,6 +75,14 @@ def test_plot_log_of_a_real_run(run_copy):
     assert sorted(p.name for p in run_copy.iterdir()) == ["log.csv", "log.png"]  # no temporary file left
 
 
+def test_plot_log_never_overwrites_unless_forced(run_copy):
+    (run_copy / "log.png").write_bytes(b"an earlier plot")
+    assert plot_log(run_copy) == run_copy / "log-2.png"
+    assert (run_copy / "log.png").read_bytes() == b"an earlier plot"
+    assert plot_log(run_copy, force=True) == run_copy / "log.png"
+    assert is_png(run_copy / "log.png") == (800, 900)
+
+
 def test_cli_plot_log(run_copy, tmp_path, capsys):
     target = tmp_path / "plots" / "loss.png"
     code, out, err = cli(capsys, "plot-log", run_copy, "--out", target)

@@ -87,8 +87,52 @@ def test_cli_experiment_and_errors(text_model, tmp_path, capsys):
                            (["experiment", "noise", "--train-steps", "5"], "--train-steps"),
                            (["experiment", "steps", "--nfe", "a,b"], "--nfe"),
                            (["experiment", "steps", "--samplers", "langevin", "--model", str(text_model)], "langevin"),
-                           (["experiment", "lr-schedule", "--model", str(text_model)], "--model")]:
+                           (["experiment", "lr-schedule", "--model", str(text_model)], "--model"),
+                           # issue 12 point 9: the flag is named, not the library's "steps"
+                           (["experiment", "lr-schedule", "--train-steps", "1"], "--train-steps: "),
+                           (["experiment", "regularization", "--data-size", "1"], "--data-size: "),
+                           (["experiment", "noise", "--n", "2"], "--n: "),
+                           (["experiment", "steps", "--nfe", "0,2"], "--nfe: ")]:
         assert main(argv + ["--out", str(tmp_path / "x")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and fragment in err[0], (argv, err)
     assert set(EXPERIMENTS) == {"steps", "noise", "lr-schedule", "regularization", "samplers"}
+
+
+def test_results_are_never_overwritten_unless_forced(tmp_path):
+    """Issue 12 point 6: running an experiment again keeps the earlier .md/.csv/.png (all three get the next free
+    stem); force=True replaces them."""
+    from noisebrush.workflows.experiments import _write
+
+    def figure(path):
+        Image.new("RGB", (4, 4), (255, 0, 0)).save(path, format="PNG")
+
+    rows = [{"a": 1, "b": 2.5}]
+    first = _write(tmp_path, "steps", rows, ["a", "b"], "T", ["note"], figure)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    (tmp_path / "noise.png").write_text("someone else's")  # another stem's files do not matter
+    second = _write(tmp_path, "steps", [{"a": 3, "b": 4}], ["a", "b"], "T", ["note"], figure)
+    assert [second[k].name for k in ("markdown", "csv", "figure")] == ["steps-2.md", "steps-2.csv", "steps-2.png"]
+    assert "`steps-2.png`" in second["markdown"].read_text()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in before} == before
+    third = _write(tmp_path, "steps", [{"a": 5, "b": 6}], ["a", "b"], "T", ["note"], figure, force=True)
+    assert third["csv"] == first["csv"] and "5,6" in first["csv"].read_text()
+
+
+def test_run_experiment_checks_out_before_any_work(tmp_path, monkeypatch):
+    import tempfile
+    from pathlib import Path
+
+    from noisebrush.errors import UserError
+
+    real = tempfile.mkstemp
+
+    def mkstemp(*a, dir=None, **k):  # tmp_path/ro cannot be written
+        if dir is not None and Path(dir) == tmp_path / "ro":
+            raise PermissionError(13, "Permission denied", str(dir))
+        return real(*a, dir=dir, **k)
+
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    with pytest.raises(UserError, match=r"ro: cannot write here \(--out: Permission denied\)"):
+        run_experiment("steps", tmp_path / "ro", model="no-such-model")  # not loaded: out is checked first

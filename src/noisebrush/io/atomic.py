@@ -19,7 +19,8 @@ from pathlib import Path
 
 from noisebrush.errors import UserError
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "check_writable", "rescue_folder"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "check_writable", "why_not_writable",
+           "rescue_folder"]
 
 
 def rescue_folder() -> Path:
@@ -53,13 +54,22 @@ def check_writable(path, *, what: str, folder: bool = False) -> Path:
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
         raise UserError(f"{probe}: is not a folder, so {path} cannot be made ({what})")
+    why = why_not_writable(probe)
+    if why is not None:
+        raise UserError(f"{probe}: cannot write here ({what}: {why})")
+    return path
+
+
+def why_not_writable(folder) -> str | None:
+    """None if a file can be made in the existing ``folder`` (a temporary file is made and removed), else why not
+    ("Permission denied", "Read-only file system" …)."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".noisebrush-write-check-", dir=probe)
+        fd, tmp = tempfile.mkstemp(prefix=".noisebrush-write-check-", dir=folder)
     except OSError as e:
-        raise UserError(f"{probe}: cannot write here ({what}: {_why(e)})") from None
+        return _why(e)
     os.close(fd)
     os.unlink(tmp)
-    return path
+    return None
 
 
 def _umask() -> int:

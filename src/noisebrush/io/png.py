@@ -74,7 +74,7 @@ def read_picture(path) -> tuple[Image.Image, dict | None]:
     picture, text = _open(path, rgb=True)
     try:
         recipe = json.loads(text[RECIPE_KEY]) if RECIPE_KEY in text else None
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         recipe = None
     return picture, recipe if isinstance(recipe, dict) and recipe else None
 
@@ -88,7 +88,7 @@ def read_recipe(path) -> dict:
         raise UserError(f"{path}: carries no noisebrush parameters (was it written by noisebrush?)")
     try:
         recipe = json.loads(raw)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise UserError(f"{path}: its noisebrush parameters are not valid JSON") from None
     if not isinstance(recipe, dict) or not recipe:
         raise UserError(f"{path}: its noisebrush parameters are empty or not a JSON object")

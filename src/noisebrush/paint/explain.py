@@ -19,6 +19,11 @@ noisy state x_t and the network's prediction x̂_0 are recorded. Written into ``
 * ``final.png`` — the picture itself, carrying its recipe like every PNG ``noisebrush paint`` writes.
 * ``explain.json`` — the recipe, the sampler's statistics, the strip's layout and the list of files (written last).
 
+**Nothing is overwritten.** If ``out_dir`` already holds an explanation (any of the files above), the files go to a
+new folder beside it, ``out_dir-2`` (``-3`` …), whose path the returned paths carry; ``force=True`` writes into
+``out_dir`` itself, replacing those files (and removing the ones the earlier explanation wrote that this one does
+not). ``out_dir`` is checked (a folder that can be written) before painting.
+
 **How x_t is shown.** x_t = x_0 + σ·ε has a standard deviation of about √(σ_data² + σ²), far outside [-1, 1] at
 high noise. Clamping it would show saturated speckle; dividing by √(σ_data² + σ²) alone would double the contrast
 of the nearly clean pictures at the end. The strip and the animation show
@@ -46,12 +51,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from noisebrush.errors import BadParameter, UserError
+from noisebrush.errors import BadParameter
 from noisebrush.io.atomic import atomic_path, atomic_write_text
 from noisebrush.io.images import save_image, to_pil, to_uint8
+from noisebrush.io.outputs import check_folder, free_path
 from noisebrush.io.png import save_png
 
-__all__ = ["explain", "parse_at", "default_at", "check_fps", "display_xt", "FILES"]
+__all__ = ["explain", "explanation_folder", "parse_at", "default_at", "check_fps", "display_xt", "FILES"]
 
 #: every file an explanation may write (``explain.json`` lists the ones a run wrote)
 FILES = ("strip.png", "process.gif", "schedule.png", "correctors.png", "final.png", "explain.json")
@@ -355,23 +361,32 @@ def _remove_stale(out: Path, written: set[str]) -> None:
             (out / name).unlink(missing_ok=True)
 
 
+def explanation_folder(out_dir, *, force: bool = False) -> Path:
+    """Where an explanation asked for ``out_dir`` goes: ``out_dir`` itself when it holds none of :data:`FILES` (or
+    with ``force``), else the first free ``out_dir-2``, ``-3`` … A UserError if it is a file or cannot be written."""
+    out = Path(out_dir)
+    check_folder(out, what="out_dir")
+    if not force and out.is_dir() and any((out / name).exists() for name in FILES):
+        out = free_path(out)  # a name nothing has yet
+    return out
+
+
 def explain(pipe, prompt: str = "", *, seed: int = 0, steps: int | None = None, sampler: str | None = None,
             cfg: float = 3.0,
             at=None, out_dir, fps: float = 8.0, size: int | None = None, label=None,
-            callback=None) -> dict[str, Path]:
+            callback=None, force: bool = False) -> dict[str, Path]:
     """Paint one picture with ``pipe`` and write the files that show how it came about (see the module docstring).
 
     ``at``: the steps the strip shows (text like "0,5,19" or a list of whole numbers in 0…steps-1; default about
     six evenly spaced). ``fps``: frames per second of ``process.gif``. ``callback(StepInfo)`` sees every step (for
-    a progress bar). Returns {"strip", "gif", "schedule", ["correctors"], "picture", "json"} → paths.
+    a progress bar). An ``out_dir`` that holds an earlier explanation is left alone (a free ``out_dir-2`` … is used)
+    unless ``force``. Returns {"strip", "gif", "schedule", ["correctors"], "picture", "json"} → paths.
     """
     opts = pipe.check(prompt, steps=steps, seed=seed, n=1, sampler=sampler, cfg=cfg, size=size, label=label)
     steps, seed, cfg, size, sampler = opts.steps, opts.seed, opts.cfg, opts.size, opts.sampler
     at = parse_at(at, steps)
     fps = check_fps(fps)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder")
+    out = explanation_folder(out_dir, force=force)
 
     frames: list[dict] = []
 

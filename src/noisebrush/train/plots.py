@@ -1,7 +1,7 @@
 """Plots of a training run: ``noisebrush plot-log RUN_DIR`` and :func:`plot_log`.
 
     from noisebrush.train.plots import plot_log, read_log
-    plot_log("runs/mine")            # → runs/mine/log.png
+    plot_log("runs/mine")            # → runs/mine/log.png (log-2.png if that exists; force=True replaces it)
     cols = read_log("runs/mine/log.csv")
     cols["step"], cols["loss"], cols["loss_s0"]
 
@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.io.atomic import atomic_path
+from noisebrush.io.outputs import check_output_file
 from noisebrush.train.loop import SIGMA_BUCKETS
 
 __all__ = ["plot_log", "read_log", "bucket_labels"]
@@ -116,9 +117,11 @@ def _log_scale_if_positive(ax, *ys) -> None:
         ax.set_yscale("log")
 
 
-def plot_log(run_dir, out=None) -> Path:
+def plot_log(run_dir, out=None, *, force: bool = False) -> Path:
     """Plot ``RUN_DIR/log.csv``: loss (log scale), loss per σ bucket and learning rate against the step. Writes
-    a PNG atomically to ``out`` (default ``RUN_DIR/log.png``) and returns its path."""
+    a PNG atomically to ``out`` (default ``RUN_DIR/log.png``) and returns its path. An existing file is never
+    replaced unless ``force``: the plot goes to a free name (``log-2.png`` …), which is the path returned. The place
+    is checked (writable) before the log is read."""
     run = Path(run_dir)
     if not run.exists():
         raise UserError(f"{run}: no such run folder")
@@ -129,6 +132,7 @@ def plot_log(run_dir, out=None) -> Path:
         raise BadParameter(f"out: a file name ending in .png, got {str(target)!r}")
     if target.is_dir():
         raise BadParameter(f"out: {target} is a folder; give a file name ending in .png")
+    target = check_output_file(target, what="out", force=force)
     cols = read_log(run / "log.csv")
     step = cols["step"]
     buckets = sorted((int(m.group(1)), name) for name in cols if (m := _BUCKET.match(name)))

@@ -1,8 +1,10 @@
 """The brief's experiments: ``noisebrush experiment NAME``.
 
 Each experiment writes ``OUT/NAME.md`` (a markdown table and what was run), ``OUT/NAME.csv`` and ``OUT/NAME.png``
-(a figure), and returns its rows. Budgets are arguments (flags on the CLI); each default is sized to finish in
-under 20 minutes on 2 CPU cores.
+(a figure), and returns its rows. Nothing is overwritten: when any of the three exists, all three get the first free
+stem (``NAME-2.md``, ``NAME-2.csv``, ``NAME-2.png``; the returned paths name them) unless ``force=True``; ``OUT`` is
+checked (a folder that can be written) before any work. The seed is 0 unless given: a measurement repeats exactly.
+Budgets are arguments (flags on the CLI); each default is sized to finish in under 20 minutes on 2 CPU cores.
 
 * ``steps`` — NFE 10/20/50/100/200 for each sampler on the built-in model: fd_art, KID, adherence, seconds/picture.
 * ``noise`` — σ_max and the shape of the noise schedule at 20 NFE: Karras ρ = 7 with σ_max 5/20/80/160, Karras
@@ -24,6 +26,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -40,6 +43,7 @@ from noisebrush.eval.features import load_feature_net
 from noisebrush.eval.metrics import frechet_distance, kid, memorization, precision_recall
 from noisebrush.eval.sampling import sample_many
 from noisebrush.io.atomic import atomic_path, atomic_write_text
+from noisebrush.io.outputs import Keeper, check_folder
 from noisebrush.paint.pipeline import load
 from noisebrush.train import TrainConfig, Trainer
 
@@ -82,23 +86,39 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _write(out: Path, name: str, rows: list[dict], columns: list[str], title: str, notes: list[str],
-           figure: Callable[[Path], None]) -> dict:
+def _free_stem(out: Path, name: str) -> str:
+    """``name``, or ``name-2``, ``name-3`` … : the first stem none of whose .md, .csv and .png exists in ``out``."""
+    stem, k = name, 1
+    while any(os.path.lexists(out / f"{stem}{ext}") for ext in (".md", ".csv", ".png")):
+        k += 1
+        stem = f"{name}-{k}"
+    return stem
 
-    out.mkdir(parents=True, exist_ok=True)
+
+def _write(out: Path, name: str, rows: list[dict], columns: list[str], title: str, notes: list[str],
+           figure: Callable[[Path], None], force: bool = False) -> dict:
+
+    name = name if force else _free_stem(out, name)
+    keep = Keeper(out, force=True)  # the stem is free (or to be replaced); a folder gone read-only keeps all three
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
-    atomic_write_text(out / f"{name}.csv", buf.getvalue())
+    csv_path = keep.save(lambda p: atomic_write_text(p, buf.getvalue()), f"{name}.csv")
     md = [f"# {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     md += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
     md += [""] + [f"- {n}" for n in notes] + ["", f"Figure: `{name}.png`; data: `{name}.csv`."]
-    atomic_write_text(out / f"{name}.md", "\n".join(md) + "\n")
-    with atomic_path(out / f"{name}.png") as tmp:
+    md_path = keep.save(lambda p: atomic_write_text(p, "\n".join(md) + "\n"), f"{name}.md")
+    fig_path = keep.save(lambda p: _figure_file(figure, p), f"{name}.png")
+    keep.done()
+    return {"rows": rows, "markdown": md_path, "csv": csv_path, "figure": fig_path}
+
+
+def _figure_file(figure: Callable[[Path], None], path: Path) -> Path:
+    with atomic_path(path) as tmp:
         figure(Path(tmp))
-    return {"rows": rows, "markdown": out / f"{name}.md", "csv": out / f"{name}.csv", "figure": out / f"{name}.png"}
+    return path
 
 
 def _plt():
@@ -137,7 +157,7 @@ def _load(model, device=None):
 # -- steps -----------------------------------------------------------------------------------------------------------
 
 def exp_steps(out: Path, *, model="builtin", samplers=("euler", "dpmpp_2m"), nfes=(10, 20, 50, 100, 200), n=48,
-              cfg=3.0, seed=0, batch=64, log=print, fnet=None, device=None) -> dict:
+              cfg=3.0, seed=0, batch=64, log=print, fnet=None, device=None, force=False) -> dict:
 
     nfes, n = _check_list("nfe", nfes), _whole("n", n, 4)
     infos = [get_sampler(s) for s in samplers]
@@ -183,7 +203,8 @@ def exp_steps(out: Path, *, model="builtin", samplers=("euler", "dpmpp_2m"), nfe
              f"seed {seed}; reference: {n} real pictures.",
              "fd_art on a few dozen pictures is biased upwards (the covariance of 256 features is estimated from "
              "few samples); compare rows with one another, and trust KID (unbiased) for absolute levels."]
-    return _write(out, "steps", rows, cols, "Steps: quality and cost against network evaluations", notes, figure)
+    return _write(out, "steps", rows, cols, "Steps: quality and cost against network evaluations", notes, figure,
+                  force)
 
 
 # -- noise -----------------------------------------------------------------------------------------------------------
@@ -206,7 +227,7 @@ def _noise_variants():
 
 
 def exp_noise(out: Path, *, model="builtin", sampler="dpmpp_2m", nfe=20, n=128, cfg=3.0, seed=0, batch=64,
-              log=print, fnet=None, device=None) -> dict:
+              log=print, fnet=None, device=None, force=False) -> dict:
 
     n, nfe = _whole("n", n, 4), _whole("nfe", nfe)
     info = get_sampler(sampler)
@@ -247,7 +268,7 @@ def exp_noise(out: Path, *, model="builtin", sampler="dpmpp_2m", nfe=20, n=128, 
              "The model was trained with σ ~ logNormal(−1.2, 1.2²): σ_max well below 80 starts from noise that still "
              "carries the wrong low frequencies (x_T is not pure noise), σ_max far above spends steps where nothing "
              "changes."]
-    return _write(out, "noise", rows, cols, "Noise levels and schedules", notes, figure)
+    return _write(out, "noise", rows, cols, "Noise levels and schedules", notes, figure, force)
 
 
 # -- training experiments -------------------------------------------------------------------------------------------
@@ -300,7 +321,7 @@ def _heldout_loss(trainer, images: torch.Tensor) -> float:
 
 
 def exp_lr_schedule(out: Path, *, steps=400, n=128, seed=0, log=print, fnet=None, work: Path | None = None,
-                    **_) -> dict:
+                    force=False, **_) -> dict:
     steps, n = _whole("steps", steps, 10), _whole("n", n, 4)
     ref = _Reference(n, 32, seed, fnet or _fnet())
     work = Path(work or out / "runs")
@@ -337,11 +358,11 @@ def exp_lr_schedule(out: Path, *, steps=400, n=128, seed=0, log=print, fnet=None
              f"Sampled with dpmpp_2m at 20 steps; {n} pictures against {n} real ones; final_loss = the mean training "
              "loss over the last fifth of the steps."]
     return _write(out, "lr-schedule", rows, cols, "Learning-rate schedules on an equal training budget", notes,
-                  figure)
+                  figure, force)
 
 
 def exp_regularization(out: Path, *, steps=400, n=128, data_size=256, seed=0, log=print, fnet=None,
-                       work: Path | None = None, weight_decay=0.1, l1=1e-5, dropout=0.2, **_) -> dict:
+                       work: Path | None = None, weight_decay=0.1, l1=1e-5, dropout=0.2, force=False, **_) -> dict:
 
     steps, n, data_size = _whole("steps", steps, 10), _whole("n", n, 4), _whole("data_size", data_size, 2)
     ref = _Reference(n, 32, seed, fnet or _fnet())
@@ -384,7 +405,7 @@ def exp_regularization(out: Path, *, steps=400, n=128, data_size=256, seed=0, lo
              "near_copy_fraction: paintings whose nearest training picture is 3× closer than the second nearest.",
              "The network's weights are forced to unit norm after every step (magnitude preserving, EDM2), so L2 "
              "weight decay can only act through Adam's state, not on the weights' scale."]
-    return _write(out, "regularization", rows, cols, "Regularization on a small training set", notes, figure)
+    return _write(out, "regularization", rows, cols, "Regularization on a small training set", notes, figure, force)
 
 
 def _log_curve(run: Path):
@@ -410,7 +431,7 @@ def _fresh(run: Path) -> None:
 # -- samplers --------------------------------------------------------------------------------------------------------
 
 def exp_samplers(out: Path, *, model="builtin", samplers=None, nfes=(5, 10, 20, 50), n=32, cfg=3.0, seed=0, batch=64,
-                 ref_steps=100, log=print, fnet=None, device=None) -> dict:
+                 ref_steps=100, log=print, fnet=None, device=None, force=False) -> dict:
 
     nfes, n = _check_list("nfe", nfes), _whole("n", n, 4)
     names = list(samplers) if samplers else [s for s in SAMPLERS if SAMPLERS[s].fixed_cost]
@@ -461,7 +482,7 @@ def exp_samplers(out: Path, *, model="builtin", samplers=None, nfes=(5, 10, 20, 
              "steps from the same starting noise (RMSE only for deterministic samplers; stochastic ones end "
              "elsewhere by design).",
              "langevin and adaptive choose their own number of evaluations and are not in this table."]
-    return _write(out, "samplers", rows, cols, "Samplers on the built-in model", notes, figure)
+    return _write(out, "samplers", rows, cols, "Samplers on the built-in model", notes, figure, force)
 
 
 def _fnet():
@@ -478,11 +499,11 @@ EXPERIMENTS = {
 }
 
 
-def run_experiment(name: str, out="outputs/experiments", **kw) -> dict:
-    """Run experiment ``name`` (see ``EXPERIMENTS``) writing into ``out``; returns rows and written paths."""
+def run_experiment(name: str, out="outputs/experiments", *, force: bool = False, **kw) -> dict:
+    """Run experiment ``name`` (see ``EXPERIMENTS``) writing into ``out``; returns rows and written paths. ``out`` is
+    checked first (a folder that can be written); existing result files are kept (free names) unless ``force``."""
     if name not in EXPERIMENTS:
         raise BadParameter(f"experiment: unknown {name!r}; choose one of {', '.join(EXPERIMENTS)}")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder (--out)")
-    return EXPERIMENTS[name](out, **kw)
+    check_folder(out, what="--out")
+    return EXPERIMENTS[name](out, force=force, **kw)

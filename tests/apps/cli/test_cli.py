@@ -2,6 +2,7 @@
 console script). Models are tiny folders made by really training (see _model_fixture.py)."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from _cli_checks import run_cli
 from _model_fixture import TINY_NET, one_thread, reset_accelerate, tiny_model
 from noisebrush.apps.cli import main
 from noisebrush.diffusion import SAMPLERS
@@ -31,13 +33,7 @@ def model_dir(tmp_path_factory):
     return tiny_model(tmp_path_factory, "label")
 
 
-def run(capsys, *argv):
-    """main(argv) → (exit code, stdout, stderr)."""
-    capsys.readouterr()
-    with torch.random.fork_rng(devices=[]):
-        code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli  # main(argv) → (exit code, stdout, stderr)
 
 
 def assert_user_error(code, out, err, *fragments):
@@ -100,7 +96,8 @@ def test_paint_pngs_carry_their_recipes(painted, model_dir):
 
 
 def test_paint_never_overwrites(model_dir, tmp_path, capsys):
-    argv = ["paint", "flower", "--model", model_dir, "-n", "1", "--steps", "1", "--out", tmp_path, "--device", "cpu"]
+    argv = ["paint", "flower", "--model", model_dir, "-n", "1", "--steps", "1", "--seed", "0", "--out", tmp_path,
+            "--device", "cpu"]
     assert run(capsys, *argv)[0] == 0
     assert run(capsys, *argv)[0] == 0
     assert {p.name for p in tmp_path.iterdir()} == {"flower-s0.png", "flower-s0-2.png"}
@@ -120,7 +117,7 @@ def test_reproduce_with_model(painted, model_dir, tmp_path, capsys):
     code, out, err = run(capsys, "reproduce", png, "--model", model_dir, "--out", tmp_path / "again")
     assert code == 0, err
     assert "pixel-identical" in out
-    again = tmp_path / "again" / "flower-s6.png"
+    again = tmp_path / "again" / "flower-s6-again.png"  # one rule: STEM-again…
     assert np.array_equal(_pixels(again), _pixels(png))
     assert read_recipe(again) == read_recipe(png)
 
@@ -138,8 +135,8 @@ def test_reproduce_without_model_uses_the_recorded_folder(painted, model_dir, tm
 def test_reproduce_without_model_when_the_folder_is_gone(model_dir, tmp_path, capsys, monkeypatch):
     moved = tmp_path / "moved-model"
     shutil.copytree(model_dir, moved)
-    assert run(capsys, "paint", "rings", "--model", moved, "-n", "1", "--steps", "1", "--out", tmp_path / "p",
-               "--device", "cpu")[0] == 0
+    assert run(capsys, "paint", "rings", "--model", moved, "-n", "1", "--steps", "1", "--seed", "0", "--out",
+               tmp_path / "p", "--device", "cpu")[0] == 0
     shutil.rmtree(moved)
     monkeypatch.chdir(tmp_path)
     assert_user_error(*run(capsys, "reproduce", tmp_path / "p" / "rings-s0.png", "--out", tmp_path / "again"),
@@ -199,10 +196,13 @@ def test_paint_several_prompts(model_dir, tmp_path, capsys):
 
 
 def test_paint_one_picture_makes_no_grid(model_dir, tmp_path, capsys):
+    """Without --seed, a random seed is drawn, printed and recorded (issue 12 point 13)."""
     code, out, err = run(capsys, "paint", "flower", "--model", model_dir, "-n", "1", "--steps", "1", "--out", tmp_path,
                          "--device", "cpu")
     assert code == 0, err
-    assert [p.name for p in tmp_path.iterdir()] == ["flower-s0.png"]
+    seed = int(re.search(r"\(seed (\d+)\)", out).group(1))
+    assert [p.name for p in tmp_path.iterdir()] == [f"flower-s{seed}.png"]
+    assert read_recipe(tmp_path / f"flower-s{seed}.png")["seed"] == seed
 
 
 def test_reproduce_honours_size_and_sigma_range(model_dir, tmp_path, capsys):

@@ -5,6 +5,10 @@
     noisebrush outpaint picture.png --extend 16,0,16,0
     noisebrush morph "a red flower" --to "a blue flower" --seed 1 --to-seed 2
 
+Without ``--seed`` a random seed is drawn, printed and recorded in every recipe. ``--out`` is checked (a folder
+that can be written) before the model is loaded, so a bad one costs no painting; Ctrl-C exits with status 130 and one
+line saying what was written (nothing, before the files are saved).
+
 The work is the Pipeline's (:mod:`noisebrush.paint.edit`); the files are :mod:`noisebrush.io.outputs`'.
 Lazy imports: noisebrush.io and noisebrush.paint import torch, so they are imported inside the commands:
 `noisebrush --help` takes 0.3 s without torch and 3.5 s with it at the top of any command module.
@@ -21,10 +25,25 @@ import noisebrush
 from noisebrush.apps.cli.app import (CFG, DEVICE, JUMP_LENGTH, JUMPS, LORA, MODEL, OUT, PALETTE, PALETTE_SCALE_OPT,
                                      app)
 from noisebrush.apps.cli.common import LazyBar, echo_paths, guides_from_flags, prompt_of
+from noisebrush.apps.cli.paint import report_interrupt
 from noisebrush.checks import number, whole
 from noisebrush.errors import BadParameter
 
 __all__ = ["vary", "inpaint", "outpaint", "morph"]
+
+SEED_HELP = "picture i gets seed+i (default: a random seed, printed and recorded in each PNG)"
+N_HELP = "how many pictures"
+SIZE_HELP = "short side to paint at (default: the picture's when the model can, else the model's)"
+ZOOM_HELP = "pixel-repeat factor for the contact sheet"
+
+
+def _prepare(out: Path, seed):
+    """Before any work: ``--out`` must be a folder that can be written; the seed (a random one when not given)."""
+    from noisebrush.io.outputs import check_folder  # lazy: torch (see the module docstring)
+    from noisebrush.seeding import pick_seed
+
+    check_folder(out, what="--out")
+    return pick_seed(seed)
 
 
 @app.command()
@@ -37,28 +56,31 @@ def vary(image: Path = typer.Argument(..., help="the picture to vary (any format
          steps: Optional[int] = typer.Option(None, "--steps", help="steps of the full schedule (strength × steps are "
                                                                    "run; default: the model's, 20 for the built-in)"),
          cfg: float = CFG,
-         seed: int = typer.Option(0, "--seed", help="variation i gets seed+i"),
+         seed: Optional[int] = typer.Option(None, "--seed", help=SEED_HELP),
          n: int = typer.Option(4, "-n", help="how many variations"),
-         size: Optional[int] = typer.Option(None, "--size", help="short side to paint at (default: the picture's "
-                                                                 "when the model can, else the model's)"),
+         size: Optional[int] = typer.Option(None, "--size", help=SIZE_HELP),
          palette: Optional[str] = PALETTE,
          palette_scale: float = PALETTE_SCALE_OPT,
          lora: List[str] = LORA,
          out: Path = OUT,
-         zoom: int = typer.Option(2, "--zoom"),
+         zoom: int = typer.Option(2, "--zoom", help=ZOOM_HELP),
          device: str = DEVICE):
     """Variations of IMAGE (SDEdit): noise it to the level STRENGTH picks, then paint it back."""
     from noisebrush.io.outputs import save_set, slug  # lazy: torch (see the module docstring)
 
     whole("--zoom", zoom, 1, 32)
+    seed = _prepare(out, seed)
     guides = guides_from_flags(palette, palette_scale)
-    pipe = noisebrush.load(model, device=device, lora=lora or None)
-    t = time.perf_counter()
-    with LazyBar("varying") as cb:
-        images, recipes = pipe.vary(image, prompt_of(image, prompt), strength=strength, steps=steps, seed=seed, n=n,
-                                    sampler=sampler, cfg=cfg, size=size, guidance=guides or None, callback=cb)
+    with report_interrupt([]):
+        pipe = noisebrush.load(model, device=device, lora=lora or None)
+        t = time.perf_counter()
+        with LazyBar("varying") as cb:
+            images, recipes = pipe.vary(image, prompt_of(image, prompt), strength=strength, steps=steps, seed=seed,
+                                        n=n, sampler=sampler, cfg=cfg, size=size, guidance=guides or None,
+                                        callback=cb)
     paths = save_set(images, recipes, out, f"{slug(image.stem)}-vary", zoom=zoom)
-    typer.echo(f"{n} variation{'s' * (n != 1)} of {image} (strength {strength}) in {time.perf_counter() - t:.1f}s")
+    typer.echo(f"{n} variation{'s' * (n != 1)} of {image} (strength {strength}, seed {seed}) in "
+               f"{time.perf_counter() - t:.1f}s")
     echo_paths(paths)
 
 
@@ -68,18 +90,20 @@ def _repaint(kind: str, image: Path, prompt, *, model, mask=None, extend=None, s
     from noisebrush.io.outputs import save_set, slug  # lazy: torch
 
     whole("--zoom", zoom, 1, 32)
+    seed = _prepare(out, seed)
     guides = guides_from_flags(palette, palette_scale)
-    pipe = noisebrush.load(model, device=device, lora=lora or None)
-    t = time.perf_counter()
-    kw = dict(steps=steps, jump_length=jump_length, jumps=jumps, seed=seed, n=n, cfg=cfg, size=size,
-              guidance=guides or None)
-    with LazyBar("inpainting" if kind == "inpaint" else "outpainting") as cb:
-        if kind == "inpaint":
-            images, recipes = pipe.inpaint(image, mask, prompt_of(image, prompt), callback=cb, **kw)
-        else:
-            images, recipes = pipe.outpaint(image, extend, prompt_of(image, prompt), callback=cb, **kw)
+    with report_interrupt([]):
+        pipe = noisebrush.load(model, device=device, lora=lora or None)
+        t = time.perf_counter()
+        kw = dict(steps=steps, jump_length=jump_length, jumps=jumps, seed=seed, n=n, cfg=cfg, size=size,
+                  guidance=guides or None)
+        with LazyBar("inpainting" if kind == "inpaint" else "outpainting") as cb:
+            if kind == "inpaint":
+                images, recipes = pipe.inpaint(image, mask, prompt_of(image, prompt), callback=cb, **kw)
+            else:
+                images, recipes = pipe.outpaint(image, extend, prompt_of(image, prompt), callback=cb, **kw)
     paths = save_set(images, recipes, out, f"{slug(image.stem)}-{kind}", zoom=zoom)
-    typer.echo(f"{kind}ed {n} picture{'s' * (n != 1)} from {image} in {time.perf_counter() - t:.1f}s")
+    typer.echo(f"{kind}ed {n} picture{'s' * (n != 1)} from {image} (seed {seed}) in {time.perf_counter() - t:.1f}s")
     echo_paths(paths)
 
 
@@ -89,17 +113,17 @@ def inpaint(image: Path = typer.Argument(..., help="the picture"),
             mask: Path = typer.Option(..., "--mask", help="same size as IMAGE; white = repaint, black = keep"),
             model: str = MODEL,
             steps: Optional[int] = typer.Option(None, "--steps", help="default: the model's (20 for the built-in)"),
-            jump_length: int = JUMP_LENGTH,
+            jump_length: Optional[int] = JUMP_LENGTH,
             jumps: int = JUMPS,
             cfg: float = CFG,
-            seed: int = typer.Option(0, "--seed"),
-            n: int = typer.Option(4, "-n"),
-            size: Optional[int] = typer.Option(None, "--size"),
+            seed: Optional[int] = typer.Option(None, "--seed", help=SEED_HELP),
+            n: int = typer.Option(4, "-n", help=N_HELP),
+            size: Optional[int] = typer.Option(None, "--size", help=SIZE_HELP),
             palette: Optional[str] = PALETTE,
             palette_scale: float = PALETTE_SCALE_OPT,
             lora: List[str] = LORA,
             out: Path = OUT,
-            zoom: int = typer.Option(2, "--zoom"),
+            zoom: int = typer.Option(2, "--zoom", help=ZOOM_HELP),
             device: str = DEVICE):
     """Repaint the white part of MASK in IMAGE (RePaint); every other pixel comes out exactly as it was."""
     _repaint("inpaint", image, prompt, model=model, mask=mask, steps=steps, jump_length=jump_length, jumps=jumps,
@@ -113,17 +137,17 @@ def outpaint(image: Path = typer.Argument(..., help="the picture"),
              extend: str = typer.Option(..., "--extend", help="pixels to add: L,T,R,B (or one number for all)"),
              model: str = MODEL,
              steps: Optional[int] = typer.Option(None, "--steps", help="default: the model's (20 for the built-in)"),
-             jump_length: int = JUMP_LENGTH,
+             jump_length: Optional[int] = JUMP_LENGTH,
              jumps: int = JUMPS,
              cfg: float = CFG,
-             seed: int = typer.Option(0, "--seed"),
-             n: int = typer.Option(4, "-n"),
-             size: Optional[int] = typer.Option(None, "--size"),
+             seed: Optional[int] = typer.Option(None, "--seed", help=SEED_HELP),
+             n: int = typer.Option(4, "-n", help=N_HELP),
+             size: Optional[int] = typer.Option(None, "--size", help=SIZE_HELP),
              palette: Optional[str] = PALETTE,
              palette_scale: float = PALETTE_SCALE_OPT,
              lora: List[str] = LORA,
              out: Path = OUT,
-             zoom: int = typer.Option(2, "--zoom"),
+             zoom: int = typer.Option(2, "--zoom", help=ZOOM_HELP),
              device: str = DEVICE):
     """Paint beyond IMAGE's edges; the picture itself is kept exactly."""
     from noisebrush.paint.edit import parse_extend  # lazy: torch
@@ -140,17 +164,18 @@ def outpaint(image: Path = typer.Argument(..., help="the picture"),
 @app.command()
 def morph(prompt: str = typer.Argument(..., metavar="PROMPT", help="where the morph starts"),
           to: Optional[str] = typer.Option(None, "--to", help="the prompt it ends on (default: PROMPT)"),
-          seed: int = typer.Option(0, "--seed"),
+          seed: Optional[int] = typer.Option(None, "--seed", help="the seed it starts on (default: a random seed, "
+                                                                  "printed and recorded)"),
           to_seed: Optional[int] = typer.Option(None, "--to-seed", help="the seed it ends on (default: SEED)"),
           frames: int = typer.Option(16, "--frames", help="pictures from start to end, both included"),
-          fps: float = typer.Option(12.0, "--fps"),
+          fps: float = typer.Option(12.0, "--fps", help="frames per second of the GIF and MP4"),
           bounce: bool = typer.Option(False, "--bounce", help="play forward then back, so the loop has no jump"),
           model: str = MODEL,
           sampler: Optional[str] = typer.Option(None, "--sampler", help="a deterministic one (default: the model's; "
                                                                         "dpmpp_2m for the built-in)"),
           steps: Optional[int] = typer.Option(None, "--steps", help="default: the model's (20 for the built-in)"),
           cfg: float = CFG,
-          size: Optional[int] = typer.Option(None, "--size"),
+          size: Optional[int] = typer.Option(None, "--size", help="picture size in pixels (default: the model's)"),
           palette: Optional[str] = PALETTE,
           palette_scale: float = PALETTE_SCALE_OPT,
           lora: List[str] = LORA,
@@ -164,12 +189,15 @@ def morph(prompt: str = typer.Argument(..., metavar="PROMPT", help="where the mo
         raise BadParameter("--to / --to-seed: give another prompt and/or another seed to morph towards")
     whole("--zoom", zoom, 1, 32)
     number("--fps", fps, 0.1, 60)
+    seed = _prepare(out, seed)
     guides = guides_from_flags(palette, palette_scale)
-    pipe = noisebrush.load(model, device=device, lora=lora or None)
-    t = time.perf_counter()
-    with LazyBar("morphing") as cb:
-        pics, recipe = pipe.morph(prompt, to_prompt=to, seed=seed, to_seed=to_seed, frames=frames, steps=steps,
-                                  sampler=sampler, cfg=cfg, size=size, guidance=guides or None, callback=cb)
+    with report_interrupt([]):
+        pipe = noisebrush.load(model, device=device, lora=lora or None)
+        t = time.perf_counter()
+        with LazyBar("morphing") as cb:
+            pics, recipe = pipe.morph(prompt, to_prompt=to, seed=seed, to_seed=to_seed, frames=frames, steps=steps,
+                                      sampler=sampler, cfg=cfg, size=size, guidance=guides or None, callback=cb)
     files = save_morph(pics, recipe, out, morph_name(prompt, to, seed, to_seed), fps=fps, zoom=zoom, bounce=bounce)
-    typer.echo(f"morphed {frames} frames in {time.perf_counter() - t:.1f}s")
+    typer.echo(f"morphed {frames} frames (seed {seed}" + (f" to {to_seed}" if to_seed is not None else "")
+               + f") in {time.perf_counter() - t:.1f}s")
     echo_paths(files)

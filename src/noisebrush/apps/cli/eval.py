@@ -2,6 +2,10 @@
 
     noisebrush eval builtin --n 500 --json report.json
 
+``--json`` is checked before any work (a file name in a place that can be written); an existing file is kept and
+the report goes to a free name (``report-2.json``), printed, unless ``--force``. The seed stays 0 unless given, so a
+measurement repeats exactly.
+
 Lazy imports: the pipeline and noisebrush.eval import torch, so they are imported inside the command:
 `noisebrush --help` takes 0.3 s without torch and 3.5 s with it at the top of any command module.
 """
@@ -18,7 +22,6 @@ from rich.table import Table
 import noisebrush
 from noisebrush.apps.cli.app import app
 from noisebrush.apps.cli.common import progress as progress_bar
-from noisebrush.errors import UserError
 
 __all__ = ["eval_", "print_report"]
 
@@ -42,21 +45,26 @@ def eval_(model: str = typer.Argument("builtin", help="'builtin' or a model fold
           steps: int = typer.Option(20, "--steps", help="sampler steps"),
           sampler: Optional[str] = typer.Option(None, "--sampler", help="default: the model's"),
           cfg: float = typer.Option(3.0, "--cfg", help="classifier-free guidance scale"),
-          seed: int = typer.Option(0, "--seed"),
+          seed: int = typer.Option(0, "--seed", help="fixed at 0 by default (unlike paint's random seed): the "
+                                                     "same command measures the same pictures"),
           batch: int = typer.Option(64, "--batch", help="pictures per network batch"),
-          json_out: Optional[Path] = typer.Option(None, "--json", help="write the report here as JSON"),
+          json_out: Optional[Path] = typer.Option(None, "--json", help="write the report here as JSON (an existing "
+                                                                       "file is kept and a free name used, unless "
+                                                                       "--force)"),
+          force: bool = typer.Option(False, "--force", help="replace the file --json names if it exists"),
           no_memorization: bool = typer.Option(False, "--no-memorization", help="skip the near-copy check"),
           device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps")):
     """Measure a model: fd_art, KID, precision/recall, prompt adherence, SWD and the memorization check."""
     from noisebrush.eval import evaluate  # lazy: torch (see the module docstring)
     from noisebrush.eval.evaluation import check_options
     from noisebrush.io.atomic import atomic_write_text  # lazy: torch
+    from noisebrush.io.outputs import check_output_file
 
-    if json_out is not None and json_out.is_dir():
-        raise UserError(f"{json_out}: is a folder (--json wants a file name)")
+    if json_out is not None:  # before any work: a folder, an unwritable place; an existing file gets a free name
+        json_out = check_output_file(json_out, what="--json", force=force)
     pipe = noisebrush.load(model, device=device)
     check_options(pipe, data=data, n=n, steps=steps, sampler=sampler, cfg=cfg, seed=seed, batch=batch)
-    with progress_bar(n, "evaluating") as bar:
+    with progress_bar(n, "evaluating", unit="pictures") as bar:
         task = bar.add_task("eval", total=n, info="")
 
         def progress(stage, done, total):
@@ -69,7 +77,6 @@ def eval_(model: str = typer.Argument("builtin", help="'builtin' or a model fold
                           batch=batch, memorization=not no_memorization, progress=progress)
     print_report(report)
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(json_out, json.dumps(report, indent=2))
         typer.echo(f"report → {json_out}")
 

@@ -6,6 +6,10 @@ there is to choose from, and the benchmarks.
     noisebrush samplers
     noisebrush bench train --quick
 
+``reproduce`` names every file after the picture it paints again: ``STEM-again.png`` (the picture, or a contact
+sheet) and, for a sheet, ``STEM-again-sSEED.png`` for each picture on it (free variants, never overwriting); it
+checks ``--out`` before loading the model.
+
 Lazy imports: noisebrush.io, the pipeline, the samplers and the benches import torch, so they are imported inside
 the commands: `noisebrush --help` takes 0.3 s without torch and 3.5 s with it at the top of any command module.
 """
@@ -42,50 +46,60 @@ def info(image: Path = typer.Argument(..., help="a PNG written by noisebrush")):
 def reproduce(image: Path = typer.Argument(..., help="a PNG written by noisebrush"),
               model: Optional[str] = typer.Option(None, "--model", "-m", help="model folder (default: the one the "
                                                                                "PNG names)"),
-              out: Path = typer.Option(Path("outputs"), "--out", "-o"),
-              device: str = typer.Option("cpu", "--device")):
-    """Paint IMAGE again from the recipe it carries and compare the pixels."""
-    from noisebrush.io.outputs import contact_sheet, free_path, output_folder  # lazy: torch
+              out: Path = typer.Option(Path("outputs"), "--out", "-o", help="folder for the pictures painted again"),
+              source: Optional[Path] = typer.Option(None, "--source", help="vary, inpaint, outpaint: the picture it "
+                                                                           "was painted from (default: found by name "
+                                                                           "next to IMAGE or in this folder)"),
+              mask: Optional[Path] = typer.Option(None, "--mask", help="inpaint: its mask (default: found by name "
+                                                                       "like --source)"),
+              device: str = typer.Option("cpu", "--device", help="cpu (the default), auto, cuda or mps")):
+    """Paint IMAGE again from the recipe it carries and compare the pixels. Every file is named after IMAGE:
+    STEM-again.png (the picture, or the contact sheet) and, for a sheet, STEM-again-sSEED.png per picture."""
+    from noisebrush.io.outputs import Keeper, check_folder, contact_sheet  # lazy: torch
     from noisebrush.io.png import read_recipe, save_png
     from noisebrush.paint import recipe as recipes  # lazy: torch
     from noisebrush.workflows import preference  # noqa: F401  lazy: torch; registers the preference guide for replays
 
+    check_folder(out, what="--out")  # before any work
     recipe = read_recipe(image)
     parts = recipes.pictures(recipe, where=str(image))
+    sheet = "sheet" in recipe
     pipe = recipes.load_pipeline(recipe, model=model, device=device, where=str(image))
-    output_folder(out)
+    keep = Keeper(out)
     try:
-        paths, pics = [], []
+        pics, agains = [], []
         for rec in parts:
-            path = _replay_one(pipe, rec, out, image)
-            paths.append(path)
-            with Image.open(path) as im:
-                pics.append(im.convert("RGB"))
-        if "sheet" in recipe:
-            paths = [save_png(contact_sheet(pics, recipe["sheet"]), free_path(out / f"{image.stem}-again.png"),
-                              recipe)]
+            pic, again = _replay_one(pipe, rec, image, files={"source": source, "mask": mask})
+            pics.append(pic)
+            agains.append(again)
+        stem = f"{image.stem}-again"
+        for pic, rec in zip(pics, agains) if sheet else ():
+            keep.save(lambda p, pic=pic, rec=rec: save_png(pic, p, rec), f"{stem}-s{rec.get('seed')}.png")
+        if sheet:
+            main = keep.save(lambda p: save_png(contact_sheet(pics, recipe["sheet"]), p, recipe), f"{stem}.png")
+        else:
+            main = keep.save(lambda p: save_png(pics[0], p, agains[0]), f"{stem}.png")
     except (KeyError, TypeError, ValueError) as e:  # ValueError includes BadParameter
         raise UserError(f"{image}: incomplete noisebrush parameters ({e})") from None
-    with Image.open(image) as a, Image.open(paths[0]) as b:
+    paths = keep.done()
+    with Image.open(image) as a, Image.open(main) as b:
         same = a.size == b.size and a.convert("RGB").tobytes() == b.convert("RGB").tobytes()
-    typer.echo(f"{paths[0]}: {'pixel-identical to' if same else 'DIFFERS from'} {image}")
+    typer.echo(f"{main}: {'pixel-identical to' if same else 'DIFFERS from'} {image}")
+    for p in paths:
+        if p != main:
+            typer.echo(f"  {p}")
     if not same:
         raise typer.Exit(1)
 
 
-def _replay_one(pipe, rec: dict, out: Path, image: Path) -> Path:
-    """Paint one picture of IMAGE's recipe again (:func:`noisebrush.paint.recipe.replay`) under a progress bar and
-    save it with its recipe: a plain painting as PROMPT-sSEED.png, an edit as IMAGE-again-sSEED.png."""
-    from noisebrush.io.outputs import save_pictures, slug  # lazy: torch
+def _replay_one(pipe, rec: dict, image: Path, files: dict):
+    """Paint one picture of IMAGE's recipe again (:func:`noisebrush.paint.recipe.replay`) under a progress bar:
+    (the picture, a preview for clips and volumes; the recipe the painting returned)."""
     from noisebrush.paint.recipe import replay  # lazy: torch
 
     with LazyBar("painting") as cb:
-        images, again = replay(pipe, rec, where=str(image), callback=cb)
-    if rec.get("mode"):
-        base = f"{slug(image.stem)}-again"
-    else:
-        base = slug(rec.get("prompt", "") or str(rec.get("label") or "image"))
-    return save_pictures(pipe.modality.preview(images), again, out, base)[0]
+        images, again = replay(pipe, rec, where=str(image), callback=cb, files=files)
+    return pipe.modality.preview(images)[0], again[0]
 
 
 @app.command()

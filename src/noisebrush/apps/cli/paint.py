@@ -4,11 +4,17 @@
     noisebrush paint "a landscape" --palette "#aa3300,#002255" --lora mystyle.safetensors:0.8
     noisebrush paint "a flower" --best-of 4 --prefer 1
 
+Without ``--seed`` a random seed is drawn, printed (``seed N``) and recorded in every PNG, so ``noisebrush
+reproduce`` paints the picture again. ``--out`` is checked (a folder that can be written) before the model is loaded.
+Ctrl-C exits with status 130 and one line naming the pictures already written (one PNG per prompt is written as soon
+as that prompt is painted), or saying that nothing was written.
+
 Lazy imports: everything that imports torch (the pipeline, noisebrush.io, the preference workflow) is imported
 inside the command: `noisebrush --help` takes 0.3 s without torch and 3.5 s with it at the top of any command module.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -16,11 +22,26 @@ from typing import List, Optional
 import typer
 
 import noisebrush
-from noisebrush.apps.cli.app import LORA_HELP, PALETTE_HELP, PALETTE_SCALE, app
-from noisebrush.apps.cli.common import echo_paths, guides_from_flags, progress
-from noisebrush.checks import number, whole
+from noisebrush.apps.cli.app import DB_HELP, LORA_HELP, PALETTE_HELP, PALETTE_SCALE, app
+from noisebrush.apps.cli.common import echo_paths, flags, guides_from_flags, progress
+from noisebrush.checks import limited, number, whole
 
-__all__ = ["paint", "paint_and_save"]
+__all__ = ["paint", "paint_and_save", "report_interrupt"]
+
+
+
+@contextlib.contextmanager
+def report_interrupt(written: list):
+    """Ctrl-C inside: one line on stderr naming the files in ``written`` (the list is read when the key is pressed),
+    or saying that nothing was written, and exit status 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        kept = [str(p) for p in written]
+        what = (f"kept the {len(kept)} file{'s' * (len(kept) != 1)} already written: {', '.join(kept)}" if kept
+                else "nothing was written")
+        typer.echo(f"interrupted: {what}", err=True)
+        raise typer.Exit(130) from None
 
 
 @app.command()
@@ -33,7 +54,8 @@ def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
           steps: Optional[int] = typer.Option(None, "--steps", help="sampler steps (default: the model's; 20 for the "
                                                                     "built-in)"),
           cfg: float = typer.Option(3.0, "--cfg", help="classifier-free guidance scale (1 = none)"),
-          seed: int = typer.Option(0, "--seed", help="image i gets seed+i"),
+          seed: Optional[int] = typer.Option(None, "--seed", help="image i gets seed+i (default: a random seed, "
+                                                                  "printed and recorded in each PNG)"),
           n: int = typer.Option(4, "-n", help="images per prompt"),
           out: Path = typer.Option(Path("outputs"), "--out", "-o", help="folder for the PNGs"),
           size: Optional[int] = typer.Option(None, "--size", help="picture size in pixels (default: the model's)"),
@@ -46,12 +68,16 @@ def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
                                                            "ratings (`noisebrush rate`) like best"),
           prefer: float = typer.Option(0.0, "--prefer", help="steer toward what your ratings like (guidance scale, "
                                                              "e.g. 0.5; 0 = off)"),
-          db: Optional[Path] = typer.Option(None, "--db", help="ratings database (default: "
-                                                               "~/.noisebrush/ratings.sqlite)"),
+          db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
           device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps")):
     """Paint PROMPT: n PNGs per prompt (each carrying its recipe) plus a contact sheet."""
+    from noisebrush.io.outputs import Keeper, check_folder  # lazy: torch (see the module docstring)
+    from noisebrush.seeding import pick_seed
+
     whole("--zoom", zoom, 1, 32)
-    whole("--best-of", best_of, 1)
+    check_folder(out, what="--out")  # before the model is loaded: an unwritable --out is one line, no work lost
+    seed = pick_seed(seed)
+    limited("--best-of", best_of, "best_of")
     number("--prefer", prefer, 0)
     preference = None
     if best_of > 1 or prefer > 0:
@@ -61,18 +87,25 @@ def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
     guides = guides_from_flags(palette, palette_scale, prefer, preference)
     rerank = (best_of, preference) if best_of > 1 else None
     t = time.perf_counter()
-    pipe = noisebrush.load(model, device=device, lora=lora or None)
-    paths = paint_and_save(pipe, prompts, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, out=out,
-                           zoom=zoom, size=size, guidance=guides or None, rerank=rerank)
+    keep = Keeper(out)
+    with report_interrupt(keep.written), flags():
+        pipe = noisebrush.load(model, device=device, lora=lora or None)
+        paths = paint_and_save(pipe, prompts, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, out=out,
+                               zoom=zoom, size=size, guidance=guides or None, rerank=rerank, keep=keep)
     total = n * len(prompts)
-    typer.echo(f"painted {total} image{'s' * (total != 1)} in {time.perf_counter() - t:.1f}s → {out}/")
+    typer.echo(f"painted {total} image{'s' * (total != 1)} (seed {seed}) in {time.perf_counter() - t:.1f}s "
+               f"→ {out}/")
     echo_paths(paths)
 
 
 def paint_and_save(pipe, prompts: list[str], *, steps: int | None, seed: int, n: int, sampler: str | None, cfg: float,
-                   out: Path, label=None, grid: bool = True, zoom: int = 2, rerank=None, **gen) -> list[Path]:
-    """Paint n images per prompt under a progress bar, write one PNG each (with its recipe) and a contact sheet: a
-    row per prompt. ``rerank = (N, preference model)`` paints N candidates per picture and keeps the best-liked."""
+                   out: Path, label=None, grid: bool = True, zoom: int = 2, rerank=None, keep=None,
+                   **gen) -> list[Path]:
+    """Paint n images per prompt under a progress bar, write one PNG each (with its recipe) as soon as a prompt is
+    painted, and a contact sheet: a row per prompt. ``rerank = (N, preference model)`` paints N candidates per
+    picture and keeps the best-liked. ``keep``: the :class:`~noisebrush.io.outputs.Keeper` the files go through (its
+    ``written`` is what a Ctrl-C reports); if ``out`` stops being writable, every picture is kept in a rescue folder
+    and one UserError names it."""
     from noisebrush.diffusion import get_sampler  # lazy: torch
     from noisebrush.io import outputs  # lazy: torch
 
@@ -83,7 +116,8 @@ def paint_and_save(pipe, prompts: list[str], *, steps: int | None, seed: int, n:
                           **{k: v for k, v in gen.items() if k != "guidance"})
     steps, sampler = opts.steps, opts.sampler  # None → the model folder's own
     outputs.output_folder(out)
-    written, sheet, sheet_recipes = [], [], []
+    keep = keep if keep is not None else outputs.Keeper(out)
+    sheet, sheet_recipes = [], []
     with progress(steps * len(prompts), "painting") as bar:
         task = bar.add_task("paint", total=steps * len(prompts), info="")
         for k, prompt in enumerate(prompts):
@@ -101,12 +135,12 @@ def paint_and_save(pipe, prompts: list[str], *, steps: int | None, seed: int, n:
                                           steps=steps, sampler=sampler, cfg=cfg, label=label, **gen)
                 bar.update(task, completed=(k + 1) * steps)
             pics = pipe.modality.preview(images)  # images as they are; a clip as a film strip, a volume as slices
-            written += outputs.save_pictures(pics, recipes, out, outputs.slug(prompt or str(label or "image")))
+            outputs.save_pictures(pics, recipes, out, outputs.slug(prompt or str(label or "image")), keep=keep)
             sheet += pics
             sheet_recipes += recipes
         bar.update(task, completed=steps * len(prompts))
     if grid and len(sheet) > 1:
         name = outputs.slug(prompts[0]) + ("-and-more" if len(prompts) > 1 else "")
-        written.append(outputs.save_sheet(sheet, sheet_recipes, out / f"{name}-grid-s{seed}.png",
-                                          cols=n if len(prompts) > 1 else min(n, 4), zoom=zoom))
-    return written
+        outputs.save_sheet(sheet, sheet_recipes, out / f"{name}-grid-s{seed}.png",
+                           cols=n if len(prompts) > 1 else min(n, 4), zoom=zoom, keep=keep)
+    return keep.done()
