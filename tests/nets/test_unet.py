@@ -563,3 +563,41 @@ def test_baked_weights_follow_changes_of_the_stored_weights():
     net.bfloat16()
     xb, labels = x.to(torch.bfloat16), cond["labels"]
     assert torch.equal(_run(baked, xb, c, labels=labels), _run(net, xb, c, labels=labels))
+
+
+# -- memory estimate (issue 12 point 2) ------------------------------------------------------------------------------
+def test_activation_bytes_scales_with_pixels_batch_and_dtype():
+    net = UNet(tiny(resolution=16))
+    one = net.activation_bytes((32, 32), 1)
+    assert one > 0
+    assert net.activation_bytes((32, 32), 3) == pytest.approx(3 * one, rel=0.01)
+    assert net.activation_bytes((64, 64), 1) == pytest.approx(4 * one, rel=0.05)
+    assert net.activation_bytes((32, 32), 1, torch.bfloat16) == pytest.approx(one / 2, rel=0.01)
+    with pytest.raises(BadParameter, match="^size: 2 whole numbers"):
+        net.activation_bytes((32,), 1)
+
+
+def test_activation_bytes_counts_attention_scores_only_when_they_are_materialised():
+    """Fused attention kernels (CPU, CUDA) work in tiles; a plain softmax(q·kᵀ)·v holds heads × tokens² scores."""
+    net = UNet(tiny(resolution=16, channels_per_head=8))  # self-attention at level 1 (8 px of 16): 2 heads
+    fused = net.activation_bytes((256, 256), 1)
+    plain = net.activation_bytes((256, 256), 1, attention_scores=True)
+    tokens = 128 * 128
+    assert plain - fused >= 2 * 2 * tokens * tokens * 4  # two score matrices (scores and softmax) of two heads
+    assert fused < 2 * tokens * tokens  # what the fused kernels spare
+
+
+def test_activation_bytes_covers_every_layout():
+    for cfg in (tiny(dims=1, resolution=16), tiny(dims=3, resolution=8), tiny(dims=3, resolution=8, factorized=True),
+                tiny(cond=True, resolution=16)):
+        net = UNet(cfg)
+        size = (16,) * cfg.dims
+        assert net.activation_bytes(size, 2, text_tokens=TOK) > 2 * 4 * 3 * 16 ** cfg.dims
+
+
+def test_registry_estimate_asks_the_network():
+    from noisebrush.nets import registry
+
+    net = UNet(tiny())
+    assert registry.activation_bytes(net, (16, 16), 2) == net.activation_bytes((16, 16), 2)
+    assert registry.activation_bytes(torch.nn.Linear(2, 2), (16, 16), 2) is None

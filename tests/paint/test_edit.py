@@ -8,7 +8,7 @@ import noisebrush
 from _model_fixture import one_thread, tiny_model
 from noisebrush.diffusion.samplers.repaint import repaint_path
 from noisebrush.paint.edit import parse_extend, slerp, strength_start, working_size
-from noisebrush.errors import BadParameter, UserError
+from noisebrush.errors import BadParameter, NoisebrushWarning, UserError
 from noisebrush.io.images import to_pil, to_uint8
 
 
@@ -131,9 +131,15 @@ def test_inpaint_keeps_known_pixels_bit_identical(pipe, picture, tmp_path):
     assert rec[0]["mode"] == "inpaint" and rec[0]["sampler"] == "repaint" and rec[0]["jumps"] == 2
 
 
-def test_inpaint_with_nothing_to_repaint_returns_the_picture(pipe, picture):
-    out, _ = pipe.inpaint(picture, torch.zeros(16, 16), n=1, steps=3, jumps=1)
-    assert np.array_equal(to_uint8(out[0]).permute(1, 2, 0).numpy(), _u8(picture))
+def test_inpaint_with_an_all_black_mask_is_refused_before_any_work(pipe, picture, tmp_path, monkeypatch):
+    """Issue 12 point 8: an all-black mask ran for 14 s and returned the picture; now one line naming the mask."""
+    import noisebrush.paint.edit as edit
+
+    monkeypatch.setattr(edit, "sample", lambda *a, **k: pytest.fail("painted with nothing to repaint"))
+    Image.new("L", (16, 16), 0).save(tmp_path / "black.png")
+    for mask in (torch.zeros(16, 16), tmp_path / "black.png"):
+        with pytest.raises(BadParameter, match="^mask.*nothing to repaint: the mask is all black; white = repaint"):
+            pipe.inpaint(picture, mask, "a red circle", n=1, steps=3, jumps=1)
 
 
 def test_inpaint_is_batch_independent(pipe, picture):
@@ -191,3 +197,108 @@ def test_morph_needs_somewhere_to_go_and_a_deterministic_sampler(pipe):
         pipe.morph("a red circle", to_seed=2, sampler="euler_ancestral")
     with pytest.raises(BadParameter, match="frames"):
         pipe.morph("a red circle", to_seed=2, frames=1)
+
+
+# -- bounds, checked before any work (issue 12 points 2, 3, 8, 9) ----------------------------------------------------
+@pytest.fixture
+def no_painting(monkeypatch):
+    """Any painting fails the test: the request must be refused before the sampler runs."""
+    import noisebrush.paint.edit as edit
+
+    monkeypatch.setattr(edit, "sample", lambda *a, **k: pytest.fail("painted a request that should be refused"))
+
+
+def _half_mask():
+    m = torch.zeros(16, 16)
+    m[:, 8:] = 1
+    return m
+
+
+def test_jump_length_default_adapts_to_few_steps(pipe, picture):
+    """`inpaint --steps 4` refused with "jump_length must be below steps"; the default now fits the steps and the
+    recipe records the value used."""
+    for steps, want in ((4, 3), (2, 1)):
+        _, rec = pipe.inpaint(picture, _half_mask(), "a red circle", n=1, steps=steps, jumps=2)
+        assert rec[0]["jump_length"] == want and rec[0]["jumps"] == 2
+    _, rec = pipe.inpaint(picture, _half_mask(), "a red circle", n=1, steps=3, jumps=1)
+    assert rec[0]["jump_length"] == 4  # no resampling: the old default, so such recipes read as before
+
+
+def test_jump_length_default_is_the_old_one_for_enough_steps(pipe, picture, monkeypatch):
+    import noisebrush.paint.edit as edit
+
+    seen = {}
+    monkeypatch.setattr(edit, "sample", lambda *a, **k: seen.update(k) or a[1])
+    pipe.inpaint(picture, _half_mask(), "a red circle", n=1, steps=20)
+    assert seen["jump_length"] == 4 and seen["jumps"] == 3
+
+
+def test_jump_length_and_jumps_errors_name_them(pipe, picture, no_painting):
+    with pytest.raises(BadParameter, match=r"^jump_length: must be below the number of steps \(4\) to resample, "
+                                           r"got 4$"):
+        pipe.inpaint(picture, _half_mask(), steps=4, jump_length=4, jumps=2)
+    with pytest.raises(BadParameter, match="^jumps: resampling needs at least 2 steps"):
+        pipe.inpaint(picture, _half_mask(), steps=1, jumps=2)
+    with pytest.raises(BadParameter, match="^jumps: a whole number from 1 to 100, got 101"):
+        pipe.inpaint(picture, _half_mask(), steps=4, jumps=101)
+    with pytest.raises(BadParameter, match="^jump_length: a whole number from 1 to 1000, got 1001"):
+        pipe.inpaint(picture, _half_mask(), steps=4, jump_length=1001, jumps=1)
+    with pytest.raises(BadParameter, match="^frames: a whole number from 2 to 2000, got 2001"):
+        pipe.morph("a red circle", to_seed=2, frames=2001)
+    with pytest.raises(BadParameter, match="^n: a whole number from 1 to 10000, got 10001"):
+        pipe.vary(picture, "a red circle", n=10_001)
+
+
+def test_unusual_jumps_are_warned(pipe, picture):
+    with pytest.warns(NoisebrushWarning, match="^jumps 11 is far beyond the usual 10"):
+        pipe.inpaint(picture, _half_mask(), "a red circle", n=1, steps=2, jumps=11)
+
+
+def test_vary_size_is_bounded_before_resizing(pipe, picture, no_painting):
+    with pytest.raises(BadParameter, match="^size: a whole number from 2 to 128, got 1024"):
+        pipe.vary(picture, "a red circle", size=1024)
+
+
+def test_outpaint_extend_is_bounded(pipe, picture, no_painting):
+    assert parse_extend("64", (16, 16)) == (64, 64, 64, 64)
+    with pytest.raises(BadParameter, match=r"^extend: at most 4× the picture's side on each side \(64 left and right, "
+                                           r"64 top and bottom for this 16×16 picture\), got 65,0,0,0$"):
+        parse_extend("65,0,0,0", (16, 16))
+    with pytest.raises(BadParameter, match="^extend: at most 4×"):
+        pipe.outpaint(picture, 1000, "a landscape")
+    with pytest.raises(BadParameter, match=r"^extend: the new canvas 144×144 is larger than this model paints "
+                                           r"\(at most 128 a side\)"):
+        pipe.outpaint(picture, 64, "a landscape")
+
+
+def test_edits_check_memory_before_painting(pipe, picture, no_painting, monkeypatch):
+    monkeypatch.setenv("NOISEBRUSH_MEMORY_LIMIT", "100k")
+    msg = r": needs about .* NOISEBRUSH_MEMORY_LIMIT is 100 kB \(set NOISEBRUSH_MEMORY_LIMIT to change\)$"
+    with pytest.raises(BadParameter, match="^picture size 16×16" + msg):
+        pipe.vary(picture, "a red circle", n=1)
+    with pytest.raises(BadParameter, match="^size 8" + msg):
+        pipe.vary(picture, "a red circle", n=1, size=8)
+    with pytest.raises(BadParameter, match="^picture size 16×16" + msg):
+        pipe.inpaint(picture, _half_mask(), "a red circle", n=1)
+    with pytest.raises(BadParameter, match="^extend 4,0,4,0" + msg):
+        pipe.outpaint(picture, (4, 0, 4, 0), "a red circle", n=1)
+    with pytest.raises(BadParameter, match="^size 16" + msg):
+        pipe.morph("a red circle", to_seed=2, frames=4)
+
+
+def test_a_size_the_model_was_not_trained_at_is_warned(pipe, picture):
+    with pytest.warns(NoisebrushWarning, match="^size 32: this model was trained at 16 px; expect repeated scenes"):
+        pipe.vary(picture, "a red circle", n=1, size=32, strength=0.0)
+    with pytest.warns(NoisebrushWarning, match="^size 32: this model was trained at 16 px"):
+        pipe.check("a red circle", size=32)
+
+
+def test_odd_masks_and_extents_are_one_user_error():
+    """Found by the parser fuzz test: a mask in Pillow's 'La' mode gave Pillow's ValueError, infinite extents int()'s
+    OverflowError."""
+    from noisebrush.paint.edit import load_mask
+
+    with pytest.raises(UserError, match="^mask: a La picture cannot be read as a grey mask"):
+        load_mask(Image.new("La", (4, 4)), (4, 4))
+    with pytest.raises(BadParameter, match="^extend: L,T,R,B as whole numbers"):
+        parse_extend([float("inf")] * 4)

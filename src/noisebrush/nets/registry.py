@@ -11,6 +11,10 @@ that same name (``"unet": {"channels": 64, ...}``). Folders written before netwo
 A config class is built with its ``from_dict(description)`` classmethod when it has one, else with
 ``config_class(**description)``; the network with ``net_class(config)``. Bad values are reported as one UserError
 line naming the file.
+
+:func:`activation_bytes` asks a network how much activation memory a forward pass at a given size takes (the
+network's own ``activation_bytes`` method, as :class:`noisebrush.nets.unet.UNet` has; ``None`` for a network
+without one), so painting can refuse a size that does not fit before allocating anything.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from noisebrush.errors import BadParameter, UserError
 from noisebrush.io.model_folder import network_name
 from noisebrush.nets.unet import UNet, UNetConfig
 
-__all__ = ["Network", "register", "unregister", "names", "get", "build"]
+__all__ = ["Network", "register", "unregister", "names", "get", "build", "activation_bytes"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,14 @@ def build(config: dict, *, source=None) -> torch.nn.Module:
         return entry.net_class(entry.make_config(description))
     except (BadParameter, TypeError) as e:
         raise UserError(f"{where}: bad network description ({e})") from None
+
+
+def activation_bytes(net: torch.nn.Module, size, batch: int = 1, dtype: torch.dtype = torch.float32,
+                     **options) -> int | None:
+    """Peak activation bytes of one forward pass of ``net`` (no gradients) at spatial ``size`` for ``batch``
+    inputs, from the network's own ``activation_bytes`` (``options`` go to it); None when it has none."""
+    estimate = getattr(net, "activation_bytes", None)
+    return None if estimate is None else int(estimate(size, batch, dtype, **options))
 
 
 register("unet", UNet, UNetConfig)

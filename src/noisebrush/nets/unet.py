@@ -379,6 +379,92 @@ class UNet(torch.nn.Module):
         bake_weights_(self, bake=False)
         return self
 
+    # -- memory ---------------------------------------------------------------------------------------------------
+    def activation_bytes(self, size, batch: int = 1, dtype: torch.dtype = torch.float32, *,
+                         attention_scores: bool = False, text_tokens: int = 0) -> int:
+        """An upper estimate of the activation memory one forward pass without gradients holds at its peak, for
+        ``batch`` inputs of spatial ``size`` (one number per axis) in ``dtype`` — the weights not included.
+
+        It walks the network as :meth:`forward` does: every encoder output is kept for its decoder skip until the
+        decoder takes it, and at each block the skips still held add to the block's own temporaries (its input
+        and, for the decoder, the concatenation, the residual branch's few tensors of the block's width, and for
+        self-attention q, k, v and their normalised copies). ``attention_scores``: the attention kernel holds the
+        tokens² score matrix of every head (a plain softmax(q·kᵀ)·v; PyTorch's fused CPU and CUDA kernels work in
+        tiles and do not); ``text_tokens``: the keys of cross-attention. A margin of 1.75 covers the allocator and
+        the convolution kernels' scratch space (measured against the peak resident memory of real forwards in
+        ``tests/nets/test_unet.py``)."""
+        cfg = self.config
+        size = tuple(int(s) for s in size)
+        if len(size) != cfg.dims or min(size) < 1:
+            raise BadParameter(f"size: {cfg.dims} whole numbers ≥ 1 (one per spatial axis), got {size}")
+        item = torch.empty((), dtype=dtype).element_size()
+
+        def pixels(level: int) -> int:
+            n = 1
+            for i, s in enumerate(size):
+                n *= s if (cfg.factorized and i == 0) else max(1, s >> level)
+            return n
+
+        def width(conv) -> tuple[int, int]:  # (in, out) channels of an MPConv or _Conv3
+            w = conv.space.weight if isinstance(conv, _Conv3) and conv.factorized else \
+                conv.conv.weight if isinstance(conv, _Conv3) else conv.weight
+            return int(w.shape[1]), int(w.shape[0])
+
+        def attention(block, c: int, p: int) -> int:
+            """Elements a block's attention holds besides its input: qkv, normalised q/k/v, the output, its copy,
+            the projection; plus the scores when they are materialised."""
+            n = 0
+            for attn in block.attn:
+                n = max(n, 9 * c * p)
+                if attention_scores:
+                    tokens = p if attn.axes == "all" else (p // size[0] if attn.axes == "space" else size[0])
+                    groups = 1 if attn.axes == "all" else p // tokens
+                    n = max(n, 7 * c * p + 2 * attn.heads * groups * tokens * tokens)
+            if block.cross is not None and text_tokens:
+                n = max(n, 5 * c * p + (2 * block.cross.heads * p * (text_tokens + 1) if attention_scores else 0))
+            return n
+
+        level, peak = 0, 0
+        c_in = cfg.in_channels
+        # the input, its channels-last copy and the copy with the ones channel, then the first convolution's output
+        first = self.enc[0]
+        x = width(first)[1] * pixels(0)
+        peak = (2 * c_in + (c_in + 1)) * pixels(0) + x
+        skips = [x]
+        for block in self.enc[1:]:
+            p_in = pixels(level)
+            if block.mode == "down":
+                level += 1
+            p = pixels(level)
+            cin = width(block.conv_skip)[0] if block.conv_skip is not None else width(block.conv_res0)[0]
+            cout = width(block.conv_res1)[1]
+            resampled = cin * p if block.mode != "keep" else 0
+            residual = 2 * cout * p + max(cin, cout) * p + 3 * cout * p  # skip conv + pixel norm; act(x); y's
+            work = resampled + max(residual, 2 * cout * p + attention(block, cout, p))
+            peak = max(peak, sum(skips) + work, sum(skips) + cin * p_in)
+            skips.append(cout * p)
+        x = skips[-1]
+        held = sum(skips)
+        for block, takes in zip(self.dec, self.dec_takes_skip):
+            if block.mode == "up":
+                level -= 1
+            p = pixels(level)
+            cin, _ = width(block.conv_res0)
+            cout = width(block.conv_res1)[1]
+            if takes:
+                s = skips.pop()
+                held -= s
+                cat = cin * p
+                peak = max(peak, held + 2 * (x + s) + cat)  # the two scaled parts and the concatenation
+            else:
+                cat = x if block.mode == "keep" else cin * p
+            residual = cat + 2 * cin * p + 4 * cout * p  # act(x), the skip conv, y's
+            work = max(residual, cat + cout * p + attention(block, cout, p))
+            peak = max(peak, held + x + work)
+            x = cout * p
+        peak = max(peak, x + 2 * cfg.out * pixels(0))
+        return int(1.75 * peak * batch * item)
+
     def check_inputs(self, x, c_noise, *, labels=None, vector=None, text=None, text_mask=None, drop=None) -> None:
         """Raise :class:`BadParameter` for inputs this network cannot take, including the checks that read tensor
         values (class indices in range), which :meth:`forward` leaves out so that it never branches on a value

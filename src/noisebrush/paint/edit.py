@@ -29,7 +29,15 @@ and a morph's prompt mixture is the engine's condition mixing (``make_denoiser(.
 
 Pictures are tensors 1×C×H×W in [-1, 1], PIL images or files. A picture whose sides are not multiples of the
 network's size step (or that is far larger than the model's resolution) is resized first: ``size`` sets the short
-side (default: kept when valid, else the model's resolution), and the recipe says so.
+side (default: kept when valid, else the model's resolution; at most the modality's largest size), and the recipe
+says so.
+
+**Bounds, checked before any work.** Steps, pictures (``n``), ``jumps``, ``jump_length`` and ``frames`` follow
+:data:`noisebrush.checks.LIMITS` (refused above the hard maximum; noted as unusual above the usual range). The
+memory a request needs is estimated and refused when it does not fit (:func:`noisebrush.paint.options.check_memory`).
+``jump_length`` defaults to :data:`JUMP_LENGTH` levels, or one fewer than the steps when there are fewer (the recipe
+records the value used). An all-black mask is refused (nothing to repaint). Outpainting adds at most
+:data:`MAX_EXTEND` × the picture's side on each side, and the new canvas follows the modality's size rule.
 """
 from __future__ import annotations
 
@@ -39,7 +47,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from noisebrush.checks import number, whole
+from noisebrush.checks import limited, number, whole
 from noisebrush.data.folder import _to_rgb
 from noisebrush.diffusion import SampleNoise, get_sampler
 from noisebrush.diffusion.sample import make_denoiser, sample, start
@@ -47,9 +55,13 @@ from noisebrush.diffusion.samplers.repaint import repaint, repaint_moves
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.io.hashing import file_sha256
 from noisebrush.io.images import to_pil
+from noisebrush.paint.options import check_memory, check_size
 
 __all__ = ["load_image", "load_mask", "working_size", "vary", "inpaint", "outpaint", "morph", "slerp",
-           "strength_start", "parse_extend"]
+           "strength_start", "parse_extend", "JUMP_LENGTH", "MAX_EXTEND"]
+
+JUMP_LENGTH = 4  # RePaint's levels per jump unless told (fewer when the schedule has fewer steps)
+MAX_EXTEND = 4   # outpainting adds at most this many times the picture's side on each side
 
 
 # -- pictures in --------------------------------------------------------------------------------------------------
@@ -90,10 +102,10 @@ def _to_tensor(pil) -> torch.Tensor:
 def working_size(pipe, h: int, w: int, size: int | None = None) -> tuple[int, int]:
     """The size a picture is painted at: kept when both sides are multiples of the network's step and at most 4×
     the model's resolution (and ``size`` is not given); otherwise scaled so the short side is ``size`` (default: the
-    resolution), both sides rounded to the step."""
+    resolution; at most the modality's largest size), both sides rounded to the step."""
     step = pipe.modality.step
     if size is not None:
-        whole("size", size, step)
+        whole("size", size, step, pipe.modality.max_size)
     elif h % step == 0 and w % step == 0 and max(h, w) <= 4 * pipe.resolution:
         return h, w
     short = size if size is not None else pipe.resolution
@@ -107,7 +119,8 @@ def load_image(pipe, image, *, size: int | None = None, name: str = "image") -> 
     pil = _pil_rgb(image, name)
     note: dict = {}
     if isinstance(image, (str, Path)):
-        note["source"] = str(Path(image).resolve())
+        note["source"] = Path(image).name  # the name only: a shared picture names no folder (reproduce looks
+        # next to the picture and in the current folder; the SHA-256 prefix says it is the same file)
         note["source_sha256"] = file_sha256(image)[:16]
     h, w = working_size(pipe, pil.height, pil.width, size)
     if (h, w) != (pil.height, pil.width):
@@ -138,22 +151,38 @@ def load_mask(mask, hw: tuple[int, int], *, name: str = "mask", source_hw: tuple
     if (pil.height, pil.width) != tuple(want):
         where = f"{mask}" if isinstance(mask, (str, Path)) else name
         raise UserError(f"{where}: the mask is {pil.width}×{pil.height} but the picture is {want[1]}×{want[0]}")
-    if "A" in pil.getbands() and pil.mode != "LA":
-        pil = pil.convert("RGBA")
-    grey = pil.convert("L")
+    try:
+        if "A" in pil.getbands() and pil.mode != "LA":
+            pil = pil.convert("RGBA")
+        try:
+            grey = pil.convert("L")
+        except ValueError:  # a mode Pillow converts to L only through RGBA (La, premultiplied alpha)
+            grey = pil.convert("RGBA").convert("L")
+    except (ValueError, OSError) as e:
+        where = f"{mask}" if isinstance(mask, (str, Path)) else name
+        raise UserError(f"{where}: a {pil.mode} picture cannot be read as a grey mask ({name}: "
+                        f"{str(e).splitlines()[0] if str(e) else 'unsupported'})") from None
     if (grey.height, grey.width) != tuple(hw):
         grey = grey.resize((hw[1], hw[0]), Image.NEAREST)
     return torch.from_numpy(np.asarray(grey) >= 128).reshape(1, 1, *hw)
 
 
 # -- shared pieces --------------------------------------------------------------------------------------------------
-def _options(pipe, steps, sampler, cfg: float, seed: int, n: int, prompt: str, label, hw):
+def _options(pipe, steps, sampler, cfg: float, seed: int, n: int, prompt: str, label, hw, *, size=None,
+             name: str | None = None, given=None):
     """Validated options (steps and sampler default to the model's) with both sides checked against the network's
-    size step."""
-    o = pipe.check(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, label=label)
+    size step, the memory check, and a warning for a size larger than the model was trained at (not for an
+    outpainting canvas). ``name``/``given``: what the messages call the size (default: ``size`` when the caller gave
+    one, else the picture's size)."""
+    o = pipe.check(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, label=label, memory=False)
     step = pipe.modality.step
     if hw[0] % step or hw[1] % step:
         raise BadParameter(f"size: {hw[1]}×{hw[0]} — both sides must be multiples of {step}")
+    if name is None:
+        name, given = ("size", size) if size is not None else ("picture size", f"{hw[1]}×{hw[0]}")
+    check_memory(pipe, hw, n=o.n, cfg=o.cfg, name=name, given=given)
+    if name != "extend":  # outpainting asks for a canvas larger than the picture: that is its point, not a slip
+        pipe.modality.warn_untrained(tuple(hw), name, given=given)
     return o
 
 
@@ -177,7 +206,7 @@ def vary(pipe, image, prompt: str = "", *, strength: float = 0.6, steps: int | N
     strength = number("strength", strength, 0.0, 1.0)
     x0, note = load_image(pipe, image, size=size)
     hw = tuple(x0.shape[-2:])
-    o = _options(pipe, steps, sampler, cfg, seed, n, prompt, label, hw)
+    o = _options(pipe, steps, sampler, cfg, seed, n, prompt, label, hw, size=size)
     steps, seed, n, cfg, sampler, sigmas, lo, hi = o.steps, o.seed, o.n, o.cfg, o.sampler, o.sigmas(), o.sigma_min, \
         o.sigma_max
     guidance = pipe.check_guidance(guidance)
@@ -198,39 +227,51 @@ def vary(pipe, image, prompt: str = "", *, strength: float = 0.6, steps: int | N
 
 
 # -- inpainting -----------------------------------------------------------------------------------------------------
-def _check_jumps(steps, jump_length, jumps):
-    whole("jump_length", jump_length, 1)
-    whole("jumps", jumps, 1)
+def _check_jumps(steps: int, jump_length, jumps) -> tuple[int, int]:
+    """(jump_length, jumps) validated against the number of steps; ``jump_length`` None: :data:`JUMP_LENGTH`, or
+    steps - 1 when that is smaller and there is resampling to do."""
+    jumps = limited("jumps", jumps, "jumps")
+    if jump_length is None:
+        if jumps > 1 and steps < 2:
+            raise BadParameter(f"jumps: resampling needs at least 2 steps, got {steps} step; use jumps 1 or more steps")
+        return (JUMP_LENGTH if jumps == 1 else min(JUMP_LENGTH, steps - 1)), jumps
+    jump_length = limited("jump_length", jump_length, "jump_length")
     if jump_length >= steps and jumps > 1:
-        raise BadParameter(f"jump_length: must be below steps ({steps}) to resample, got {jump_length}")
+        raise BadParameter(f"jump_length: must be below the number of steps ({steps}) to resample, got {jump_length}")
+    return jump_length, jumps
 
 
 @torch.no_grad()
-def inpaint(pipe, image, mask, prompt: str = "", *, steps: int | None = None, jump_length: int = 4, jumps: int = 3,
-            seed: int = 0, n: int = 4, cfg: float = 3.0, size: int | None = None, label=None, guidance=None,
-            callback=None) -> tuple[torch.Tensor, list[dict]]:
-    """Repaint where ``mask`` is white (RePaint). The other pixels come out exactly as they went in."""
+def inpaint(pipe, image, mask, prompt: str = "", *, steps: int | None = None, jump_length: int | None = None,
+            jumps: int = 3, seed: int = 0, n: int = 4, cfg: float = 3.0, size: int | None = None, label=None,
+            guidance=None, callback=None) -> tuple[torch.Tensor, list[dict]]:
+    """Repaint where ``mask`` is white (RePaint). The other pixels come out exactly as they went in. An all-black
+    mask (nothing to repaint) is refused."""
     x0, note = load_image(pipe, image, size=size)
     hw = tuple(x0.shape[-2:])
     src_hw = tuple(note["resized_from"]) if "resized_from" in note else hw
     hole = load_mask(mask, hw, source_hw=src_hw)
+    if not bool(hole.any()):
+        which = f" {Path(mask).name}" if isinstance(mask, (str, Path)) else ""
+        raise BadParameter(f"mask{which}: nothing to repaint: the mask is all black; white = repaint")
     return _inpaint(pipe, x0, hole, prompt, steps=steps, jump_length=jump_length, jumps=jumps, seed=seed, n=n,
                     cfg=cfg, label=label, guidance=guidance, callback=callback,
-                    note={"mode": "inpaint", **note, **_mask_note(mask)})
+                    note={"mode": "inpaint", **note, **_mask_note(mask)}, size=size)
 
 
 def _mask_note(mask) -> dict:
     if isinstance(mask, (str, Path)):
-        return {"mask": str(Path(mask).resolve()),
+        return {"mask": Path(mask).name,  # the name only, like "source"
                 "mask_sha256": file_sha256(mask)[:16]}
     return {}
 
 
-def _inpaint(pipe, x0, hole, prompt, *, steps, jump_length, jumps, seed, n, cfg, label, guidance, callback, note):
+def _inpaint(pipe, x0, hole, prompt, *, steps, jump_length, jumps, seed, n, cfg, label, guidance, callback, note,
+             size=None, name=None, given=None):
     hw = tuple(x0.shape[-2:])
-    o = _options(pipe, steps, "ddpm", cfg, seed, n, prompt, label, hw)
+    o = _options(pipe, steps, "ddpm", cfg, seed, n, prompt, label, hw, size=size, name=name, given=given)
     steps, seed, n, cfg, sigmas, lo, hi = o.steps, o.seed, o.n, o.cfg, o.sigmas(), o.sigma_min, o.sigma_max
-    _check_jumps(steps, jump_length, jumps)
+    jump_length, jumps = _check_jumps(steps, jump_length, jumps)
     guidance = pipe.check_guidance(guidance)
     seeds = [seed + i for i in range(n)]
     extra = {**note, "jump_length": jump_length, "jumps": jumps}
@@ -244,44 +285,59 @@ def _inpaint(pipe, x0, hole, prompt, *, steps, jump_length, jumps, seed, n, cfg,
     return out, recipes
 
 
-def parse_extend(text) -> tuple[int, int, int, int]:
-    """"L,T,R,B" (pixels to add on each side), or one number for all four."""
+def parse_extend(text, hw: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
+    """"L,T,R,B" (pixels to add on each side), or one number for all four. With the picture's ``hw`` (height,
+    width), each side is at most :data:`MAX_EXTEND` × the picture's side along it."""
     if isinstance(text, (tuple, list)):
         parts = list(text)
     else:
         parts = [p.strip() for p in str(text).split(",")]
     try:
         vals = [int(p) for p in parts]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadParameter(f"extend: L,T,R,B as whole numbers of pixels, got {text!r}") from None
     if len(vals) == 1:
         vals = vals * 4
     if len(vals) != 4 or any(v < 0 for v in vals) or not any(vals):
         raise BadParameter(f"extend: L,T,R,B — four whole numbers ≥ 0, not all 0, got {text!r}")
+    if hw is not None:
+        h, w = hw
+        limits = (MAX_EXTEND * w, MAX_EXTEND * h, MAX_EXTEND * w, MAX_EXTEND * h)
+        if any(v > lim for v, lim in zip(vals, limits)):
+            raise BadParameter(f"extend: at most {MAX_EXTEND}× the picture's side on each side ({limits[0]} left and "
+                               f"right, {limits[1]} top and bottom for this {w}×{h} picture), got "
+                               f"{','.join(str(v) for v in vals)}")
     return tuple(vals)
 
 
 @torch.no_grad()
-def outpaint(pipe, image, extend, prompt: str = "", *, steps: int | None = None, jump_length: int = 4, jumps: int = 3,
-             seed: int = 0, n: int = 4, cfg: float = 3.0, size: int | None = None, label=None, guidance=None,
-             callback=None) -> tuple[torch.Tensor, list[dict]]:
+def outpaint(pipe, image, extend, prompt: str = "", *, steps: int | None = None, jump_length: int | None = None,
+             jumps: int = 3, seed: int = 0, n: int = 4, cfg: float = 3.0, size: int | None = None, label=None,
+             guidance=None, callback=None) -> tuple[torch.Tensor, list[dict]]:
     """Paint ``extend`` = (left, top, right, bottom) pixels beyond the picture's edges; the picture itself is kept
-    exactly. The new canvas's sides must be multiples of the network's size step."""
-    left, top, right, bottom = parse_extend(extend)
+    exactly. Each side adds at most :data:`MAX_EXTEND` × the picture's side; the new canvas's sides must be
+    multiples of the network's size step and at most the modality's largest size."""
+    parse_extend(extend)
     x0, note = load_image(pipe, image, size=size)
     h, w = x0.shape[-2:]
+    left, top, right, bottom = parse_extend(extend, (h, w))
     H, W = h + top + bottom, w + left + right
     step = pipe.modality.step
     if H % step or W % step:
         raise BadParameter(f"extend: the new canvas {W}×{H} must have sides that are multiples of {step} "
                            f"(the picture is {w}×{h})")
+    if max(H, W) > pipe.modality.max_size:
+        raise BadParameter(f"extend: the new canvas {W}×{H} is larger than this model paints (at most "
+                           f"{pipe.modality.max_size} a side)")
+    shown = ",".join(str(v) for v in (left, top, right, bottom))
     canvas = torch.zeros(1, x0.shape[1], H, W)
     canvas[..., top:top + h, left:left + w] = x0
     hole = torch.ones(1, 1, H, W, dtype=torch.bool)
     hole[..., top:top + h, left:left + w] = False
     return _inpaint(pipe, canvas, hole, prompt, steps=steps, jump_length=jump_length, jumps=jumps, seed=seed, n=n,
                     cfg=cfg, label=label, guidance=guidance, callback=callback,
-                    note={"mode": "outpaint", "extend": [left, top, right, bottom], **note})
+                    note={"mode": "outpaint", "extend": [left, top, right, bottom], **note}, name="extend",
+                    given=shown)
 
 
 # -- morphs ---------------------------------------------------------------------------------------------------------
@@ -305,14 +361,18 @@ def morph(pipe, prompt: str = "", *, to_prompt: str | None = None, seed: int = 0
           label=None, to_label=None, guidance=None, callback=None) -> tuple[torch.Tensor, dict]:
     """Frames F×C×H×W from (prompt, seed) to (to_prompt, to_seed); returns (frames, recipe). Frame 0 is the picture
     ``generate`` paints from prompt/seed; the last frame the one from to_prompt/to_seed."""
-    frames = whole("frames", frames, 2)
+    frames = limited("frames", frames, "frames")
     to_prompt = prompt if to_prompt is None else to_prompt
     to_seed = seed if to_seed is None else to_seed
     to_label = label if to_label is None else to_label
     if to_prompt == prompt and to_seed == seed and to_label == label:
         raise BadParameter("morph: give another prompt (to_prompt) and/or another seed (to_seed) to morph towards")
     pipe.modality.only_images("morph")
-    o = pipe.check(prompt, steps=steps, seed=seed, n=1, sampler=sampler, cfg=cfg, size=size, label=label)
+    # frames between the two ends run both conditions and the unconditional twin in one call; every frame is kept
+    conditional = pipe.condition in ("text", "label")
+    size = check_size(pipe, size, n=1, batch=3 if conditional else 1, keep=2 * frames)
+    o = pipe.check(prompt, steps=steps, seed=seed, n=1, sampler=sampler, cfg=cfg, size=size, label=label,
+                   memory=False)
     steps, seed, cfg, size, lo, hi, sampler = o.steps, o.seed, o.cfg, o.size, o.sigma_min, o.sigma_max, o.sampler
     if get_sampler(sampler).stochastic:
         raise BadParameter(f"sampler: {sampler} draws fresh noise at every step, so neighbouring frames would not "

@@ -26,6 +26,11 @@ multiple of the step 2^(levels-1); a factorised clip network never pools time (H
 Models", factorised space-time U-Net), so any number of frames ≥ 1 works. Every axis is at most
 :data:`MAX_SCALE` × the model's resolution. The default size is the model's resolution on every axis, except
 that a model folder may record ``"frames"`` (clips) or ``"depth"`` (volumes) at the top of its config.json.
+
+**Sizes the model was not trained at.** A pooled axis larger than the size the model was trained at (its default)
+is painted, with one warning line (:meth:`Modality.warn_untrained`): a convolutional network that never saw a wider
+picture repeats its scenes across it (``--size 64`` on a 32 px model paints a 2×2 pattern of small scenes). The
+memory such a size needs is checked by :func:`noisebrush.paint.options.check_memory`.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from noisebrush.checks import warn_once
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.io.images import make_grid, to_pil
 from noisebrush.io.model_folder import network_description
@@ -90,18 +96,36 @@ class Modality:
             return tuple(size if s else d for s, d in zip(self.spatial, self.default))
         return tuple(int(v) for v in size)
 
-    def check_size(self, size=None, name: str = "size") -> tuple[int, ...]:
+    def check_size(self, size=None, name: str = "size", *, warn: bool = True) -> tuple[int, ...]:
         """``None`` → the default; an int → every spatial axis (the others keep their default); a tuple or list →
-        one size per axis, in the order of :attr:`axes`. Returns the size per axis or raises BadParameter."""
+        one size per axis, in the order of :attr:`axes`. Returns the size per axis or raises BadParameter. ``warn``:
+        say so when the size is larger than the model was trained at (:meth:`warn_untrained`)."""
         if size is None:
             return tuple(self.default)
         if _whole(size):
-            return tuple(self._axis(name, ax, v, p, int_given=s)
-                         for ax, v, p, s in zip(self.axes, self.axes_of(size), self.pooled, self.spatial))
-        if not isinstance(size, (tuple, list)) or len(size) != self.dims:
+            out = tuple(self._axis(name, ax, v, p, int_given=s)
+                        for ax, v, p, s in zip(self.axes, self.axes_of(size), self.pooled, self.spatial))
+        elif not isinstance(size, (tuple, list)) or len(size) != self.dims:
             raise BadParameter(f"{name}: a whole number or {self.dims} of them ({', '.join(self.axes)}) for this "
                                f"{self.kind} model, got {size!r}")
-        return tuple(self._axis(name, ax, v, p) for ax, v, p in zip(self.axes, size, self.pooled))
+        else:
+            out = tuple(self._axis(name, ax, v, p) for ax, v, p in zip(self.axes, size, self.pooled))
+        if warn:
+            self.warn_untrained(out, name, given=size)
+        return out
+
+    def warn_untrained(self, size: tuple[int, ...], name: str = "size", given=None) -> None:
+        """One warning line (once per run of a front end) when a pooled axis of ``size`` is larger than the model
+        was trained at: the network repeats its scenes across a picture wider than it ever saw."""
+        over = [ax for ax, v, d, p in zip(self.axes, size, self.default, self.pooled) if p and v > d]
+        if not over:
+            return
+        trained = sorted({d for ax, d in zip(self.axes, self.default) if ax in over})
+        shown = given if _whole(given) or isinstance(given, str) else "×".join(str(v) for v in size) if len(size) != 2 else \
+            f"{size[1]}×{size[0]}"
+        warn_once(f"untrained-size:{name}:{shown}",
+                  f"{name} {shown}: this model was trained at {'/'.join(map(str, trained))} px; expect repeated "
+                  f"scenes")
 
     def _axis(self, name: str, axis: str, v, pooled: bool, int_given: bool = False) -> int:
         lo = self.step if pooled else 1

@@ -14,9 +14,19 @@ A model folder's config.json may say how it is best sampled::
 :func:`model_schedule` reads it (the defaults are exactly these values, so a folder without it paints as before); an
 unknown kind, sampler or a bad number is one :class:`noisebrush.errors.UserError` line naming the file.
 
-Bounds (inclusive): steps 1 … :data:`MAX_STEPS`, n 1 … :data:`MAX_N`, cfg 0 … :data:`MAX_CFG`, seeds 0 … 2^64 - 1
-(the range of a torch generator's seed), 0 < sigma_min < sigma_max ≤ :data:`MAX_SIGMA`; the size rule is the
-modality's (:mod:`noisebrush.paint.modality`).
+Bounds (inclusive): steps and n as :data:`noisebrush.checks.LIMITS` says (steps 1 … 10 000, n 1 … 10 000; above the
+usual 200 steps or 64 pictures the work runs and the front end warns with an ETA), cfg 0 … :data:`MAX_CFG`, seeds
+0 … 2^64 - 1 (the range of a torch generator's seed), 0 < sigma_min < sigma_max ≤ :data:`MAX_SIGMA`; the size rule
+is the modality's (:mod:`noisebrush.paint.modality`).
+
+**Memory.** :func:`check_memory` refuses a request whose estimate (:func:`memory_needed`: the sampler's tensors for
+n pictures plus the network's activations for the pictures of one network call, from
+:func:`noisebrush.nets.registry.activation_bytes`) is more than the device has free
+(:func:`noisebrush.devices.free_memory`, or ``NOISEBRUSH_MEMORY_LIMIT``), before any tensor is allocated:
+
+    check_memory(pipe, (2048, 2048), n=4, cfg=3.0)
+    # BadParameter: size 2048: needs about 68 GB, this machine has 21 GB free (set NOISEBRUSH_MEMORY_LIMIT to change)
+    size = check_size(pipe, 64, n=4, cfg=3.0)     # the size rule, the memory check, then the untrained-size warning
 """
 from __future__ import annotations
 
@@ -24,15 +34,18 @@ from dataclasses import dataclass, field
 
 import torch
 
-from noisebrush.checks import number, whole
+from noisebrush.checks import LIMITS, limited, number, whole
+from noisebrush.devices import MEMORY_LIMIT_ENV, format_bytes, free_memory
 from noisebrush.diffusion import SCHEDULES, get_sampler
 from noisebrush.errors import BadParameter, UserError
+from noisebrush.nets import registry
 
 __all__ = ["PaintOptions", "ModelSchedule", "model_schedule", "schedule_sigmas", "check_common", "SCHEDULE_KINDS",
-           "MAX_STEPS", "MAX_N", "MAX_CFG", "MAX_SIGMA", "MAX_SEED"]
+           "MAX_STEPS", "MAX_N", "MAX_CFG", "MAX_SIGMA", "MAX_SEED", "memory_needed", "check_memory", "check_size",
+           "STATE_COPIES"]
 
-MAX_STEPS = 10_000
-MAX_N = 10_000
+MAX_STEPS = int(LIMITS["steps"].hard)
+MAX_N = int(LIMITS["n"].hard)
 MAX_CFG = 100.0
 MAX_SIGMA = 10_000.0
 MAX_SEED = 2 ** 64 - 1
@@ -117,8 +130,8 @@ def check_common(prompt, *, steps, seed, n, sampler, cfg, sigma_min, sigma_max, 
         raise BadParameter(f"prompt: text, got {prompt!r}")
     sampler = schedule.sampler if sampler is None else sampler
     get_sampler(sampler)
-    steps = schedule.steps if steps is None else whole("steps", steps, 1, MAX_STEPS)
-    n = whole("n", n, 1, MAX_N)
+    steps = schedule.steps if steps is None else limited("steps", steps, "steps")
+    n = limited("n", n, "n")
     seed = whole("seed", seed, 0)
     if seed + n - 1 > MAX_SEED:
         raise BadParameter(f"seed: at most 2^64 - n ({MAX_SEED + 1 - n}) so every picture's seed fits, got {seed}")
@@ -130,3 +143,74 @@ def check_common(prompt, *, steps, seed, n, sampler, cfg, sigma_min, sigma_max, 
     return dict(prompt=prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, sigma_min=lo, sigma_max=hi,
                 schedule=schedule.kind, rho=schedule.rho)
 
+
+
+STATE_COPIES = 8  # tensors the size of the n pictures a sampler holds: x, x̂_0, earlier x̂_0, noise, output, temporaries
+
+
+def _per_call(pipe, cfg: float, batch) -> int:
+    if batch is not None:
+        return whole("batch", batch, 1)
+    conditional = getattr(pipe, "condition", "none") in ("text", "label")
+    return 2 if conditional and float(cfg) != 1.0 else 1  # classifier-free guidance: the unconditional twin
+
+
+def memory_needed(pipe, size, *, n: int = 1, cfg: float = 3.0, batch: int | None = None, keep: int = 0) \
+        -> tuple[int, int]:
+    """(bytes on the host, bytes on the pipeline's device) a painting of ``n`` pictures of ``size`` (one number per
+    axis of the modality) needs beyond the loaded model: the sampler's tensors (:data:`STATE_COPIES` per picture,
+    on the host where the sampler runs) plus ``keep`` finished pictures held, and the network's activations for
+    one call of ``batch`` pictures (default: 2 with classifier-free guidance, else 1; the pipeline runs the network
+    per picture) with its inputs and outputs. On a CPU both numbers are the same total."""
+    size = tuple(int(v) for v in size)
+    numel = int(pipe.modality.channels)
+    for v in size:
+        numel *= v
+    per_call = _per_call(pipe, cfg, batch)
+    device = getattr(pipe, "device", torch.device("cpu"))
+    te = (pipe.config.get("text_encoder") or {}) if getattr(pipe, "condition", None) == "text" else {}
+    tokens = int(te.get("max_tokens", 16)) + 1 if te else 0
+    act = registry.activation_bytes(pipe.net, size, per_call,
+                                    attention_scores=device.type not in ("cpu", "cuda"), text_tokens=tokens) or 0
+    host = (STATE_COPIES * n + keep) * numel * 4
+    dev = act + 4 * per_call * numel * 4
+    if device.type == "cpu":
+        return host + dev, host + dev
+    return host, dev
+
+
+def _shown(size) -> str:
+    size = tuple(size)
+    if len(set(size)) == 1:
+        return str(size[0])
+    if len(size) == 2:
+        return f"{size[1]}×{size[0]}"  # width×height, as the other messages about pictures say
+    return "×".join(str(v) for v in size)
+
+
+def check_memory(pipe, size, *, n: int = 1, cfg: float = 3.0, batch: int | None = None, keep: int = 0,
+                 name: str = "size", given=None) -> None:
+    """BadParameter when :func:`memory_needed` is more than the pipeline's device (or the host, for the sampler's
+    part) has free — before anything is allocated. The message names ``name`` and ``given`` (what the caller
+    asked for; default: the size), the estimate and the limit, and how to change it."""
+    host, dev = memory_needed(pipe, size, n=n, cfg=cfg, batch=batch, keep=keep)
+    device = getattr(pipe, "device", torch.device("cpu"))
+    shown = _shown(size) if given is None else given
+    checks = [(host, torch.device("cpu"))] if device.type == "cpu" else [(dev, device), (host, torch.device("cpu"))]
+    for need, where in checks:
+        free, words = free_memory(where)
+        if free is not None and need > free:
+            raise BadParameter(f"{name} {shown}: needs about {format_bytes(need)}, {words} "
+                               f"(set {MEMORY_LIMIT_ENV} to change)")
+
+
+def check_size(pipe, size, *, n: int = 1, cfg: float = 3.0, batch: int | None = None, keep: int = 0,
+               name: str = "size") -> tuple[int, ...]:
+    """``size`` checked for painting ``n`` pictures with ``pipe``: the modality's size rule
+    (:meth:`noisebrush.paint.modality.Modality.check_size`), then :func:`check_memory`, then the warning for a size
+    larger than the model was trained at — in that order, so a refused size gives its one error line alone.
+    Returns the size per axis."""
+    out = pipe.modality.check_size(size, name, warn=False)
+    check_memory(pipe, out, n=n, cfg=cfg, batch=batch, keep=keep, name=name)
+    pipe.modality.warn_untrained(out, name, given=size)
+    return out

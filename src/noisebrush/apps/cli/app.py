@@ -14,8 +14,8 @@ from pathlib import Path
 
 import typer
 
-__all__ = ["app", "ARGV", "PALETTE_SCALE", "LORA_HELP", "PALETTE_HELP", "MODEL", "CFG", "PALETTE", "PALETTE_SCALE_OPT",
-           "LORA", "OUT", "DEVICE", "JUMP_LENGTH", "JUMPS"]
+__all__ = ["app", "ARGV", "PALETTE_SCALE", "LORA_HELP", "DB_HELP", "PALETTE_HELP", "MODEL", "CFG", "PALETTE",
+           "PALETTE_SCALE_OPT", "LORA", "OUT", "DEVICE", "JUMP_LENGTH", "JUMPS"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="Make art with diffusion models: paint, vary, inpaint, morph, fine-tune on your "
@@ -25,6 +25,7 @@ ARGV: list[str] = []  # the command line main() was given (recorded in a trained
 
 PALETTE_SCALE = 0.15  # PaletteGuide's default (see `python -m noisebrush.bench palette`)
 LORA_HELP = "a LoRA file from `noisebrush finetune --lora`, optionally with a weight: FILE or FILE:0.7 (repeatable)"
+DB_HELP = "ratings database (default: $NOISEBRUSH_HOME/ratings.sqlite; NOISEBRUSH_HOME is ~/.noisebrush unless set)"
 PALETTE_HELP = "steer the colours toward these, e.g. '#aa3300,#002255,#e0c080'"
 
 # options the painting-from-a-picture commands share
@@ -36,5 +37,6 @@ PALETTE_SCALE_OPT = typer.Option(PALETTE_SCALE, "--palette-scale", help="0–1: 
 LORA = typer.Option([], "--lora", help=LORA_HELP)
 OUT = typer.Option(Path("outputs"), "--out", "-o", help="folder for the results")
 DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or mps")
-JUMP_LENGTH = typer.Option(4, "--jump-length", help="RePaint: levels to climb back per jump")
+JUMP_LENGTH = typer.Option(None, "--jump-length", help="RePaint: levels to climb back per jump (default: 4, or "
+                                                           "one fewer than --steps when that is smaller)")
 JUMPS = typer.Option(3, "--jumps", help="RePaint: passes over each stretch (1 = no resampling)")

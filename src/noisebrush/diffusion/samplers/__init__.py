@@ -68,7 +68,7 @@ SAMPLERS: dict[str, SamplerInfo] = {
 def get_sampler(name: str) -> SamplerInfo:
     try:
         return SAMPLERS[name]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: not a name at all (a list from a damaged recipe)
         raise BadParameter(f"sampler: unknown {name!r}; choose one of {', '.join(SAMPLERS)}") from None
 
 
