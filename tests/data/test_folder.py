@@ -361,9 +361,9 @@ def _spy_decode(monkeypatch):
     calls = []
     real = folder_mod._decode
 
-    def spy(path, resolution):
+    def spy(path, resolution, *more):
         calls.append(str(path))
-        return real(path, resolution)
+        return real(path, resolution, *more)
 
     monkeypatch.setattr(folder_mod, "_decode", spy)
     return calls
@@ -392,3 +392,29 @@ def test_no_cache_decodes_on_every_access(tmp_path, monkeypatch):
         ds[i]
     ds[0]
     assert len(calls) == 7
+
+
+def test_decompression_bomb_warning_is_one_line_naming_the_file(tmp_path, monkeypatch):
+    """Pillow's own warning is two raw lines without the file's name; ours is one line naming it (used), and a
+    picture above twice the limit is skipped as too large."""
+    import warnings
+
+    from noisebrush.errors import NoisebrushWarning
+
+    Image.fromarray(np.full((12, 12, 3), 200, np.uint8)).save(tmp_path / "big.png")     # 144 px: above the limit
+    Image.fromarray(np.full((20, 20, 3), 200, np.uint8)).save(tmp_path / "huge.png")    # 400 px: above twice it
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(tmp_path / "small.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        ds = ImageFolder(tmp_path, resolution=8)
+    assert sorted(os.path.basename(p) for p in ds.paths) == ["big.png", "small.png"]
+    assert [os.path.basename(p) for p, _ in ds.skipped] == ["huge.png"]
+    assert ds.found == 3
+    assert not [w for w in seen if issubclass(w.category, Image.DecompressionBombWarning)]
+    ours = [str(w.message) for w in seen if issubclass(w.category, NoisebrushWarning)]
+    assert len(ours) == 1 and "big.png" in ours[0] and "used" in ours[0] and "\n" not in ours[0]
+    with warnings.catch_warnings(record=True) as seen:  # reading it again later says nothing more
+        warnings.simplefilter("always")
+        ImageFolder(tmp_path, resolution=8, cache=False).get(0, 0)
+    assert not [w for w in seen if issubclass(w.category, Image.DecompressionBombWarning)]

@@ -175,6 +175,18 @@ def test_bad_folders_are_one_line(tmp_path):
      "'network'"),
     ('{"format": "noisebrush.model/1", "unet": {}, "sigma_data": 0.5, "condition": "none", "resolution": 8, '
      '"schedule": {"sigma_min": 1, "sigma_max": 0.5}}', "sigma_min < sigma_max"),
+    # the types painting relies on (these were TypeErrors deep inside `load`; issue 12's fuzz test)
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"format": "noisebrush.model/1", "sigma_data": "half", "condition": "none", "resolution": 8}',
+     "'sigma_data' must be a number above 0"),
+    ('{"format": "noisebrush.model/1", "sigma_data": 0.5, "condition": ["text"], "resolution": 8}',
+     "'condition' must be text or label or none"),
+    ('{"format": "noisebrush.model/1", "sigma_data": 0.5, "condition": "none", "resolution": null}',
+     "'resolution' must be a whole number"),
+    ('{"format": "noisebrush.model/1", "sigma_data": 0.5, "condition": "label", "resolution": 8, "classes": [1]}',
+     "'classes' must be a list of class names"),
+    ('{"format": "noisebrush.model/1", "sigma_data": 0.5, "condition": "text", "resolution": 8, '
+     '"text_encoder": {"max_tokens": "16"}}', "'text_encoder' must be an object whose max_tokens"),
 ])
 def test_bad_configs_are_one_line(tmp_path, text, words):
     (tmp_path / "config.json").write_text(text)

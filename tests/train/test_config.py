@@ -110,3 +110,40 @@ def test_wrong_types_are_bad_parameters(name, value):
 def test_late_checked_values(name, value):
     with pytest.raises(BadParameter, match=name):
         TrainConfig(**{name: value})
+
+
+def test_default_warmup_fits_the_run_and_a_given_one_is_kept():
+    assert TrainConfig().warmup == 200 and TrainConfig(steps=2000).warmup == 200
+    assert TrainConfig(steps=50).warmup == 5 and TrainConfig(steps=5).warmup == 0  # before: refused (200 ≥ steps)
+    assert TrainConfig(steps=50, warmup=7).warmup == 7
+    assert TrainConfig.from_toml("configs/builtin.toml").warmup == 100  # a config that sets it keeps it
+    again = TrainConfig.from_dict(TrainConfig(steps=50).to_dict(), steps=5000)
+    assert again.warmup == 5  # recorded as a number: a run's config keeps its meaning
+    with pytest.raises(BadParameter, match=r"warmup: 9 steps .*steps = 9"):
+        TrainConfig(steps=9, warmup=9)
+
+
+@pytest.mark.parametrize("model, key", [({"channel_mult": "1,2"}, "model.channel_mult"),
+                                        ({"channel_mult": [1, "2"]}, "model.channel_mult"),
+                                        ({"channels": [8]}, "model.channels"),
+                                        ({"channels": 8.0}, "model.channels"),
+                                        ({"out_channels": "3"}, "model.out_channels"),
+                                        ({"chanels": 8}, "model.chanels: not a setting")])
+def test_network_values_are_typed_before_anything_is_built(model, key):
+    with pytest.raises(BadParameter, match=key):
+        TrainConfig(model=model)
+    TrainConfig(model={"channel_mult": [1, 2], "out_channels": None, "dropout": 0})  # ints are numbers
+
+
+def test_merge_for_resume():
+    from noisebrush.train.config import merge_for_resume
+
+    run = TrainConfig(steps=100, warmup=10, model={"channels": 8}).to_dict()
+    merged = merge_for_resume(run, {"steps": 300, "log_every": 5, "lr": 1e-2, "model": {"channels": 8, "dims": 2}})
+    assert (merged["steps"], merged["log_every"], merged["warmup"], merged["model"]) == (300, 5, 10, {"channels": 8})
+    with pytest.raises(BadParameter, match=r"--lr: the run was trained with 0.01, given 0.5"):
+        merge_for_resume(run, {"lr": 0.5}, {"lr": "--lr"})
+    with pytest.raises(BadParameter, match=r"model.channels: the run was trained with 8, given 16"):
+        merge_for_resume(run, {"model": {"channels": 16}})
+    with pytest.raises(BadParameter, match="stepz"):
+        merge_for_resume(run, {"stepz": 3})

@@ -648,3 +648,27 @@ def test_two_processes_match_one(make_config, tmp_path, run_script, free_port):
         assert float(q["loss"]) == pytest.approx(float(r["loss"]), rel=1e-4)
         for i in range(len(SIGMA_BUCKETS) + 1):
             assert (r[f"loss_s{i}"] == "") == (q[f"loss_s{i}"] == "")
+
+
+def test_a_run_folder_that_cannot_be_written_at_the_end_keeps_the_model(make_config, tmp_path, monkeypatch):
+    """The model of a finished run goes to the rescue folder, named in one UserError line, when its own place
+    cannot be written any more (before: a PermissionError traceback, and the model lost)."""
+    import tempfile
+
+    from noisebrush.io import model_folder
+
+    def refuse(path, *, what, folder=False):
+        raise UserError(f"{path}: cannot write here ({what}: Permission denied)")
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(model_folder, "check_writable", refuse)
+    tr = Trainer(make_config(steps=2))
+    with pytest.raises(UserError, match="the trained model is kept in") as e:
+        tr.fit()
+    msg = str(e.value)
+    assert "\n" not in msg and "Permission denied" in msg
+    (kept,) = (tmp_path / "tmp" / "noisebrush-rescued").iterdir()
+    assert str(kept) in msg
+    assert model_folder.read_config(kept)["network"] == "unet" and (kept / "model.safetensors").is_file()
+    assert not (tmp_path / "run" / "model").exists()

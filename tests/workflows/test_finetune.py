@@ -131,7 +131,7 @@ def test_cli_finetune_end_to_end(tiny, folder, tmp_path, capsys):
 
     # paint with it — twice over, at two weights — and the PNG repaints exactly, LoRAs included
     code = main(["paint", "<s> rings", "--model", str(tiny), "-n", "1", "--steps", "3", "--lora", f"{out}:0.7",
-                 "--lora", str(out), "--out", str(tmp_path / "p")])
+                 "--lora", str(out), "--out", str(tmp_path / "p"), "--seed", "0"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     (png,) = (tmp_path / "p").glob("*.png")
@@ -142,7 +142,7 @@ def test_cli_finetune_end_to_end(tiny, folder, tmp_path, capsys):
     assert main(["reproduce", str(png), "--out", str(tmp_path / "again")]) == 0
     assert "pixel-identical" in capsys.readouterr().out
     plain = tmp_path / "plain"
-    assert main(["paint", "<s> rings", "--model", str(tiny), "-n", "1", "--steps", "3", "--out", str(plain)]) == 0
+    assert main(["paint", "<s> rings", "--model", str(tiny), "-n", "1", "--steps", "3", "--out", str(plain), "--seed", "0"]) == 0
     capsys.readouterr()
     from PIL import Image
     import numpy as np

@@ -20,9 +20,13 @@ values fit in 0…65535) is scaled to 8 bits by v/257, other ``I`` and ``F`` ima
 range (``F`` already in [0, 1] is scaled by 255). Embedded ICC profiles are not applied.
 
 Bad files. Every candidate is decoded once when the dataset is built, so ``len(ds)`` counts only readable
-pictures. Empty, truncated, corrupt and non-image files are left out, each with exactly one warning on the
-``noisebrush.data`` logger, and listed in ``ds.skipped`` as ``(path, reason)``. A missing folder, a file given as
-the folder, or a folder with nothing readable raises :class:`noisebrush.errors.UserError`.
+pictures (``ds.found`` counts the candidates). Empty, truncated, corrupt and non-image files are left out, each with
+exactly one warning on the ``noisebrush.data`` logger, and listed in ``ds.skipped`` as ``(path, reason)``. A
+picture above Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) but below twice it is used, with one
+:func:`noisebrush.errors.warn` line naming it (Pillow's own two-line warning is silenced); above twice the limit it
+is skipped as too large. A subfolder that cannot be read (no permission) is skipped with one ``warn`` line naming
+it. A missing or unreadable folder, a file given as the folder, or a folder with nothing readable raises
+:class:`noisebrush.errors.UserError`.
 
 Captions and classes. ``cat.png`` takes its caption from ``cat.txt`` next to it (stripped; "" when there is
 none). The class of a picture is the first-level subfolder it lives under; pictures directly in ``root`` have
@@ -45,6 +49,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -54,7 +59,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from noisebrush.errors import BadParameter, UserError
+from noisebrush.errors import BadParameter, UserError, warn
 from noisebrush.seeding import mix
 
 __all__ = ["ImageFolder", "IMAGE_EXTENSIONS"]
@@ -106,18 +111,27 @@ class ImageFolder(Dataset):
         if not self.root.is_dir():
             raise UserError(f"not a folder: {shown} (give the folder that holds the pictures)")
 
-        candidates = _scan(self.root)
+        candidates, unreadable = _scan(self.root)
+        for folder, why in unreadable:
+            if os.path.realpath(folder) == os.path.realpath(self.root):
+                raise UserError(f"cannot read the image folder {shown} ({why})")
+            warn(f"{folder}: cannot read this folder ({why}); its pictures are skipped")
+        self.found = len(candidates)
         if not candidates:
             exts = ", ".join(sorted(e[1:] for e in IMAGE_EXTENSIONS))
             raise UserError(f"no images in {shown} (looked for {exts})")
 
         res = self.resolution
         workers = max(1, min(8, os.cpu_count() or 1, len(candidates)))
-        if workers == 1:
-            results = [_load(p, res) for p in candidates]
-        else:  # Pillow releases the GIL while decoding; results keep the sorted order
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                results = list(pool.map(lambda p: _load(p, res), candidates))
+        # Pillow's DecompressionBombWarning is two raw lines without the file's name: silence it while decoding
+        # (the filter is process-wide, so the decoding threads see it too) and say it once per file, below.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if workers == 1:
+                results = [_load(p, res) for p in candidates]
+            else:  # Pillow releases the GIL while decoding; results keep the sorted order
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    results = list(pool.map(lambda p: _load(p, res), candidates))
 
         self.skipped: list[tuple[str, str]] = []
         self.paths: list[str] = []
@@ -128,6 +142,8 @@ class ImageFolder(Dataset):
                 log.warning("skipping %s: %s", path, reason)
                 self.skipped.append((str(path), reason))
                 continue
+            if reason:  # used, with a note (a very large picture)
+                warn(f"{path}: {reason}; used")
             self.paths.append(str(path))
             parts = path.relative_to(self.root).parts
             groups.append(parts[0] if len(parts) > 1 else ROOT_CLASS)
@@ -180,7 +196,9 @@ class ImageFolder(Dataset):
         if self._arrays is not None:
             array = self._arrays[index]
         else:
-            array, reason = _load(Path(self.paths[index]), self.resolution)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # said when the folder was read
+                array, reason = _load(Path(self.paths[index]), self.resolution)
             if array is None:  # the file changed on disk after the scan
                 raise UserError(f"cannot read {self.paths[index]} any more: {reason}")
 
@@ -220,11 +238,17 @@ class ImageFolder(Dataset):
 # Scanning, decoding, captions
 
 
-def _scan(root: Path) -> list[Path]:
-    """Image-extension files below ``root`` in sorted order; hidden names skipped; folder links followed once."""
+def _scan(root: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image-extension files below ``root`` in sorted order (hidden names skipped, folder links followed once), and
+    the folders that could not be read as ``(folder, reason)``."""
     found: list[Path] = []
     seen_dirs: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+    unreadable: list[tuple[str, str]] = []
+
+    def on_error(e: OSError) -> None:
+        unreadable.append((str(e.filename or root), e.strerror or str(e)))
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=on_error):
         real = os.path.realpath(dirpath)
         if real in seen_dirs:  # a link back up the tree
             dirnames[:] = []
@@ -237,17 +261,19 @@ def _scan(root: Path) -> list[Path]:
             if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
                 found.append(Path(dirpath) / name)
     found.sort(key=lambda p: p.relative_to(root).parts)
-    return found
+    return found, sorted(unreadable)
 
 
 def _load(path: Path, resolution: int) -> tuple[np.ndarray | None, str]:
-    """``(_decode(path, resolution), "")``, or ``(None, reason)`` when the file cannot be used."""
+    """``(_decode(path, resolution), note)`` (note: "" or why the picture is unusual but used), or
+    ``(None, reason)`` when the file cannot be used."""
     try:
         if not path.is_file():
             return None, "not a regular file (a broken link?)"
         if path.stat().st_size == 0:
             return None, "empty file (0 bytes)"
-        return _decode(path, resolution), ""
+        note: list[str] = []
+        return _decode(path, resolution, note), "; ".join(note)
     except UnidentifiedImageError:
         return None, "not an image Pillow can read (unknown or damaged header)"
     except PermissionError:
@@ -263,10 +289,15 @@ def _load(path: Path, resolution: int) -> tuple[np.ndarray | None, str]:
         return None, _one_line(f"cannot decode ({type(e).__name__}: {e})")
 
 
-def _decode(path: Path, resolution: int) -> np.ndarray:
-    """Decode ``path`` to RGB uint8 H×W×3 whose short side is ``resolution``. Raises on a bad file."""
+def _decode(path: Path, resolution: int, note: list | None = None) -> np.ndarray:
+    """Decode ``path`` to RGB uint8 H×W×3 whose short side is ``resolution``. Raises on a bad file; appends to
+    ``note`` why a picture is unusual (above Pillow's decompression-bomb limit)."""
     # ImageFile.LOAD_TRUNCATED_IMAGES stays False (Pillow's default), so a truncated file raises in load().
     with Image.open(path) as img:
+        limit = Image.MAX_IMAGE_PIXELS
+        if note is not None and limit and img.size[0] * img.size[1] > limit:
+            note.append(f"a very large picture ({img.size[0]}×{img.size[1]} = {img.size[0] * img.size[1]:,} "
+                        f"pixels, above Pillow's decompression-bomb limit of {int(limit):,})")
         # JPEG: let libjpeg downscale by 1/2, 1/4 or 1/8 while decoding (a no-op for other formats). Twice the
         # target leaves the last factor ≥ 2 to Lanczos, as Image.thumbnail does.
         img.draft(None, (2 * resolution, 2 * resolution))

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import tempfile
 from pathlib import Path
 
 import torch
@@ -28,7 +30,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from noisebrush.errors import UserError
-from noisebrush.io.atomic import atomic_path, atomic_write_text
+from noisebrush.io.atomic import atomic_path, atomic_write_text, check_writable, rescue_folder
 from noisebrush.io.hashing import file_sha256
 
 __all__ = ["MODEL_FORMAT", "BUILTIN", "DEFAULT_NETWORK", "resolve", "read_config", "read_weights", "weights_hash",
@@ -66,14 +68,16 @@ def network_description(config: dict) -> dict:
 
 
 def read_config(path) -> dict:
-    """The model folder's config.json, checked: format and version, σ_data, condition, resolution and a sane σ
-    range. Raises UserError (one line naming the file) otherwise. The network's name and description are checked
+    """The model folder's config.json, checked: format and version, σ_data, condition, resolution (and the types of
+    classes, text_encoder, frames and depth) and a sane σ range. Raises UserError (one line naming the file) otherwise. The network's name and description are checked
     where the network is built (:func:`noisebrush.nets.registry.build`)."""
     path = Path(path)
     try:
         conf = json.loads((path / "config.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: UnicodeDecodeError, JSONDecodeError
         raise UserError(f"{path / 'config.json'}: unreadable ({e})") from None
+    except RecursionError:
+        raise UserError(f"{path / 'config.json'}: unreadable (nested too deeply)") from None
     fmt = conf.get("format") if isinstance(conf, dict) else None
     if not isinstance(fmt, str) or not fmt.startswith("noisebrush.model/"):
         raise UserError(f"{path}: not a noisebrush model (config.json format is {fmt!r}, "
@@ -91,12 +95,49 @@ def read_config(path) -> dict:
     for key in ("sigma_data", "condition", "resolution"):
         if key not in conf:
             raise UserError(f"{path / 'config.json'}: missing {key!r}")
+    _check_fields(conf, path / "config.json")
     sched = conf.get("schedule")
     if sched is not None:
         lo, hi = (sched.get("sigma_min", 0.002), sched.get("sigma_max", 80.0)) if isinstance(sched, dict) else (0, 0)
         if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi)) or not 0 < lo < hi:
             raise UserError(f"{path / 'config.json'}: 'schedule' needs numbers 0 < sigma_min < sigma_max")
     return conf
+
+
+CONDITIONS = ("text", "label", "none")  # what a model folder's "condition" may say
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_fields(conf: dict, where: Path) -> None:
+    """The types of the top-level fields painting reads (σ_data, condition, resolution, classes, text encoder):
+    a config.json from anywhere gives one UserError line rather than a TypeError deep inside ``load``."""
+    def bad(key, what):
+        raise UserError(f"{where}: {key!r} must be {what}, got {conf.get(key)!r:.60}")
+
+    if not _is_number(conf["sigma_data"]) or not conf["sigma_data"] > 0:
+        bad("sigma_data", "a number above 0")
+    if conf["condition"] not in CONDITIONS:
+        bad("condition", " or ".join(CONDITIONS))
+    res = conf["resolution"]
+    if isinstance(res, bool) or not isinstance(res, int) or not 1 <= res <= 1 << 16:
+        bad("resolution", "a whole number of pixels from 1 to 65536")
+    classes = conf.get("classes")
+    if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
+        bad("classes", "a list of class names or null")
+    if conf["condition"] == "label" and not classes:
+        bad("classes", "a non-empty list of class names for a label model")
+    te = conf.get("text_encoder")
+    if te is not None:
+        mt = te.get("max_tokens", 16) if isinstance(te, dict) else None
+        if isinstance(mt, bool) or not isinstance(mt, int) or not 2 <= mt <= 512:
+            bad("text_encoder", "an object whose max_tokens is a whole number from 2 to 512")
+    for key in ("frames", "depth"):
+        v = conf.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1 << 16):
+            bad(key, "a whole number from 1 to 65536")
 
 
 def read_weights(path) -> dict[str, torch.Tensor]:
@@ -165,12 +206,27 @@ def _config_text(config: dict) -> str:
     return json.dumps(conf, indent=2)
 
 
-def write(path, state: dict, config: dict, *, dtype: torch.dtype | None = None) -> Path:
+def write(path, state: dict, config: dict, *, dtype: torch.dtype | None = None, what: str = "the model") -> Path:
     """Write a model folder: ``state`` (a network's state dict; floating tensors cast to ``dtype`` when given) as
     model.safetensors, then ``config`` as config.json (with ``"format"``). Returns the folder. On failure a folder
-    this call created is removed again."""
+    this call created is removed again.
+
+    When ``path`` cannot be written (checked just before: the folder went read-only, the disk is full), the same
+    model folder is written in the rescue folder (:func:`noisebrush.io.atomic.rescue_folder`) and a UserError names
+    both (``what``: the work, in the message), so work at the end of a run is never lost."""
     path = Path(path)
     text = _config_text(config)  # a config JSON cannot hold fails here, before anything is written
+    try:
+        check_writable(path, what="--out", folder=True)
+    except UserError as e:
+        kept = Path(tempfile.mkdtemp(prefix=f"{path.name}-", dir=rescue_folder()))
+        _write(kept, state, text, dtype)
+        raise UserError(f"{path}: cannot be written ({str(e).split('(', 1)[-1].rstrip(')')}); {what} is kept in "
+                        f"{kept}") from None
+    return _write(path, state, text, dtype)
+
+
+def _write(path: Path, state: dict, text: str, dtype) -> Path:
     created = not path.exists()
     try:
         write_weights(path, state, dtype=dtype)

@@ -4,11 +4,23 @@
 
 A TOML file holds the fields below at top level and the network's fields in a ``[model]`` table
 (see :class:`noisebrush.nets.unet.UNetConfig`).
+
+Every value is checked against its declared type before anything is built (the fields' annotations here, the
+network config class's for ``model`` keys; an unknown key names the known ones), so ``channel_mult = "[1,2"`` is
+one :class:`~noisebrush.errors.BadParameter` line, not a traceback from the network. ``warmup`` left unset (None)
+fits the run: min(200, steps // 10) steps; a warmup that is given is kept, and must be shorter than the run.
+
+Resuming a run (``noisebrush train --resume``) starts from the run's own config (:func:`run_config` reads it from
+the run folder) and :func:`merge_for_resume` lays the values given again on top: :data:`RESUME_MAY_CHANGE` may
+change, any other key must agree with the run.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
+import types
+import typing
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -19,12 +31,24 @@ from pathlib import Path
 
 from noisebrush.diffusion.samplers import get_sampler
 from noisebrush.errors import BadParameter, UserError
+from noisebrush.nets import registry
+from noisebrush.train.checkpoint import latest_checkpoint
 from noisebrush.train.lr import LR_SCHEDULES
 
-__all__ = ["TrainConfig", "CONDITIONS", "PRECISIONS"]
+__all__ = ["TrainConfig", "CONDITIONS", "PRECISIONS", "DEFAULT_WARMUP", "RESUME_MAY_CHANGE", "check_type",
+           "read_toml", "run_config", "merge_for_resume"]
 
 CONDITIONS = ("auto", "text", "label", "none")
 PRECISIONS = ("auto", "bf16", "fp16", "no")
+DEFAULT_WARMUP = 200  # the warmup of a run of ≥ 2000 steps when none is given (steps // 10 below that)
+
+# What a resumed run may change (everything else must agree with the run, since a checkpoint restores it — the
+# optimizer's lr, betas and decay, the LR schedule — or the run's samples and network depend on it):
+# steps (where to stop; the LR schedule keeps the run's plan and holds its final value past it), where and how
+# often to log, checkpoint and preview, the previews' sampler, and the precision and accumulation (the machine's
+# business: the global batch and so the samples stay the same).
+RESUME_MAY_CHANGE = frozenset({"steps", "out_dir", "log_every", "sample_every", "sample_steps", "sampler",
+                               "checkpoint_every", "keep_last", "mixed_precision", "grad_accum"})
 
 
 @dataclass
@@ -53,7 +77,7 @@ class TrainConfig:
                                        #   than 2e-3 here (eval loss 0.43 vs 0.73 after 80 steps)
     betas: tuple[float, float] = (0.9, 0.99)
     lr_schedule: str = "cosine"
-    warmup: int = 200
+    warmup: int | None = None          # None: min(200, steps // 10), to fit the run
     lr_final: float = 0.05             # final LR as a fraction of lr (linear, exponential, cosine)
     weight_decay: float = 0.0          # AdamW's decoupled L2
     l1: float = 0.0                    # L1 penalty λ·Σ|w| added to the loss
@@ -76,6 +100,9 @@ class TrainConfig:
         self._check_types()
         self.betas = tuple(float(b) for b in self.betas)
         self.model = dict(self.model)
+        _check_model(self.model)
+        if self.warmup is None and isinstance(self.steps, int) and self.steps >= 1:
+            self.warmup = min(DEFAULT_WARMUP, self.steps // 10)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise BadParameter(f"betas: two numbers in [0, 1), got {list(self.betas)}")
         try:
@@ -111,33 +138,16 @@ class TrainConfig:
         if self.batch_size % self.grad_accum:
             raise BadParameter(f"batch_size: {self.batch_size} is not divisible by grad_accum={self.grad_accum}")
         if self.warmup >= self.steps:
-            raise BadParameter(f"warmup: must be < steps ({self.steps}), got {self.warmup}")
+            raise BadParameter(f"warmup: {self.warmup} steps is not shorter than the run (steps = {self.steps}); "
+                               f"give a smaller warmup, or leave it out (it is then steps/10, at most "
+                               f"{DEFAULT_WARMUP})")
 
     def _check_types(self) -> None:
-        """Every field has the type its default has (TOML makes it easy to write "10" for 10)."""
+        """Every field has its declared type (TOML makes it easy to write "10" for 10); ints are taken for floats."""
+        hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            if isinstance(default, bool):
-                ok = isinstance(v, bool)
-            elif isinstance(default, int):
-                ok = isinstance(v, int) and not isinstance(v, bool)
-            elif isinstance(default, float):
-                ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-                if ok:
-                    object.__setattr__(self, f.name, float(v))
-            elif isinstance(default, str):
-                ok = isinstance(v, str)
-            elif isinstance(default, dict):
-                ok = isinstance(v, dict)
-            elif isinstance(default, tuple):
-                ok = isinstance(v, (list, tuple)) and all(isinstance(b, (int, float)) and not isinstance(b, bool)
-                                                        for b in v)
-            else:  # pragma: no cover
-                ok = True
-            if not ok:
-                kind = type(default).__name__.replace("tuple", "list of numbers").replace("str", "string")
-                raise BadParameter(f"{f.name}: expected a {kind}, got {v!r}")
+            v = check_type(f.name, getattr(self, f.name), hints[f.name])
+            object.__setattr__(self, f.name, v)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -155,15 +165,177 @@ class TrainConfig:
 
     @classmethod
     def from_toml(cls, path, **overrides) -> "TrainConfig":
-        path = Path(path)
-        try:
-            with open(path, "rb") as f:
-                doc = tomllib.load(f)
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such config file") from None
-        except tomllib.TOMLDecodeError as e:
-            raise UserError(f"{path}: not valid TOML ({e})") from None
+        doc = read_toml(path)
         try:
             return cls.from_dict(doc, **overrides)
         except BadParameter as e:
             raise BadParameter(f"{path}: {e}") from None
+
+
+# -- types ------------------------------------------------------------------------------------------------------------
+
+def _kind(hint) -> str:
+    """A type hint in words, for messages."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("unset" if a is type(None) else _kind(a) for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"list of {_kind(args[0]).removeprefix('a ')}s"
+        return f"list of {len(args)} {_kind(args[0]).removeprefix('a ')}s"
+    return {int: "a whole number", float: "a number", bool: "true or false", str: "a string",
+            dict: "a table"}.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def check_type(name: str, v, hint):
+    """``v`` if it has the type ``hint`` (int, float, bool, str, dict, X | None, tuple[X, ...], tuple[X, Y]),
+    with ints as floats where a float is declared and lists as tuples; else a BadParameter naming ``name``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        for a in args:
+            if a is type(None) and v is None:
+                return None
+            if a is not type(None):
+                try:
+                    return check_type(name, v, a)
+                except BadParameter:
+                    pass
+        raise BadParameter(f"{name}: expected {_kind(hint)}, got {v!r}")
+    if origin is tuple:
+        if not isinstance(v, (list, tuple)):
+            raise BadParameter(f"{name}: expected a {_kind(hint)}, got {v!r}")
+        each = [args[0]] * len(v) if len(args) == 2 and args[1] is Ellipsis else list(args)
+        if len(each) != len(v):
+            raise BadParameter(f"{name}: expected a {_kind(hint)}, got {list(v)!r}")
+        try:
+            return tuple(check_type(name, x, t) for x, t in zip(v, each))
+        except BadParameter:
+            raise BadParameter(f"{name}: expected a {_kind(hint)}, got {list(v)!r}") from None
+    if hint is bool:
+        ok = isinstance(v, bool)
+    elif hint is int:
+        ok = isinstance(v, int) and not isinstance(v, bool)
+    elif hint is float:
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        v = float(v) if ok else v
+    elif hint in (str, dict):
+        ok = isinstance(v, hint)
+    else:  # pragma: no cover - a type this checker does not know: leave it to the class
+        ok = True
+    if not ok:
+        raise BadParameter(f"{name}: expected {_kind(hint)}, got {v!r}")
+    return v
+
+
+def _check_model(model: dict) -> None:
+    """``model`` keys against the network's config class (the trainer builds a UNet): names and types."""
+    config_class = registry.get("unet").config_class
+    hints = typing.get_type_hints(config_class)
+    for key, v in model.items():
+        if key not in hints:
+            raise BadParameter(f"model.{key}: not a setting of the network; it has {', '.join(sorted(hints))}")
+        check_type(f"model.{key}", v, hints[key])
+
+
+# -- reading and resuming -----------------------------------------------------------------------------------------------
+
+def read_toml(path) -> dict:
+    """A TOML config file as a dict; a missing or malformed file is one UserError line naming it."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, not a config file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: not valid TOML ({e})") from None
+
+
+def run_config(out_dir) -> dict:
+    """The training config a run folder records (``config.json``'s ``train``, else its latest checkpoint's)."""
+    out = Path(out_dir)
+    path = out / "config.json"
+    try:
+        doc = json.loads(path.read_text())
+        train = doc.get("train") if isinstance(doc, dict) else None
+        if isinstance(train, dict):
+            return train
+    except (OSError, ValueError):
+        pass
+    ck = latest_checkpoint(out)
+    if ck is not None:
+        try:
+            train = json.loads((ck / "state.json").read_text()).get("config")
+            if isinstance(train, dict):
+                return train
+        except (OSError, ValueError):
+            pass
+    raise UserError(f"nothing to resume: {out} holds no run (no config.json and no checkpoints)")
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return a == b
+
+
+def merge_for_resume(run: dict, given: dict, names: dict | None = None) -> dict:
+    """The config dict of a resumed run: the run's own ``run`` with the ``given`` values on top. Keys in
+    :data:`RESUME_MAY_CHANGE` override; any other given key must equal the run's value, else one BadParameter line
+    naming it (``names[key]``: how the user gave it, e.g. ``--lr``), the run's value and the given one."""
+    names = names or {}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise BadParameter(f"unknown training option(s): {', '.join(unknown)}")
+    run = {k: v for k, v in run.items() if k in known}  # a key an older noisebrush wrote and this one dropped
+    merged = {**run, "model": dict(run.get("model") or {})}
+    # both sides typed and normalised the same way before comparing (1 and 1.0, [1, 2] and (1, 2))
+    ref = TrainConfig.from_dict(run).to_dict()
+    for key, v in given.items():
+        if key == "model":
+            defaults = _network_defaults()
+            for mk, mv in v.items():
+                _check_model({mk: mv})
+                old = ref["model"].get(mk, defaults.get(mk))
+                if not _same(_norm(old), _norm(mv)):
+                    raise BadParameter(f"{names.get('model.' + mk, 'model.' + mk)}: the run was trained with "
+                                       f"{json.dumps(old)}, given {json.dumps(mv)}; a resumed run keeps its "
+                                       f"network (start a new run with --set init=CHECKPOINT to change it)")
+            continue
+        if key in RESUME_MAY_CHANGE:
+            merged[key] = v
+            continue
+        new = TrainConfig.from_dict({**run, key: v}).to_dict()[key]  # checked and normalised like the run's
+        if not _same(_norm(new), _norm(ref[key])):
+            raise BadParameter(f"{names.get(key, key)}: the run was trained with {json.dumps(ref[key])}, given "
+                               f"{json.dumps(new)}; a resumed run keeps its settings but for --steps and how it logs, "
+                               f"checkpoints and previews (start a new run with --set init=CHECKPOINT to change "
+                               f"them)")
+    return merged
+
+
+def _network_defaults() -> dict:
+    out = {}
+    for f in dataclasses.fields(registry.get("unet").config_class):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def _norm(v):
+    if isinstance(v, tuple):
+        return [_norm(x) for x in v]
+    if isinstance(v, list):
+        return [_norm(x) for x in v]
+    if isinstance(v, int) and not isinstance(v, bool):
+        return float(v)
+    return v

@@ -20,7 +20,9 @@ split:
   (seed, step, micro-batch, process).
 * **Exact resume.** All randomness is a function of (seed, step, sample), so a checkpoint only has to hold weights,
   EMA, optimizer and scheduler state and the step: resuming ends bit-identical to an uninterrupted run (CPU, same
-  settings). Checkpoints are atomic (see :mod:`noisebrush.train.checkpoint`).
+  settings). Checkpoints are atomic (see :mod:`noisebrush.train.checkpoint`). A resumed run may stop at another
+  step count: its LR schedule keeps the plan it was built for (``lr_steps``, recorded in checkpoints) and holds
+  its final value past it.
 * **A guard.** A phase whose loss or gradient is not finite is skipped and the step counted as skipped; that
   part's weights, optimizer moments and EMA are left untouched (the LR schedule still advances with the step count,
   and so does the data stream).
@@ -96,6 +98,7 @@ class Loop:
 
     cfg = None  # a Trainer's TrainConfig (objectives that read one get it here)
     out: Path | None = None
+    lr_steps: int | None = None  # the steps the LR schedules were planned for (None: step them every step)
 
     def __init__(self, objective: Objective, accelerator, *, batch_size: int, grad_accum: int = 1,
                  dropout_seed: int | None = None, autocast=None):
@@ -198,7 +201,8 @@ class Loop:
         for other in self.parts.values():  # also what this phase's backward left in other parts (a generator's
             other.optimizer.zero_grad(set_to_none=True)  # loss goes through the discriminator)
         lr = part.optimizer.param_groups[0]["lr"]
-        part.scheduler.step()
+        if self.lr_steps is None or self.step < self.lr_steps:  # past the schedule's plan: hold its last LR
+            part.scheduler.step()
         return {**out, "gnorm": float(gnorm), "skipped": not ok, "lr": lr}
 
     def _record(self, per, sigma, dt, gnorm, skipped) -> None:
@@ -230,10 +234,14 @@ class Trainer(Loop):
             raise UserError(f"{self.out} already holds checkpoints; resume it (--resume) or choose another out_dir")
         self.command: str | None = None  # how the run was started, recorded in the model's provenance
         self.init_from: str | None = None
+        checkpoint = self._checkpoint_to_resume(resume) if resume else None
+        # the LR schedule's plan: this run's steps, or the resumed run's (a resume may stop elsewhere; past the
+        # plan the LR holds its final value)
+        self.lr_steps = cfg.steps if checkpoint is None else _planned_steps(checkpoint, cfg.steps)
         self.parts = objective.build(self)
         optimizer_states = None
         if resume:
-            optimizer_states = self._resume(resume)
+            optimizer_states = self._resume(checkpoint)
         elif cfg.init:
             objective.init_weights(cfg.init)
             self.init_from = str(cfg.init)
@@ -274,12 +282,15 @@ class Trainer(Loop):
         return self.objective.batch(ks)
 
     # -- resume ---------------------------------------------------------------------------------------------------
-    def _resume(self, resume) -> dict:
-        """Load the checkpoint's weights, EMA, scheduler, counters and RNG; returns the optimizer states (they are
-        loaded once Accelerate has prepared the optimizers)."""
+    def _checkpoint_to_resume(self, resume) -> Path:
         path = latest_checkpoint(self.out) if resume is True else Path(resume)
         if path is None:
             raise UserError(f"nothing to resume: {self.out} has no checkpoints")
+        return path
+
+    def _resume(self, path: Path) -> dict:
+        """Load the checkpoint's weights, EMA, scheduler, counters and RNG; returns the optimizer states (they are
+        loaded once Accelerate has prepared the optimizers)."""
         ck = load_checkpoint(path)
         if ck["net_config"] != self.objective.describe():
             raise UserError(f"{path}: the checkpoint's network differs from this config; resume with the same model")
@@ -390,7 +401,8 @@ class Trainer(Loop):
             state = {"skipped": self.skipped, "train_seconds": self.train_seconds,
                      "data": {"seed": self.cfg.seed, "samples_seen": self.step * self.cfg.batch_size,
                               "size": self.objective.data_size()},
-                     "net_config": self.objective.describe(), "config": self.cfg.to_dict()}
+                     "net_config": self.objective.describe(), "config": self.cfg.to_dict(),
+                     "lr_steps": self.lr_steps}
             (_, main), *others = self.parts.items()
             extra = {name: {"model": p.net, "ema": p.ema, "optimizer": p.optimizer, "scheduler": p.scheduler}
                      for name, p in others}
@@ -411,7 +423,7 @@ class Trainer(Loop):
             return None
         main = self.main
         state = main.ema.state_dict() if main.ema is not None else main.net.state_dict()
-        return model_folder.write(path, state, {**conf, "provenance": self._provenance()})
+        return model_folder.write(path, state, {**conf, "provenance": self._provenance()}, what="the trained model")
 
     def _provenance(self) -> dict:
         return {
@@ -451,8 +463,13 @@ class Trainer(Loop):
             self._flush_log(tb)
             self.checkpoint()
             raise
-        self._flush_log(tb)
-        self.checkpoint()
+        try:
+            self._flush_log(tb)
+            self.checkpoint()
+        except OSError as e:  # the run folder cannot be written any more: the model still goes somewhere
+            path = self.export()  # (to the rescue folder, raising a UserError that names it, when it must)
+            raise UserError(f"{self.out}: the last checkpoint could not be written ({e.strerror or e}); the "
+                            f"trained model is in {path}") from None
         if tb is not None:
             tb.close()
         return self.export()
@@ -461,6 +478,16 @@ class Trainer(Loop):
         """End the run: waits for every process and tears down the process group (call once, at the end)."""
         self.acc.wait_for_everyone()
         self.acc.end_training()
+
+
+def _planned_steps(checkpoint: Path, default: int) -> int:
+    """The steps a checkpoint's LR schedule was planned for (older checkpoints: the steps of their config)."""
+    try:
+        doc = json.loads((Path(checkpoint) / "state.json").read_text())
+        plan = doc.get("lr_steps") or (doc.get("config") or {}).get("steps")
+        return int(plan) if plan else default
+    except (OSError, ValueError, TypeError, AttributeError):
+        return default  # load_checkpoint says what is wrong with it
 
 
 def leave_worker(code: int = 0):

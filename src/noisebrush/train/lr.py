@@ -8,7 +8,9 @@ followed by one of
 * ``exponential``  lr = base·γ^k with γ = final^(1/remaining), so it also reaches base·final at the last step
 * ``cosine``       base → base·final along half a cosine (CosineAnnealingLR)
 
-``s`` counts optimizer steps taken (``scheduler.step()`` is called once after each).
+``s`` counts optimizer steps taken (``scheduler.step()`` is called once after each). Past ``total_steps`` (a resumed
+run told to go on longer) the trainer stops stepping the scheduler, so the LR holds its final value; the closed
+form :func:`expected_lr` says the same.
 
     sched = make_scheduler(opt, "cosine", total_steps=10_000, warmup=200, final=0.05)
 """
@@ -75,6 +77,6 @@ def expected_lr(kind: str, step: int, total_steps: int, *, base: float, warmup: 
     if kind == "linear":
         return base * (1 + (final - 1) * min(k, m) / m)
     if kind == "exponential":
-        return base * final ** (k / m)
+        return base * final ** (min(k, m) / m)
     k = min(k, m)
     return base * final + (base - base * final) * (1 + math.cos(math.pi * k / m)) / 2

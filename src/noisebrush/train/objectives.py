@@ -193,7 +193,8 @@ class EDMObjective(Objective):
         self._l1_params = decay
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                  {"params": plain, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
-        sched = make_scheduler(opt, cfg.lr_schedule, cfg.steps, warmup=cfg.warmup, final=cfg.lr_final)
+        plan = getattr(loop, "lr_steps", None) or cfg.steps  # a resumed run keeps its schedule's plan
+        sched = make_scheduler(opt, cfg.lr_schedule, plan, warmup=cfg.warmup, final=cfg.lr_final)
         return {"model": Part(self.net, opt, sched, ema, grad_clip=cfg.grad_clip, project=True)}
 
     def _cond_dims(self) -> dict:

@@ -32,6 +32,13 @@ sample k is item ``perm_e[k mod N]`` of epoch e's permutation, its σ, noise and
 own generator. Full fine-tuning trains every weight and re-projects the MPConv weights after each step (forced
 weight normalisation); LoRA trains only the adapters (see :mod:`noisebrush.nets.lora`) and writes them alone.
 
+**Ctrl-C** (a KeyboardInterrupt during training; the command line turns Ctrl-C into one at the end of a step)
+keeps the work: what was trained so far is written to ``out`` as usual, its provenance saying ``"steps"``: the steps
+done, ``"steps_planned"`` and ``"interrupted": true``, and :class:`Interrupted` (a KeyboardInterrupt) is raised with
+the step, the planned steps and ``out``. Interrupted before training, nothing is written; during the memorization
+check, the result is already written. ``out`` is checked for writability before any work
+(:func:`noisebrush.io.atomic.check_writable`); a place that fails at the end keeps the work in the rescue folder.
+
 **At the end** the saved result is loaded the way a user would load it (``noisebrush.load(out)``, or the base with
 the LoRA merged), paints ``memorization_n`` pictures from the training captions, and the memorization check of
 :func:`noisebrush.eval.metrics.memorization` compares them with the training pictures (the share of near-copies).
@@ -52,7 +59,7 @@ from accelerate import Accelerator
 import torch
 
 from noisebrush import __version__
-from noisebrush.checks import number, whole
+from noisebrush.checks import limited, number, whole
 from noisebrush.data.folder import ImageFolder
 from noisebrush.data.procedural import ProceduralArt
 from noisebrush.devices import cpu_bf16_fast, hardware_name, has_accelerator, pick_device
@@ -62,6 +69,7 @@ from noisebrush.errors import BadParameter, UserError
 from noisebrush.eval.metrics import memorization
 from noisebrush.eval.sampling import sample_many
 from noisebrush.io import model_folder
+from noisebrush.io.atomic import check_writable
 from noisebrush.nets.lora import DEFAULT_TARGETS, adapter_tensors, add_lora, apply_loras, save_lora
 from noisebrush.paint.pipeline import load
 from noisebrush.seeding import generator, mix
@@ -72,12 +80,21 @@ from noisebrush.train.objectives import Loss, Part, Phase
 from noisebrush.train.stream import SampleStream
 from noisebrush.workflows.finetune_defaults import DEFAULTS
 
-__all__ = ["finetune", "caption_with_token", "DEFAULTS", "default_out", "FinetuneObjective"]
+__all__ = ["finetune", "caption_with_token", "DEFAULTS", "default_out", "FinetuneObjective", "Interrupted"]
 
 log = logging.getLogger("noisebrush.workflows.finetune")
 
 EVAL_SIGMAS = (0.05, 0.2, 0.5, 1.0, 2.0)  # noise levels of the before/after loss on the user's pictures
 DATA_TAG, PRIOR_TAG = 0xDA, 0x9A  # the sample streams of the pictures and of the class pictures
+
+
+class Interrupted(KeyboardInterrupt):
+    """Fine-tuning stopped by Ctrl-C: ``step`` of ``steps`` were done; ``out`` holds their result (None: nothing
+    was written, it stopped before training); ``stage``: "training", "class pictures" or "memorization"."""
+
+    def __init__(self, step: int, steps: int, out: Path | None, mode: str, stage: str = "training"):
+        super().__init__(f"interrupted at step {step} of {steps}")
+        self.step, self.steps, self.out, self.mode, self.stage = step, steps, out, mode, stage
 
 
 def caption_with_token(caption: str, token: str | None) -> str:
@@ -114,6 +131,7 @@ def _check_out(out, lora: bool) -> Path:
             raise UserError(f"{out}: exists; choose another --out (a LoRA file is never overwritten)")
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out}: exists; choose another --out (a new model folder is written there)")
+    check_writable(out, what="--out", folder=not lora)  # before any work, not after the training
     return out
 
 
@@ -158,9 +176,9 @@ def _check_options(data, *, lora, rank, alpha, lora_targets, token, prior_preser
     mode = "lora" if lora else "full"
     if data is None or str(data).strip() == "":
         raise BadParameter("--data: the folder of pictures to fine-tune on")
-    steps = whole("--steps", DEFAULTS[mode]["steps"] if steps is None else steps, 1)
+    steps = limited("--steps", DEFAULTS[mode]["steps"] if steps is None else steps, "finetune_steps")
     lr = number("--lr", DEFAULTS[mode]["lr"] if lr is None else lr, 0.0, above=True)
-    batch_size = whole("--batch-size", batch_size, 1, 4096)
+    batch_size = limited("--batch-size", batch_size, "batch_size")
     seed = whole("--seed", seed, 0)
     if lora:
         rank = whole("--rank", rank, 1, 1024)
@@ -424,16 +442,20 @@ def _train(pics: _Pictures, prior: dict | None, opts: _Options, dev, say) -> dic
     loss_before = _eval_loss(part.module, pics, opts.seed, autocast, acc.device)
     losses = []
     t_train, c_train = time.perf_counter(), time.process_time()
-    say("training", 0, opts.steps, "")
-    for step in range(opts.steps):
-        res = loop.train_step()
-        losses.append(res.loss)
-        say("training", step + 1, opts.steps, f"loss {res.loss:.4f}")
+    interrupted = False
+    try:
+        say("training", 0, opts.steps, "")
+        for step in range(opts.steps):
+            res = loop.train_step()
+            losses.append(res.loss)
+            say("training", step + 1, opts.steps, f"loss {res.loss:.4f}")
+    except KeyboardInterrupt:  # keep what was trained: the caller writes it (the steps done) and says so
+        interrupted = True
     train_wall, train_cpu = time.perf_counter() - t_train, time.process_time() - c_train
+    loss_after = None if interrupted else _eval_loss(part.ema.model, pics, opts.seed, autocast, acc.device)
     return {"objective": objective, "loop": loop, "ema": part.ema, "precision": mp, "device": acc.device,
-            "loss_before": loss_before, "loss_after": _eval_loss(part.ema.model, pics, opts.seed, autocast,
-                                                                 acc.device),
-            "losses": losses, "train_wall": train_wall, "train_cpu": train_cpu}
+            "loss_before": loss_before, "loss_after": loss_after, "steps_done": loop.step,
+            "interrupted": interrupted, "losses": losses, "train_wall": train_wall, "train_cpu": train_cpu}
 
 
 # -- the result --------------------------------------------------------------------------------------------------------
@@ -444,13 +466,14 @@ def _provenance(pics: _Pictures, prior, opts: _Options, run: dict, data, command
     return {
         "noisebrush": __version__, "command": command or "python API", "kind": f"finetune ({opts.mode})",
         "base": pipe.name, "base_hash": pipe.hash, "data": str(Path(data).resolve()), "pictures": pics.n,
-        "token": opts.token, "steps": opts.steps, "batch_size": opts.batch_size, "lr": opts.lr, "seed": opts.seed,
+        "token": opts.token, "steps": run["steps_done"], "batch_size": opts.batch_size, "lr": opts.lr, "seed": opts.seed,
         "ema_decay": opts.ema_decay, "cond_drop": opts.cond_drop, "prior_preservation": None if prior is None else
         {"pictures": int(prior["images"].shape[0]), "weight": opts.prior_weight,
          "class_prompt": cp if isinstance(cp, (str, type(None))) else list(cp)[:3]},
         "precision": run["precision"], "hardware": hardware_name(run["device"]),
         "train_seconds": round(run["train_wall"], 1), "train_cpu_seconds": round(run["train_cpu"], 1),
         "skipped": run["loop"].skipped,
+        **({"interrupted": True, "steps_planned": opts.steps} if run["interrupted"] else {}),
     }
 
 
@@ -464,7 +487,8 @@ def _write_result(out: Path, pics: _Pictures, opts: _Options, provenance: dict, 
                   base_name=pipe.name, base_hash=pipe.hash, token=opts.token, provenance=provenance)
     else:
         _write_model(out, ema.model, pipe.config, provenance, pipe.path)
-    log.info("fine-tuned %s on %d pictures (%s, %d steps) → %s", pipe.name, pics.n, opts.mode, opts.steps, out)
+    log.info("fine-tuned %s on %d pictures (%s, %d steps) → %s", pipe.name, pics.n, opts.mode,
+             provenance["steps"], out)
 
 
 def _write_model(out: Path, net, base_config: dict, provenance: dict, base_path: Path) -> None:
@@ -480,7 +504,7 @@ def _write_model(out: Path, net, base_config: dict, provenance: dict, base_path:
                           "base_provenance": {k: base_prov.get(k) for k in ("command", "data", "steps",
                                                                             "train_seconds", "hardware")
                                               if k in base_prov}}
-    model_folder.write(out, net.state_dict(), conf, dtype=dtype)
+    model_folder.write(out, net.state_dict(), conf, dtype=dtype, what="the fine-tuned model")
 
 
 def _memorization(out: Path, pics: _Pictures, opts: _Options, dev, say) -> dict | None:
@@ -550,9 +574,19 @@ def finetune(base="builtin", data=None, out=None, *, lora: bool = False, rank: i
     out = _check_out(default_out(data, lora) if out is None else out, lora)
     say = progress or (lambda *a: None)
     pics = _load_pictures(base, data, opts, dev)
-    prior = _class_pictures(pics, opts, say) if opts.prior_preservation else None
+    try:
+        prior = _class_pictures(pics, opts, say) if opts.prior_preservation else None
+    except KeyboardInterrupt:
+        raise Interrupted(0, opts.steps, None, opts.mode, "class pictures") from None
     run = _train(pics, prior, opts, dev, say)
+    if run["interrupted"] and run["steps_done"] == 0:  # nothing trained: nothing to keep
+        raise Interrupted(0, opts.steps, None, opts.mode)
     provenance = _provenance(pics, prior, opts, run, data, command)
     _write_result(out, pics, opts, provenance, run["ema"])
-    memo = _memorization(out, pics, opts, dev, say)
+    if run["interrupted"]:
+        raise Interrupted(run["steps_done"], opts.steps, out, opts.mode)
+    try:
+        memo = _memorization(out, pics, opts, dev, say)
+    except KeyboardInterrupt:
+        raise Interrupted(opts.steps, opts.steps, out, opts.mode, "memorization") from None
     return _report(out, data, pics, opts, run, provenance, memo, t_wall, t_cpu)

@@ -26,17 +26,18 @@ def test_train_on_a_folder_then_paint_a_class(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "noisebrush", "train", "--data", str(data), "--out", str(run), "--steps", "3",
-           "--set", "resolution=16", "--set", "batch_size=4", "--set", "warmup=0", "--set", "sample_every=0",
+           "--set", "resolution=16", "--set", "batch_size=4", "--set", "sample_every=0",
            "--set", 'mixed_precision="no"', "--set", "model.channels=8", "--set", "model.channel_mult=[1,2]",
            "--set", "model.blocks=1", "--set", "model.attn_resolutions=[8]", "--set", "model.cross_attn_resolutions=[]"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "notes.jpg" in done.stderr  # the unreadable file is skipped with a warning, not a crash
+    assert "pictures: 13 found, 12 used, 1 skipped" in done.stderr  # said at the start of the run
     conf = (run / "model" / "config.json").read_text()
     assert '"condition": "label"' in conf and '"reds"' in conf
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "noisebrush", "paint", "reds", "blues", "--model", str(run / "model"), "-n", "2",
-           "--steps", "3", "--out", str(out), "--size", "32"]
+           "--steps", "3", "--out", str(out), "--size", "32", "--seed", "0"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     rec = read_recipe(out / "reds-s0.png")

@@ -4,7 +4,9 @@
     noisebrush finetune --data my-pictures --token "<mystyle>" --lora --rank 8 --prior-preservation
 
 Registered on the typer app of :mod:`noisebrush.apps.cli.app` (the package imports this module). The work is
-:func:`noisebrush.workflows.finetune.finetune`; this is only its flags, a progress bar and the report.
+:func:`noisebrush.workflows.finetune.finetune`; this is only its flags, a progress bar and the report. Ctrl-C
+stops at the end of a step (the flag of :func:`noisebrush.apps.cli.common.stop_at_step_end`, as ``train``), the
+workflow writes what was trained so far, and one line says where (exit status 130).
 
 Imports: the help texts need only the defaults (noisebrush.workflows.finetune_defaults, no torch); the work itself
 is imported inside the command, because torch at the top of any command module would make `noisebrush --help` take
@@ -20,11 +22,13 @@ from typing import Optional
 import typer
 
 from noisebrush.apps.cli.app import app
-from noisebrush.apps.cli.common import command_line, progress as progress_bar
+from noisebrush.apps.cli.common import command_line, progress as progress_bar, stop_at_step_end
 from noisebrush.errors import BadParameter
 from noisebrush.workflows.finetune_defaults import DEFAULTS
 
 __all__ = ["finetune_cmd"]
+
+PRECISION_WORDS = {"no": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}  # the report's precision
 
 
 @app.command("finetune")
@@ -61,48 +65,73 @@ def finetune_cmd(
         seed: int = typer.Option(0, "--seed"),
         device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps")):
     """Fine-tune a model on your pictures: the whole network (a model folder) or LoRA adapters (one small file).
-    At the end it paints a few pictures from your captions and reports whether any copies a training picture."""
-    from noisebrush.workflows.finetune import finetune  # lazy: torch (see the module docstring)
+    At the end it paints a few pictures from your captions and reports whether any copies a training picture.
+    Ctrl-C stops at the end of a step and writes what was trained so far."""
+    from noisebrush.workflows.finetune import Interrupted, finetune  # lazy: torch (see the module docstring)
 
     if rank is not None and not lora:
         raise BadParameter("--rank: only with --lora")
     bar = progress_bar(1, "fine-tuning")
     tasks: dict[str, int] = {}
-
-    def progress(stage, done, total, info):
-        if stage not in tasks:
-            tasks[stage] = bar.add_task(stage, total=total, info="")
-        bar.update(tasks[stage], completed=done, total=total, info=f"{stage}  {info}".strip())
-
     t = time.perf_counter()
-    with bar:
-        report = finetune(base, data, out, lora=lora, rank=8 if rank is None else rank, token=token,
-                          prior_preservation=prior_preservation, class_prompt=class_prompt,
-                          prior_weight=prior_weight, steps=steps, lr=lr, batch_size=batch_size, seed=seed,
-                          device=device, progress=progress,
-                          command=command_line())
+    try:
+        with stop_at_step_end() as check:  # Ctrl-C: stop at the end of the step, keep the work (as train does)
+            def progress(stage, done, total, info):
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total, info="")
+                bar.update(tasks[stage], completed=done, total=total, info=f"{stage}  {info}".strip())
+                check()
+
+            with bar:
+                report = finetune(base, data, out, lora=lora, rank=8 if rank is None else rank, token=token,
+                                  prior_preservation=prior_preservation, class_prompt=class_prompt,
+                                  prior_weight=prior_weight, steps=steps, lr=lr, batch_size=batch_size, seed=seed,
+                                  device=device, progress=progress,
+                                  command=command_line())
+    except Interrupted as e:
+        typer.echo(_interrupted_line(e), err=True)
+        raise typer.Exit(130) from None
     _print_report(report, time.perf_counter() - t)
+
+
+def _interrupted_line(e) -> str:
+    """The one line a Ctrl-C leaves: where it stopped and what was kept."""
+    kind = "LoRA" if e.mode == "lora" else "model"
+    if e.out is None:
+        where = "before training" if e.stage == "class pictures" else f"at step {e.step} of {e.steps}"
+        return f"interrupted {where}: nothing trained, nothing written"
+    if e.stage == "memorization":
+        return f"interrupted during the memorization check: the fine-tuned {kind} of all {_n(e.steps, 'step')} " \
+               f"is written to {e.out}"
+    return f"interrupted at step {e.step} of {e.steps}: {kind} of the steps done written to {e.out}"
+
+
+def _n(k: int, word: str) -> str:
+    """``1 step``, ``2 steps``: a count with its word."""
+    return f"{k:,} {word}{'' if k == 1 else 's'}"
 
 
 def _print_report(r: dict, seconds: float) -> None:
     kind = "LoRA file" if r["mode"] == "lora" else "model folder"
     size = r["bytes"] / 1e6
-    typer.echo(f"fine-tuned {r['base']} on {r['pictures']} pictures ({r['mode']}, {r['steps']} steps, "
-               f"{r['params_trained']:,} weights trained) in {seconds:.0f}s")
+    typer.echo(f"fine-tuned {r['base']} on {_n(r['pictures'], 'picture')} ({r['mode']}, {_n(r['steps'], 'step')}, "
+               f"{_n(r['params_trained'], 'weight')} trained) in {seconds:.0f}s")
     typer.echo(f"  {kind}: {r['out']}  ({size:.2f} MB)")
+    precision = PRECISION_WORDS.get(r["precision"], r["precision"])
     typer.echo(f"  CPU time: {r['cpu_seconds']:.0f}s in all, {r['train_cpu_seconds']:.0f}s training "
-               f"({r['threads']} thread{'s' * (r['threads'] != 1)}, {r['precision']})")
+               f"({_n(r['threads'], 'thread')}, {precision})")
     typer.echo(f"  loss on your pictures (fixed noise): {r['loss_before']:.4f} before → {r['loss_after']:.4f} after")
     if r["prior_preservation"]:
         p = r["prior_preservation"]
-        typer.echo(f"  prior preservation: {p['pictures']} class pictures painted by the base, weight {p['weight']:g}")
+        typer.echo(f"  prior preservation: {_n(p['pictures'], 'class picture')} painted by the base, "
+                   f"weight {p['weight']:g}")
     m = r["memorization"]
     if m is None:
         typer.echo("  memorization check: skipped (it needs at least 2 training pictures)")
     else:
         verdict = "no near-copies" if m["near_copy_fraction"] == 0 else \
             f"{m['near_copy_fraction']:.0%} are near-copies of a training picture"
-        typer.echo(f"  memorization check: {m['pictures_painted']} paintings of your captions, {verdict} "
+        typer.echo(f"  memorization check: {_n(m['pictures_painted'], 'painting')} of your captions, {verdict} "
                    f"(near-copy: nearest/second-nearest training-picture distance < {m['threshold']:.2f}; "
                    f"median {m['nearest_ratio_median']:.2f})")
     example = r["caption_example"] or "your caption"

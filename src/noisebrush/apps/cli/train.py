@@ -3,14 +3,22 @@ the brief's experiments.
 
     noisebrush train --config configs/builtin.toml --out runs/mine
     noisebrush train --data ~/pictures --steps 2000 --set model.channels=64
+    noisebrush train --out runs/mine --resume --steps 4000      # the run's own settings; --steps may change
     noisebrush experiment steps
+
+``train`` checks everything before any work: every value's type (``--set`` values are TOML; a bare word is a
+string, anything else that is not TOML is an error), the bounds of ``--steps`` and ``--batch-size``, and that
+``--out`` can be written. ``--resume`` reads the run's config from the run folder; values given again must agree
+with it, except those :data:`noisebrush.train.config.RESUME_MAY_CHANGE` names. Ctrl-C raises a flag that the run
+checks between steps (:func:`noisebrush.apps.cli.common.stop_at_step_end`, which ``finetune`` shares): it stops at the end of the step and
+keeps the work.
 
 Lazy imports: the trainer and the experiments import torch (and accelerate), so they are imported inside the
 commands: `noisebrush --help` takes 0.3 s without torch and 3.5 s with it at the top of any command module.
 """
 from __future__ import annotations
 
-import signal
+import re
 import time
 import tomllib
 from pathlib import Path
@@ -19,44 +27,54 @@ from typing import List, Optional
 import typer
 
 from noisebrush.apps.cli.app import app
-from noisebrush.apps.cli.common import command_line, progress as progress_bar
+from noisebrush.apps.cli.common import command_line, progress as progress_bar, stop_at_step_end
+from noisebrush.checks import LIMITS, limited, whole, whole_list
 from noisebrush.errors import BadParameter
+from noisebrush.io.atomic import check_writable
 
 __all__ = ["train", "experiment", "parse_sets"]
 
 
 @app.command()
 def experiment(name: str = typer.Argument(..., help="steps, noise, lr-schedule, regularization or samplers"),
-               out: Path = typer.Option(Path("outputs/experiments"), "--out", "-o", help="folder for .md/.csv/.png"),
+               out: Path = typer.Option(Path("outputs/experiments"), "--out", "-o",
+                                        help="folder for NAME.md/.csv/.png; existing ones are kept and the new files "
+                                             "get a free name (NAME-2.md …), unless --force"),
+               force: bool = typer.Option(False, "--force", help="replace NAME.md/.csv/.png in --out"),
                model: str = typer.Option("builtin", "--model", "-m", help="steps, noise, samplers: the model"),
                n: Optional[int] = typer.Option(None, "--n", help="pictures per cell (default: the experiment's)"),
                samplers_: Optional[str] = typer.Option(None, "--samplers", help="steps, samplers: comma-separated"),
                nfe: Optional[str] = typer.Option(None, "--nfe", help="steps, samplers: comma-separated NFEs"),
                train_steps: Optional[int] = typer.Option(None, "--train-steps",
-                                                         help="lr-schedule, regularization: steps per run"),
+                                                         help="lr-schedule, regularization: steps per run (≥ 10)"),
                data_size: Optional[int] = typer.Option(None, "--data-size",
-                                                       help="regularization: training pictures"),
+                                                       help="regularization: training pictures (≥ 2)"),
                cfg: float = typer.Option(3.0, "--cfg", help="guidance scale (text models)"),
-               seed: int = typer.Option(0, "--seed")):
+               seed: int = typer.Option(0, "--seed", help="fixed at 0 by default (unlike paint's random seed): the "
+                                                          "same command measures the same thing")):
     """Run one of the brief's experiments; writes a markdown table, a CSV and a figure."""
+    from noisebrush.io.outputs import check_folder  # lazy: torch
     from noisebrush.workflows.experiments import EXPERIMENTS, run_experiment  # lazy: torch
 
     if name not in EXPERIMENTS:
         raise BadParameter(f"experiment: unknown {name!r}; choose one of {', '.join(EXPERIMENTS)}")
     given = {"--samplers": samplers_, "--nfe": nfe, "--train-steps": train_steps, "--data-size": data_size}
     kw = _experiment_options(name, given, model=model, n=n, cfg=cfg, seed=seed)
+    check_folder(out, what="--out")  # before any work
     t = time.perf_counter()
-    result = run_experiment(name, out, log=lambda s: typer.echo(s, err=True), **kw)
+    result = run_experiment(name, out, log=lambda s: typer.echo(s, err=True), force=force, **kw)
     typer.echo(result["markdown"].read_text())
     typer.echo(f"{name} done in {time.perf_counter() - t:.0f}s → {result['markdown']}, {result['csv']}, "
                f"{result['figure']}")
 
 
 def _experiment_options(name: str, given: dict, *, model: str, n, cfg: float, seed: int) -> dict:
-    """run_experiment's keyword arguments from the flags; a flag the experiment does not take is a BadParameter."""
-    kw: dict = {"seed": seed}
+    """run_experiment's keyword arguments from the flags, each checked under its flag's name (bounds from
+    :data:`noisebrush.checks.LIMITS`); a flag the experiment does not take is a BadParameter."""
+
+    kw: dict = {"seed": whole("--seed", seed, 0)}
     if n is not None:
-        kw["n"] = n
+        kw["n"] = whole("--n", n, 4, int(LIMITS["n"].hard))
     allowed = {"steps": {"--samplers", "--nfe"}, "samplers": {"--samplers", "--nfe"}, "noise": set(),
                "lr-schedule": {"--train-steps"}, "regularization": {"--train-steps", "--data-size"}}[name]
     for flag, v in given.items():
@@ -68,13 +86,14 @@ def _experiment_options(name: str, given: dict, *, model: str, n, cfg: float, se
         kw["samplers"] = [s.strip() for s in given["--samplers"].split(",") if s.strip()]
     if given["--nfe"] is not None:
         try:
-            kw["nfes"] = [int(v) for v in given["--nfe"].split(",")]
+            nfes = [int(v) for v in given["--nfe"].split(",")]
         except ValueError:
             raise BadParameter(f"--nfe: comma-separated whole numbers, got {given['--nfe']!r}") from None
+        kw["nfes"] = whole_list("--nfe", nfes, 1, int(LIMITS["steps"].hard))
     if given["--train-steps"] is not None:
-        kw["steps"] = given["--train-steps"]
+        kw["steps"] = whole("--train-steps", given["--train-steps"], 10, int(LIMITS["train_steps"].hard))
     if given["--data-size"] is not None:
-        kw["data_size"] = given["--data-size"]
+        kw["data_size"] = whole("--data-size", given["--data-size"], 2, 60_000)
     if name in ("lr-schedule", "regularization") and model != "builtin":
         raise BadParameter("--model: the training experiments train their own small models")
     return kw
@@ -84,14 +103,16 @@ def _experiment_options(name: str, given: dict, *, model: str, n, cfg: float, se
 def train(config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file (see configs/)"),
           data: Optional[str] = typer.Option(None, "--data", help="'builtin' or a folder of pictures"),
           out: Optional[str] = typer.Option(None, "--out", "-o", help="run folder"),
-          steps: Optional[int] = typer.Option(None, "--steps"),
+          steps: Optional[int] = typer.Option(None, "--steps", help="optimizer steps (with --resume: where to "
+                                                                    "stop)"),
           batch_size: Optional[int] = typer.Option(None, "--batch-size"),
           lr: Optional[float] = typer.Option(None, "--lr"),
           lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="constant, linear, exponential, "
                                                                                  "cosine"),
           precision: Optional[str] = typer.Option(None, "--precision", help="auto, bf16, fp16, no"),
           seed: Optional[int] = typer.Option(None, "--seed"),
-          resume: bool = typer.Option(False, "--resume", help="continue the latest checkpoint in the run folder"),
+          resume: bool = typer.Option(False, "--resume", help="continue the latest checkpoint in the run folder, "
+                                                              "with the run's own settings (--steps may change)"),
           set_: List[str] = typer.Option([], "--set", help="any option as KEY=VALUE (VALUE in TOML syntax); "
                                                            "model.KEY for the network")):
     """Train a model on the built-in set or a folder; writes RUN/model at the end. Ctrl-C checkpoints and exits."""
@@ -99,25 +120,69 @@ def train(config: Optional[Path] = typer.Option(None, "--config", "-c", help="TO
 
     over = {"data": data, "out_dir": out, "steps": steps, "batch_size": batch_size, "lr": lr,
             "lr_schedule": lr_schedule, "mixed_precision": precision, "seed": seed}
-    cfg = _train_config(config, over, parse_sets(set_))
+    flags = {"data": "--data", "out_dir": "--out", "steps": "--steps", "batch_size": "--batch-size", "lr": "--lr",
+             "lr_schedule": "--lr-schedule", "mixed_precision": "--precision", "seed": "--seed"}
+    cfg = _train_config(config, over, parse_sets(set_), resume=resume, flags=flags)
+    check_writable(cfg.out_dir, what="--out", folder=True)  # before any work: one line, not a traceback at the end
     trainer = Trainer(cfg, resume=resume)
     trainer.command = command_line()
+    if trainer.acc.is_main_process:  # one process of a multi-process run says it
+        if resume:
+            typer.echo(f"resumed from step {trainer.step} of {cfg.out_dir}", err=True)
+        _say_data(trainer)
     _fit(trainer, cfg)
 
 
-def _train_config(config: Optional[Path], over: dict, extra: dict):
-    """The TrainConfig: the TOML file (or the defaults), the flags, then the --set values."""
-    from noisebrush.train import TrainConfig  # lazy: torch
+def _train_config(config: Optional[Path], over: dict, extra: dict, *, resume: bool = False,
+                  flags: Optional[dict] = None):
+    """The TrainConfig: the TOML file (or the defaults), the flags, then the --set values — or, with ``resume``,
+    the run's own config with those given again on top (see :func:`noisebrush.train.config.merge_for_resume`)."""
+    from noisebrush.train.config import TrainConfig, merge_for_resume, read_toml, run_config  # lazy: torch
 
-    if config is None:
-        model = extra.pop("model", {})
-        return TrainConfig.from_dict({**extra, "model": model}, **over)
-    cfg = TrainConfig.from_toml(config, **over)
-    if extra:
-        d = cfg.to_dict()
-        d["model"] = {**d["model"], **extra.pop("model", {})}
-        cfg = TrainConfig.from_dict({**d, **extra})
+    doc = read_toml(config) if config is not None else {}
+    given: dict = {k: v for k, v in doc.items() if k != "model"}
+    names = {k: f"{k} (in {config})" for k in given}
+    given.update({k: v for k, v in over.items() if v is not None})
+    names.update({k: (flags or {}).get(k, k) for k, v in over.items() if v is not None})
+    model = dict(doc.get("model") or {}) if isinstance(doc.get("model", {}), dict) else doc["model"]
+    if isinstance(model, dict):
+        names.update({f"model.{k}": f"model.{k} (in {config})" for k in model})
+    sets_model = extra.pop("model", {})
+    given.update(extra)
+    names.update({k: f"--set {k}" for k in extra})
+    names.update({f"model.{k}": f"--set model.{k}" for k in sets_model})
+    if isinstance(model, dict):
+        model.update(sets_model)
+    for key, limit in (("steps", "train_steps"), ("batch_size", "batch_size")):  # however they were given
+        if key in given:
+            limited(names[key], given[key], limit)
+    if not resume:
+        try:
+            return TrainConfig.from_dict({**given, "model": model})
+        except BadParameter as e:
+            key = str(e).split(":", 1)[0]
+            if config is not None and names.get(key, "").endswith(f"(in {config})"):
+                raise BadParameter(f"{config}: {e}") from None
+            raise
+    out = given.get("out_dir", TrainConfig.out_dir)
+    run = run_config(out)
+    if model:
+        given["model"] = model
+    steps = given.pop("steps", None)
+    cfg = TrainConfig.from_dict(merge_for_resume(run, given, names))
+    if steps is not None:  # where to stop; the run's LR schedule keeps its plan (checked against the run's steps)
+        cfg.steps = steps
     return cfg
+
+
+def _say_data(trainer) -> None:
+    """At the start of a run: how many pictures the data set has (and, for a folder, found and skipped)."""
+    ds = trainer.dataset
+    if hasattr(ds, "skipped") and hasattr(ds, "found"):
+        typer.echo(f"pictures: {ds.found} found, {len(ds)} used, {len(ds.skipped)} skipped "
+                   f"({trainer.cfg.data})", err=True)
+    else:
+        typer.echo(f"pictures: {len(ds)} ({trainer.cfg.data})", err=True)
 
 
 def _fit(trainer, cfg) -> None:
@@ -126,38 +191,27 @@ def _fit(trainer, cfg) -> None:
     bar = progress_bar(cfg.steps, "training")
     task = bar.add_task("train", total=cfg.steps, completed=start, info="")
     t0 = time.perf_counter()
+    interrupted = False
+    with stop_at_step_end() as check:
+        def progress(step, row):
+            rate = (step - start) * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
+            bar.update(task, completed=step, info=f"loss {row['loss']:.4f}  {rate:.1f} img/s  lr {row['lr']:.2e}")
+            check()
 
-    # Ctrl-C only raises a flag; the loop stops at the end of the step. A KeyboardInterrupt raised at an arbitrary
-    # point can land inside the progress bar's lock and leave it held, and the bar's shutdown then waits forever
-    # (seen once under heavy load). A second Ctrl-C still stops at once.
-    stop = []
-
-    def on_sigint(signum, frame):
-        if stop:
-            raise KeyboardInterrupt
-        stop.append(True)
-
-    def progress(step, row):
-        rate = (step - start) * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
-        bar.update(task, completed=step, info=f"loss {row['loss']:.4f}  {rate:.1f} img/s  lr {row['lr']:.2e}")
-        if stop:
-            raise KeyboardInterrupt
-
-    old_handler = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        with bar:
-            path = trainer.fit(progress)
-    except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, old_handler)
+        try:
+            with bar:
+                path = trainer.fit(progress)
+        except KeyboardInterrupt:
+            interrupted = True
+    if interrupted:
         trainer.close()
         typer.echo(f"interrupted at step {trainer.step}: checkpoint written to {cfg.out_dir}/checkpoints; "
                    f"continue with --resume", err=True)
         _leave(trainer, 130)
         raise typer.Exit(130)
-    finally:
-        signal.signal(signal.SIGINT, old_handler)
     trainer.close()
-    typer.echo(f"trained {trainer.step} steps ({trainer.skipped} skipped) → model in {path}")
+    typer.echo(f"trained {trainer.step} step{'s' * (trainer.step != 1)} ({trainer.skipped} skipped) → model in "
+               f"{path}")
     _leave(trainer, 0)
 
 
@@ -169,17 +223,29 @@ def _leave(trainer, code: int) -> None:
         leave_worker(code)
 
 
+_BARE_WORD = re.compile(r"^[A-Za-z0-9_\-./:]+$")
+
+
 def parse_sets(items: list[str]) -> dict:
-    """``--set KEY=VALUE`` items as a dict (VALUE in TOML syntax, else a bare string; ``model.KEY`` nests)."""
+    """``--set KEY=VALUE`` items as a dict (VALUE in TOML syntax; ``model.KEY`` nests). A value that is not TOML is
+    taken as a string only when it is a bare word (letters, digits, ``_ - . / :``, e.g. a path); anything else
+    (``[1,2``) is one BadParameter line naming the key."""
     out: dict = {}
     for item in items:
         if "=" not in item:
             raise BadParameter(f"--set: expected KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise BadParameter(f"--set: expected KEY=VALUE, got {item!r}")
         try:
             parsed = tomllib.loads(f"v = {value}")["v"]
+        except RecursionError:
+            raise BadParameter(f"--set {key}: nested too deeply") from None
         except tomllib.TOMLDecodeError:
-            parsed = value  # a bare word: a string
+            if not _BARE_WORD.match(value.strip()):
+                raise BadParameter(f"--set {key}: not a TOML value: {value}") from None
+            parsed = value.strip()  # a bare word: a string
         if key.startswith("model."):
             out.setdefault("model", {})[key[6:]] = parsed
         else:
