@@ -2,7 +2,9 @@
 
     import noisebrush
     pipe = noisebrush.load("builtin")
-    pipe("a red sun over purple mountains", steps=20, seed=7, n=4)   # → PIL images
+    images = pipe("a red sun over purple mountains", steps=20, seed=7, n=4)   # → PIL images, each with its recipe
+    noisebrush.save(images[0], "sun.png")              # a PNG that `noisebrush info` / `reproduce` read
+    tensors, recipes = pipe.generate("a red sun", seed=7, n=4)                # → N×3×H×W in [-1, 1], recipe dicts
 
 The engine lives in :mod:`noisebrush.diffusion`, networks in :mod:`noisebrush.nets` (the registry of network names
 in :mod:`noisebrush.nets.registry`), data in :mod:`noisebrush.data`, model folders in
@@ -12,9 +14,12 @@ command line is ``noisebrush --help``.
 
 __version__ = "0.1.0"
 
-from noisebrush.errors import UserError
+import json
+from pathlib import Path
 
-__all__ = ["UserError", "__version__", "load"]
+from noisebrush.errors import BadParameter, UserError
+
+__all__ = ["UserError", "__version__", "load", "save"]
 
 
 def load(model="builtin", *, device=None, lora=None):
@@ -24,3 +29,28 @@ def load(model="builtin", *, device=None, lora=None):
     from noisebrush.paint.pipeline import load as _load  # lazy: torch and the networks take about 4 s
 
     return _load(model, device=device, lora=lora)
+
+
+def save(image, path, recipe: dict | None = None):
+    """Write a picture from ``pipe(...)`` as a PNG that carries its recipe (the ``noisebrush`` text chunk, as every
+    picture the CLI writes), so ``noisebrush info`` shows and ``noisebrush reproduce`` repaints it. The recipe is
+    ``image.info["noisebrush"]`` (attached by the Pipeline; Pillow's own ``image.save`` drops it) unless given.
+    Returns the path; overwrites like Pillow does."""
+    from noisebrush.io.png import RECIPE_KEY, save_png  # lazy: Pillow; `import noisebrush` stays instant
+
+    if not hasattr(image, "save") or not isinstance(getattr(image, "info", None), dict):
+        raise BadParameter(f"image: a PIL image from pipe(...), got {type(image).__name__}")
+    if recipe is None:
+        text = image.info.get(RECIPE_KEY)
+        try:
+            recipe = json.loads(text) if isinstance(text, str) else text
+        except (ValueError, RecursionError):
+            recipe = None
+        if not isinstance(recipe, dict) or not recipe:
+            raise BadParameter("image: carries no noisebrush recipe (image.info['noisebrush']); pass recipe=")
+    elif not isinstance(recipe, dict):
+        raise BadParameter(f"recipe: a dict (a recipe from pipe.generate), got {type(recipe).__name__}")
+    if Path(path).suffix.lower() != ".png":
+        raise BadParameter(f"path: {path} — noisebrush.save writes PNG (the recipe lives in a PNG text chunk); "
+                           f"name it .png")
+    return save_png(image, path, recipe)

@@ -45,3 +45,15 @@ def test_finish_shows_then_writes_when_asked(tmp_path, capsys):
     out = tmp_path / "r.json"
     assert finish({"x": 2}, lambda r: print("table", r["x"]), out, note="\nwrote {path}") == 0
     assert json.loads(out.read_text()) == {"x": 2} and capsys.readouterr().out == f"table 2\n\nwrote {out}\n"
+
+
+def test_bench_parser_prog_follows_the_entry_point():
+    from noisebrush.bench import common
+
+    assert BenchParser(prog="python -m noisebrush.bench x").prog == "python -m noisebrush.bench x"
+    common.PROG[0] = "noisebrush bench"
+    try:
+        assert BenchParser(prog="python -m noisebrush.bench x").prog == "noisebrush bench x"
+        assert BenchParser(prog="mine").prog == "mine"
+    finally:
+        common.PROG[0] = common.MODULE_PROG

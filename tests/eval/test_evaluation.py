@@ -138,3 +138,21 @@ def test_cli_eval_user_errors(text_model, capsys, argv, fragment):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and fragment in err[0] and "Traceback" not in err[0]
+
+
+def test_small_n_and_negative_kid_are_explained(label_model, monkeypatch):
+    """Issue 12 point 13: `eval --n 8` gave numbers without a word on how little they mean."""
+    import noisebrush.eval.evaluation as ev
+    from noisebrush.errors import NoisebrushWarning
+
+    assert ev.small_n_note(256) is None and ev.small_n_note(1000) is None
+    assert "--n 255: below 256 pictures fd_art is biased upward" in ev.small_n_note(255)
+    assert ev.negative_kid_note(0.01, 8) is None and ev.negative_kid_note(None, 8) is None
+    assert ev.negative_kid_note(-0.002, 8).startswith("kid -0.002 is below 0: the unbiased estimator")
+    monkeypatch.setattr("noisebrush.eval.evaluation.kid", lambda a, b: -0.004)  # what tiny n can give
+    with pytest.warns(NoisebrushWarning) as seen:
+        r = ev.evaluate(label_model, n=8, steps=2, memorization=False)
+    lines = [str(w.message) for w in seen if w.category is NoisebrushWarning]
+    assert lines == r["notes"] and len(lines) == 2
+    assert lines[0].startswith("--n 8: below 256 pictures") and lines[1].startswith("kid -0.004 is below 0")
+    assert all("\n" not in line for line in lines)

@@ -72,6 +72,20 @@ def test_parse_lora_spec():
             parse_lora_spec(bad)
 
 
+def test_lora_spec_with_a_bad_weight_names_the_weight(tmp_path):
+    """Issue 12 point 9: `--lora FILE:abc` said "no such LoRA file"; the weight is the problem."""
+    f = tmp_path / "style.safetensors"
+    f.write_bytes(b"x")
+    for text in (f"{f}:abc", "missing.safetensors:abc", "style.safetensors:0.5x"):
+        with pytest.raises(BadParameter) as e:
+            parse_lora_spec(text)
+        assert str(e.value) == f"--lora {text}: the weight after ':' must be a number, got {text.rsplit(':', 1)[1]!r}"
+    odd = tmp_path / "my:style"  # a file whose own name has ':' and a word after it is still a file
+    odd.write_bytes(b"x")
+    assert parse_lora_spec(str(odd)) == (odd, 1.0)
+    assert parse_lora_spec("c:\\loras\\x.safetensors") == (Path("c:\\loras\\x.safetensors"), 1.0)
+
+
 def test_adapters_start_at_zero_and_only_they_train():
     net = _net()
     wrapped = add_lora(copy.deepcopy(net), rank=4)

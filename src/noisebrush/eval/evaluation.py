@@ -19,6 +19,12 @@ the data set:
   ceiling, which says how far to trust the other numbers.
 
 Prompts, reference pictures and seeds are all fixed by ``seed``: the same call gives the same report.
+
+**Small n.** Below as many pictures as the feature space has dimensions (256; :func:`reliable_n`) the sample
+covariance is singular and ``fd_art`` is biased upward by roughly dim/n, and every distance is noisy: such numbers
+compare only with others at the same ``n``. :func:`evaluate` says so in one warning line before painting and in the
+report's ``notes``; a negative ``kid`` (the unbiased estimator scatters around 0 when the sets are alike and n is
+small) gets a note too.
 """
 from __future__ import annotations
 
@@ -30,14 +36,14 @@ import torch
 
 from noisebrush.data.folder import ImageFolder
 from noisebrush.data.procedural import ATTRIBUTES, ProceduralArt
-from noisebrush.errors import BadParameter, UserError
+from noisebrush.errors import BadParameter, UserError, warn
 from noisebrush.eval.features import load_feature_net
 from noisebrush.eval.metrics import frechet_distance, kid, memorization as memo, precision_recall, swd_laplacian
 from noisebrush.eval.sampling import sample_many
 from noisebrush.paint.pipeline import load
 
 __all__ = ["evaluate", "check_options", "reference_split", "CONTENT_ATTRIBUTES", "LAYOUT_ATTRIBUTES", "adherence_scores",
-           "adherence_hits"]
+           "adherence_hits", "reliable_n", "small_n_note", "negative_kid_note"]
 
 CONTENT_ATTRIBUTES = ("family", "colour", "colour2", "shape", "sky", "ground")
 LAYOUT_ATTRIBUTES = ("position", "size", "count")
@@ -76,6 +82,28 @@ def adherence_scores(pred: dict[str, torch.Tensor], table: torch.Tensor) -> dict
 
     return {"adherence": share(CONTENT_ATTRIBUTES), "adherence_layout": share(LAYOUT_ATTRIBUTES),
             "adherence_all": share(names), "adherence_per_attribute": per}
+
+
+def reliable_n(feature_dim: int = 256) -> int:
+    """The smallest ``n`` whose feature covariance can be full rank: below it fd_art and KID mostly measure noise."""
+    return int(feature_dim)
+
+
+def small_n_note(n: int, feature_dim: int = 256) -> str | None:
+    """One line saying why numbers at this ``n`` are not to be trusted, or None when n is large enough."""
+    need = reliable_n(feature_dim)
+    if n >= need:
+        return None
+    return (f"--n {n}: below {need} pictures fd_art is biased upward (~{feature_dim}/n) and every distance is "
+            f"noisy; compare results only at the same --n, or use --n {need} or more")
+
+
+def negative_kid_note(value, n: int) -> str | None:
+    """One line explaining a negative KID (the unbiased estimator goes below 0 when the sets are alike), or None."""
+    if value is None or not isinstance(value, float) or not math.isfinite(value) or value >= 0:
+        return None
+    return (f"kid {value:.3g} is below 0: the unbiased estimator scatters around 0 when the two sets are this alike "
+            f"at n={n}; read it as 0 (no difference found)")
 
 
 def _positive(name: str, v, lo: int = 1) -> int:
@@ -134,6 +162,11 @@ def evaluate(model="builtin", *, data=None, n: int = 500, steps: int = 20, sampl
         pipe = load(model)
     sampler = check_options(pipe, data=data, n=n, steps=steps, sampler=sampler, cfg=cfg, seed=seed, batch=batch)
     fnet = feature_net or load_feature_net()
+    notes = []
+    note = small_n_note(n, int(getattr(fnet, "dim", 256)))
+    if note:
+        warn(note)
+        notes.append(note)
     kind, ds = _training_data(pipe, data)
     say = progress or (lambda *a: None)
     t_start = time.perf_counter()
@@ -191,6 +224,12 @@ def evaluate(model="builtin", *, data=None, n: int = 500, steps: int = 20, sampl
         report["training_pictures"] = m["training_pictures"]
     report["seconds_per_image"] = per_image
     report["seconds"] = time.perf_counter() - t_start
+    note = negative_kid_note(report["kid"], n)
+    if note:
+        warn(note)
+        notes.append(note)
+    if notes:
+        report["notes"] = notes
     for k, v in list(report.items()):
         if isinstance(v, float) and not math.isfinite(v):
             report[k] = None

@@ -307,8 +307,10 @@ def read_lora(path) -> dict:
         _check_rank(rank, alpha)
         if not isinstance(unet, dict):
             raise ValueError("unet is not an object")
-    except (KeyError, ValueError, TypeError, UserError) as e:
+    except (KeyError, ValueError, TypeError, OverflowError, UserError) as e:
         raise UserError(f"{path}: damaged LoRA metadata ({e})") from None
+    except RecursionError:
+        raise UserError(f"{path}: damaged LoRA metadata (unet nested too deeply)") from None
     adapters: dict[str, list] = {}
     for key, t in raw.items():
         name, _, part = key.rpartition(".")
@@ -327,9 +329,18 @@ def read_lora(path) -> dict:
             "hash": file_hash(path)}
 
 
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # a name the file system cannot hold
+        return False
+
+
 def parse_lora_spec(text: str) -> tuple[Path, float]:
     """``FILE`` or ``FILE:WEIGHT`` → (path, weight); weight 1.0 by default. The text is split at the last ':'
-    only when what follows it is a number, so a path with a ':' in it still works."""
+    only when what follows it is a number, so a path with a ':' in it still works. When what follows is not a number
+    but the part before it is an existing file, or names a file (it has a suffix) while what follows has no folder
+    separator, the weight is the problem: ``--lora FILE:abc: the weight after ':' must be a number``."""
     if not isinstance(text, str) or not text.strip():
         raise BadParameter(f"--lora: FILE or FILE:WEIGHT, got {text!r}")
     head, sep, tail = text.rpartition(":")
@@ -337,6 +348,10 @@ def parse_lora_spec(text: str) -> tuple[Path, float]:
         try:
             weight = float(tail)
         except ValueError:
+            if _is_file(text):
+                return Path(text), 1.0
+            if _is_file(head) or (Path(head).suffix and not any(c in tail for c in "/\\")):
+                raise BadParameter(f"--lora {text}: the weight after ':' must be a number, got {tail!r}") from None
             return Path(text), 1.0
         if not math.isfinite(weight):
             raise BadParameter(f"--lora: the weight after ':' must be a finite number, got {tail!r}")

@@ -22,7 +22,8 @@ Usage::
     sentence = enc.pooled(["a red circle"])       # (1, 384), unit length: the usual sentence embedding
 
 What the tensors are: ``tokens[i, j]`` is the transformer's last hidden state for the j-th word piece of caption i,
-[CLS] and [SEP] included, after truncating to ``max_tokens`` word pieces (the last one kept is always [SEP]). Padded
+[CLS] and [SEP] included, after truncating to ``max_tokens`` word pieces (the last one kept is always [SEP];
+``cut_message`` / ``warn_if_cut`` give the one warning line for a prompt that loses words that way). Padded
 positions are zero and have ``mask`` False. Captions go through the model in groups of equal word-piece count, with no
 padding at all, so a caption's embedding does not depend on which other captions share its batch (up to float rounding,
 ~1e-6) and no time is spent on pad positions.
@@ -56,7 +57,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from noisebrush import checks
-from noisebrush.errors import BadParameter, UserError
+from noisebrush.errors import BadParameter, UserError, warn
 from noisebrush.io.atomic import atomic_path
 
 try:  # the offline copy of the encoder (an optional package; importing it loads nothing)
@@ -270,6 +271,30 @@ class TextEncoder:
 
     def __call__(self, captions: Sequence[str]) -> tuple[Tensor, Tensor]:
         return self.encode(captions)
+
+    def word_pieces(self, caption: str) -> int:
+        """How many word pieces ``caption`` has before truncation ([CLS] and [SEP] not counted)."""
+        checks.text("caption", caption)
+        ids = self.model.tokenizer(caption, add_special_tokens=False, truncation=False, padding=False,
+                                   verbose=False)["input_ids"]
+        return len(ids)
+
+    def cut_message(self, caption: str, name: str = "prompt") -> str | None:
+        """The one-line warning for a ``caption`` with more word pieces than the ``max_tokens - 2`` this encoder keeps
+        (the other two are [CLS] and [SEP]), or None when it is read whole."""
+        n, keep = self.word_pieces(caption), self.max_tokens - 2
+        if n <= keep:
+            return None
+        return (f"{name}: {n} tokens, only the first {keep} are used (the model reads {self.max_tokens} tokens, 2 of "
+                f"them start and end markers)")
+
+    def warn_if_cut(self, caption: str, name: str = "prompt") -> bool:
+        """Warn (:func:`noisebrush.errors.warn`) with :meth:`cut_message` when ``caption`` is cut; True if it was.
+        Painting says it for every prompt; training captions are cut silently (the cut is the same every step)."""
+        msg = self.cut_message(caption, name)
+        if msg:
+            warn(msg)
+        return msg is not None
 
     @torch.no_grad()
     def pooled(self, captions: Sequence[str], *, batch_size: int = BATCH_SIZE) -> Tensor:

@@ -75,7 +75,7 @@ def guides_from_recipe(recorded) -> list[Guide]:
     """The guides a recipe's ``guidance`` list describes (to paint a picture again)."""
     out = []
     for d in recorded or []:
-        cls = GUIDES.get(d.get("name")) if isinstance(d, dict) else None
+        cls = GUIDES.get(d.get("name")) if isinstance(d, dict) and isinstance(d.get("name"), str) else None
         if cls is None:
             hint = " (import noisebrush.workflows.preference first)" if isinstance(d, dict) and \
                 d.get("name") == "preference" else ""

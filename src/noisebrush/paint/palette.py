@@ -32,7 +32,10 @@ _HEX = re.compile(r"^#?([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 def parse_palette(text, name: str = "palette") -> torch.Tensor:
     """"#aa3300,#002255,…" (also without '#', or 3-digit '#a30') → K×3 float32 in [0, 1]. A list of such strings
     or of (r, g, b) triples in 0–255 works too."""
-    items = [p.strip() for p in text.split(",")] if isinstance(text, str) else list(text)
+    try:
+        items = [p.strip() for p in text.split(",")] if isinstance(text, str) else list(text)
+    except TypeError:
+        raise BadParameter(f"{name}: colours as text like '#aa3300,#002255', got {text!r:.40}") from None
     items = [p for p in items if not (isinstance(p, str) and not p)]
     if not items:
         raise BadParameter(f"{name}: give at least one colour, e.g. '#aa3300,#002255'")
@@ -49,8 +52,8 @@ def parse_palette(text, name: str = "palette") -> torch.Tensor:
         else:
             try:
                 rgb = [int(v) for v in p]
-            except (TypeError, ValueError):
-                raise BadParameter(f"{name}: {p!r} is not a colour") from None
+            except (TypeError, ValueError, OverflowError):
+                raise BadParameter(f"{name}: {p!r:.40} is not a colour") from None
             if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
                 raise BadParameter(f"{name}: {p!r} is not an (r, g, b) triple in 0–255")
             rows.append(rgb)
@@ -112,5 +115,11 @@ class PaletteGuide(Guide):
 
     @classmethod
     def from_recipe(cls, d: dict) -> "PaletteGuide":
-        return cls(d["palette"], scale=float(d["scale"]), tau=float(d.get("tau", 0.1)),
-                   until=float(d.get("until", 0.0)), below=float(d.get("below", float("inf"))))
+        """The guide a recipe's ``guidance`` entry describes; one UserError line for a damaged entry."""
+        try:
+            return cls(d["palette"], scale=float(d["scale"]), tau=float(d.get("tau", 0.1)),
+                       until=float(d.get("until", 0.0)), below=float(d.get("below", float("inf"))))
+        except BadParameter:
+            raise
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as e:
+            raise BadParameter(f"palette: the recipe's palette guide is damaged ({type(e).__name__}: {e})") from None

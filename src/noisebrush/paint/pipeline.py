@@ -2,7 +2,9 @@
 
     import noisebrush
     pipe = noisebrush.load("builtin")                       # or a model folder written by the trainer
-    images = pipe("a red sun over purple mountains", steps=20, seed=7, n=4)   # PIL images
+    images = pipe("a red sun over purple mountains", steps=20, seed=7, n=4)   # PIL images, recipe in .info
+    noisebrush.save(images[0], "sun.png")                   # a PNG that carries its recipe
+    tensors, recipes = pipe.generate("a red sun", seed=7)   # N×C×H×W in [-1, 1] and one recipe dict each
     pipe.to("cuda")                                         # or "mps", "cpu"; default: the best available
 
 A model folder holds ``config.json`` (architecture, conditioning, σ_data, format version, provenance) and
@@ -17,9 +19,16 @@ again (it goes into every PNG the CLI writes; :func:`noisebrush.paint.recipe.rep
 (frames ≠ height allowed), volumes — with its size rule, recipe fields and decoding; ``pipe.schedule``
 (:mod:`noisebrush.paint.options`) is the σ schedule, sampler and step count the model folder records, used whenever
 a caller leaves them ``None``; ``pipe.check(...)`` validates options into a frozen ``PaintOptions``.
+
+**Ignored input is said aloud** (:func:`noisebrush.errors.warn`, one line): a prompt or guidance scale given to an
+unconditional model (its recipe records cfg 1, what was used), a prompt longer than the text encoder reads
+(:meth:`noisebrush.nets.text.TextEncoder.cut_message`), and a variation, inpainting or outpainting of a text model
+with no prompt from a picture that carries no recipe.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 from pathlib import Path
 
@@ -29,19 +38,49 @@ from noisebrush import __version__
 from noisebrush.devices import pick_device, use_all_cores
 from noisebrush.diffusion import EDMPrecond, SampleNoise
 from noisebrush.diffusion.sample import StepInfo, make_denoiser, sample, start
-from noisebrush.errors import BadParameter, UserError
+from noisebrush.errors import BadParameter, UserError, warn
 from noisebrush.io import model_folder
+from noisebrush.io.png import RECIPE_KEY, read_recipe
 from noisebrush.nets import registry
 from noisebrush.nets.lora import apply_loras, parse_lora_spec
 from noisebrush.nets.text import TextEncoder
 from noisebrush.paint import edit
 from noisebrush.paint.guides import Guide, guidance_recipes
 from noisebrush.paint.modality import modality_for
-from noisebrush.paint.options import PaintOptions, check_common, model_schedule
+from noisebrush.paint.options import PaintOptions, check_common, check_size, model_schedule
 
-__all__ = ["load", "Pipeline", "StepInfo"]
+__all__ = ["load", "Pipeline", "StepInfo", "DEFAULT_CFG"]
 
 log = logging.getLogger("noisebrush.paint.pipeline")
+
+DEFAULT_CFG = 3.0  # the guidance scale every painting function defaults to
+
+
+def _quoted(prompt: str, limit: int = 40) -> str:
+    """A prompt for a one-line message: quoted, and cut with … when long."""
+    return repr(prompt if len(prompt) <= limit else prompt[:limit - 1] + "…")
+
+
+def _recipe_of(image) -> dict | None:
+    """The recipe a picture carries (a noisebrush PNG's chunk, or a PIL image's ``info``), or None."""
+    text = None
+    if isinstance(image, (str, Path)):
+        try:
+            return read_recipe(image)
+        except (UserError, RecursionError):  # no recipe, or one nested too deeply to read
+            return None
+    info = getattr(image, "info", None)
+    if isinstance(info, dict):
+        text = info.get(RECIPE_KEY)
+    if isinstance(text, dict):
+        return text
+    if isinstance(text, str):
+        try:
+            rec = json.loads(text)
+        except (ValueError, RecursionError):
+            return None
+        return rec if isinstance(rec, dict) else None
+    return None
 
 
 class _OnDevice(torch.nn.Module):
@@ -80,9 +119,11 @@ class Pipeline:
         self.schedule = model_schedule(config, path / "config.json")  # σ schedule, sampler, steps unless told
         try:
             self.modality = modality_for(config)  # image, clip, volume: shape, size rule, recipe fields, decoding
-        except BadParameter as e:
+        except (TypeError, ValueError) as e:  # BadParameter, or a description no network was built from
             raise UserError(f"{path / 'config.json'}: {e}") from None
         self._text = None
+        self._said: set[str] = set()  # the warnings this pipeline has given (each is said once)
+        self._pending: str | None = None  # a warning to give when painting starts
         self.loras = list(loras or [])  # LoRA adapters merged into the weights (noisebrush.nets.lora.apply_loras)
         self.device = torch.device("cpu")
         self.to(pick_device(device))
@@ -107,6 +148,7 @@ class Pipeline:
         """The network's condition tensors for one picture (one row): text tokens and mask, a class label, or {}
         for an unconditional model."""
         if self.condition == "text":
+            self._warn_once(self.text_encoder.cut_message(prompt))  # a prompt longer than the model reads
             tok, mask = self.text_encoder.encode([prompt])
             return {"text": tok, "text_mask": mask}
         if self.condition == "label":
@@ -128,18 +170,75 @@ class Pipeline:
         return rec
 
     def check(self, prompt: str = "", *, steps=None, seed=0, n=1, sampler=None, cfg=3.0, size=None,
-              sigma_min=None, sigma_max=None, label=None) -> PaintOptions:
+              sigma_min=None, sigma_max=None, label=None, memory: bool = True) -> PaintOptions:
         """Validate painting options (BadParameter naming the first bad one) → :class:`PaintOptions`.
 
         ``None`` for steps, sampler, sigma_min or sigma_max: the model folder's ``schedule``; ``size``: ``None``
         (the model's), an int (every spatial axis) or one size per axis of :attr:`modality`. Bounds: see
-        :mod:`noisebrush.paint.options` and :mod:`noisebrush.paint.modality`."""
+        :mod:`noisebrush.paint.options` and :mod:`noisebrush.paint.modality`; the memory ``n`` pictures of ``size``
+        need is checked (:func:`noisebrush.paint.options.check_size`) unless ``memory=False`` (the edits, which paint
+        at a picture's own size, check that size themselves)."""
         common = check_common(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, sigma_min=sigma_min,
                               sigma_max=sigma_max, schedule=self.schedule)
-        size = self.modality.check_size(size)
+        size = check_size(self, size, n=common["n"], cfg=common["cfg"]) if memory else self.modality.check_size(size)
         if self.condition == "label":
             self._label_index(prompt, label)
+        if not self.conditional:
+            common["cfg"] = self._ignored_by_unconditional(prompt, common["cfg"])
         return PaintOptions(**common, size=size, label=label)
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the model takes a condition (a text prompt or a class label)."""
+        return self.condition in ("text", "label")
+
+    def _ignored_by_unconditional(self, prompt: str, cfg: float) -> float:
+        """An unconditional model paints without prompt or guidance: say so in one warning line when the caller gave
+        a prompt or a guidance scale other than the default, and return the scale actually used (1: none), which is
+        what the recipe records. (The sampling core never guides a model without conditions, so the pixels are the
+        same whatever ``cfg`` was given: old recipes that recorded 3.0 replay unchanged.)"""
+        if prompt:
+            self._warn_once(f"this model takes no prompt: {_quoted(prompt)} and --cfg are ignored")
+        elif cfg not in (1.0, DEFAULT_CFG):
+            self._warn_once(f"this model takes no prompt: --cfg {cfg:g} is ignored")
+        return 1.0
+
+    def _warn_once(self, message: str | None) -> None:
+        """:func:`noisebrush.errors.warn`, once per message and pipeline (a command checks its options, then paints
+        with them, perhaps several times: one line is enough)."""
+        if message and message not in self._said:
+            self._said.add(message)
+            warn(message)
+
+    def _no_prompt_message(self, image, prompt: str) -> str | None:
+        """vary / inpaint / outpaint of a text model with an empty prompt: the warning to give (None when there is
+        none: a prompt was given, the model takes none, or the picture's own recipe was painted without one too)."""
+        if self.condition != "text" or prompt != "":
+            return None
+        try:
+            if isinstance(image, (str, Path)) and not Path(image).is_file():
+                return None  # the edit itself says the file is missing
+        except (OSError, ValueError):  # a name the file system cannot hold: the edit says so
+            return None
+        name = Path(image).name if isinstance(image, (str, Path)) else "the picture"
+        rec = _recipe_of(image)
+        if rec is None:
+            return f"{name} has no recipe and no prompt was given: painting without a prompt"
+        if "sheet" in rec:
+            return f"{name} is a contact sheet of several recipes and no prompt was given: painting without a prompt"
+        if rec.get("prompt"):
+            return f"no prompt was given: painting without one, not with {name}'s own {_quoted(str(rec['prompt']))}"
+        return None
+
+    @contextlib.contextmanager
+    def _when_painting(self, message: str | None):
+        """Hold ``message`` back until painting starts (:meth:`denoiser`, after every option is checked), so a
+        request that is refused gets its one error line and no warning."""
+        self._pending = message
+        try:
+            yield
+        finally:
+            self._pending = None
 
     def _label_index(self, prompt: str, label) -> int:
         if label is None:
@@ -199,6 +298,9 @@ class Pipeline:
     def denoiser(self, prompt: str = "", *, label=None, cfg: float = 3.0, guidance=None):
         """The per-picture denoiser for ``prompt`` with classifier-free guidance ``cfg`` and the guides
         (:func:`noisebrush.diffusion.sample.make_denoiser` with ``batched=False``)."""
+        if self._pending:  # a warning held back until the painting starts (see _when_painting)
+            message, self._pending = self._pending, None
+            warn(message)
         return make_denoiser(self.den, self.conditions(prompt, label), cfg=cfg, batched=False,
                              guides=self.check_guidance(guidance))
 
@@ -211,15 +313,18 @@ class Pipeline:
     # -- personal art: variations, inpainting, outpainting, morphs (noisebrush.paint.edit) ------------------------------
     def vary(self, image, prompt: str = "", **kwargs):
         """Variations of ``image`` (SDEdit); see :func:`noisebrush.paint.edit.vary`."""
-        return edit.vary(self, image, prompt, **kwargs)
+        with self._when_painting(self._no_prompt_message(image, prompt)):
+            return edit.vary(self, image, prompt, **kwargs)
 
     def inpaint(self, image, mask, prompt: str = "", **kwargs):
         """Repaint the white part of ``mask`` (RePaint); see :func:`noisebrush.paint.edit.inpaint`."""
-        return edit.inpaint(self, image, mask, prompt, **kwargs)
+        with self._when_painting(self._no_prompt_message(image, prompt)):
+            return edit.inpaint(self, image, mask, prompt, **kwargs)
 
     def outpaint(self, image, extend, prompt: str = "", **kwargs):
         """Paint beyond the edges of ``image``; see :func:`noisebrush.paint.edit.outpaint`."""
-        return edit.outpaint(self, image, extend, prompt, **kwargs)
+        with self._when_painting(self._no_prompt_message(image, prompt)):
+            return edit.outpaint(self, image, extend, prompt, **kwargs)
 
     def morph(self, prompt: str = "", **kwargs):
         """Frames between two seeds and/or two prompts; see :func:`noisebrush.paint.edit.morph`."""
@@ -227,9 +332,16 @@ class Pipeline:
 
     def __call__(self, prompt: str = "", **kwargs):
         """What :meth:`generate` paints, decoded by the model's modality: PIL images (clips: a list of PIL frames
-        each; volumes: float arrays — :meth:`noisebrush.paint.modality.Modality.decode`)."""
-        images, _ = self.generate(prompt, **kwargs)
-        return self.modality.decode(images)
+        each; volumes: float arrays — :meth:`noisebrush.paint.modality.Modality.decode`).
+
+        Each PIL image carries its recipe in ``image.info["noisebrush"]`` as the JSON text a noisebrush PNG holds;
+        ``noisebrush.save(image, "x.png")`` writes it into the file (Pillow's own ``image.save`` drops ``info``)."""
+        images, recipes = self.generate(prompt, **kwargs)
+        out = self.modality.decode(images)
+        for picture, rec in zip(out, recipes):
+            if hasattr(picture, "info") and isinstance(picture.info, dict):  # PIL images (not clips or volumes)
+                picture.info[RECIPE_KEY] = json.dumps(rec, sort_keys=True)
+        return out
 
 
 def load(model="builtin", *, device=None, lora=None) -> Pipeline:

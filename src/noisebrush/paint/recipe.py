@@ -10,9 +10,11 @@ carries): ``Pipeline.recipe`` builds it; this module checks what it names and re
         images, again = recipes.replay(pipe, one, where="a-red-sun-s7.png")
 
 A recipe names its model folder (absolute path, or "builtin") with the first 10 hex digits of the weights' SHA-256,
-its LoRA files with theirs, and — for edits — the source picture and mask with a SHA-256 prefix; every one is
-checked before painting, and a missing or changed file is one :class:`noisebrush.errors.UserError` line that names
-it. Modes: plain painting (any modality; the size comes back through the model's
+its LoRA files with theirs, and — for edits — the source picture and mask by file name (no folder: a shared picture
+reveals none; 0.1 wrote absolute paths, still read) with a SHA-256 prefix. Sources are looked for next to the picture
+and in the current folder, or given (``replay(..., files={"source": ..., "mask": ...})``, the CLI's ``--source`` /
+``--mask``); every file is checked before painting, and a missing or changed file is one
+:class:`noisebrush.errors.UserError` line that names it. Modes: plain painting (any modality; the size comes back through the model's
 :class:`noisebrush.paint.modality.Modality`), ``vary``, ``inpaint`` and ``outpaint`` (images). A morph's strip is
 not replayed here (``noisebrush morph`` paints it from the options its recipe lists).
 
@@ -21,12 +23,15 @@ is bit-identical on the same machine (see ``tests/paint/test_recipe_fixtures.py`
 """
 from __future__ import annotations
 
+import contextlib
+import math
 from pathlib import Path
 
 import torch
 
 from noisebrush.errors import UserError
 from noisebrush.io.hashing import file_sha256
+from noisebrush.paint import edit
 from noisebrush.paint.guides import guides_from_recipe
 from noisebrush.paint import palette as _palette  # noqa: F401  (registers the palette guide for replays)
 from noisebrush.paint.pipeline import Pipeline, load
@@ -54,27 +59,87 @@ def lora_files(recipe: dict, *, where="recipe") -> list[tuple[Path, float]] | No
     """The LoRA files a recipe names as ``(path, weight)`` pairs (``None`` when none), each checked against the
     SHA-256 prefix the recipe recorded."""
     specs = []
-    for d in recipe.get("lora") or []:
+    named = recipe.get("lora") or []
+    if not isinstance(named, list) or not all(isinstance(d, dict) for d in named):
+        raise UserError(f"{where}: its recipe's 'lora' is not a list of LoRA files")
+    for d in named:
         f = Path(str(d.get("file", "")))
-        if not f.is_file():
+        weight = d.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            raise UserError(f"{where}: its recipe gives the LoRA {f} the weight {weight!r:.40}, not a number")
+        try:
+            there = f.is_file()
+        except (OSError, ValueError):  # a name the file system cannot hold
+            there = False
+        if not there:
             raise UserError(f"{where}: was painted with the LoRA {f}, which is not there any more")
         if d.get("hash") and file_sha256(f)[:10] != d["hash"]:
             raise UserError(f"{where}: the LoRA {f} has changed since the picture was painted")
-        specs.append((f, float(d.get("weight", 1.0))))
+        specs.append((f, float(weight)))
     return specs or None
 
 
-def source_file(recipe: dict, key: str, *, where="recipe") -> Path:
+def _search_folders(where, search) -> list[Path]:
+    """Where :func:`source_file` looks for a file by name: ``search`` when given, else the folder of the recipe's
+    picture (``where``, when it names a file) and the current folder."""
+    if search is not None:
+        return [Path(d) for d in search]
+    folders = []
+    with contextlib.suppress(OSError, ValueError):
+        if Path(str(where)).is_file():
+            folders.append(Path(str(where)).parent)
+    folders.append(Path.cwd())
+    return list(dict.fromkeys(folders))
+
+
+def source_file(recipe: dict, key: str, *, where="recipe", search=None, given=None) -> Path:
     """A file an edit recipe names under ``key`` ("source": its input picture, "mask"), checked against the SHA-256
-    prefix it recorded (``key + "_sha256"``)."""
-    f = Path(str(recipe.get(key) or ""))
-    if not recipe.get(key) or not f.is_file():
-        raise UserError(f"{where}: was painted from {recipe.get(key) or 'a picture given in memory'}, which is not "
-                        f"there; it cannot be painted again")
+    prefix it recorded (``key + "_sha256"``).
+
+    Recipes name the file by its name only (0.1 recorded an absolute path). ``given`` (the CLI's ``--source`` /
+    ``--mask``) is used when passed; otherwise an absolute path the recipe names is tried first, then the name in
+    each folder of ``search`` — by default the folder of the recipe's picture (``where``, when it is a file) and the
+    current folder. The first candidate whose SHA-256 prefix matches is the file; one clear UserError otherwise."""
     sha = recipe.get(f"{key}_sha256")
-    if sha and file_sha256(f)[:len(sha)] != sha:
-        raise UserError(f"{where}: {f} has changed since the picture was painted from it")
-    return f
+    sha = sha if isinstance(sha, str) and sha else None
+    flag = f"--{key}"
+    if given is not None:
+        f = Path(given)
+        if not f.is_file():
+            raise UserError(f"{flag} {f}: no such file")
+        if sha and file_sha256(f)[:len(sha)] != sha:
+            raise UserError(f"{flag} {f}: not the {key} {where} was painted from (its SHA-256 differs)")
+        return f
+    named = recipe.get(key)
+    if not isinstance(named, str) or not named.strip():
+        raise UserError(f"{where}: was painted from a picture given in memory; it cannot be painted again")
+    candidates = []
+    try:
+        p = Path(named)
+        if p.is_absolute():
+            candidates.append(p)
+        name = p.name
+    except (TypeError, ValueError):
+        name = ""
+    folders = _search_folders(where, search)
+    if name and name not in (".", ".."):
+        candidates += [d / name for d in folders]
+    changed = None
+    for f in dict.fromkeys(candidates):
+        try:
+            if not f.is_file():
+                continue
+        except (OSError, ValueError):  # a name the file system cannot hold (a NUL, too long)
+            continue
+        if not sha or file_sha256(f)[:len(sha)] == sha:
+            return f
+        changed = changed or f
+    if changed is not None:
+        raise UserError(f"{where}: {changed} has changed since the picture was painted from it (pass {flag} with the "
+                        f"original)")
+    looked = ", ".join(str(d) for d in folders)
+    raise UserError(f"{where}: was painted from {Path(named).name or named!r}, which is not there (looked in "
+                    f"{looked}); pass {flag} FILE")
 
 
 def load_pipeline(recipe: dict, *, model=None, device=None, where="recipe", hint: str = "--model") -> Pipeline:
@@ -91,6 +156,14 @@ def load_pipeline(recipe: dict, *, model=None, device=None, where="recipe", hint
     return pipe
 
 
+def _name(rec: dict, key: str) -> str:
+    """A name the recipe records (a sampler's): text, else TypeError (a replay turns it into one line)."""
+    v = rec[key]
+    if not isinstance(v, str):
+        raise TypeError(f"{key} {v!r:.40} is not a name")
+    return v
+
+
 def _options(rec: dict) -> dict:
     """The options every mode records, read back (KeyError, TypeError or ValueError when the recipe lacks one)."""
     return dict(prompt=rec.get("prompt", ""), steps=int(rec["steps"]), seed=int(rec["seed"]), n=1,
@@ -101,20 +174,22 @@ def _mode_options(pipe: Pipeline, rec: dict, mode: str | None) -> dict:
     """The keyword arguments of the painting function that made the recipe (mode None: ``generate``)."""
     opts = _options(rec)
     if mode is None:
-        return opts | {"sampler": rec["sampler"], "sigma_min": rec.get("sigma_min"),
+        return opts | {"sampler": _name(rec, "sampler"), "sigma_min": rec.get("sigma_min"),
                        "sigma_max": rec.get("sigma_max"), "size": pipe.modality.size_from_recipe(rec)}
     opts["size"] = int(rec["resized_short"]) if rec.get("resized_from") else None
     if mode == "vary":
-        return opts | {"strength": float(rec["strength"]), "sampler": rec["sampler"]}
+        return opts | {"strength": float(rec["strength"]), "sampler": _name(rec, "sampler")}
     opts |= {"jump_length": int(rec["jump_length"]), "jumps": int(rec["jumps"])}
     return opts | ({"extend": rec["extend"]} if mode == "outpaint" else {})
 
 
-def replay(pipe: Pipeline, recipe: dict, *, where="recipe", callback=None) -> tuple[torch.Tensor, list[dict]]:
+def replay(pipe: Pipeline, recipe: dict, *, where="recipe", callback=None, search=None,
+           files: dict | None = None) -> tuple[torch.Tensor, list[dict]]:
     """Paint one picture again from its recipe → (1×C×(axes) tensor in [-1, 1], [its recipe]), as the painting
     function that made it returned them. Modes: plain (any modality), ``vary``, ``inpaint``, ``outpaint``; the files
-    an edit names are checked first (:func:`source_file`). ``where`` names the recipe's origin in error lines;
-    ``callback(StepInfo)`` sees every step."""
+    an edit names are found and checked first (:func:`source_file`, with ``search`` and ``files["source"]`` /
+    ``files["mask"]`` as its ``given``). ``where`` names the recipe's origin in error lines (and, when it is the
+    picture's path, where its source files are looked for); ``callback(StepInfo)`` sees every step."""
     if not isinstance(recipe, dict):
         raise UserError(f"{where}: its recipe is not a set of noisebrush parameters")
     mode = recipe.get("mode")
@@ -122,15 +197,19 @@ def replay(pipe: Pipeline, recipe: dict, *, where="recipe", callback=None) -> tu
         raise UserError(f"{where}: unknown painting mode {mode!r} in its recipe")
     try:
         opts = _mode_options(pipe, recipe, mode)
-    except (KeyError, TypeError, ValueError) as e:  # ValueError includes BadParameter
+    except (KeyError, TypeError, ValueError, OverflowError) as e:  # ValueError includes BadParameter
         raise UserError(f"{where}: incomplete noisebrush parameters ({e})") from None
     prompt = opts.pop("prompt")
     if mode is None:
         return pipe.generate(prompt, callback=callback, **opts)
-    source = source_file(recipe, "source", where=where)
+    files = files or {}
+    source = source_file(recipe, "source", where=where, search=search, given=files.get("source"))
+    mask = source_file(recipe, "mask", where=where, search=search, given=files.get("mask")) if mode == "inpaint" \
+        else None
+    # the edit functions themselves: a replay paints the recorded prompt, even "", without the Pipeline's warning
     if mode == "vary":
-        return pipe.vary(source, prompt, callback=callback, **opts)
+        return edit.vary(pipe, source, prompt, callback=callback, **opts)
     if mode == "inpaint":
-        return pipe.inpaint(source, source_file(recipe, "mask", where=where), prompt, callback=callback, **opts)
+        return edit.inpaint(pipe, source, mask, prompt, callback=callback, **opts)
     extend = opts.pop("extend")
-    return pipe.outpaint(source, extend, prompt, callback=callback, **opts)
+    return edit.outpaint(pipe, source, extend, prompt, callback=callback, **opts)

@@ -35,3 +35,34 @@ def test_importing_the_cli_does_not_import_torch():
     code = "import sys, noisebrush.apps.cli; print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_version_and_short_help(capsys):
+    """Issue 12 point 13: `noisebrush --version` and `-h` (on the app and on every command)."""
+    import noisebrush
+    from noisebrush.apps.cli import main
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"noisebrush {noisebrush.__version__}\n"
+    assert main(["-h"]) == 0
+    top = capsys.readouterr().out
+    assert "Usage: noisebrush" in top and "--version" in top and "-h, --help" in top
+    names = [c.name or c.callback.__name__.replace("_", "-") for c in cli.app.registered_commands]
+    for name in names:
+        if name == "bench":
+            continue  # its own usage (below)
+        assert main([name, "-h"]) == 0, name
+        out = capsys.readouterr().out
+        assert out.startswith(f"Usage: noisebrush {name} ") and "-h, --help" in out, (name, out[:200])
+
+
+def test_bench_usage_names_the_command_it_was_run_as(capsys):
+    from noisebrush.apps.cli import main
+
+    for flag in ("-h", "--help"):
+        assert main(["bench", flag]) == 0
+        assert capsys.readouterr().out.startswith("usage: noisebrush bench {samplers,")
+    assert main(["bench", "samplers", "-h"]) == 0
+    assert capsys.readouterr().out.startswith("usage: noisebrush bench samplers ")
+    out = subprocess.run([sys.executable, "-m", "noisebrush.bench", "--help"], capture_output=True, text=True).stdout
+    assert out.startswith("usage: python -m noisebrush.bench {samplers,")

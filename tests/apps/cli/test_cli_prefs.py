@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import noisebrush.apps.cli.prefs  # noqa: F401  (registers the commands; the package imports it too)
-from _cli_checks import one_error_line
+from _cli_checks import one_error_line, run_cli
 from noisebrush.apps.cli import main
 from noisebrush.io.images import to_pil
 from noisebrush.io.png import save_png
@@ -14,11 +14,7 @@ def _home(tmp_path, monkeypatch):
     monkeypatch.setenv("NOISEBRUSH_HOME", str(tmp_path / "home"))
 
 
-def run(capsys, *argv):
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli  # main(argv) → (exit code, stdout, stderr)
 
 
 @pytest.fixture
@@ -110,3 +106,18 @@ def test_paint_best_of_without_ratings_is_one_line(capsys, tmp_path):
     assert "rate" in one_error_line(code, out, err)
     code, out, err = run(capsys, "paint", "x", "--best-of", "0")
     assert "--best-of" in one_error_line(code, out, err)
+
+
+def test_rate_prefs_and_paint_help_agree_on_where_ratings_live(capsys):
+    """Issue 12 point 13: `rate --help` and `paint --help` told two stories about the database's place."""
+    import re
+
+    from noisebrush.apps.cli import main
+
+    texts = {}
+    for cmd in ("rate", "prefs", "paint"):
+        assert main([cmd, "--help"]) == 0
+        texts[cmd] = re.sub(r"\s+", " ", capsys.readouterr().out)
+    want = "$NOISEBRUSH_HOME/ratings.sqlite; NOISEBRUSH_HOME is ~/.noisebrush unless set"
+    for cmd, text in texts.items():
+        assert want in text, cmd

@@ -19,8 +19,9 @@
 
 The typer ``app`` and the shared options live in :mod:`noisebrush.apps.cli.app`, small shared helpers in
 :mod:`noisebrush.apps.cli.common`; this module imports the command modules (which registers their commands, in
-the order ``--help`` lists them) and defines :func:`main`, the entry point. Every user error prints one line
-(``error: …``) and exits with status 2; Ctrl-C exits with 130.
+the order ``--help`` lists them), the app's own options (``--version``; ``-h`` for ``--help`` everywhere) and
+:func:`main`, the entry point. Every user error prints one line (``error: …``) and exits with status 2; Ctrl-C exits
+with 130.
 """
 from __future__ import annotations
 
@@ -37,12 +38,29 @@ except ImportError:  # pragma: no cover
 
 # the command modules register their commands on `app` when imported; this order is the order of `--help`
 from noisebrush.apps.cli import paint, edit, info, eval, train, explain, finetune, prefs  # noqa: F401
+from noisebrush import __version__
 from noisebrush.apps.cli.app import ARGV, app
 from noisebrush.errors import NoisebrushWarning, UserError
 
 __all__ = ["app", "main"]
 
 _NO_ARGS = getattr(_cx, "NoArgsIsHelpError", None) or getattr(_cx, "NoArgsIsHelp")
+
+# `-h` is `--help` on the app and, through click's context inheritance, on every command (`bench` keeps both for
+# its own NAME --help)
+app.info.context_settings = {**(app.info.context_settings or {}), "help_option_names": ["-h", "--help"]}
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"noisebrush {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _app_options(version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                              help="print the version (noisebrush X.Y.Z) and exit")) -> None:
+    pass
 
 
 def main(argv: list[str] | None = None) -> int:

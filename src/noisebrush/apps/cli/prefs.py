@@ -6,7 +6,8 @@
     noisebrush prefs fit          # fit the preference, report its accuracy, save it
     noisebrush prefs clear --yes  # forget every rating
 
-Every command takes ``--db FILE`` (default ``$NOISEBRUSH_HOME/ratings.sqlite``, ``~/.noisebrush`` by default).
+Every command takes ``--db FILE`` (default ``$NOISEBRUSH_HOME/ratings.sqlite``; ``NOISEBRUSH_HOME`` is
+``~/.noisebrush`` unless set).
 
 Lazy imports: noisebrush.workflows.preference imports torch, so it is imported inside the commands: `noisebrush
 --help` takes 0.3 s without torch and 3.5 s with it at the top of any command module.
@@ -18,7 +19,7 @@ from typing import List, Optional
 
 import typer
 
-from noisebrush.apps.cli.app import app
+from noisebrush.apps.cli.app import DB_HELP, app
 from noisebrush.errors import BadParameter, UserError
 
 _VERDICTS = {"up": True, "down": False}
@@ -38,8 +39,7 @@ def _counts(c: dict) -> str:
 @app.command()
 def rate(args: List[str] = typer.Argument(..., metavar="IMAGE... up|down",
                                           help="one or more pictures, then 'up' (you like them) or 'down'"),
-         db: Optional[Path] = typer.Option(None, "--db", help="ratings database (default: "
-                                                              "$NOISEBRUSH_HOME/ratings.sqlite)")):
+         db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP)):
     """Rate pictures up or down; `noisebrush paint --best-of N` and `--prefer S` paint more of what you like."""
     if len(args) < 2:
         raise BadParameter("rate: name one or more pictures, then up or down (e.g. noisebrush rate a.png up)")
@@ -61,8 +61,7 @@ def rate(args: List[str] = typer.Argument(..., metavar="IMAGE... up|down",
 
 @app.command()
 def prefs(action: str = typer.Argument("show", help="show, fit or clear"),
-          db: Optional[Path] = typer.Option(None, "--db", help="ratings database (default: "
-                                                               "$NOISEBRUSH_HOME/ratings.sqlite)"),
+          db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
           yes: bool = typer.Option(False, "--yes", help="clear: really delete every rating")):
     """Your ratings: show how many, fit the preference model (and say how accurate it is), or clear them."""
     from noisebrush.workflows.preference import load_preference  # lazy: torch
