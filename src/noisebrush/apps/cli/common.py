@@ -1,10 +1,12 @@
 """Small helpers the command modules share: progress displays, the CLI's names for the library's parameters, the
-guides the painting flags ask for, the prompt of a picture, the command line as one string.
+guides the painting flags ask for, the prompt of a picture, the command line as one string, and Ctrl-C handling.
 
     with progress(steps, "painting") as bar: ...           # a rich bar on a terminal, plain lines otherwise
     with LazyBar("varying") as cb: pipe.vary(..., callback=cb)
     with flags(): pipe.inpaint(...)                        # "jump_length: …" → "--jump-length: …"
     guides = guides_from_flags(palette, palette_scale)
+    with report_interrupt(keep.written): ...               # Ctrl-C: one line naming what was kept, exit 130
+    with stop_at_step_end() as check: ...                  # Ctrl-C raises at check(), between steps (train, finetune)
 
 **Progress.** On a terminal, :func:`progress` is a rich bar on stderr. Anywhere else (output piped, logged, run
 by a service) it prints plain lines instead — ``painting 40/100 steps · 2.1 it/s · ETA 28 s`` — after the first
@@ -47,7 +49,7 @@ from noisebrush.apps.cli.app import ARGV, PALETTE_SCALE
 from noisebrush.errors import BadParameter, UserError, warn
 
 __all__ = ["console", "progress", "PlainProgress", "LazyBar", "FLAGS", "as_flags", "flags", "duration",
-           "guides_from_flags", "prompt_of", "echo_paths", "command_line", "EVERY", "stop_at_step_end"]
+           "guides_from_flags", "prompt_of", "echo_paths", "command_line", "EVERY", "stop_at_step_end", "report_interrupt"]
 
 EVERY = 5.0  # seconds between plain progress lines (at the most; a further tenth of the work also prints one)
 
@@ -357,3 +359,17 @@ def stop_at_step_end():
         yield check
     finally:
         signal.signal(signal.SIGINT, old_handler)
+
+
+@contextlib.contextmanager
+def report_interrupt(written: list):
+    """Ctrl-C inside: one line on stderr naming the files in ``written`` (the list is read when the key is pressed),
+    or saying that nothing was written, and exit status 130."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        kept = [str(p) for p in written]
+        what = (f"kept the {len(kept)} file{'s' * (len(kept) != 1)} already written: {', '.join(kept)}" if kept
+                else "nothing was written")
+        typer.echo(f"interrupted: {what}", err=True)
+        raise typer.Exit(130) from None

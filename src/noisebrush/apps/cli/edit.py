@@ -24,8 +24,7 @@ import typer
 import noisebrush
 from noisebrush.apps.cli.app import (CFG, DEVICE, JUMP_LENGTH, JUMPS, LORA, MODEL, OUT, PALETTE, PALETTE_SCALE_OPT,
                                      app)
-from noisebrush.apps.cli.common import LazyBar, echo_paths, guides_from_flags, prompt_of
-from noisebrush.apps.cli.paint import report_interrupt
+from noisebrush.apps.cli.common import LazyBar, echo_paths, guides_from_flags, prompt_of, report_interrupt
 from noisebrush.checks import number, whole
 from noisebrush.errors import BadParameter
 

@@ -14,7 +14,6 @@ inside the command: `noisebrush --help` takes 0.3 s without torch and 3.5 s with
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -23,25 +22,11 @@ import typer
 
 import noisebrush
 from noisebrush.apps.cli.app import DB_HELP, LORA_HELP, PALETTE_HELP, PALETTE_SCALE, app
-from noisebrush.apps.cli.common import echo_paths, flags, guides_from_flags, progress
+from noisebrush.apps.cli.common import echo_paths, flags, guides_from_flags, progress, report_interrupt
 from noisebrush.checks import limited, number, whole
 
-__all__ = ["paint", "paint_and_save", "report_interrupt"]
+__all__ = ["paint", "paint_and_save"]
 
-
-
-@contextlib.contextmanager
-def report_interrupt(written: list):
-    """Ctrl-C inside: one line on stderr naming the files in ``written`` (the list is read when the key is pressed),
-    or saying that nothing was written, and exit status 130."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        kept = [str(p) for p in written]
-        what = (f"kept the {len(kept)} file{'s' * (len(kept) != 1)} already written: {', '.join(kept)}" if kept
-                else "nothing was written")
-        typer.echo(f"interrupted: {what}", err=True)
-        raise typer.Exit(130) from None
 
 
 @app.command()
