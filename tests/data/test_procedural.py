@@ -314,3 +314,23 @@ def test_scene_is_a_frozen_recipe():
     with pytest.raises(AttributeError):
         scene.caption = "x"  # type: ignore[misc]
     assert make_scene(0, 42) != make_scene(0, 43)
+
+
+def test_canonical_captions_are_unchanged():
+    """The one template (``scene.caption``) is what eval, old runs and the shipped model were trained and judged on:
+    caption families (data/captions.py) add phrasings beside it and must never change it. Pinned for the first
+    1000 items of seed 0, as a digest of all of them and a few literal ones from every family."""
+    import hashlib
+
+    caps = [make_scene(0, i).caption for i in range(1000)]
+    assert caps[0] == "a medium yellow moon in the centre over green hills at night"
+    assert caps[1] == "a mondrian grid in teal and pink"
+    assert caps[8] == "four medium white squares on a black background"
+    assert caps[13] == "two concentric yellow squares on pink, centred on the right"
+    assert caps[34] == "a small pink flower with four petals in the centre on black"
+    assert caps[144] == "a medium yellow swirl with two arms in the centre of a blue starry sky"
+    assert caps[377] == "a large pink sun setting on the left over a blue sea"
+    assert caps[610] == "three small pink triangles on a yellow background"
+    digest = hashlib.sha256("\n".join(caps).encode()).hexdigest()
+    assert digest == "b74bcaea5423473e3c551362208b45bdd7947afe1801811350fa4ca7dcd856cc"
+    assert ProceduralArt(size=1000).caption(999) == caps[999] == ProceduralArt(size=1000)[999]["caption"]

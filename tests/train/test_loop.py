@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 import zlib
 
 import pytest
@@ -672,3 +673,110 @@ def test_a_run_folder_that_cannot_be_written_at_the_end_keeps_the_model(make_con
     assert str(kept) in msg
     assert model_folder.read_config(kept)["network"] == "unet" and (kept / "model.safetensors").is_file()
     assert not (tmp_path / "run" / "model").exists()
+
+
+# -- caption families (issue 13) ----------------------------------------------------------------------------------------
+
+class _PhrasingText(_FakeText):
+    """The stub encoder with room for a whole phrasing and the no-memo path the trainer uses for caption families;
+    it records which path each batch took."""
+    max_tokens = 16
+
+    def __init__(self):
+        self.calls = []
+
+    def encode(self, captions):
+        self.calls.append(("encode", list(captions)))
+        return super().encode(captions)
+
+    def encode_uncached(self, captions):
+        self.calls.append(("uncached", list(captions)))
+        return super().encode(captions)
+
+
+FAMILY = dict(condition="text", captions="family", model=dict(cross_attn_resolutions=[8]))
+
+
+def test_family_captions_are_drawn_per_sample_and_bypass_the_cache(make_config):
+    enc = _PhrasingText()
+    tr = Trainer(make_config(steps=2, **FAMILY), text_encoder=enc)
+    assert enc.calls == []  # a family run does not pre-encode the data set's captions
+    whole = tr.batch(range(16, 24))["captions"]
+    assert enc.calls == [("uncached", whole)]
+    # sample k's phrasing depends on (seed, k) only: the same in another split of the batch, in any order
+    assert tr.batch(range(20, 24))["captions"] == whole[4:]
+    ds, obj = tr.objective.dataset, tr.objective
+    canonical = [ds.caption(obj.stream.item(k)[0]) for k in range(16, 24)]
+    assert whole != canonical
+    # the same item as another sample (another step or place in the batch) is phrased anew
+    index = obj.stream.item(16)[0]
+    assert len({obj.caption(k, index) for k in range(100)}) > 20
+    # template runs keep the data set's captions, through the cached path
+    enc2 = _PhrasingText()
+    tpl = Trainer(make_config("tpl", steps=2, condition="text", model=dict(cross_attn_resolutions=[8])),
+                  text_encoder=enc2)
+    assert tpl.batch(range(16, 24))["captions"] == canonical
+    assert enc2.calls[-1] == ("encode", canonical)
+
+
+def test_text_noise_adds_the_streams_noise_to_real_tokens_only(make_config):
+    plain = Trainer(make_config("plain", steps=2, **FAMILY), text_encoder=_PhrasingText())
+    noisy = Trainer(make_config("noisy", steps=2, text_noise=0.1, **FAMILY), text_encoder=_PhrasingText())
+    a, b = plain.batch(range(8)), noisy.batch(range(8))
+    assert a["captions"] == b["captions"]
+    mask = a["cond"]["text_mask"]
+    assert not mask.all() and torch.equal(mask, b["cond"]["text_mask"])
+    eps = torch.stack([noisy.objective.stream.token_noise(k, a["cond"]["text"].shape[1:]) for k in range(8)])
+    want = a["cond"]["text"] + 0.1 * eps * mask.unsqueeze(-1)
+    assert torch.equal(b["cond"]["text"], want)
+    assert torch.equal(b["cond"]["text"][~mask], torch.zeros_like(b["cond"]["text"][~mask]))  # padding stays zero
+
+
+def test_family_run_resumes_bit_identically(make_config, tmp_path):
+    """A caption-family run (with embedding noise) stopped after its step-2 checkpoint and resumed gives the same
+    weights, EMA and optimizer state as one that ran through: phrasings and noise come from (seed, sample) only."""
+    kw = dict(steps=5, checkpoint_every=2, log_every=1, keep_last=5, lr_schedule="cosine", warmup=1,
+              cond_drop=0.25, text_noise=0.05, **FAMILY)
+    ref = Trainer(make_config("ref", **kw), text_encoder=_PhrasingText())
+    ref.fit()
+
+    def crash(step, row):
+        if step == 3:
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        Trainer(make_config("run", **kw), text_encoder=_PhrasingText()).fit(crash)
+    tr = Trainer(make_config("run", **kw), resume=True, text_encoder=_PhrasingText())
+    assert tr.step == 2
+    tr.fit()
+    _assert_same(_clone(tr.net.state_dict()), _clone(ref.net.state_dict()), "weight")
+    _assert_same(_clone(tr.ema.state_dict()), _clone(ref.ema.state_dict()), "ema")
+    _assert_same(_opt_tensors(tr), _opt_tensors(ref), "optimizer")
+    rows, ref_rows = _rows(tmp_path / "run"), _rows(tmp_path / "ref")
+    assert [r["loss"] for r in rows] == [r["loss"] for r in ref_rows]
+    # and the phrasings mattered: a template run of the same config ends elsewhere
+    other = Trainer(make_config("tpl", **{**kw, "captions": "template"}), text_encoder=_PhrasingText())
+    other.fit()
+    assert any(not torch.equal(v, ref.net.state_dict()[k]) for k, v in other.net.state_dict().items())
+    conf = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert conf["provenance"]["config"]["captions"] == "family"
+
+
+def test_a_family_run_warns_when_its_phrasings_are_cut(make_config):
+    """With max_tokens = 16, a fifth of the landscapes and most swirls lose their last words (background, time of
+    day) to the encoder's cut: said once, at the start, with the max_tokens that keeps them."""
+    from noisebrush.errors import NoisebrushWarning
+
+    class Counting(_PhrasingText):
+        def word_pieces(self, caption):  # the stub's "word pieces": words, plus one per hyphen
+            return len(caption.split()) + 2 * caption.count("-")
+
+    enc = Counting()
+    enc.max_tokens = 16
+    with pytest.warns(NoisebrushWarning, match=r"% of the phrasings are longer than max_tokens = 16 keeps"):
+        Trainer(make_config("short", steps=2, **FAMILY), text_encoder=enc)
+    enc = Counting()
+    enc.max_tokens = 24
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NoisebrushWarning)
+        Trainer(make_config("long", steps=2, **FAMILY), text_encoder=enc)

@@ -198,3 +198,52 @@ def test_checkpoint_part_names_are_checked(tmp_path):
     ck = load_checkpoint(path)
     assert ck["ema"] is None and ck["ema_updates"] is None and ck["parts"]["d-2"]["ema"] is None
     assert ck["parts"]["d-2"]["model"].keys() == net.state_dict().keys()
+
+
+def test_stream_caption_rng_and_token_noise_are_functions_of_seed_and_sample():
+    import random
+
+    from noisebrush.seeding import mix
+
+    a, b, tagged = SampleStream(10, 3), SampleStream(10, 3), SampleStream(10, 3, tag=7)
+    for k in (5, 0, 123, 5):  # any order, any history
+        assert a.caption_rng(k).random() == b.caption_rng(k).random() == random.Random(mix(3, k, 0xCA97)).random()
+        assert torch.equal(a.token_noise(k, (4, 6)), b.token_noise(k, (4, 6)))
+        assert torch.equal(a.token_noise(k, (4, 6)), torch.randn((4, 6), generator=generator(3, k, 0x70CE)))
+    assert a.caption_rng(5).random() != a.caption_rng(6).random() != SampleStream(10, 4).caption_rng(6).random()
+    assert tagged.caption_rng(5).random() == random.Random(mix(3, 5, 7, 0xCA97)).random() != a.caption_rng(5).random()
+    assert not torch.equal(tagged.token_noise(5, (3,)), a.token_noise(5, (3,)))
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(captions="families"), "captions: one of template, family"),
+    (dict(captions="family", condition="label"), "captions: 'family'"),
+    (dict(captions="family", data="/some/folder", condition="text"), "captions: 'family'"),
+    (dict(text_noise=-0.1), "text_noise"),
+    (dict(text_noise=11.0), "text_noise"),
+])
+def test_caption_settings_are_checked(make_config, kw, match):
+    from noisebrush.errors import BadParameter
+
+    with pytest.raises(BadParameter, match=match):
+        make_config(**kw)
+
+
+def test_caption_family_and_text_noise_need_what_they_work_on(make_config):
+    from noisebrush.errors import UserError
+    from noisebrush.train.objectives import EDMObjective
+
+    class Captioned(torch.utils.data.Dataset):  # a captioned data set without scenes (like a folder)
+        captions = ["a red circle", "a blue square"]
+
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return {"image": torch.zeros(3, 16, 16), "caption": self.captions[i], "label": 0, "index": i}
+
+    with pytest.raises(UserError, match="needs the built-in data set"):
+        Trainer(make_config(captions="family", condition="text"), objective=EDMObjective(dataset=Captioned()))
+    with pytest.raises(UserError, match="text_noise = 0.1 needs a text condition"):
+        Trainer(make_config(text_noise=0.1))  # the base config trains on labels
+    assert make_config().captions == "template" and make_config().text_noise == 0.0

@@ -37,6 +37,10 @@ swirl       a starry swirl with 1-3 arms in a night sky              position, s
 colour) and ``colour2`` the second one (background, ground, second grid colour). Both are named palette colours
 (``COLOURS``) with a small deterministic change of shade; the nearest palette colour of the drawn subject stays
 the named one.
+
+Captions. ``scene.caption`` is each scene's one canonical caption (a fixed template per family); eval, the tests,
+old runs and the shipped model depend on it, so it never changes. Training can use many phrasings of a scene
+instead: :mod:`noisebrush.data.captions` (``phrase(scene, rng)``, config ``captions = "family"``).
 """
 from __future__ import annotations
 

@@ -35,10 +35,11 @@ from noisebrush.nets import registry
 from noisebrush.train.checkpoint import latest_checkpoint
 from noisebrush.train.lr import LR_SCHEDULES
 
-__all__ = ["TrainConfig", "CONDITIONS", "PRECISIONS", "DEFAULT_WARMUP", "RESUME_MAY_CHANGE", "check_type",
-           "read_toml", "run_config", "merge_for_resume"]
+__all__ = ["TrainConfig", "CAPTIONS", "CONDITIONS", "PRECISIONS", "DEFAULT_WARMUP", "RESUME_MAY_CHANGE",
+           "check_type", "read_toml", "run_config", "merge_for_resume"]
 
 CONDITIONS = ("auto", "text", "label", "none")
+CAPTIONS = ("template", "family")
 PRECISIONS = ("auto", "bf16", "fp16", "no")
 DEFAULT_WARMUP = 200  # the warmup of a run of ≥ 2000 steps when none is given (steps // 10 below that)
 
@@ -63,6 +64,10 @@ class TrainConfig:
                                        #   label for folders with several subfolders, else none
     cond_drop: float = 0.1             # probability of training a sample unconditionally (for CFG)
     max_tokens: int = 16
+    captions: str = "template"         # builtin + text: "template" = each scene's one caption; "family" = a new
+                                       #   phrasing per (seed, step, sample) from noisebrush.data.captions
+    text_noise: float = 0.0            # std of Gaussian noise added to every real token embedding in training
+                                       #   (MiniLM token states have RMS ≈ 0.42); 0 = off
     # network: fields of UNetConfig (dims, channels, channel_mult, blocks, attn_resolutions, dropout, ...)
     model: dict = field(default_factory=dict)
     # EDM loss (Karras et al. 2022)
@@ -130,6 +135,13 @@ class TrainConfig:
             raise BadParameter(f"crop: 'center' or 'random', got {self.crop!r}")
         if not 0 <= self.cond_drop < 1:
             raise BadParameter(f"cond_drop: in [0, 1), got {self.cond_drop}")
+        if self.captions not in CAPTIONS:
+            raise BadParameter(f"captions: one of {', '.join(CAPTIONS)}; got {self.captions!r}")
+        if self.captions == "family" and (self.data != "builtin" or self.condition not in ("auto", "text")):
+            raise BadParameter("captions: 'family' phrases the built-in scenes for a text condition (data = "
+                               "\"builtin\", condition = \"text\" or \"auto\")")
+        if not 0 <= self.text_noise <= 10:
+            raise BadParameter(f"text_noise: in [0, 10], got {self.text_noise}")
         if not self.lr > 0:
             raise BadParameter(f"lr: must be > 0, got {self.lr}")
         for name in ("weight_decay", "l1", "grad_clip"):

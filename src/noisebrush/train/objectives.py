@@ -31,7 +31,11 @@ the global sample id), so that runs split differently or resumed stay bit-identi
 
 :class:`EDMObjective` is the denoising objective of Karras et al. 2022 ("EDM", eq. 2 with the preconditioning of
 table 1 and the loss weight λ(σ) of eq. 8) on the magnitude-preserving UNet, with condition dropout for
-classifier-free guidance and an optional L1 penalty on the weight matrices.
+classifier-free guidance and an optional L1 penalty on the weight matrices. Its text condition trains on each item's
+caption (``captions = "template"``: the data set's one caption, encoded once for the run) or, with ``captions =
+"family"`` on the built-in set, on a new phrasing of the item's scene per sample (:mod:`noisebrush.data.captions`,
+drawn from the sample stream's ``caption_rng(k)``, encoded as it comes without growing the encoder's cache);
+``text_noise`` adds Gaussian noise from the stream to the token embeddings (an embedding-level augmentation).
 """
 from __future__ import annotations
 
@@ -42,13 +46,14 @@ from typing import Any, Callable
 
 import torch
 
+from noisebrush.data.captions import phrase
 from noisebrush.data.folder import ImageFolder
 from noisebrush.data.procedural import ProceduralArt
 from noisebrush.diffusion import EDMPrecond, karras
 from noisebrush.diffusion.losses import edm_loss
 from noisebrush.diffusion.noise import SampleNoise
 from noisebrush.diffusion.sample import make_denoiser, sample, start
-from noisebrush.errors import UserError
+from noisebrush.errors import UserError, warn
 from noisebrush.io import model_folder
 from noisebrush.nets.text import TextEncoder
 from noisebrush.nets.unet import UNet, UNetConfig
@@ -177,6 +182,11 @@ class EDMObjective(Objective):
         if len(self.dataset) < 1:
             raise UserError("the data set is empty")
         self.condition = resolve_condition(cfg, self.dataset)
+        self.family = cfg.captions == "family"
+        if self.family and (self.condition != "text" or not hasattr(self.dataset, "scene")):
+            raise UserError("captions = \"family\" needs the built-in data set (its scenes) and a text condition")
+        if cfg.text_noise and self.condition != "text":
+            raise UserError(f"text_noise = {cfg.text_noise} needs a text condition (this run's is {self.condition})")
         self._uses_epoch = hasattr(self.dataset, "get")
         self._image_cache: dict[int, dict] = {}
         self._cache_images = type(self.dataset).__name__ == "ProceduralArt"  # deterministic renders: keep them
@@ -202,9 +212,16 @@ class EDMObjective(Objective):
         text_dim = label_dim = 0
         if self.condition == "text":
             if self.text is None:
-                self.text = TextEncoder(max_tokens=self.cfg.max_tokens)
+                # A family run encodes every step's phrasings: on a GPU's run, on the GPU (the CPU would take
+                # ~0.2 s per batch of 32 there, longer than the network's step); elsewhere on the CPU as before.
+                dev = torch.device(self.loop.acc.device)
+                device = dev if self.family and dev.type == "cuda" else "cpu"
+                self.text = TextEncoder(max_tokens=self.cfg.max_tokens, device=device)
             text_dim = self.text.dim
-            self._encode_captions()
+            if not self.family:  # a family run encodes its phrasings as they come (see batch)
+                self._encode_captions()
+            else:
+                self._check_phrasing_lengths()
         else:
             self.text = None
             if self.condition == "label":
@@ -212,6 +229,20 @@ class EDMObjective(Objective):
                 if label_dim < 2:
                     raise UserError("condition=label needs a data set with at least two classes (subfolders)")
         return {"text_dim": text_dim, "label_dim": label_dim}
+
+    def _check_phrasing_lengths(self, n: int = 512) -> None:
+        """Warn when more than 1 % of the first ``n`` samples' phrasings have more word pieces than the encoder
+        keeps (``max_tokens`` - 2): their last words — often the background, position or time of day — are cut."""
+        count = getattr(self.text, "word_pieces", None)
+        if count is None:
+            return
+        keep = self.text.max_tokens - 2
+        long = sum(count(phrase(self.dataset.scene(self.stream.item(k)[0]), self.stream.caption_rng(k))) > keep
+                   for k in range(n))
+        if long > n // 100:
+            warn(f"captions = \"family\": {long / n:.0%} of the phrasings are longer than max_tokens = "
+                 f"{self.text.max_tokens} keeps ({keep} word pieces) and lose their last words; max_tokens = 24 "
+                 f"keeps them all")
 
     def _encode_captions(self) -> None:
         """Encode every distinct caption of the data set once, through a file cache in the run folder."""
@@ -273,8 +304,28 @@ class EDMObjective(Objective):
             self._image_cache[index] = item
         return item
 
+    def caption(self, k: int, index: int, item: dict | None = None) -> str:
+        """The caption global sample ``k`` (data item ``index``) trains on: with ``captions = "family"`` a phrasing
+        of the item's scene drawn from (seed, k) (:meth:`SampleStream.caption_rng`), else the item's caption."""
+        if self.family:
+            return phrase(self.dataset.scene(index), self.stream.caption_rng(k))
+        if item is not None and "caption" in item:
+            return item["caption"]
+        return self.dataset.caption(index)
+
+    def _encode(self, ks, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token embeddings of a micro-batch's captions. Family phrasings bypass the encoder's in-memory cache
+        (``encode_uncached``; it would grow by every new phrasing, ~24 KB each); ``text_noise`` adds N(0, σ²) from
+        the sample stream to every real token."""
+        uncached = getattr(self.text, "encode_uncached", None) if self.family else None
+        tok, mask = (uncached or self.text.encode)(captions)
+        if self.cfg.text_noise:
+            noise = torch.stack([self.stream.token_noise(k, tok.shape[1:]) for k in ks])
+            tok = tok + self.cfg.text_noise * noise * mask.unsqueeze(-1)
+        return tok, mask
+
     def batch(self, ks) -> dict:
-        """Images, σ, noise and conditions of the global samples ``ks``."""
+        """Images, σ, noise and conditions of the global samples ``ks`` (and, for a text condition, ``captions``)."""
         images, sigmas, noises, drops, captions, labels = [], [], [], [], [], []
         for k in ks:
             index, epoch = self.stream.item(k)
@@ -283,7 +334,7 @@ class EDMObjective(Objective):
             sigma, noise, drop = self.stream.draws(k, x0.shape)
             sigmas.append(sigma), noises.append(noise), drops.append(drop), images.append(x0)
             if self.condition == "text":
-                captions.append(item["caption"] if "caption" in item else self.dataset.caption(index))
+                captions.append(self.caption(k, index, item))
             elif self.condition == "label":
                 labels.append(int(item["label"]) if "label" in item else int(self.dataset[index]["label"]))
         dev = self.loop.acc.device
@@ -291,8 +342,9 @@ class EDMObjective(Objective):
                "noise": torch.stack(noises).to(dev), "cond": {}}
         drop = torch.tensor(drops, device=dev)
         if self.condition == "text":
-            tok, mask = self.text.encode(captions)
+            tok, mask = self._encode(ks, captions)
             out["cond"] = {"text": tok.to(dev), "text_mask": mask.to(dev), "drop": drop}
+            out["captions"] = captions
         elif self.condition == "label":
             out["cond"] = {"labels": torch.tensor(labels, device=dev), "drop": drop}
         return out

@@ -4,15 +4,23 @@
     index, epoch = stream.item(k)                    # which picture sample k is, and in which epoch
     sigma, noise, drop = stream.draws(k, x0.shape)   # its noise level, noise and condition-dropout flag
     index, epoch, sigma, noise, drop = stream.draw(k, shape)   # both at once
+    rng = stream.caption_rng(k)                      # a random.Random for sample k's caption phrasing
+    eps = stream.token_noise(k, (16, 384))           # N(0, I) for its token embeddings (config text_noise)
 
 Sample k is item ``perm_e[k mod n]`` of epoch e = k // n, where ``perm_e`` is a permutation of the n items drawn
 from ``generator(seed, e, 0xDA7A)``. Its σ is log-normal, ln σ ~ N(P_mean, P_std²) (Karras et al. 2022, "EDM",
 table 1), its noise is N(0, I) of the sample's shape, and its condition is dropped (for classifier-free guidance)
 with probability ``cond_drop``; all three come, in that order, from ``generator(seed, k, 0x5A)``.
 
-A stream with a ``tag`` (an integer) mixes it into both seeds — ``generator(seed, e, tag, 0xDA7A)`` and
-``generator(seed, k, tag, 0x5A)`` — so two streams of one run (fine-tuning's pictures and its class pictures) are
-independent. The trainer's stream has no tag.
+``caption_rng(k)`` is a ``random.Random`` seeded with ``mix(seed, k, 0xCA97)``: the rng from which a caption
+family (:func:`noisebrush.data.captions.phrase`) draws sample k's phrasing. ``token_noise(k, shape)`` is N(0, I)
+from ``generator(seed, k, 0x70CE)``: the noise an embedding augmentation adds to sample k's text tokens. The loop's
+global sample id is k = step · batch_size + (the sample's place in the step's global batch), so both are functions
+of (run seed, step, sample index) only — the same in any split of the batch and after a resume.
+
+A stream with a ``tag`` (an integer) mixes it into every seed — ``generator(seed, e, tag, 0xDA7A)``,
+``generator(seed, k, tag, 0x5A)``, ``mix(seed, k, tag, 0xCA97)`` and ``generator(seed, k, tag, 0x70CE)`` — so two
+streams of one run (fine-tuning's pictures and its class pictures) are independent. The trainer's stream has no tag.
 
 Because nothing depends on batch, process or history, a run can be split over processes and accumulation steps, or
 stopped and resumed, and still see the same samples with the same noise.
@@ -20,14 +28,15 @@ stopped and resumed, and still see the same samples with the same noise.
 from __future__ import annotations
 
 import math
+import random
 
 import torch
 
-from noisebrush.seeding import generator
+from noisebrush.seeding import generator, mix
 
 __all__ = ["SampleStream"]
 
-_PERM, _DRAWS = 0xDA7A, 0x5A
+_PERM, _DRAWS, _CAPTION, _TOKENS = 0xDA7A, 0x5A, 0xCA97, 0x70CE
 
 
 class SampleStream:
@@ -61,6 +70,14 @@ class SampleStream:
         noise = torch.randn(tuple(shape), generator=g)
         drop = bool(torch.rand((), generator=g, dtype=torch.float64) < self.cond_drop)
         return sigma, noise, drop
+
+    def caption_rng(self, k: int) -> random.Random:
+        """The rng of global sample ``k``'s caption phrasing (a function of seed, k and the tag only)."""
+        return random.Random(mix(*self._key(self.seed, int(k), _CAPTION)))
+
+    def token_noise(self, k: int, shape) -> torch.Tensor:
+        """N(0, I) of ``shape`` for global sample ``k``'s text-token embeddings (a function of seed, k and the tag)."""
+        return torch.randn(tuple(shape), generator=generator(*self._key(self.seed, int(k), _TOKENS)))
 
     def draw(self, k: int, shape) -> tuple[int, int, float, torch.Tensor, bool]:
         """(item index, epoch, σ, noise, condition dropped) of global sample ``k``."""
