@@ -156,3 +156,132 @@ def test_small_n_and_negative_kid_are_explained(label_model, monkeypatch):
     assert lines == r["notes"] and len(lines) == 2
     assert lines[0].startswith("--n 8: below 256 pictures") and lines[1].startswith("kid -0.004 is below 0")
     assert all("\n" not in line for line in lines)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# prompt sets (issue 13: `eval --prompts FILE.tsv`)
+# ------------------------------------------------------------------------------------------------------------------
+
+PROMPT_FILE = ("prompt\tattributes\n"
+               "a wee scarlet orb, leftmost, against a navy wall\tfamily=shapes;colour=red;colour2=blue;shape=circle;"
+               "size=small;count=one;position=left\n"
+               "a de stijl composition in lime and gold\tfamily=mondrian;colour=green;colour2=yellow\n"
+               "a golden solar orb above plum summits\tfamily=landscape;colour=yellow;colour2=purple;sky=day;"
+               "ground=mountains\n")
+
+
+class _Reader:
+    """A stand-in feature network that reads back, picture by picture, the rows it is given (in painting order)."""
+
+    dim = 256
+
+    def __init__(self, rows):
+        self.rows, self.at = rows, 0
+
+    def predict(self, images):
+        rows = self.rows[self.at:self.at + len(images)]
+        self.at += len(images)
+        return {name: torch.tensor([r[j] for r in rows]) for j, name in enumerate(ATTRIBUTES)}
+
+
+def test_prompt_set_is_scored_per_prompt(text_model, tmp_path):
+    """Each prompt painted per_prompt times, the scores those of adherence_scores over all pictures, the worst prompt
+    named with what was read instead."""
+    from noisebrush.eval.evaluation import PROMPTS_NOTE
+    from noisebrush.eval.prompts import read_prompts
+
+    path = tmp_path / "mine.tsv"
+    path.write_text(PROMPT_FILE, encoding="utf-8")
+    items = read_prompts(path)
+    names = list(ATTRIBUTES)
+    truth = [[max(v, 0) for v in it.attr_indices()] for it in items for _ in range(2)]
+    read = [list(r) for r in truth]
+    read[1][names.index("shape")] = ATTRIBUTES["shape"].index("square")   # the orb's second picture: a square
+    read[4][names.index("sky")] = ATTRIBUTES["sky"].index("night")        # the landscape's first: night
+    read[5][names.index("sky")] = ATTRIBUTES["sky"].index("night")        # … and its second
+    read[0][names.index("size")] = ATTRIBUTES["size"].index("large")      # a layout miss on the orb's first
+    r = evaluate(text_model, prompts=path, per_prompt=2, steps=2, batch=4, feature_net=_Reader(read))
+    assert r["n"] == 6 and r["prompt_count"] == 3 and r["per_prompt"] == 2 and r["prompts"] == str(path)
+    table = torch.tensor([it.attr_indices() for it in items for _ in range(2)])
+    pred = {name: torch.tensor([row[j] for row in read]) for j, name in enumerate(names)}
+    want = adherence_scores(pred, table)
+    assert r["adherence"] == pytest.approx(want["adherence"]) == pytest.approx(3 / 6)
+    assert r["adherence_all"] == pytest.approx(2 / 6) and r["adherence_layout"] == pytest.approx(5 / 6)
+    assert r["adherence_per_attribute"]["shape"] == 0.5 and r["adherence_per_attribute"]["sky"] == 0.0
+    assert r["adherence_per_attribute"]["position"] == 1.0
+    assert r["adherence_per_family"] == {"shapes": 0.5, "mondrian": 1.0, "landscape": 0.0}
+    worst = r["worst"]
+    assert [w["line"] for w in worst] == [4, 2]  # the mondrian prompt adhered: not listed
+    assert worst[0]["read_instead"] == {"sky": "night"} and worst[0]["adherence"] == 0.0
+    assert worst[1]["read_instead"] == {"shape": "square", "size": "large"} and worst[1]["adherence_all"] == 0.0
+    assert r["notes"] == [PROMPTS_NOTE]
+    for k in KEYS + ("adherence_real",):
+        assert k not in r, k
+    json.dumps(r, allow_nan=False)  # no NaN for attributes no prompt names (count, sky of the others …)
+
+
+def test_prompt_set_paints_the_same_whatever_the_batch(text_model, tmp_path):
+    from noisebrush.errors import NoisebrushWarning
+
+    path = tmp_path / "mine.tsv"
+    long = "a " + " ".join(["very"] * 30) + " wee scarlet orb"
+    path.write_text(PROMPT_FILE + f"{long}\tfamily=shapes;colour=red\n", encoding="utf-8")
+    with pytest.warns(NoisebrushWarning) as seen:
+        a = evaluate(text_model, prompts=path, steps=2, batch=3)
+    cut = [str(w.message) for w in seen if "word pieces" in str(w.message)]
+    assert cut == [f"prompts: 1 of 4 have more than the 14 word pieces the model reads and are cut (the first: "
+                   f"{path} line 5)"]
+    with pytest.warns(NoisebrushWarning, match="word pieces"):
+        b = evaluate(text_model, prompts=path, steps=2, batch=4)
+    assert a["n"] == 4 and a["per_prompt"] == 1
+    for k in ("adherence", "adherence_layout", "adherence_all"):
+        assert a[k] == b[k], k
+
+
+def test_prompt_set_options_are_checked_first(text_model, label_model, tmp_path):
+    from noisebrush.errors import BadParameter, UserError
+    from noisebrush.eval.evaluation import MAX_PICTURES
+
+    path = tmp_path / "mine.tsv"
+    path.write_text(PROMPT_FILE, encoding="utf-8")
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("prompt\tattributes\na red ball\tcolour=cherry\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"bad.tsv line 2: colour='cherry'"):
+        evaluate("no-such-model", prompts=bad)  # the file is read before the model is looked for
+    cases = [(dict(model=label_model, prompts=path), "prompts: this model takes class labels, not text"),
+             (dict(model=text_model, prompts=path, n=10), "n: not used with a prompt set"),
+             (dict(model=text_model, prompts=path, data="builtin"), "data: not used with a prompt set"),
+             (dict(model=text_model, per_prompt=2), "per_prompt: only with a prompt set"),
+             (dict(model=text_model, prompts=path, per_prompt=0), "per_prompt: a whole number from 1 to 10000"),
+             (dict(model=text_model, prompts=[("a red ball", "colour=red")] * 11, per_prompt=10_000),
+              f"per_prompt: 10000 × 11 prompts is 110000 pictures; at most {MAX_PICTURES}"),
+             # the plain evaluation's --n had no upper bound (issue 12 bounds every count)
+             (dict(model=text_model, n=MAX_PICTURES + 1), f"n: a whole number from 4 to {MAX_PICTURES}")]
+    for kw, fragment in cases:
+        with pytest.raises(BadParameter) as e:
+            evaluate(kw.pop("model"), steps=2, **kw)
+        assert str(e.value).startswith(fragment), (str(e.value), fragment)
+
+
+def test_cli_eval_prompts(text_model, tmp_path, capsys):
+    from _cli_checks import one_error_line, run_cli
+
+    path = tmp_path / "mine.tsv"
+    path.write_text(PROMPT_FILE, encoding="utf-8")
+    out = tmp_path / "r.json"
+    code, stdout, err = run_cli(capsys, "eval", text_model, "--prompts", path, "--per-prompt", "2", "--steps", "2",
+                                "--json", out)
+    assert code == 0, err
+    doc = json.loads(out.read_text())
+    assert doc["n"] == 6 and doc["prompt_count"] == 3 and "adherence_all" in doc and "fd_art" not in doc
+    flat = " ".join(stdout.split())
+    assert f"on {path} (3 prompts × 2 = 6 pictures" in flat and "--prompts reports adherence only" in flat
+    for argv, message in [
+        (["--prompts", tmp_path / "none.tsv"], f"error: {tmp_path / 'none.tsv'}: no such prompt file (--prompts)"),
+        (["--prompts", path, "--n", "10"], "error: --n: not used with a prompt set"),
+        (["--prompts", path, "--data", "builtin"], "error: --data: not used with a prompt set"),
+        (["--per-prompt", "2"], "error: --per-prompt: only with a prompt set"),
+        (["--prompts", path, "--per-prompt", "0"], "error: --per-prompt: a whole number from 1 to 10000, got 0"),
+    ]:
+        line = one_error_line(*run_cli(capsys, "eval", text_model, "--steps", "2", *argv))
+        assert line.startswith(message), (line, message)

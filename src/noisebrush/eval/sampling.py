@@ -7,13 +7,14 @@ noise a sampler draws still come from one generator per picture (seed ``seed + i
 the one ``noisebrush paint`` makes with the same seed only by float rounding in the network's batched kernels.
 Both go through the same sampling core (:mod:`noisebrush.diffusion.sample`); only ``batched`` and the dtype differ.
 
-    from noisebrush.eval.sampling import sample_batch
+    from noisebrush.eval.sampling import sample_batch, sample_batches
     x = sample_batch(pipe, prompts=["a red sun", "rings"], seeds=[0, 1], steps=20)
+    for first, x in sample_batches(pipe, 1000, prompts=prompts, batch=64): ...   # one batch in memory at a time
 """
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -23,7 +24,7 @@ from noisebrush.diffusion import SampleNoise
 from noisebrush.diffusion.sample import make_denoiser, sample, start
 from noisebrush.errors import BadParameter
 
-__all__ = ["sample_batch", "sample_many", "batch_denoiser"]
+__all__ = ["sample_batch", "sample_batches", "sample_many", "batch_denoiser"]
 
 
 def batch_denoiser(pipe, cond: dict, cfg: float, *, fast: bool = True, guidance=None):
@@ -76,17 +77,25 @@ def sample_batch(pipe, *, prompts: Sequence[str] | None = None, labels: Sequence
     return sample(den, x, sigmas, noise, sampler=sampler, stats=stats).clamp(-1, 1)
 
 
+def sample_batches(pipe, n: int, *, prompts=None, labels=None, seed: int = 0, batch: int = 64, progress=None,
+                   **kw) -> Iterator[tuple[int, torch.Tensor]]:
+    """N pictures, a batch of ``batch`` at a time: yields (index of the batch's first picture, its pictures), so a
+    caller that keeps only what it measures holds one batch in memory. Picture i has seed ``seed + i``."""
+    whole("n", n, 1)
+    whole("batch", batch, 1)
+    for i in range(0, n, batch):
+        j = min(n, i + batch)
+        yield i, sample_batch(pipe, prompts=None if prompts is None else prompts[i:j],
+                              labels=None if labels is None else labels[i:j],
+                              seeds=list(range(seed + i, seed + j)), **kw)
+        if progress is not None:
+            progress(j, n)
+
+
 def sample_many(pipe, n: int, *, prompts=None, labels=None, seed: int = 0, batch: int = 64, progress=None,
                 **kw) -> tuple[torch.Tensor, float]:
     """N pictures in batches of ``batch``; returns (pictures, seconds per picture)."""
-    whole("n", n, 1)
-    out = []
     t0 = time.perf_counter()
-    for i in range(0, n, batch):
-        j = min(n, i + batch)
-        out.append(sample_batch(pipe, prompts=None if prompts is None else prompts[i:j],
-                                labels=None if labels is None else labels[i:j],
-                                seeds=list(range(seed + i, seed + j)), **kw))
-        if progress is not None:
-            progress(j, n)
+    out = [x for _, x in sample_batches(pipe, n, prompts=prompts, labels=labels, seed=seed, batch=batch,
+                                        progress=progress, **kw)]
     return torch.cat(out), (time.perf_counter() - t0) / n
