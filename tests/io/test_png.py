@@ -186,3 +186,10 @@ def test_read_picture_errors_are_one_line(tmp_path):
     with pytest.raises(UserError, match="notes.png: not a readable image") as e:
         read_picture(p)
     assert "\n" not in str(e.value)
+
+
+def test_a1111_parameters_carry_the_negative_prompt():
+    text = a1111_parameters({"prompt": "a red sun", "negative": "blue", "steps": 4, "seed": 1, "width": 8,
+                             "height": 8})
+    assert text.splitlines()[:2] == ["a red sun", "Negative prompt: blue"]
+    assert "Negative prompt" not in a1111_parameters({"prompt": "a red sun", "steps": 4})

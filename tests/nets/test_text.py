@@ -377,3 +377,107 @@ def test_a_cut_prompt_is_said_with_its_token_counts(enc):
                                      "them start and end markers)")
     with pytest.warns(NoisebrushWarning, match=r"^caption: 40 tokens"):
         assert enc.warn_if_cut(long, "caption")
+
+
+# -- prompt weighting: "(word:1.3)" (issue 13) ----------------------------------------------------------------------
+@pytest.mark.parametrize("prompt, plain, spans", [
+    ("a red circle", "a red circle", ()),
+    ("a (red:1.3) circle", "a red circle", ((2, 5, 1.3),)),
+    ("(a red circle:0.8) on blue", "a red circle on blue", ((0, 12, 0.8),)),
+    ("a (red) circle", "a red circle", ((2, 5, 1.1),)),                  # no weight: AUTOMATIC1111's 1.1
+    ("a ( red : 2.5 ) circle", "a  red  circle", ((3, 6, 2.5),)),          # the span is the words, not the spaces
+    ("(red:0) and (blue:3)", "red and blue", ((0, 3, 0.0), (8, 12, 3.0))),
+    (r"a \(red\) circle", "a (red) circle", ()),                           # escaped: literal parentheses
+    (r"(ratio 1\:2:1.5)", "ratio 1:2", ((0, 9, 1.5),)),                    # an escaped colon inside a span
+    ("ratio 1:2", "ratio 1:2", ()),                                         # colons outside parentheses are text
+    (r"back\slash", r"back\slash", ()),
+])
+def test_parse_weights(prompt, plain, spans):
+    got = text.parse_weights(prompt)
+    assert got.text == plain and got.spans == spans
+    assert text.parse_weights(text.escape_weights(prompt)).text == prompt   # escaping reads back as typed
+
+
+@pytest.mark.parametrize("prompt, problem", [
+    ("a (red circle", "never closed"),
+    ("a red) circle", "without its '('"),
+    ("((red:1.2):1.3)", "nested"),
+    ("(red:4)", "from 0 to 3"),
+    ("(red:-1)", "from 0 to 3"),
+    ("(red:abc)", "from 0 to 3"),
+    ("(red:nan)", "from 0 to 3"),
+    ("(:1.2)", "no words"),
+    ("(a:1.1) (b:1.2) (c:1.3) (d:1.4) (e:1.5)", "5 different weights"),
+])
+def test_bad_weight_syntax_is_one_line_naming_the_prompt(prompt, problem):
+    with pytest.raises(BadParameter) as e:
+        text.parse_weights(prompt)
+    msg = str(e.value)
+    assert msg.startswith("prompt ") and problem in msg and "\n" not in msg
+
+
+def test_weight_groups_map_spans_to_word_pieces(enc):
+    """Each distinct weight ≠ 1 covers exactly the word pieces of its spans in the rows ``encode`` returns for the
+    plain text ([CLS] is row 0); a weight of 1 and spans cut off by max_tokens give no group."""
+    w = text.parse_weights("a (red:1.5) circle on (a blue:0.5) background (green:1)")
+    groups = dict(enc.weight_groups(w))
+    assert sorted(groups) == [0.5, 1.5]
+    # [CLS] a red circle on a blue background green [SEP]
+    assert groups[1.5].nonzero().flatten().tolist() == [2]
+    assert groups[0.5].nonzero().flatten().tolist() == [5, 6]
+    assert enc.weight_groups(text.parse_weights("a red circle")) == []
+    # a word made of several pieces is weighted whole
+    pieces = enc.model.tokenizer("a zxqvturquoise disc")["input_ids"]
+    assert len(pieces) > 5  # the made-up word is several pieces
+    g = dict(enc.weight_groups(text.parse_weights("a (zxqvturquoise:2) disc")))
+    assert g[2.0].nonzero().flatten().tolist() == list(range(2, len(pieces) - 2))  # all but [CLS] a … disc [SEP]
+    short = TextEncoder(max_tokens=4)
+    assert short.weight_groups(text.parse_weights("a red circle on (blue:2)")) == []  # "blue" is cut off
+
+
+# ------------------------------------------------------------------------------------------------ caption families
+
+
+def test_encode_uncached_neither_reads_nor_grows_the_memory_cache(enc, monkeypatch):
+    """Training's caption families bring new phrasings every step; encode() would keep every one of them (~24 KB
+    each, ~1M in a 30k-step run). encode_uncached keeps none and gives encode()'s embeddings."""
+    e = fresh()
+    kept = e.encode(["a red circle"])
+    assert len(e) == 1
+    phrasings = ["a little ruby disc on the left", "3 big cobalt blocks on ivory", "a little ruby disc on the left",
+                 "a red circle", ""]
+    spy = CallSpy(e, monkeypatch)
+    tokens, mask = e.encode_uncached(phrasings)
+    assert len(e) == 1  # nothing new kept
+    assert spy.captions == 4  # each distinct phrasing once, the cached "a red circle" too: the cache is not read
+    assert tokens.shape == (5, 16, 384) and mask.shape == (5, 16) and not tokens.requires_grad
+    assert torch.equal(tokens[0], tokens[2]) and torch.equal(tokens[3], e.encode_uncached(phrasings)[0][3])
+    ref_tokens, ref_mask = fresh().encode(phrasings)
+    assert torch.equal(mask, ref_mask)
+    torch.testing.assert_close(tokens, ref_tokens, rtol=0, atol=1e-5)
+    torch.testing.assert_close(tokens[3], kept[0][0], rtol=0, atol=1e-5)
+    # what the cache holds does not matter: a poisoned entry is not read
+    e._memo["a red circle"] = (torch.full((16, 384), 7.0), kept[1][0])
+    assert not torch.equal(e.encode_uncached(["a red circle"])[0][0], e._memo["a red circle"][0])
+    empty_t, empty_m = e.encode_uncached([])
+    assert empty_t.shape == (0, 16, 384) and empty_m.shape == (0, 16)
+    with pytest.raises(BadParameter):
+        e.encode_uncached("a single string")
+
+
+def test_parse_weights_fuzz_reads_or_one_line():
+    """Any text: parsed (and its escaped form reads back literally), or one BadParameter line."""
+    from hypothesis import given, settings, strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(alphabet=st.sampled_from("ab (:)\\.19\n"), max_size=30))
+    def check(prompt):
+        try:
+            got = text.parse_weights(prompt)
+        except BadParameter as e:
+            assert str(e).startswith("prompt ") and "\n" not in str(e)
+        else:
+            assert all(0 <= s < e <= len(got.text) and 0 <= w <= text.MAX_WEIGHT for s, e, w in got.spans)
+        assert text.parse_weights(text.escape_weights(prompt)) == text.WeightedPrompt(prompt)
+
+    check()

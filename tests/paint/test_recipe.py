@@ -309,3 +309,16 @@ def test_load_pipeline_checks_model_and_loras(label_dir, tmp_path):
         recipes.lora_files({"lora": [{"file": str(tmp_path / "gone.safetensors")}]})
     assert recipes.lora_files({"lora": [{"file": str(lora), "weight": 0.5}]}) == [(lora, 0.5)]
     assert recipes.lora_files(rec) is None
+
+
+def test_prompts_of_recipes_before_weighting_are_read_literally():
+    """A recipe written before ``(word:1.3)`` weights painted parentheses literally: replay escapes them; a recipe
+    written since records ``prompt_syntax`` and replays the prompt as typed."""
+    from noisebrush.nets.text import parse_weights
+    from noisebrush.paint.recipe import _options
+
+    old = {"prompt": "a (red) sun \\ moon", "steps": 4, "seed": 1, "cfg": 3.0}
+    read = _options(old)["prompt"]
+    assert parse_weights(read, "prompt") == parse_weights("a \\(red\\) sun \\\\ moon", "prompt")
+    assert _options({**old, "prompt_syntax": "weights"})["prompt"] == "a (red) sun \\ moon"
+    assert _options({**old, "prompt": "a red sun"})["prompt"] == "a red sun"

@@ -8,7 +8,10 @@ into a denoiser, so every sampler uses them unchanged. This is the only place gu
   Generation with Composable Diffusion Models", with weights w·a_i): D = D_u + w·(Σ a_i·D_i − D_u)
   = D_u + w·Σ a_i·(D_i − D_u), computed in the first form. The unconditional prediction comes either
   from explicit unconditional conditions (``uncond``) or from the first condition with the network's ``drop``
-  flag set (how noisebrush's networks learn it: the condition is dropped during training).
+  flag set (how noisebrush's networks learn it: the condition is dropped during training). A negative prompt is
+  such an explicit ``uncond``: D = D_neg + w·(D_c − D_neg) = D_c + (w − 1)·(D_c − D_neg), guidance away from the
+  negative text's prediction instead of the unconditional one (the weights a_i of a weighted prompt may be
+  negative: see :meth:`noisebrush.paint.pipeline.Pipeline.condition_mix`).
 * :func:`cfg` — :func:`guided_call` as a denoiser wrapper for explicit (cond, uncond) pairs.
 * :func:`x0_guidance` — nudge the prediction with any function ``grad_fn(x0_hat, sigma) -> gradient`` of a
   loss on x̂_0 (a palette loss, a preference score…): D' = x̂_0 - scale·weight(σ)·grad. Because the samplers

@@ -83,8 +83,10 @@ class Denoiser:
     the conditions it was made with."""
 
     def __init__(self, den, conds: list[dict], weights: Optional[list[float]], *, cfg: float, batched: bool,
-                 dtype: Optional[torch.dtype], device_type: str, mix: bool, guides: Sequence = ()):
+                 dtype: Optional[torch.dtype], device_type: str, mix: bool, guides: Sequence = (),
+                 negative: Optional[dict] = None):
         self.den, self.conds, self.weights, self.mix = den, conds, weights, mix
+        self.negative = negative or None  # conditions for the unconditional half (a negative prompt), or None
         self.cfg, self.batched, self.dtype, self.device_type = float(cfg), bool(batched), dtype, device_type
         fn = self._guided
         for g in guides:
@@ -94,15 +96,20 @@ class Denoiser:
 
     @property
     def extra_args(self) -> dict:
-        """The conditions, flattened to ``{"<i>.<key>": tensor}`` (i: the condition's place in the mix)."""
-        return {f"{i}.{k}": v for i, c in enumerate(self.conds) for k, v in c.items()}
+        """The conditions, flattened to ``{"<i>.<key>": tensor}`` (i: the condition's place in the mix; ``neg``: the
+        negative condition)."""
+        flat = {f"{i}.{k}": v for i, c in enumerate(self.conds) for k, v in c.items()}
+        return flat | {f"neg.{k}": v for k, v in (self.negative or {}).items()}
 
-    def _unflatten(self, flat: dict) -> list[dict]:
-        conds = [{} for _ in self.conds]
+    def _unflatten(self, flat: dict) -> tuple[list[dict], Optional[dict]]:
+        conds, neg = [{} for _ in self.conds], {}
         for key, v in flat.items():
             i, k = key.split(".", 1)
-            conds[int(i)][k] = v
-        return conds
+            if i == "neg":
+                neg[k] = v
+            else:
+                conds[int(i)][k] = v
+        return conds, neg or None
 
     def __call__(self, x: torch.Tensor, sigma, **extra) -> torch.Tensor:
         return self._fn(x, per_sample_sigma(sigma, x), **(extra or self.extra_args))
@@ -113,22 +120,24 @@ class Denoiser:
         with torch.autocast(self.device_type, dtype=self.dtype):
             return self.den(x, sigma, **kw).float()
 
-    def _one_call(self, x, sigma, conds: list[dict]) -> torch.Tensor:
+    def _one_call(self, x, sigma, conds: list[dict], neg: Optional[dict]) -> torch.Tensor:
         if not conds[0]:
             return self._net(x, sigma)
-        return guided_call(self._net, x, sigma, conds, self.cfg, weights=self.weights, mix=self.mix)
+        return guided_call(self._net, x, sigma, conds, self.cfg, weights=self.weights, mix=self.mix, uncond=neg)
 
     def _guided(self, x, sigma, **flat):
-        conds, n = self._unflatten(flat), x.shape[0]
+        (conds, neg), n = self._unflatten(flat), x.shape[0]
         if self.batched:
-            return self._one_call(x, sigma, [_rows(c, n) for c in conds])
-        return torch.cat([self._one_call(x[i:i + 1], sigma[i:i + 1], [_rows(c, n, i) for c in conds])
+            return self._one_call(x, sigma, [_rows(c, n) for c in conds], None if neg is None else _rows(neg, n))
+        return torch.cat([self._one_call(x[i:i + 1], sigma[i:i + 1], [_rows(c, n, i) for c in conds],
+                                         None if neg is None else _rows(neg, n, i))
                           for i in range(n)])
 
 
 def make_denoiser(den, cond: Optional[dict] = None, *, cfg: float = 1.0, batched: bool = True,
                   dtype: Optional[torch.dtype] = None, device_type: str = "cpu",
-                  mix: Optional[Sequence[tuple[dict, float]]] = None, guides: Sequence = ()) -> Denoiser:
+                  mix: Optional[Sequence[tuple[dict, float]]] = None, guides: Sequence = (),
+                  negative: Optional[dict] = None) -> Denoiser:
     """The denoiser a sampler calls, around a preconditioned ``den(x, sigma, **cond) -> x̂_0``.
 
     ``cond``: condition tensors (``{"labels": …}``, ``{"text": …, "text_mask": …}``), each with one row per picture
@@ -143,7 +152,10 @@ def make_denoiser(den, cond: Optional[dict] = None, *, cfg: float = 1.0, batched
     mixture (morphs between prompts); the unconditional twin (the first condition dropped) is always evaluated with
     them. ``guides``: objects with ``gradient(x0, sigma)``, ``scale`` and ``weight(sigma)``
     (:class:`noisebrush.paint.guides.Guide`) applied in order through
-    :func:`noisebrush.diffusion.guidance.x0_guidance`; those of scale 0 are skipped."""
+    :func:`noisebrush.diffusion.guidance.x0_guidance`; those of scale 0 are skipped. ``negative``: condition tensors
+    with the same keys as ``cond`` (a negative prompt's text and mask) that take the unconditional half's place:
+    D = D_neg + w·(D_c − D_neg), so guidance pushes away from the negative instead of from "no condition"; None or
+    {} keeps the dropped condition. At w = 1 the negative is not evaluated (it has no effect there)."""
     if mix is not None and cond:
         raise BadParameter("cond: give the conditions either as cond or as mix, not both")
     if mix is not None:
@@ -154,8 +166,12 @@ def make_denoiser(den, cond: Optional[dict] = None, *, cfg: float = 1.0, batched
         weights = [float(w) for _, w in mix]
     else:
         conds, weights = [_check_cond(cond, "cond")], None
+    negative = _check_cond(negative, "negative") or None
+    if negative is not None and set(negative) != set(conds[0]):
+        raise BadParameter(f"negative: needs the same condition keys as the prompt's ({sorted(conds[0])}), got "
+                           f"{sorted(negative)}")
     return Denoiser(den, conds, weights, cfg=cfg, batched=batched, dtype=dtype, device_type=device_type,
-                    mix=mix is not None, guides=tuple(guides or ()))
+                    mix=mix is not None, guides=tuple(guides or ()), negative=negative)
 
 
 def start(noise, shape: Sequence[int], sigmas, *, device=None) -> torch.Tensor:

@@ -37,7 +37,10 @@ def a1111_parameters(recipe: dict) -> str:
               ("Model hash", recipe.get("model_hash")), ("Model", _short(recipe.get("model"))),
               ("Version", f"noisebrush {recipe.get('noisebrush')}")]
     line = ", ".join(f"{k}: {v}" for k, v in fields if v is not None)
-    return f"{recipe.get('prompt', '')}\n{line}"
+    head = str(recipe.get("prompt", ""))
+    if recipe.get("negative"):
+        head += f"\nNegative prompt: {recipe['negative']}"
+    return f"{head}\n{line}"
 
 
 def save_png(image: Image.Image, path, recipe: dict) -> Path:

@@ -21,6 +21,10 @@ Usage::
 
     sentence = enc.pooled(["a red circle"])       # (1, 384), unit length: the usual sentence embedding
 
+    # captions seen about once (training's caption families): encoded without touching the in-memory cache,
+    # which therefore stays the size of the data set's own captions
+    tokens, mask = enc.encode_uncached(["a little ruby disc on the left"])
+
 What the tensors are: ``tokens[i, j]`` is the transformer's last hidden state for the j-th word piece of caption i,
 [CLS] and [SEP] included, after truncating to ``max_tokens`` word pieces (the last one kept is always [SEP];
 ``cut_message`` / ``warn_if_cut`` give the one warning line for a prompt that loses words that way). Padded
@@ -37,13 +41,21 @@ tensor rather than in the header metadata because safetensors caps the header at
 JSON so that one ``os.replace`` publishes the whole cache atomically. The header metadata records ``format``,
 ``encoder``, ``max_tokens`` and ``dim``; a cache written by another encoder or with another ``max_tokens`` is simply
 re-encoded and overwritten. No pickle anywhere.
+
+Prompt weights (``"a (red:1.3) circle"``, AUTOMATIC1111's syntax, one level): :func:`parse_weights` gives the text
+the encoder reads (``"a red circle"``) and the weighted character spans; :meth:`TextEncoder.weight_groups` maps them
+to the word pieces of that text's rows. The encoder itself never sees the weights: the network normalises every
+token embedding to unit length, so scaling embeddings would be a no-op; the Pipeline applies the weights to the
+denoiser instead (:meth:`noisebrush.paint.pipeline.Pipeline.condition_mix`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,6 +83,9 @@ __all__ = [
     "TextEncoder",
     "load_cache",
     "save_cache",
+    "WeightedPrompt",
+    "parse_weights",
+    "escape_weights",
 ]
 
 log = logging.getLogger(__name__)
@@ -220,8 +235,9 @@ class TextEncoder:
         ).last_hidden_state
         return hidden.float().cpu()
 
-    def _encode_new(self, captions: list[str], batch_size: int, progress: bool) -> None:
-        """Encode ``captions`` (unique, not yet cached) into the in-memory cache.
+    def _encode_new(self, captions: list[str], batch_size: int, progress: bool,
+                    into: dict[str, tuple[Tensor, Tensor]] | None = None) -> None:
+        """Encode ``captions`` (unique, not yet cached) into the in-memory cache (or into the dict ``into``).
 
         Captions are grouped by their number of word pieces and each group runs without any padding, so a caption's
         embedding depends only on its own words (not on its batch mates) and no time is spent on pad positions.
@@ -246,7 +262,7 @@ class TextEncoder:
                 tokens[:n] = hidden[row]
                 mask = torch.zeros(L, dtype=torch.bool)
                 mask[:n] = True
-                self._memo[captions[i]] = (tokens, mask)
+                (self._memo if into is None else into)[captions[i]] = (tokens, mask)
 
     # -- public API ---------------------------------------------------------------------------------------------------
 
@@ -268,6 +284,20 @@ class TextEncoder:
         tokens = torch.stack([self._memo[c][0] for c in captions])
         mask = torch.stack([self._memo[c][1] for c in captions])
         return tokens, mask
+
+    def encode_uncached(self, captions: Sequence[str], *, batch_size: int = BATCH_SIZE) -> tuple[Tensor, Tensor]:
+        """Like :meth:`encode`, but the in-memory cache is neither read nor grown: for captions seen about once, such
+        as training's caption families (a new phrasing per sample and step; memoizing them would keep ~24 KB per
+        caption for the whole run). Every caption goes through the model, so the result depends on the captions
+        given only — not on what this encoder saw before (the same groups of equal length, the same numbers)."""
+        captions = _check_captions(captions)
+        checks.whole("batch_size", batch_size, 1)
+        L = self.max_tokens
+        if not captions:
+            return torch.zeros(0, L, self.dim), torch.zeros(0, L, dtype=torch.bool)
+        fresh: dict[str, tuple[Tensor, Tensor]] = {}
+        self._encode_new(list(dict.fromkeys(captions)), batch_size, False, into=fresh)
+        return torch.stack([fresh[c][0] for c in captions]), torch.stack([fresh[c][1] for c in captions])
 
     def __call__(self, captions: Sequence[str]) -> tuple[Tensor, Tensor]:
         return self.encode(captions)
@@ -295,6 +325,25 @@ class TextEncoder:
         if msg:
             warn(msg)
         return msg is not None
+
+    def weight_groups(self, prompt: WeightedPrompt) -> list[tuple[float, Tensor]]:
+        """The word pieces each weight of ``prompt`` (:func:`parse_weights`) covers: one (weight, positions) pair per
+        distinct weight ≠ 1, ``positions`` an L-long bool tensor over the rows :meth:`encode` returns for
+        ``prompt.text`` (a piece belongs to a span when their characters overlap; [CLS]/[SEP] never do). Weights
+        whose words were all cut off by ``max_tokens`` are left out."""
+        groups: dict[float, Tensor] = {}
+        if not prompt.weighted:
+            return []
+        offsets = self.model.tokenizer(prompt.text, truncation=True, max_length=self.max_tokens, padding=False,
+                                       return_offsets_mapping=True)["offset_mapping"]
+        for start, end, weight in prompt.spans:
+            if weight == 1.0:
+                continue
+            pos = groups.setdefault(weight, torch.zeros(self.max_tokens, dtype=torch.bool))
+            for j, (a, b) in enumerate(offsets):
+                if b > a and a < end and b > start:
+                    pos[j] = True
+        return [(w, pos) for w, pos in groups.items() if bool(pos.any())]
 
     @torch.no_grad()
     def pooled(self, captions: Sequence[str], *, batch_size: int = BATCH_SIZE) -> Tensor:
@@ -371,6 +420,112 @@ class TextEncoder:
         pos = {c: i for i, c in enumerate(unique)}
         index = torch.tensor([pos[c] for c in captions], dtype=torch.long)
         return u_tokens[index], u_mask[index]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Prompt weighting: "(word:1.3)"
+# --------------------------------------------------------------------------------------------------------------------
+
+MAX_WEIGHT = 3.0
+"""The largest weight a prompt may give a span: ``(word:3)``."""
+MAX_WEIGHTS = 4
+"""At most this many different weights ≠ 1 in one prompt: each costs one more network evaluation per step."""
+PLAIN_WEIGHT = 1.1
+"""The weight of ``(word)`` written without one, as in AUTOMATIC1111."""
+_SYNTAX = "()\\"
+_WEIGHT = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*")
+
+
+@dataclass(frozen=True)
+class WeightedPrompt:
+    """A prompt read by :func:`parse_weights`: ``text`` is what the encoder reads (the prompt without the weight
+    syntax), ``spans`` the (start, end, weight) character ranges of ``text`` that carry a weight."""
+
+    text: str
+    spans: tuple[tuple[int, int, float], ...] = ()
+
+    @property
+    def weighted(self) -> bool:
+        """Whether any span has a weight other than 1."""
+        return any(w != 1.0 for _, _, w in self.spans)
+
+
+def _prompt_error(name: str, prompt: str, problem: str) -> BadParameter:
+    shown = prompt if len(prompt) <= 60 else prompt[:59] + "…"
+    return BadParameter(f"{name} {shown!r}: {problem}")
+
+
+def parse_weights(prompt: str, name: str = "prompt") -> WeightedPrompt:
+    """Read AUTOMATIC1111-style weights: ``(word:1.3)``, ``(several words:0.8)``, ``(word)`` = 1.1.
+
+    One level only (no nesting); a weight is a number from 0 to :data:`MAX_WEIGHT`; ``\\(``, ``\\)``, ``\\:`` and
+    ``\\\\`` are a literal parenthesis, colon and backslash (a backslash before anything else is kept as it is). Colons
+    outside parentheses are plain text. Unbalanced or nested parentheses, an empty span, a weight that is not a
+    number in range and more than :data:`MAX_WEIGHTS` different weights ≠ 1 are one :class:`BadParameter` line
+    naming ``name`` and the prompt. A prompt without ``(``, ``)`` or ``\\`` comes back unchanged, with no spans."""
+    checks.text(name, prompt)
+    if not any(c in prompt for c in _SYNTAX):
+        return WeightedPrompt(prompt)
+    out: list[str] = []
+    spans: list[tuple[int, int, float]] = []
+    group: list[tuple[str, bool]] | None = None  # the open group's characters, each with "was escaped"
+    i = 0
+    while i < len(prompt):
+        c = prompt[i]
+        if c == "\\" and i + 1 < len(prompt) and prompt[i + 1] in "():\\":
+            (out.append(prompt[i + 1]) if group is None else group.append((prompt[i + 1], True)))
+            i += 2
+            continue
+        if c == "(":
+            if group is not None:
+                raise _prompt_error(name, prompt, "nested parentheses (weights take one level, e.g. (red circle:1.3); "
+                                                  "write \\( for a literal one)")
+            group = []
+        elif c == ")":
+            if group is None:
+                raise _prompt_error(name, prompt, "a ')' without its '(' (write \\) for a literal one)")
+            spans.append(_close_group(name, prompt, group, out))
+            group = None
+        elif group is None:
+            out.append(c)
+        else:
+            group.append((c, False))
+        i += 1
+    if group is not None:
+        raise _prompt_error(name, prompt, "a '(' that is never closed (write \\( for a literal one)")
+    distinct = {w for _, _, w in spans if w != 1.0}
+    if len(distinct) > MAX_WEIGHTS:
+        raise _prompt_error(name, prompt, f"{len(distinct)} different weights (at most {MAX_WEIGHTS}: each costs one "
+                                          f"more network evaluation per step)")
+    return WeightedPrompt("".join(out), tuple(spans))
+
+
+def _close_group(name: str, prompt: str, group: list[tuple[str, bool]], out: list[str]) -> tuple[int, int, float]:
+    """The span of a closed group (appending its text to ``out``): text before the last unescaped colon, weight
+    after it (or :data:`PLAIN_WEIGHT` without a colon)."""
+    colons = [j for j, (ch, escaped) in enumerate(group) if ch == ":" and not escaped]
+    weight = PLAIN_WEIGHT
+    if colons:
+        raw = "".join(ch for ch, _ in group[colons[-1] + 1:])
+        group = group[:colons[-1]]
+        text = "".join(ch for ch, _ in group)
+        m = _WEIGHT.fullmatch(raw)
+        weight = float(m.group(1)) if m else math.nan
+        if not 0.0 <= weight <= MAX_WEIGHT:
+            raise _prompt_error(name, prompt, f"the weight {raw.strip()!r} of {text.strip()!r} is not a number from 0 "
+                                              f"to {MAX_WEIGHT:g}")
+    text = "".join(ch for ch, _ in group)
+    if not text.strip():
+        raise _prompt_error(name, prompt, "parentheses with no words to weight")
+    start = len("".join(out))
+    out.append(text)
+    lead = len(text) - len(text.lstrip())
+    return start + lead, start + len(text.rstrip()), weight
+
+
+def escape_weights(text: str) -> str:
+    """``text`` written so that :func:`parse_weights` reads it literally (``(`` → ``\\(``, …)."""
+    return "".join("\\" + c if c in "():\\" else c for c in text)
 
 
 # --------------------------------------------------------------------------------------------------------------------

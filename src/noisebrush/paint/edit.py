@@ -55,6 +55,7 @@ from noisebrush.diffusion.samplers.repaint import repaint, repaint_moves
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.io.hashing import file_sha256
 from noisebrush.io.images import to_pil
+from noisebrush.nets.text import parse_weights
 from noisebrush.paint.options import check_memory, check_size
 
 __all__ = ["load_image", "load_mask", "working_size", "vary", "inpaint", "outpaint", "morph", "slerp",
@@ -169,12 +170,13 @@ def load_mask(mask, hw: tuple[int, int], *, name: str = "mask", source_hw: tuple
 
 # -- shared pieces --------------------------------------------------------------------------------------------------
 def _options(pipe, steps, sampler, cfg: float, seed: int, n: int, prompt: str, label, hw, *, size=None,
-             name: str | None = None, given=None):
+             name: str | None = None, given=None, negative=None):
     """Validated options (steps and sampler default to the model's) with both sides checked against the network's
     size step, the memory check, and a warning for a size larger than the model was trained at (not for an
     outpainting canvas). ``name``/``given``: what the messages call the size (default: ``size`` when the caller gave
     one, else the picture's size)."""
-    o = pipe.check(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, label=label, memory=False)
+    o = pipe.check(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, label=label, memory=False,
+                   negative=negative)
     step = pipe.modality.step
     if hw[0] % step or hw[1] % step:
         raise BadParameter(f"size: {hw[1]}×{hw[0]} — both sides must be multiples of {step}")
@@ -186,9 +188,11 @@ def _options(pipe, steps, sampler, cfg: float, seed: int, n: int, prompt: str, l
     return o
 
 
-def _recipes(pipe, prompt, seeds, *, steps, sampler, cfg, hw, sigma_min, sigma_max, label, guidance, extra):
+def _recipes(pipe, prompt, seeds, *, steps, sampler, cfg, hw, sigma_min, sigma_max, label, guidance, extra,
+             negative=None):
     return [{**pipe.recipe(prompt, seed=s, steps=steps, sampler=sampler, cfg=cfg, size=hw, sigma_min=sigma_min,
-                           sigma_max=sigma_max, label=label, guidance=guidance), **extra} for s in seeds]
+                           sigma_max=sigma_max, label=label, guidance=guidance, negative=negative), **extra}
+            for s in seeds]
 
 
 def strength_start(steps: int, strength: float) -> int:
@@ -200,13 +204,13 @@ def strength_start(steps: int, strength: float) -> int:
 @torch.no_grad()
 def vary(pipe, image, prompt: str = "", *, strength: float = 0.6, steps: int | None = None, seed: int = 0,
          n: int = 4, sampler: str | None = None, cfg: float = 3.0, size: int | None = None, label=None, guidance=None,
-         callback=None) -> tuple[torch.Tensor, list[dict]]:
+         callback=None, negative: str | None = None) -> tuple[torch.Tensor, list[dict]]:
     """``n`` variations of ``image`` (SDEdit). Picture i uses seed ``seed + i``; returns (N×3×H×W, recipes).
-    ``steps`` and ``sampler`` default to the model folder's."""
+    ``steps`` and ``sampler`` default to the model folder's; ``negative``: a negative prompt (as ``generate``)."""
     strength = number("strength", strength, 0.0, 1.0)
     x0, note = load_image(pipe, image, size=size)
     hw = tuple(x0.shape[-2:])
-    o = _options(pipe, steps, sampler, cfg, seed, n, prompt, label, hw, size=size)
+    o = _options(pipe, steps, sampler, cfg, seed, n, prompt, label, hw, size=size, negative=negative)
     steps, seed, n, cfg, sampler, sigmas, lo, hi = o.steps, o.seed, o.n, o.cfg, o.sampler, o.sigmas(), o.sigma_min, \
         o.sigma_max
     guidance = pipe.check_guidance(guidance)
@@ -214,14 +218,14 @@ def vary(pipe, image, prompt: str = "", *, strength: float = 0.6, steps: int | N
     k = strength_start(steps, strength)
     extra = {"mode": "vary", "strength": strength, **note}
     recipes = _recipes(pipe, prompt, seeds, steps=steps, sampler=sampler, cfg=cfg, hw=hw, sigma_min=lo, sigma_max=hi,
-                       label=label, guidance=guidance, extra=extra)
+                       label=label, guidance=guidance, extra=extra, negative=negative)
     if k >= steps:  # strength 0: the picture itself
         return x0.expand(n, -1, -1, -1).clone(), recipes
     noise = SampleNoise.from_seeds(seeds)
     eps = noise.randn(x0.shape[1:])
     sigma = float(sigmas[k])
     x = eps * sigma if k == 0 else x0 + eps * sigma  # strength 1 ignores the picture
-    den = pipe.denoiser(prompt, label=label, cfg=cfg, guidance=guidance)
+    den = pipe.denoiser(prompt, label=label, cfg=cfg, guidance=guidance, negative=negative)
     out = sample(den, x, sigmas[k:], noise, sampler=sampler, callback=callback or None, step_offset=k, steps=steps)
     return out.clamp(-1, 1), recipes
 
@@ -244,9 +248,9 @@ def _check_jumps(steps: int, jump_length, jumps) -> tuple[int, int]:
 @torch.no_grad()
 def inpaint(pipe, image, mask, prompt: str = "", *, steps: int | None = None, jump_length: int | None = None,
             jumps: int = 3, seed: int = 0, n: int = 4, cfg: float = 3.0, size: int | None = None, label=None,
-            guidance=None, callback=None) -> tuple[torch.Tensor, list[dict]]:
+            guidance=None, callback=None, negative: str | None = None) -> tuple[torch.Tensor, list[dict]]:
     """Repaint where ``mask`` is white (RePaint). The other pixels come out exactly as they went in. An all-black
-    mask (nothing to repaint) is refused."""
+    mask (nothing to repaint) is refused. ``negative``: a negative prompt (as ``generate``)."""
     x0, note = load_image(pipe, image, size=size)
     hw = tuple(x0.shape[-2:])
     src_hw = tuple(note["resized_from"]) if "resized_from" in note else hw
@@ -256,7 +260,7 @@ def inpaint(pipe, image, mask, prompt: str = "", *, steps: int | None = None, ju
         raise BadParameter(f"mask{which}: nothing to repaint: the mask is all black; white = repaint")
     return _inpaint(pipe, x0, hole, prompt, steps=steps, jump_length=jump_length, jumps=jumps, seed=seed, n=n,
                     cfg=cfg, label=label, guidance=guidance, callback=callback,
-                    note={"mode": "inpaint", **note, **_mask_note(mask)}, size=size)
+                    note={"mode": "inpaint", **note, **_mask_note(mask)}, size=size, negative=negative)
 
 
 def _mask_note(mask) -> dict:
@@ -267,17 +271,18 @@ def _mask_note(mask) -> dict:
 
 
 def _inpaint(pipe, x0, hole, prompt, *, steps, jump_length, jumps, seed, n, cfg, label, guidance, callback, note,
-             size=None, name=None, given=None):
+             size=None, name=None, given=None, negative=None):
     hw = tuple(x0.shape[-2:])
-    o = _options(pipe, steps, "ddpm", cfg, seed, n, prompt, label, hw, size=size, name=name, given=given)
+    o = _options(pipe, steps, "ddpm", cfg, seed, n, prompt, label, hw, size=size, name=name, given=given,
+                 negative=negative)
     steps, seed, n, cfg, sigmas, lo, hi = o.steps, o.seed, o.n, o.cfg, o.sigmas(), o.sigma_min, o.sigma_max
     jump_length, jumps = _check_jumps(steps, jump_length, jumps)
     guidance = pipe.check_guidance(guidance)
     seeds = [seed + i for i in range(n)]
     extra = {**note, "jump_length": jump_length, "jumps": jumps}
     recipes = _recipes(pipe, prompt, seeds, steps=steps, sampler="repaint", cfg=cfg, hw=hw, sigma_min=lo,
-                       sigma_max=hi, label=label, guidance=guidance, extra=extra)
-    den = pipe.denoiser(prompt, label=label, cfg=cfg, guidance=guidance)
+                       sigma_max=hi, label=label, guidance=guidance, extra=extra, negative=negative)
+    den = pipe.denoiser(prompt, label=label, cfg=cfg, guidance=guidance, negative=negative)
     noise = SampleNoise.from_seeds(seeds)
     out = sample(den, start(noise, x0.shape[1:], sigmas), sigmas, noise, sampler=repaint, callback=callback,
                  steps=repaint_moves(steps, jump_length, jumps), known=x0.expand(n, -1, -1, -1),
@@ -313,9 +318,9 @@ def parse_extend(text, hw: tuple[int, int] | None = None) -> tuple[int, int, int
 @torch.no_grad()
 def outpaint(pipe, image, extend, prompt: str = "", *, steps: int | None = None, jump_length: int | None = None,
              jumps: int = 3, seed: int = 0, n: int = 4, cfg: float = 3.0, size: int | None = None, label=None,
-             guidance=None, callback=None) -> tuple[torch.Tensor, list[dict]]:
+             guidance=None, callback=None, negative: str | None = None) -> tuple[torch.Tensor, list[dict]]:
     """Paint ``extend`` = (left, top, right, bottom) pixels beyond the picture's edges; the picture itself is kept
-    exactly. Each side adds at most :data:`MAX_EXTEND` × the picture's side; the new canvas's sides must be
+    exactly (``negative``: a negative prompt, as ``generate``). Each side adds at most :data:`MAX_EXTEND` × the picture's side; the new canvas's sides must be
     multiples of the network's size step and at most the modality's largest size."""
     parse_extend(extend)
     x0, note = load_image(pipe, image, size=size)
@@ -337,7 +342,7 @@ def outpaint(pipe, image, extend, prompt: str = "", *, steps: int | None = None,
     return _inpaint(pipe, canvas, hole, prompt, steps=steps, jump_length=jump_length, jumps=jumps, seed=seed, n=n,
                     cfg=cfg, label=label, guidance=guidance, callback=callback,
                     note={"mode": "outpaint", "extend": [left, top, right, bottom], **note}, name="extend",
-                    given=shown)
+                    given=shown, negative=negative)
 
 
 # -- morphs ---------------------------------------------------------------------------------------------------------
@@ -358,9 +363,12 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 def morph(pipe, prompt: str = "", *, to_prompt: str | None = None, seed: int = 0, to_seed: int | None = None,
           frames: int = 16, steps: int | None = None, sampler: str | None = None, cfg: float = 3.0,
           size: int | None = None,
-          label=None, to_label=None, guidance=None, callback=None) -> tuple[torch.Tensor, dict]:
+          label=None, to_label=None, guidance=None, callback=None, negative: str | None = None) \
+        -> tuple[torch.Tensor, dict]:
     """Frames F×C×H×W from (prompt, seed) to (to_prompt, to_seed); returns (frames, recipe). Frame 0 is the picture
-    ``generate`` paints from prompt/seed; the last frame the one from to_prompt/to_seed."""
+    ``generate`` paints from prompt/seed; the last frame the one from to_prompt/to_seed. Weighted prompts mix as
+    their (condition, weight) lists (:meth:`noisebrush.paint.pipeline.Pipeline.condition_mix`); ``negative`` (one
+    negative prompt for every frame) takes the unconditional twin's place."""
     frames = limited("frames", frames, "frames")
     to_prompt = prompt if to_prompt is None else to_prompt
     to_seed = seed if to_seed is None else to_seed
@@ -372,29 +380,32 @@ def morph(pipe, prompt: str = "", *, to_prompt: str | None = None, seed: int = 0
     conditional = pipe.condition in ("text", "label")
     size = check_size(pipe, size, n=1, batch=3 if conditional else 1, keep=2 * frames)
     o = pipe.check(prompt, steps=steps, seed=seed, n=1, sampler=sampler, cfg=cfg, size=size, label=label,
-                   memory=False)
+                   memory=False, negative=negative)
     steps, seed, cfg, size, lo, hi, sampler = o.steps, o.seed, o.cfg, o.size, o.sigma_min, o.sigma_max, o.sampler
     if get_sampler(sampler).stochastic:
         raise BadParameter(f"sampler: {sampler} draws fresh noise at every step, so neighbouring frames would not "
                            f"match; use a deterministic one (euler, heun, ddim, dpmpp_2m, dpmpp_3m)")
+    if pipe.condition == "text":
+        parse_weights(to_prompt, "to_prompt")  # its weights' errors name it
     pipe.check(to_prompt, seed=whole("to_seed", to_seed, 0), label=to_label)
     guidance = pipe.check_guidance(guidance)
     sigmas = o.sigmas()
     shape = pipe.modality.shape(size)
     ea = SampleNoise.from_seeds([seed]).randn(shape)
     eb = SampleNoise.from_seeds([to_seed]).randn(shape)
-    ca, cb = pipe.conditions(prompt, label), pipe.conditions(to_prompt, to_label)
+    ca, cb = pipe.condition_mix(prompt, label), pipe.condition_mix(to_prompt, to_label)
+    neg = pipe.negative_conditions(negative, cfg)
     out = []
     for f in range(frames):
         t = f / (frames - 1)
         eps = ea if t == 0 else eb if t == 1 else slerp(ea, eb, t)
         # the ends are exactly the plain paintings of A and B; in between, the guided mixture (module docstring)
-        mix = [(ca, 1.0)] if t == 0 else [(cb, 1.0)] if t == 1 else [(ca, 1 - t), (cb, t)]
-        den = make_denoiser(pipe.den, mix=mix, cfg=cfg, batched=False, guides=guidance)
+        mix = ca if t == 0 else cb if t == 1 else [(c, (1 - t) * w) for c, w in ca] + [(c, t * w) for c, w in cb]
+        den = make_denoiser(pipe.den, mix=mix, cfg=cfg, batched=False, guides=guidance, negative=neg)
         noise = SampleNoise.from_seeds([seed if t < 0.5 else to_seed])  # unused by deterministic samplers
         out.append(sample(den, eps * float(sigmas[0]), sigmas, noise, sampler=sampler, callback=callback or None,
                           step_offset=f * steps, steps=frames * steps).clamp(-1, 1))
     recipe = {**pipe.recipe(prompt, seed=seed, steps=steps, sampler=sampler, cfg=cfg, size=size, sigma_min=lo,
-                            sigma_max=hi, label=label, guidance=guidance),
+                            sigma_max=hi, label=label, guidance=guidance, negative=negative),
               "mode": "morph", "to_prompt": to_prompt, "to_seed": to_seed, "to_label": to_label, "frames": frames}
     return torch.cat(out), recipe

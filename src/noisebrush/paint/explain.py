@@ -374,15 +374,17 @@ def explanation_folder(out_dir, *, force: bool = False) -> Path:
 def explain(pipe, prompt: str = "", *, seed: int = 0, steps: int | None = None, sampler: str | None = None,
             cfg: float = 3.0,
             at=None, out_dir, fps: float = 8.0, size: int | None = None, label=None,
-            callback=None, force: bool = False) -> dict[str, Path]:
+            callback=None, force: bool = False, negative: str | None = None) -> dict[str, Path]:
     """Paint one picture with ``pipe`` and write the files that show how it came about (see the module docstring).
 
     ``at``: the steps the strip shows (text like "0,5,19" or a list of whole numbers in 0…steps-1; default about
     six evenly spaced). ``fps``: frames per second of ``process.gif``. ``callback(StepInfo)`` sees every step (for
     a progress bar). An ``out_dir`` that holds an earlier explanation is left alone (a free ``out_dir-2`` … is used)
-    unless ``force``. Returns {"strip", "gif", "schedule", ["correctors"], "picture", "json"} → paths.
+    unless ``force``. ``negative``: a negative prompt (as ``Pipeline.generate``). Returns {"strip", "gif",
+    "schedule", ["correctors"], "picture", "json"} → paths.
     """
-    opts = pipe.check(prompt, steps=steps, seed=seed, n=1, sampler=sampler, cfg=cfg, size=size, label=label)
+    opts = pipe.check(prompt, steps=steps, seed=seed, n=1, sampler=sampler, cfg=cfg, size=size, label=label,
+                      negative=negative)
     steps, seed, cfg, size, sampler = opts.steps, opts.seed, opts.cfg, opts.size, opts.sampler
     at = parse_at(at, steps)
     fps = check_fps(fps)
@@ -398,7 +400,7 @@ def explain(pipe, prompt: str = "", *, seed: int = 0, steps: int | None = None, 
 
     stats: dict = {}
     images, recipes = pipe.generate(prompt, steps=steps, seed=seed, n=1, sampler=sampler, cfg=cfg, size=size,
-                                    label=label, callback=record, stats=stats)
+                                    label=label, callback=record, stats=stats, negative=negative)
     if not frames:  # pragma: no cover - every sampler calls back at least once
         raise RuntimeError(f"{sampler}: the sampler reported no steps")
     planned = [float(s) for s in opts.sigmas()[:-1]]
@@ -412,7 +414,8 @@ def explain(pipe, prompt: str = "", *, seed: int = 0, steps: int | None = None, 
         columns = [(i, i, frames[i]["sigma"], frames[i]["x"], frames[i]["x0"]) for i in at]
 
     what = repr(prompt) if prompt else repr(str(label))
-    title = f"{what}  ·  {sampler}, {steps} steps, cfg {cfg:g}, seed {seed}"
+    title = f"{what}  ·  {sampler}, {steps} steps, cfg {cfg:g}, seed {seed}" + (f"  ·  not {negative!r}" if negative
+                                                                                 else "")
     zoom = max(1, math.ceil(96 / max(images.shape[-2:])))
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}

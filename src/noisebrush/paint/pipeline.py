@@ -20,6 +20,12 @@ again (it goes into every PNG the CLI writes; :func:`noisebrush.paint.recipe.rep
 (:mod:`noisebrush.paint.options`) is the σ schedule, sampler and step count the model folder records, used whenever
 a caller leaves them ``None``; ``pipe.check(...)`` validates options into a frozen ``PaintOptions``.
 
+**Negative prompts and weights** (text models). ``negative="murky, dark"`` guides away from that text's prediction
+instead of the unconditional one (:meth:`Pipeline.negative_conditions`); ``"a (red:1.4) circle"`` scales the effect of
+"red" on the picture by 1.4 (:meth:`Pipeline.condition_mix`; ``(word)`` is 1.1, weights 0–3, one level, ``\\(``
+for a literal parenthesis). Recipes record the prompt as typed and ``negative`` when there is one; a prompt without
+weights and no negative paint exactly as before.
+
 **Ignored input is said aloud** (:func:`noisebrush.errors.warn`, one line): a prompt or guidance scale given to an
 unconditional model (its recipe records cfg 1, what was used), a prompt longer than the text encoder reads
 (:meth:`noisebrush.nets.text.TextEncoder.cut_message`), and a variation, inpainting or outpainting of a text model
@@ -34,7 +40,7 @@ from pathlib import Path
 
 import torch
 
-from noisebrush import __version__
+from noisebrush import __version__, checks
 from noisebrush.devices import pick_device, use_all_cores
 from noisebrush.diffusion import EDMPrecond, SampleNoise
 from noisebrush.diffusion.sample import StepInfo, make_denoiser, sample, start
@@ -43,7 +49,7 @@ from noisebrush.io import model_folder
 from noisebrush.io.png import RECIPE_KEY, read_recipe
 from noisebrush.nets import registry
 from noisebrush.nets.lora import apply_loras, parse_lora_spec
-from noisebrush.nets.text import TextEncoder
+from noisebrush.nets.text import TextEncoder, parse_weights
 from noisebrush.paint import edit
 from noisebrush.paint.guides import Guide, guidance_recipes
 from noisebrush.paint.modality import modality_for
@@ -81,6 +87,16 @@ def _recipe_of(image) -> dict | None:
             return None
         return rec if isinstance(rec, dict) else None
     return None
+
+
+def _negative_text(negative: str) -> str:
+    """A negative prompt as the encoder reads it (escapes resolved); weights are refused in one line: a negative
+    is one condition of guidance, with no mixture of its own."""
+    weighted = parse_weights(negative, "negative")
+    if weighted.spans:
+        raise BadParameter(f"negative: weights such as (word:1.3) work in the prompt only, got {_quoted(negative)} "
+                           f"(write \\( and \\) for literal parentheses)")
+    return weighted.text
 
 
 class _OnDevice(torch.nn.Module):
@@ -146,23 +162,71 @@ class Pipeline:
     # -- conditioning ---------------------------------------------------------------------------------------------
     def conditions(self, prompt: str = "", label=None) -> dict:
         """The network's condition tensors for one picture (one row): text tokens and mask, a class label, or {}
-        for an unconditional model."""
+        for an unconditional model. A text prompt is read without its weights (``(word:1.3)`` encodes as ``word``;
+        :meth:`condition_mix` applies them)."""
         if self.condition == "text":
-            self._warn_once(self.text_encoder.cut_message(prompt))  # a prompt longer than the model reads
-            tok, mask = self.text_encoder.encode([prompt])
-            return {"text": tok, "text_mask": mask}
+            return self._text_condition(parse_weights(prompt).text, "prompt")
         if self.condition == "label":
             return {"labels": torch.tensor([self._label_index(prompt, label)])}
         return {}
 
+    def _text_condition(self, text: str, name: str) -> dict:
+        self._warn_once(self.text_encoder.cut_message(text, name))  # a prompt longer than the model reads
+        tok, mask = self.text_encoder.encode([text])
+        return {"text": tok, "text_mask": mask}
+
+    def condition_mix(self, prompt: str = "", label=None) -> list[tuple[dict, float]]:
+        """The conditions of ``prompt`` as (condition, weight) pairs whose weighted denoisers add up to the weighted
+        prompt's: ``[(conditions, 1.0)]`` for a prompt without weights (and every label or unconditional model).
+
+        Prompt weighting (``(red:1.3)``, :func:`noisebrush.nets.text.parse_weights`): the prompt without the weight
+        syntax is encoded once; for each distinct weight w ≠ 1, S is the set of word pieces its spans cover, and the
+        condition "prompt without S" is the same tokens with S's mask bits off (S's words are neither attended to
+        by cross-attention nor part of the pooled text embedding). The conditional prediction becomes
+        D(p) + Σ_S (w − 1)·(D(p) − D(p∖S)): the effect of S's words on the picture times w (w = 0 removes them,
+        w = 2 doubles their effect). That is the list [(p, 1 + Σ(w − 1)), (p∖S, 1 − w) …], weights summing to 1,
+        which guidance mixes (:func:`noisebrush.diffusion.guidance.guided_call`) — one more network evaluation per
+        distinct weight and step. Scaling the weighted tokens' embeddings, as AUTOMATIC1111 does, would change
+        nothing here: the network normalises every token embedding to unit length before using it."""
+        if self.condition != "text":
+            return [(self.conditions(prompt, label), 1.0)]
+        weighted = parse_weights(prompt)
+        cond = self._text_condition(weighted.text, "prompt")
+        groups = self.text_encoder.weight_groups(weighted)
+        if not groups:
+            return [(cond, 1.0)]
+        pairs = [(cond, 1.0 + sum(w - 1.0 for w, _ in groups))]
+        for w, pieces in groups:
+            pairs.append(({"text": cond["text"], "text_mask": cond["text_mask"] & ~pieces[None]}, 1.0 - w))
+        return pairs
+
+    def negative_conditions(self, negative: str | None, cfg: float) -> dict | None:
+        """The conditions of a negative prompt, which take the unconditional half's place in classifier-free
+        guidance (:func:`noisebrush.diffusion.sample.make_denoiser`), or None: no negative (``""``), a model that
+        takes no text, or ``cfg`` 1 (no guidance; both said in one warning line)."""
+        if not negative:
+            return None
+        if self.condition != "text":
+            self._warn_once(f"this model takes no text: the negative prompt {_quoted(negative)} is ignored")
+            return None
+        if float(cfg) == 1.0:
+            self._warn_once("--negative has no effect at --cfg 1 (it replaces the unconditional half of guidance)")
+            return None
+        return self._text_condition(_negative_text(negative), "negative")
+
     # -- painting -------------------------------------------------------------------------------------------------
     def recipe(self, prompt: str, *, seed: int, steps: int, sampler: str, cfg: float, size,
-               sigma_min: float, sigma_max: float, label=None, guidance=None) -> dict:
+               sigma_min: float, sigma_max: float, label=None, guidance=None, negative: str | None = None) -> dict:
         """Everything needed to paint a picture again. ``size``: one size per axis of the modality, or an int for
-        every spatial axis (images: one side or (height, width)); the recipe records the modality's fields."""
+        every spatial axis (images: one side or (height, width)); the recipe records the modality's fields. The
+        prompt is recorded as typed (with its weights); ``negative`` only when there is one (absent: none)."""
         rec = {"prompt": prompt, "label": label, "sampler": sampler, "steps": steps, "cfg": cfg, "seed": seed,
                **self.modality.recipe_fields(self.modality.axes_of(size)), "sigma_min": sigma_min,
                "sigma_max": sigma_max, "model": self.name, "model_hash": self.hash, "noisebrush": __version__}
+        if negative:
+            rec["negative"] = negative
+        if any(c in prompt for c in "()\\"):  # read with (word:w) weights; older recipes painted these literally
+            rec["prompt_syntax"] = "weights"
         if self.loras:
             rec["lora"] = [dict(d) for d in self.loras]
         if guidance:
@@ -170,17 +234,28 @@ class Pipeline:
         return rec
 
     def check(self, prompt: str = "", *, steps=None, seed=0, n=1, sampler=None, cfg=3.0, size=None,
-              sigma_min=None, sigma_max=None, label=None, memory: bool = True) -> PaintOptions:
+              sigma_min=None, sigma_max=None, label=None, memory: bool = True, negative: str | None = None) \
+            -> PaintOptions:
         """Validate painting options (BadParameter naming the first bad one) → :class:`PaintOptions`.
 
         ``None`` for steps, sampler, sigma_min or sigma_max: the model folder's ``schedule``; ``size``: ``None``
         (the model's), an int (every spatial axis) or one size per axis of :attr:`modality`. Bounds: see
         :mod:`noisebrush.paint.options` and :mod:`noisebrush.paint.modality`; the memory ``n`` pictures of ``size``
         need is checked (:func:`noisebrush.paint.options.check_size`) unless ``memory=False`` (the edits, which paint
-        at a picture's own size, check that size themselves)."""
+        at a picture's own size, check that size themselves). A text model's prompt weights and ``negative`` are
+        checked too (:func:`noisebrush.nets.text.parse_weights`; a negative takes no weights)."""
         common = check_common(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, sigma_min=sigma_min,
                               sigma_max=sigma_max, schedule=self.schedule)
-        size = check_size(self, size, n=common["n"], cfg=common["cfg"]) if memory else self.modality.check_size(size)
+        batch = None
+        if negative is not None:
+            checks.text("negative", negative)
+        if self.condition == "text":
+            weights = {w for _, _, w in parse_weights(prompt).spans if w != 1.0}
+            batch = len(weights) + 2 if weights else None  # one more network evaluation per distinct weight
+            if negative:
+                _negative_text(negative)
+        size = check_size(self, size, n=common["n"], cfg=common["cfg"], batch=batch) if memory else \
+            self.modality.check_size(size)
         if self.condition == "label":
             self._label_index(prompt, label)
         if not self.conditional:
@@ -257,7 +332,7 @@ class Pipeline:
     def generate(self, prompt: str = "", *, steps: int | None = None, seed: int = 0, n: int = 1,
                  sampler: str | None = None, cfg: float = 3.0, size=None, sigma_min: float | None = None,
                  sigma_max: float | None = None, label=None, callback=None, stats: dict | None = None,
-                 guidance=None) -> tuple[torch.Tensor, list[dict]]:
+                 guidance=None, negative: str | None = None) -> tuple[torch.Tensor, list[dict]]:
         """N×C×(axes) samples in [-1, 1] (images: N×C×H×W) and one recipe per sample.
 
         ``steps`` steps of ``sampler`` on the model's σ schedule (Karras et al.'s unless its folder names another)
@@ -267,19 +342,23 @@ class Pipeline:
         classifier-free guidance scale (1 = plain conditional); ``callback(StepInfo)`` sees x_t and x̂_0 at every
         step. ``stats``: a dict that samplers keeping statistics (``langevin``: corrector steps per level;
         ``adaptive``: accepted and rejected steps) fill in; other samplers leave it as it is. ``guidance``: a list of :class:`noisebrush.paint.guides.Guide`
-        (a palette, a learned preference) that steer every step through the x̂_0-guidance hook.
+        (a palette, a learned preference) that steer every step through the x̂_0-guidance hook. ``negative``: a
+        negative prompt (text models): guidance pushes away from it instead of from the unconditional prediction
+        (:meth:`negative_conditions`); ``""``/None: none. ``prompt`` may weight words: ``"a (red:1.3) circle"``
+        (:meth:`condition_mix`).
         """
         opts = self.check(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, size=size,
-                          sigma_min=sigma_min, sigma_max=sigma_max, label=label)
+                          sigma_min=sigma_min, sigma_max=sigma_max, label=label, negative=negative)
         guidance = self.check_guidance(guidance)
         seeds = list(opts.seeds)
         noise = SampleNoise.from_seeds(seeds)
         sigmas = opts.sigmas()
         x = start(noise, self.modality.shape(opts.size), sigmas)  # the sampler runs on the CPU; only the net moves
-        den = self.denoiser(prompt, label=label, cfg=opts.cfg, guidance=guidance)
+        den = self.denoiser(prompt, label=label, cfg=opts.cfg, guidance=guidance, negative=negative)
         out = sample(den, x, sigmas, noise, sampler=opts.sampler, callback=callback, stats=stats, steps=opts.steps)
         recipes = [self.recipe(prompt, seed=s, steps=opts.steps, sampler=opts.sampler, cfg=opts.cfg, size=opts.size,
-                               sigma_min=opts.sigma_min, sigma_max=opts.sigma_max, label=label, guidance=guidance)
+                               sigma_min=opts.sigma_min, sigma_max=opts.sigma_max, label=label, guidance=guidance,
+                               negative=negative)
                    for s in seeds]
         return out.clamp(-1, 1).cpu(), recipes
 
@@ -295,14 +374,20 @@ class Pipeline:
                 raise BadParameter(f"guidance: expected noisebrush.paint.guides.Guide objects, got {type(g).__name__}")
         return guidance
 
-    def denoiser(self, prompt: str = "", *, label=None, cfg: float = 3.0, guidance=None):
-        """The per-picture denoiser for ``prompt`` with classifier-free guidance ``cfg`` and the guides
+    def denoiser(self, prompt: str = "", *, label=None, cfg: float = 3.0, guidance=None,
+                 negative: str | None = None):
+        """The per-picture denoiser for ``prompt`` (its weights: :meth:`condition_mix`) with classifier-free guidance
+        ``cfg`` against ``negative`` (:meth:`negative_conditions`; none: the unconditional prediction) and the guides
         (:func:`noisebrush.diffusion.sample.make_denoiser` with ``batched=False``)."""
         if self._pending:  # a warning held back until the painting starts (see _when_painting)
             message, self._pending = self._pending, None
             warn(message)
-        return make_denoiser(self.den, self.conditions(prompt, label), cfg=cfg, batched=False,
-                             guides=self.check_guidance(guidance))
+        pairs = self.condition_mix(prompt, label)
+        neg = self.negative_conditions(negative, cfg)
+        guides = self.check_guidance(guidance)
+        if len(pairs) == 1:  # no weights: the plain path, bit for bit what it always was
+            return make_denoiser(self.den, pairs[0][0], cfg=cfg, batched=False, guides=guides, negative=neg)
+        return make_denoiser(self.den, mix=pairs, cfg=cfg, batched=False, guides=guides, negative=neg)
 
     def run_sampler(self, den, x: torch.Tensor, sigmas: torch.Tensor, noise, *, sampler: str = "dpmpp_2m",
                     callback=None, stats: dict | None = None, steps: int | None = None) -> torch.Tensor:

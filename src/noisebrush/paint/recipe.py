@@ -18,7 +18,8 @@ and in the current folder, or given (``replay(..., files={"source": ..., "mask":
 :class:`noisebrush.paint.modality.Modality`), ``vary``, ``inpaint`` and ``outpaint`` (images). A morph's strip is
 not replayed here (``noisebrush morph`` paints it from the options its recipe lists).
 
-Same recipe, same pixels: :func:`replay` passes exactly the options the painting function recorded, so the result
+Same recipe, same pixels: :func:`replay` passes exactly the options the painting function recorded — the prompt as
+typed (with its ``(word:1.3)`` weights) and the ``negative`` prompt when there was one (absent: none) — so the result
 is bit-identical on the same machine (see ``tests/paint/test_recipe_fixtures.py`` for PNGs written by 0.1).
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ import torch
 
 from noisebrush.errors import UserError
 from noisebrush.io.hashing import file_sha256
+from noisebrush.nets.text import escape_weights
 from noisebrush.paint import edit
 from noisebrush.paint.guides import guides_from_recipe
 from noisebrush.paint import palette as _palette  # noqa: F401  (registers the palette guide for replays)
@@ -164,10 +166,22 @@ def _name(rec: dict, key: str) -> str:
     return v
 
 
+def _prompt(rec: dict) -> str:
+    """The recorded prompt as the pipeline must read it: a recipe written before prompt weighting (it lacks
+    ``prompt_syntax``) painted ``(``, ``)`` and ``\\`` literally, so they are escaped to paint the same again."""
+    prompt = rec.get("prompt", "")
+    if isinstance(prompt, str) and "prompt_syntax" not in rec and any(c in prompt for c in "()\\"):
+        return escape_weights(prompt)
+    return prompt
+
+
 def _options(rec: dict) -> dict:
     """The options every mode records, read back (KeyError, TypeError or ValueError when the recipe lacks one)."""
-    return dict(prompt=rec.get("prompt", ""), steps=int(rec["steps"]), seed=int(rec["seed"]), n=1,
+    opts = dict(prompt=_prompt(rec), steps=int(rec["steps"]), seed=int(rec["seed"]), n=1,
                 cfg=float(rec["cfg"]), label=rec.get("label"), guidance=guides_from_recipe(rec.get("guidance")) or None)
+    if rec.get("negative"):  # absent: none (recipes before negative prompts, and those painted without one)
+        opts["negative"] = rec["negative"]
+    return opts
 
 
 def _mode_options(pipe: Pipeline, rec: dict, mode: str | None) -> dict:

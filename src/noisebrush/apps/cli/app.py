@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 __all__ = ["app", "ARGV", "PALETTE_SCALE", "LORA_HELP", "DB_HELP", "PALETTE_HELP", "MODEL", "CFG", "PALETTE",
-           "PALETTE_SCALE_OPT", "LORA", "OUT", "DEVICE", "JUMP_LENGTH", "JUMPS"]
+           "PALETTE_SCALE_OPT", "LORA", "OUT", "DEVICE", "JUMP_LENGTH", "JUMPS", "NEGATIVE"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="Make art with diffusion models: paint, vary, inpaint, morph, fine-tune on your "
@@ -31,6 +31,8 @@ PALETTE_HELP = "steer the colours toward these, e.g. '#aa3300,#002255,#e0c080'"
 # options the painting-from-a-picture commands share
 MODEL = typer.Option("builtin", "--model", "-m", help="'builtin' or a model folder")
 CFG = typer.Option(3.0, "--cfg", help="classifier-free guidance scale (1 = none)")
+NEGATIVE = typer.Option("", "--negative", help="what to paint away from, e.g. 'murky, dark': guidance pushes away "
+                                               "from this text instead of from no prompt (text models, --cfg above 1)")
 PALETTE = typer.Option(None, "--palette", help=PALETTE_HELP)
 PALETTE_SCALE_OPT = typer.Option(PALETTE_SCALE, "--palette-scale", help="0–1: how far each step pulls a pixel toward "
                                                                        "its palette colour")

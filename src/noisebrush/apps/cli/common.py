@@ -57,7 +57,8 @@ EVERY = 5.0  # seconds between plain progress lines (at the most; a further tent
 FLAGS = {"steps": "--steps", "n": "-n", "seed": "--seed", "cfg": "--cfg", "size": "--size", "strength": "--strength",
          "jump_length": "--jump-length", "jumps": "--jumps", "frames": "--frames", "to_seed": "--to-seed",
          "to_prompt": "--to", "sampler": "--sampler", "best_of": "--best-of", "extend": "--extend", "mask": "--mask",
-         "palette": "--palette", "palette_scale": "--palette-scale", "batch_size": "--batch-size"}
+         "palette": "--palette", "palette_scale": "--palette-scale", "batch_size": "--batch-size",
+         "negative": "--negative", "per_prompt": "--per-prompt", "prompts": "--prompts"}
 
 
 def as_flags(message: str) -> str:

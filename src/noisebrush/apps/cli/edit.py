@@ -4,6 +4,7 @@
     noisebrush inpaint picture.png "a yellow moon" --mask mask.png
     noisebrush outpaint picture.png --extend 16,0,16,0
     noisebrush morph "a red flower" --to "a blue flower" --seed 1 --to-seed 2
+    noisebrush vary outputs/a-red-sun-s7.png --negative "murky, dark"     # every command here takes --negative
 
 Without ``--seed`` a random seed is drawn, printed and recorded in every recipe. ``--out`` is checked (a folder
 that can be written) before the model is loaded, so a bad one costs no painting; Ctrl-C exits with status 130 and one
@@ -22,8 +23,8 @@ from typing import List, Optional
 import typer
 
 import noisebrush
-from noisebrush.apps.cli.app import (CFG, DEVICE, JUMP_LENGTH, JUMPS, LORA, MODEL, OUT, PALETTE, PALETTE_SCALE_OPT,
-                                     app)
+from noisebrush.apps.cli.app import (CFG, DEVICE, JUMP_LENGTH, JUMPS, LORA, MODEL, NEGATIVE, OUT, PALETTE,
+                                     PALETTE_SCALE_OPT, app)
 from noisebrush.apps.cli.common import LazyBar, echo_paths, guides_from_flags, prompt_of, report_interrupt
 from noisebrush.checks import number, whole
 from noisebrush.errors import BadParameter
@@ -55,6 +56,7 @@ def vary(image: Path = typer.Argument(..., help="the picture to vary (any format
          steps: Optional[int] = typer.Option(None, "--steps", help="steps of the full schedule (strength × steps are "
                                                                    "run; default: the model's, 20 for the built-in)"),
          cfg: float = CFG,
+         negative: str = NEGATIVE,
          seed: Optional[int] = typer.Option(None, "--seed", help=SEED_HELP),
          n: int = typer.Option(4, "-n", help="how many variations"),
          size: Optional[int] = typer.Option(None, "--size", help=SIZE_HELP),
@@ -76,7 +78,7 @@ def vary(image: Path = typer.Argument(..., help="the picture to vary (any format
         with LazyBar("varying") as cb:
             images, recipes = pipe.vary(image, prompt_of(image, prompt), strength=strength, steps=steps, seed=seed,
                                         n=n, sampler=sampler, cfg=cfg, size=size, guidance=guides or None,
-                                        callback=cb)
+                                        callback=cb, negative=negative or None)
     paths = save_set(images, recipes, out, f"{slug(image.stem)}-vary", zoom=zoom)
     typer.echo(f"{n} variation{'s' * (n != 1)} of {image} (strength {strength}, seed {seed}) in "
                f"{time.perf_counter() - t:.1f}s")
@@ -84,7 +86,7 @@ def vary(image: Path = typer.Argument(..., help="the picture to vary (any format
 
 
 def _repaint(kind: str, image: Path, prompt, *, model, mask=None, extend=None, steps, jump_length, jumps, cfg,
-             seed, n, size, palette, palette_scale, lora, out, zoom, device):
+             seed, n, size, palette, palette_scale, lora, out, zoom, device, negative=""):
     """inpaint or outpaint (RePaint): paint, save the set, report."""
     from noisebrush.io.outputs import save_set, slug  # lazy: torch
 
@@ -95,7 +97,7 @@ def _repaint(kind: str, image: Path, prompt, *, model, mask=None, extend=None, s
         pipe = noisebrush.load(model, device=device, lora=lora or None)
         t = time.perf_counter()
         kw = dict(steps=steps, jump_length=jump_length, jumps=jumps, seed=seed, n=n, cfg=cfg, size=size,
-                  guidance=guides or None)
+                  guidance=guides or None, negative=negative or None)
         with LazyBar("inpainting" if kind == "inpaint" else "outpainting") as cb:
             if kind == "inpaint":
                 images, recipes = pipe.inpaint(image, mask, prompt_of(image, prompt), callback=cb, **kw)
@@ -115,6 +117,7 @@ def inpaint(image: Path = typer.Argument(..., help="the picture"),
             jump_length: Optional[int] = JUMP_LENGTH,
             jumps: int = JUMPS,
             cfg: float = CFG,
+            negative: str = NEGATIVE,
             seed: Optional[int] = typer.Option(None, "--seed", help=SEED_HELP),
             n: int = typer.Option(4, "-n", help=N_HELP),
             size: Optional[int] = typer.Option(None, "--size", help=SIZE_HELP),
@@ -127,7 +130,7 @@ def inpaint(image: Path = typer.Argument(..., help="the picture"),
     """Repaint the white part of MASK in IMAGE (RePaint); every other pixel comes out exactly as it was."""
     _repaint("inpaint", image, prompt, model=model, mask=mask, steps=steps, jump_length=jump_length, jumps=jumps,
              cfg=cfg, seed=seed, n=n, size=size, palette=palette, palette_scale=palette_scale, lora=lora,
-             out=out, zoom=zoom, device=device)
+             out=out, zoom=zoom, device=device, negative=negative)
 
 
 @app.command()
@@ -139,6 +142,7 @@ def outpaint(image: Path = typer.Argument(..., help="the picture"),
              jump_length: Optional[int] = JUMP_LENGTH,
              jumps: int = JUMPS,
              cfg: float = CFG,
+             negative: str = NEGATIVE,
              seed: Optional[int] = typer.Option(None, "--seed", help=SEED_HELP),
              n: int = typer.Option(4, "-n", help=N_HELP),
              size: Optional[int] = typer.Option(None, "--size", help=SIZE_HELP),
@@ -157,7 +161,7 @@ def outpaint(image: Path = typer.Argument(..., help="the picture"),
         raise BadParameter(f"--{e}") from None
     _repaint("outpaint", image, prompt, model=model, extend=ext, steps=steps, jump_length=jump_length,
              jumps=jumps, cfg=cfg, seed=seed, n=n, size=size, palette=palette, palette_scale=palette_scale,
-             lora=lora, out=out, zoom=zoom, device=device)
+             lora=lora, out=out, zoom=zoom, device=device, negative=negative)
 
 
 @app.command()
@@ -174,6 +178,7 @@ def morph(prompt: str = typer.Argument(..., metavar="PROMPT", help="where the mo
                                                                         "dpmpp_2m for the built-in)"),
           steps: Optional[int] = typer.Option(None, "--steps", help="default: the model's (20 for the built-in)"),
           cfg: float = CFG,
+          negative: str = NEGATIVE,
           size: Optional[int] = typer.Option(None, "--size", help="picture size in pixels (default: the model's)"),
           palette: Optional[str] = PALETTE,
           palette_scale: float = PALETTE_SCALE_OPT,
@@ -195,7 +200,8 @@ def morph(prompt: str = typer.Argument(..., metavar="PROMPT", help="where the mo
         t = time.perf_counter()
         with LazyBar("morphing") as cb:
             pics, recipe = pipe.morph(prompt, to_prompt=to, seed=seed, to_seed=to_seed, frames=frames, steps=steps,
-                                      sampler=sampler, cfg=cfg, size=size, guidance=guides or None, callback=cb)
+                                      sampler=sampler, cfg=cfg, size=size, guidance=guides or None, callback=cb,
+                                      negative=negative or None)
     files = save_morph(pics, recipe, out, morph_name(prompt, to, seed, to_seed), fps=fps, zoom=zoom, bounce=bounce)
     typer.echo(f"morphed {frames} frames (seed {seed}" + (f" to {to_seed}" if to_seed is not None else "")
                + f") in {time.perf_counter() - t:.1f}s")

@@ -21,7 +21,7 @@ from typing import Optional
 import typer
 
 import noisebrush
-from noisebrush.apps.cli.app import app
+from noisebrush.apps.cli.app import NEGATIVE, app
 from noisebrush.apps.cli.common import echo_paths, flags, progress
 
 __all__ = ["explain_cmd", "plot_log_cmd"]
@@ -38,6 +38,7 @@ def explain_cmd(prompt: str = typer.Argument(..., metavar="PROMPT", help="what t
                                                                              "(default: the model's)"),
                 steps: Optional[int] = typer.Option(None, "--steps", help="sampler steps (default: the model's)"),
                 cfg: float = typer.Option(3.0, "--cfg", help="classifier-free guidance scale (1 = none)"),
+                negative: str = NEGATIVE,
                 at: Optional[str] = typer.Option(None, "--at", help="the steps the strip shows, e.g. '0,5,10,19' "
                                                                     "(default: about 6 evenly spaced)"),
                 out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the files (default: "
@@ -66,7 +67,8 @@ def explain_cmd(prompt: str = typer.Argument(..., metavar="PROMPT", help="what t
     t = time.perf_counter()
     pipe = noisebrush.load(model, device=device)
     with flags():
-        opts = pipe.check(prompt, steps=steps, seed=seed, n=1, sampler=sampler, cfg=cfg, size=size)
+        opts = pipe.check(prompt, steps=steps, seed=seed, n=1, sampler=sampler, cfg=cfg, size=size,
+                          negative=negative or None)
     steps, sampler = opts.steps, opts.sampler  # None → the model folder's own
     picks = None if at is None else parse_at(at, steps, name="--at")
     with progress(steps, "painting") as bar, flags():
@@ -76,7 +78,8 @@ def explain_cmd(prompt: str = typer.Argument(..., metavar="PROMPT", help="what t
             bar.update(task, completed=min(info.step + 1, steps), info=f"σ={info.sigma:.3g}")
 
         files = explain(pipe, prompt, seed=seed, steps=steps, sampler=sampler, cfg=cfg, at=picks, out_dir=folder,
-                        fps=fps, size=size, callback=cb, force=True)  # the folder chosen above
+                        fps=fps, size=size, callback=cb, force=True,  # the folder chosen above
+                        negative=negative or None)
         bar.update(task, completed=steps)
     typer.echo(f"explained {prompt!r} ({sampler}, {steps} steps, seed {seed}) in {time.perf_counter() - t:.1f}s "
                f"→ {files['json'].parent}/")

@@ -3,6 +3,7 @@
     noisebrush paint "a red sun over purple mountains" -n 4 --seed 7
     noisebrush paint "a landscape" --palette "#aa3300,#002255" --lora mystyle.safetensors:0.8
     noisebrush paint "a flower" --best-of 4 --prefer 1
+    noisebrush paint "a (red:1.4) circle on a blue background" --negative "murky, dark"
 
 Without ``--seed`` a random seed is drawn, printed (``seed N``) and recorded in every PNG, so ``noisebrush
 reproduce`` paints the picture again. ``--out`` is checked (a folder that can be written) before the model is loaded.
@@ -21,7 +22,7 @@ from typing import List, Optional
 import typer
 
 import noisebrush
-from noisebrush.apps.cli.app import DB_HELP, LORA_HELP, PALETTE_HELP, PALETTE_SCALE, app
+from noisebrush.apps.cli.app import DB_HELP, LORA_HELP, NEGATIVE, PALETTE_HELP, PALETTE_SCALE, app
 from noisebrush.apps.cli.common import echo_paths, flags, guides_from_flags, progress, report_interrupt
 from noisebrush.checks import limited, number, whole
 
@@ -39,6 +40,7 @@ def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
           steps: Optional[int] = typer.Option(None, "--steps", help="sampler steps (default: the model's; 20 for the "
                                                                     "built-in)"),
           cfg: float = typer.Option(3.0, "--cfg", help="classifier-free guidance scale (1 = none)"),
+          negative: str = NEGATIVE,
           seed: Optional[int] = typer.Option(None, "--seed", help="image i gets seed+i (default: a random seed, "
                                                                   "printed and recorded in each PNG)"),
           n: int = typer.Option(4, "-n", help="images per prompt"),
@@ -76,7 +78,8 @@ def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
     with report_interrupt(keep.written), flags():
         pipe = noisebrush.load(model, device=device, lora=lora or None)
         paths = paint_and_save(pipe, prompts, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, out=out,
-                               zoom=zoom, size=size, guidance=guides or None, rerank=rerank, keep=keep)
+                               zoom=zoom, size=size, guidance=guides or None, rerank=rerank, keep=keep,
+                               negative=negative or None)
     total = n * len(prompts)
     typer.echo(f"painted {total} image{'s' * (total != 1)} (seed {seed}) in {time.perf_counter() - t:.1f}s "
                f"→ {out}/")
