@@ -351,7 +351,8 @@ def parse_lora_spec(text: str) -> tuple[Path, float]:
             if _is_file(text):
                 return Path(text), 1.0
             if _is_file(head) or (Path(head).suffix and not any(c in tail for c in "/\\")):
-                raise BadParameter(f"--lora {text}: the weight after ':' must be a number, got {tail!r}") from None
+                shown = text if text.isprintable() else repr(text)  # one line, whatever the text holds
+                raise BadParameter(f"--lora {shown}: the weight after ':' must be a number, got {tail!r}") from None
             return Path(text), 1.0
         if not math.isfinite(weight):
             raise BadParameter(f"--lora: the weight after ':' must be a finite number, got {tail!r}")
