@@ -108,24 +108,32 @@ def _repaint(kind: str, image: Path, prompt, *, model, mask=None, extend=None, s
     echo_paths(paths)
 
 
+# options inpaint and outpaint share
+_REPAINT_STEPS = typer.Option(None, "--steps", help="default: the model's (20 for the built-in)")
+_REPAINT_SEED = typer.Option(None, "--seed", help=SEED_HELP)
+_REPAINT_N = typer.Option(4, "-n", help=N_HELP)
+_REPAINT_SIZE = typer.Option(None, "--size", help=SIZE_HELP)
+_REPAINT_ZOOM = typer.Option(2, "--zoom", help=ZOOM_HELP)
+
+
 @app.command()
 def inpaint(image: Path = typer.Argument(..., help="the picture"),
             prompt: Optional[str] = typer.Argument(None, help="what to paint (default: the prompt in its recipe)"),
             mask: Path = typer.Option(..., "--mask", help="same size as IMAGE; white = repaint, black = keep"),
             model: str = MODEL,
-            steps: Optional[int] = typer.Option(None, "--steps", help="default: the model's (20 for the built-in)"),
+            steps: Optional[int] = _REPAINT_STEPS,
             jump_length: Optional[int] = JUMP_LENGTH,
             jumps: int = JUMPS,
             cfg: float = CFG,
             negative: str = NEGATIVE,
-            seed: Optional[int] = typer.Option(None, "--seed", help=SEED_HELP),
-            n: int = typer.Option(4, "-n", help=N_HELP),
-            size: Optional[int] = typer.Option(None, "--size", help=SIZE_HELP),
+            seed: Optional[int] = _REPAINT_SEED,
+            n: int = _REPAINT_N,
+            size: Optional[int] = _REPAINT_SIZE,
             palette: Optional[str] = PALETTE,
             palette_scale: float = PALETTE_SCALE_OPT,
             lora: List[str] = LORA,
             out: Path = OUT,
-            zoom: int = typer.Option(2, "--zoom", help=ZOOM_HELP),
+            zoom: int = _REPAINT_ZOOM,
             device: str = DEVICE):
     """Repaint the white part of MASK in IMAGE (RePaint); every other pixel comes out exactly as it was."""
     _repaint("inpaint", image, prompt, model=model, mask=mask, steps=steps, jump_length=jump_length, jumps=jumps,
@@ -138,19 +146,19 @@ def outpaint(image: Path = typer.Argument(..., help="the picture"),
              prompt: Optional[str] = typer.Argument(None, help="what to paint (default: the prompt in its recipe)"),
              extend: str = typer.Option(..., "--extend", help="pixels to add: L,T,R,B (or one number for all)"),
              model: str = MODEL,
-             steps: Optional[int] = typer.Option(None, "--steps", help="default: the model's (20 for the built-in)"),
+             steps: Optional[int] = _REPAINT_STEPS,
              jump_length: Optional[int] = JUMP_LENGTH,
              jumps: int = JUMPS,
              cfg: float = CFG,
              negative: str = NEGATIVE,
-             seed: Optional[int] = typer.Option(None, "--seed", help=SEED_HELP),
-             n: int = typer.Option(4, "-n", help=N_HELP),
-             size: Optional[int] = typer.Option(None, "--size", help=SIZE_HELP),
+             seed: Optional[int] = _REPAINT_SEED,
+             n: int = _REPAINT_N,
+             size: Optional[int] = _REPAINT_SIZE,
              palette: Optional[str] = PALETTE,
              palette_scale: float = PALETTE_SCALE_OPT,
              lora: List[str] = LORA,
              out: Path = OUT,
-             zoom: int = typer.Option(2, "--zoom", help=ZOOM_HELP),
+             zoom: int = _REPAINT_ZOOM,
              device: str = DEVICE):
     """Paint beyond IMAGE's edges; the picture itself is kept exactly."""
     from noisebrush.paint.edit import parse_extend  # lazy: torch
