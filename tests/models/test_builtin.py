@@ -87,3 +87,19 @@ def test_the_readme_grid_was_painted_by_the_shipped_model():
     assert len(rec["images"]) == 24
     assert {r["model"] for r in rec["images"]} == {"builtin"}
     assert {r["model_hash"] for r in rec["images"]} == {weights_hash(BUILTIN)}
+
+
+def test_a_stage_trained_from_the_builtin_model_keeps_the_earlier_provenance(tiny_model, tmp_path):
+    src = tmp_path / "stage"
+    src.mkdir()
+    (src / "model.safetensors").write_bytes((tiny_model / "model.safetensors").read_bytes())
+    conf = read_config(tiny_model)
+    conf["provenance"]["init"] = "builtin"
+    (src / "config.json").write_text(json.dumps(conf))
+    dest = ship_mod.ship(src, tmp_path / "shipped")
+    prov = read_config(dest)["provenance"]
+    assert prov["init_provenance"] == read_config(BUILTIN)["provenance"]
+    assert prov["shipped"]["from"] == str(src)
+    # a run that did not start from the built-in model has no earlier stages to keep
+    plain = read_config(ship_mod.ship(tiny_model, tmp_path / "plain"))["provenance"]
+    assert "init_provenance" not in plain
