@@ -8,7 +8,9 @@ It separates "learned the trained synonyms" from "understands unseen words" (src
 (The JSON reports here were run on an identical copy of the TSV in /tmp/nb.) colour2 is scored only where the
 phrasing names the background (a sixth of phrasings leave it out).
 """
-import random, sys
+import random
+import sys
+
 from noisebrush.data.captions import phrase, COLOUR_WORDS
 from noisebrush.data.procedural import make_scene
 from noisebrush.eval.prompts import PromptItem, format_prompts
