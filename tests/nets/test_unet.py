@@ -601,3 +601,159 @@ def test_registry_estimate_asks_the_network():
     net = UNet(tiny())
     assert registry.activation_bytes(net, (16, 16), 2) == net.activation_bytes((16, 16), 2)
     assert registry.activation_bytes(torch.nn.Linear(2, 2), (16, 16), 2) is None
+
+
+# -- a conditioning picture (low) and its augmentation level (aug): super-resolution stages -----------------------
+
+
+def sr_tiny(**kw) -> UNetConfig:
+    base = dict(in_channels=3, channels=8, channel_mult=(1, 2), blocks=1, resolution=16, attn_resolutions=(),
+                cross_attn_resolutions=(), cond_channels=3, aug_cond=True)
+    base.update(kw)
+    return UNetConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def srnet():
+    torch.manual_seed(0)
+    return live(sr_tiny())
+
+
+def sr_inputs(n=3, size=16, seed=0):
+    g = gen(seed)
+    return (torch.randn(n, 3, size, size, generator=g), torch.randn(n, generator=g),
+            torch.rand(n, 3, size, size, generator=g) * 2 - 1, torch.rand(n, generator=g) * 0.5)
+
+
+def test_sr_forward_with_low_and_aug(srnet):
+    x, c, low, aug = sr_inputs()
+    y = _run(srnet, x, c, low=low, aug=aug)
+    assert y.shape == x.shape and torch.isfinite(y).all() and y.abs().max() > 0
+    # another picture size: the network is convolutional
+    x2, c2, low2, aug2 = sr_inputs(2, 32)
+    assert _run(srnet, x2, c2, low=low2, aug=aug2).shape == (2, 3, 32, 32)
+    # a scalar aug is every sample's
+    y1 = _run(srnet, x, c, low=low, aug=0.25)
+    torch.testing.assert_close(y1, _run(srnet, x, c, low=low, aug=torch.full((3,), 0.25)), atol=1e-6, rtol=0)
+    # no aug means level 0
+    assert torch.equal(_run(srnet, x, c, low=low), _run(srnet, x, c, low=low, aug=torch.zeros(3)))
+    srnet.check_inputs(x, c, low=low, aug=aug)  # fine
+
+
+def test_sr_output_depends_on_low_and_aug_per_sample(srnet):
+    x, c, low, aug = sr_inputs()
+    y = _run(srnet, x, c, low=low, aug=aug)
+    low2 = low.clone()
+    low2[1] = -low2[1]
+    d = per_sample_diff(_run(srnet, x, c, low=low2, aug=aug), y)
+    assert d[1] > 1e-3 and d[0] == 0 and d[2] == 0
+    aug2 = aug.clone()
+    aug2[2] = aug2[2] + 1.0
+    d = per_sample_diff(_run(srnet, x, c, low=low, aug=aug2), y)
+    assert d[2] > 1e-3 and d[0] == 0 and d[1] == 0
+
+
+def test_sr_output_at_init_is_zero_until_the_gains_are_set():
+    """out_gain 0 at init: output 0. With out_gain 1 the output follows low; aug acts through the embedding, which
+    modulates the blocks only once their emb_gain is switched on too (every gain 1: live())."""
+    net = UNet(sr_tiny()).eval()
+    x, c, low, aug = sr_inputs()
+    assert torch.equal(_run(net, x, c, low=low, aug=aug), torch.zeros_like(x))
+    with torch.no_grad():
+        net.out_gain.fill_(1.0)
+    y = _run(net, x, c, low=low, aug=aug)
+    assert y.abs().max() > 0
+    low2 = torch.flip(low, dims=(-1,))
+    assert (y - _run(net, x, c, low=low2, aug=aug)).abs().max() > 1e-4
+    assert torch.equal(y, _run(net, x, c, low=low, aug=aug + 1.0))  # emb_gain 0: no modulation yet
+    gains_to_one(net)
+    y = _run(net, x, c, low=low, aug=aug)
+    assert (y - _run(net, x, c, low=low, aug=aug + 1.0)).abs().max() > 1e-4
+    assert (y - _run(net, x, c, low=low2, aug=aug)).abs().max() > 1e-4
+
+
+def test_sr_gradient_reaches_the_aug_embedding_and_the_low_channels():
+    net = live(sr_tiny()).train()
+    x, c, low, aug = sr_inputs()
+    low.requires_grad_(True)
+    net(x, c, low=low, aug=aug).square().mean().backward()
+    assert low.grad is not None and low.grad.abs().max() > 0
+    for name, p in net.named_parameters():
+        if name.startswith("emb_aug"):
+            assert p.grad is not None and p.grad.abs().max() > 0, name
+
+
+def test_sr_missing_or_misshapen_low_is_rejected(srnet):
+    x, c, low, aug = sr_inputs()
+    with pytest.raises(BadParameter, match="low"):
+        srnet(x, c, aug=aug)
+    for bad in (low[:2], low[:, :2], low[..., :8, :8], low[0], torch.zeros(3, 3, 16, 8)):
+        with pytest.raises(BadParameter, match="low"):
+            srnet(x, c, low=bad, aug=aug)
+        with pytest.raises(BadParameter, match="low"):
+            srnet.check_inputs(x, c, low=bad, aug=aug)
+    with pytest.raises(BadParameter, match="aug"):
+        srnet(x, c, low=low, aug=torch.zeros(2))
+
+
+def test_low_and_aug_are_rejected_by_a_network_without_them():
+    x, c, low, aug = sr_inputs()
+    plain = UNet(sr_tiny(cond_channels=0, aug_cond=False))
+    with pytest.raises(BadParameter, match="low"):
+        plain(x, c, low=low)
+    with pytest.raises(BadParameter, match="aug"):
+        plain(x, c, aug=aug)
+    with pytest.raises(BadParameter, match="aug"):
+        plain.check_inputs(x, c, aug=aug)
+    low_only = UNet(sr_tiny(aug_cond=False))
+    low_only(x, c, low=low)  # fine
+    with pytest.raises(BadParameter, match="aug"):
+        low_only(x, c, low=low, aug=aug)
+    aug_only = UNet(sr_tiny(cond_channels=0))
+    aug_only(x, c, aug=aug)  # fine
+    with pytest.raises(BadParameter, match="low"):
+        aug_only(x, c, low=low, aug=aug)
+
+
+def test_sr_config_fields_round_trip_and_are_checked():
+    cfg = sr_tiny()
+    d = json.loads(json.dumps(cfg.to_dict()))
+    assert d["cond_channels"] == 3 and d["aug_cond"] is True
+    assert UNetConfig.from_dict(d) == cfg
+    with pytest.raises(BadParameter, match="cond_channels"):
+        sr_tiny(cond_channels=-1)
+    a = live(sr_tiny())
+    b = UNet(sr_tiny()).eval()
+    b.load_state_dict(a.state_dict())
+    x, c, low, aug = sr_inputs()
+    assert torch.equal(_run(a, x, c, low=low, aug=aug), _run(b, x, c, low=low, aug=aug))
+    assert any(k.startswith("emb_aug") for k in a.state_dict())
+    assert not any(k.startswith("emb_aug") for k in UNet(sr_tiny(aug_cond=False)).state_dict())
+
+
+def test_sr_batch_invariance(srnet):
+    """Sample i's output does not depend on the other samples (their low or aug). The tolerance is the float32
+    reassociation of CPU convolutions over batch sizes, which the plain network shows too (up to ~1e-5)."""
+    n = 4
+    x, c, low, _ = sr_inputs(n)
+    aug = torch.tensor([0.0, 1.5, 0.05, 0.7])  # far apart: a mix-up of samples' levels shows
+    y = _run(srnet, x, c, low=low, aug=aug)
+    for i in range(n):
+        yi = _run(srnet, x[i:i + 1], c[i:i + 1], low=low[i:i + 1], aug=aug[i:i + 1])
+        torch.testing.assert_close(yi[0], y[i], atol=1e-5, rtol=1e-5)
+        # the same sample next to others with another low and aug
+        others = _run(srnet, x[[i, (i + 1) % n]], c[[i, (i + 1) % n]], low=torch.stack([low[i], -low[i]]),
+                      aug=torch.stack([aug[i], aug[i] + 0.3]))
+        torch.testing.assert_close(others[0], y[i], atol=1e-5, rtol=1e-5)
+
+
+def test_activation_bytes_counts_the_conditioning_channels():
+    plain = UNet(sr_tiny(cond_channels=0, aug_cond=False))
+    cond = UNet(sr_tiny())
+    wide = UNet(sr_tiny(cond_channels=48))
+    for size in ((16, 16), (64, 48)):
+        a, b, w = (net.activation_bytes(size, 2) for net in (plain, cond, wide))
+        # three more input channels do not move this tiny net's peak (a later level-0 block), 48 do
+        assert a <= b < w, (size, a, b, w)
+        # the input alone: N × (3 + cond) channels in float32
+        assert b > 2 * (3 + 3) * size[0] * size[1] * 4

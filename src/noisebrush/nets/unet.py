@@ -16,6 +16,11 @@ Conditioning (any combination):
 * ``vector``  — any per-sample vector (N, vector_dim), e.g. a CLIP-like embedding or palette;
 * ``text`` + ``text_mask`` — per-token embeddings (N, T, text_dim) from :class:`noisebrush.nets.text.TextEncoder`,
   used through cross-attention at ``cross_attn_resolutions`` and, mean-pooled, in the global embedding;
+* ``low`` — a picture the output is conditioned on, concatenated to the input channels (``cond_channels`` > 0):
+  a super-resolution stage's low-resolution picture, upsampled to x's size (:mod:`noisebrush.data.superres`). It is
+  not scaled by the preconditioning and never dropped: guidance acts on the other conditions;
+* ``aug`` — the per-sample strength σ_aug of the noise-conditioning augmentation applied to ``low`` (``aug_cond``;
+  Ho et al. 2021, "Cascaded Diffusion Models"), embedded like the noise level next to it; absent: 0;
 * ``drop`` — a bool (N,) that replaces every condition of those samples by the learned "no condition" (classifier-free
   guidance trains on it; sampling calls it for the unconditional branch).
 
@@ -62,6 +67,8 @@ class UNetConfig:
     label_dim: int = 0
     vector_dim: int = 0
     text_dim: int = 0
+    cond_channels: int = 0              # channels of a conditioning picture (``low``) concatenated to the input
+    aug_cond: bool = False              # embed a per-sample augmentation level (``aug``) next to the noise level
     factorized: bool = False            # dims=3 only: space/time factorised convolutions and attention
     channels_last: bool = True          # run 2-D/3-D convolutions in channels_last memory format
     activation: str = "hardswish"       # or "silu" (EDM2's); see ACTIVATIONS
@@ -88,7 +95,7 @@ class UNetConfig:
             raise BadParameter(f"channel_mult: positive integers, got {self.channel_mult}")
         if not 0 <= self.dropout < 1:
             raise BadParameter(f"dropout: in [0, 1), got {self.dropout}")
-        for name in ("label_dim", "vector_dim", "text_dim"):
+        for name in ("label_dim", "vector_dim", "text_dim", "cond_channels"):
             if int(getattr(self, name)) < 0:
                 raise BadParameter(f"{name}: must be ≥ 0, got {getattr(self, name)}")
         if self.activation not in ACTIVATIONS:
@@ -290,13 +297,16 @@ class UNet(torch.nn.Module):
         # "no text": one learned token that every prompt also carries (so no attention row is ever empty)
         self.null_token = torch.nn.Parameter(torch.randn(cfg.text_dim)) if cfg.text_dim else None
         self.out_gain = torch.nn.Parameter(torch.zeros([]))
+        # the augmentation level of the conditioning picture: Fourier features of ln(σ_aug + 1e-3) / 4, as c_noise
+        self.emb_aug_fourier = MPFourier(cfg.channels, seed=1) if cfg.aug_cond else None
+        self.emb_aug = MPConv(cfg.channels, emb) if cfg.aug_cond else None
 
         def res(level):
             return cfg.resolution >> level
 
         self.enc = torch.nn.ModuleList()
         skips = []
-        cout = cfg.in_channels + 1
+        cout = cfg.in_channels + cfg.cond_channels + 1
         for level, c in enumerate(ch):
             if level == 0:
                 self.enc.append(MPConv(cout, c, _kernel(cfg)))
@@ -332,9 +342,14 @@ class UNet(torch.nn.Module):
         self.out_conv = MPConv(cout, cfg.out, _kernel(cfg))
 
     # -- conditioning -------------------------------------------------------------------------------------------
-    def _embed(self, c_noise, n, dtype, device, labels, vector, text, text_mask, drop):
+    def _embed(self, c_noise, n, dtype, device, labels, vector, text, text_mask, drop, aug=None):
         cfg = self.config
         emb = self.emb_noise(self.emb_fourier(c_noise.reshape(-1).expand(n)))
+        if self.emb_aug is not None:
+            level = torch.zeros(n, device=device) if aug is None else \
+                torch.as_tensor(aug, device=device, dtype=torch.float32).reshape(-1).expand(n)
+            a = self.emb_aug(self.emb_aug_fourier((level.clamp(min=0) + 1e-3).log() / 4))
+            emb = mp_sum(emb, a.to(emb.dtype), 0.5)
         keep = None if drop is None else (~drop.to(device=device, dtype=torch.bool)).reshape(n, 1)
         conds = []
         if self.emb_label is not None and labels is not None:
@@ -425,7 +440,7 @@ class UNet(torch.nn.Module):
             return n
 
         level, peak = 0, 0
-        c_in = cfg.in_channels
+        c_in = cfg.in_channels + cfg.cond_channels
         # the input, its channels-last copy and the copy with the ones channel, then the first convolution's output
         first = self.enc[0]
         x = width(first)[1] * pixels(0)
@@ -465,18 +480,19 @@ class UNet(torch.nn.Module):
         peak = max(peak, x + 2 * cfg.out * pixels(0))
         return int(1.75 * peak * batch * item)
 
-    def check_inputs(self, x, c_noise, *, labels=None, vector=None, text=None, text_mask=None, drop=None) -> None:
+    def check_inputs(self, x, c_noise, *, labels=None, vector=None, text=None, text_mask=None, drop=None, low=None,
+                     aug=None) -> None:
         """Raise :class:`BadParameter` for inputs this network cannot take, including the checks that read tensor
         values (class indices in range), which :meth:`forward` leaves out so that it never branches on a value
         (``torch.export`` / ONNX). Callers with untrusted inputs call this first; the Pipeline validates labels
         itself and the trainer's data is valid by construction."""
-        self._check_shapes(x, c_noise, labels, vector, text)
+        self._check_shapes(x, c_noise, labels, vector, text, low, aug)
         if labels is not None and labels.ndim == 1 and labels.numel() and \
                 (int(labels.min()) < 0 or int(labels.max()) >= self.config.label_dim):
             raise BadParameter(f"labels: class indices must be in [0, {self.config.label_dim}), got "
                                f"{labels.tolist()}")
 
-    def _check_shapes(self, x, c_noise, labels, vector, text) -> None:
+    def _check_shapes(self, x, c_noise, labels, vector, text, low=None, aug=None) -> None:
         """The input checks that depend on shapes only (forward runs them; they are free to trace)."""
         cfg = self.config
         if x.ndim != cfg.dims + 2 or x.shape[1] != cfg.in_channels:
@@ -500,18 +516,32 @@ class UNet(torch.nn.Module):
             raise BadParameter(f"vector: expected {cfg.vector_dim} values per sample, got {tuple(vector.shape)}")
         if text is not None and (text.ndim != 3 or text.shape[2] != cfg.text_dim):
             raise BadParameter(f"text: expected N×T×{cfg.text_dim} token embeddings, got {tuple(text.shape)}")
+        if cfg.cond_channels and (low is None or tuple(low.shape) != (n, cfg.cond_channels, *x.shape[2:])):
+            got = "none" if low is None else tuple(low.shape)
+            raise BadParameter(f"low: this network needs a conditioning picture of shape "
+                               f"{(n, cfg.cond_channels, *x.shape[2:])}, got {got}")
+        if low is not None and not cfg.cond_channels:
+            raise BadParameter("low: this network was built without a conditioning picture")
+        if aug is not None and not cfg.aug_cond:
+            raise BadParameter("aug: this network was built without an augmentation level")
+        if aug is not None and torch.as_tensor(aug).numel() not in (1, n):
+            raise BadParameter(f"aug: one value or one per sample ({n}), got {torch.as_tensor(aug).numel()}")
 
-    def forward(self, x, c_noise, *, labels=None, vector=None, text=None, text_mask=None, drop=None):
+    def forward(self, x, c_noise, *, labels=None, vector=None, text=None, text_mask=None, drop=None, low=None,
+                aug=None):
         """F(x, c_noise | conditions). Checks shapes but never reads tensor values (so it can be exported):
         call :meth:`check_inputs` first on inputs that may hold out-of-range class indices."""
         cfg = self.config
-        self._check_shapes(x, c_noise, labels, vector, text)
+        self._check_shapes(x, c_noise, labels, vector, text, low, aug)
         n = x.shape[0]
         c_noise = torch.as_tensor(c_noise, device=x.device, dtype=torch.float32)
-        emb, tokens = self._embed(c_noise, n, x.dtype, x.device, labels, vector, text, text_mask, drop)
+        emb, tokens = self._embed(c_noise, n, x.dtype, x.device, labels, vector, text, text_mask, drop, aug)
         if cfg.channels_last and x.ndim in (4, 5):
-            x = x.contiguous(memory_format=torch.channels_last if x.ndim == 4 else torch.channels_last_3d)
-        x = torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
+            fmt = torch.channels_last if x.ndim == 4 else torch.channels_last_3d
+            x = x.contiguous(memory_format=fmt)
+            low = None if low is None else low.to(x.dtype).contiguous(memory_format=fmt)
+        parts = [x] if low is None else [x, low.to(x.dtype)]
+        x = torch.cat([*parts, torch.ones_like(x[:, :1])], dim=1)
         skips = []
         for block in self.enc:
             x = block(x) if isinstance(block, MPConv) else block(x, emb, tokens)
