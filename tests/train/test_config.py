@@ -147,3 +147,40 @@ def test_merge_for_resume():
         merge_for_resume(run, {"model": {"channels": 16}})
     with pytest.raises(BadParameter, match="stepz"):
         merge_for_resume(run, {"stepz": 3})
+
+
+# -- the super-resolution task --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(task="video"), "task: one of image, sr; got 'video'"),
+    (dict(task="SR"), "task"),
+    (dict(task="sr", scale=3), "scale: one of 2, 4; got 3"),
+    (dict(task="sr", scale=1), "scale"),
+    (dict(task="sr", crop_size=7), "crop_size"),
+    (dict(task="sr", scale=4, crop_size=6), "crop_size"),
+    (dict(task="sr", crop_size=-2), "crop_size"),
+    (dict(task="sr", resolution=16, crop_size=32), "crop_size: 32 is larger"),
+    (dict(task="sr", resolution=15), "resolution: 15 is not divisible by the scale 2"),
+    (dict(task="sr", resolution=18, scale=4), "resolution: 18 is not divisible by the scale 4"),
+    (dict(task="sr", sr_aug_max=-0.1), "sr_aug_max"),
+    (dict(task="sr", sr_aug_max=2.5), "sr_aug_max"),
+    (dict(task="sr", sr_blur=-1.0), "sr_blur"),
+    (dict(task="sr", sr_blur=5.0), "sr_blur"),
+    (dict(task="sr", captions="family"), "captions: 'family' is for pictures"),
+    (dict(task="sr", scale="2"), "scale"),  # typed like every field
+])
+def test_superres_settings_are_checked(kw, match):
+    with pytest.raises(BadParameter, match=match):
+        TrainConfig(**{"steps": 100, **kw})
+
+
+def test_superres_settings_are_only_read_for_the_sr_task():
+    from noisebrush.data.superres import SuperRes
+
+    cfg = TrainConfig(steps=100, task="sr", resolution=32, scale=4, crop_size=16, sr_aug_max=0.3, sr_blur=1.5)
+    assert cfg.superres() == SuperRes(scale=4, crop=16, aug_max=0.3, blur_max=1.5)
+    assert TrainConfig(steps=100, task="sr", resolution=32).superres() == SuperRes(scale=2, crop=0, aug_max=0.5,
+                                                                                   blur_max=0.0)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    TrainConfig(steps=100, task="image", captions="family")  # a picture task may phrase its captions
+    TrainConfig(steps=100, task="image", resolution=15, scale=2)  # the sr settings do not concern pictures

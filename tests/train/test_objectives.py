@@ -247,3 +247,152 @@ def test_caption_family_and_text_noise_need_what_they_work_on(make_config):
     with pytest.raises(UserError, match="text_noise = 0.1 needs a text condition"):
         Trainer(make_config(text_noise=0.1))  # the base config trains on labels
     assert make_config().captions == "template" and make_config().text_noise == 0.0
+
+
+# -- the super-resolution task ------------------------------------------------------------------------------------------
+
+SR = dict(data_size=16, resolution=16, task="sr", scale=2, crop_size=8, condition="none", steps=2, batch_size=4,
+          warmup=0, sample_every=0, checkpoint_every=0, mixed_precision="no",
+          model=dict(attn_resolutions=[], cross_attn_resolutions=[]))
+
+
+def test_stream_condition_generator_is_a_function_of_seed_and_sample():
+    a, b, tagged = SampleStream(10, 3), SampleStream(10, 3), SampleStream(10, 3, tag=7)
+    for k in (4, 0, 99, 4):
+        want = torch.rand(5, generator=generator(3, k, 0xC0D1))
+        assert torch.equal(torch.rand(5, generator=a.condition_generator(k)), want)
+        assert torch.equal(torch.rand(5, generator=b.condition_generator(k)), want)
+    assert torch.equal(torch.rand(5, generator=tagged.condition_generator(4)),
+                       torch.rand(5, generator=generator(3, 4, 7, 0xC0D1)))
+    other = [torch.rand(5, generator=g) for g in (a.condition_generator(5), SampleStream(10, 4).condition_generator(4),
+                                                  tagged.condition_generator(4))]
+    base = torch.rand(5, generator=a.condition_generator(4))
+    assert all(not torch.equal(o, base) for o in other)
+
+
+def test_a_tiny_sr_run_exports_a_super_resolution_stage(make_config):
+    import noisebrush
+    from _model_fixture import one_thread
+
+    cfg = make_config("sr", **SR)
+    tr = Trainer(cfg)
+    assert tr.net_config.cond_channels == 3 and tr.net_config.aug_cond
+    path = tr.fit()
+    assert tr.skipped == 0
+    conf = json.loads((path / "config.json").read_text())
+    assert conf["task"] == "sr" and conf["condition"] == "none"
+    assert conf["superres"]["scale"] == 2 and conf["superres"]["crop"] == 8
+    assert conf["superres"]["aug_max"] == cfg.sr_aug_max and conf["superres"]["blur_max"] == cfg.sr_blur
+    assert 0 <= conf["superres"]["sampling_aug"] <= conf["superres"]["aug_max"]
+    assert conf["unet"]["cond_channels"] == 3 and conf["unet"]["aug_cond"] is True
+    assert conf["resolution"] == 16
+    with one_thread():
+        pipe = noisebrush.load(str(path))
+    assert pipe.task == "sr" and pipe.scale == 2
+
+
+def test_an_image_run_has_no_sr_entries(make_config):
+    tr = Trainer(make_config("img", **{**SR, "task": "image", "steps": 1}))
+    assert tr.net_config.cond_channels == 0 and not tr.net_config.aug_cond
+    conf = tr.objective.model_config()
+    assert "task" not in conf and "superres" not in conf
+    b = tr.batch(range(4))
+    assert b["x0"].shape == (4, 3, 16, 16) and "low" not in b["cond"] and "aug" not in b["cond"]
+
+
+def test_sr_crop_must_fit_the_network_levels(make_config):
+    from noisebrush.errors import BadParameter
+
+    with pytest.raises(BadParameter, match="crop_size: the network needs a side divisible by 4, got 6"):
+        Trainer(make_config("sr", **{**SR, "crop_size": 6, "model": dict(channel_mult=[1, 2, 2],
+                                                                          attn_resolutions=[],
+                                                                          cross_attn_resolutions=[])}))
+
+
+def test_the_sr_batch_is_a_function_of_seed_and_sample(make_config):
+    a = Trainer(make_config("a", **{**SR, "sr_blur": 1.0}))
+    b = Trainer(make_config("b", **{**SR, "sr_blur": 1.0}))
+    whole = a.batch(range(8, 16))
+    assert whole["x0"].shape == whole["cond"]["low"].shape == whole["noise"].shape == (8, 3, 8, 8)
+    assert whole["cond"]["aug"].shape == (8,) and whole["cond"]["aug"].dtype == torch.float32
+    assert ((whole["cond"]["aug"] >= 0) & (whole["cond"]["aug"] <= a.cfg.sr_aug_max)).all()
+    assert len(set(whole["cond"]["aug"].tolist())) == 8
+    again = a.batch(range(8, 16))
+    split = [b.batch(range(12, 16)), b.batch(range(8, 12))]  # another trainer, another split and order
+    for key in ("x0", "noise", "sigma"):
+        assert torch.equal(again[key], whole[key])
+        assert torch.equal(torch.cat([split[1][key], split[0][key]]), whole[key])
+    for key in ("low", "aug"):
+        assert torch.equal(again["cond"][key], whole["cond"][key])
+        assert torch.equal(torch.cat([split[1]["cond"][key], split[0]["cond"][key]]), whole["cond"][key])
+    # other samples, other crops and augmentation
+    other = a.batch(range(16, 24))
+    assert not torch.equal(other["cond"]["aug"], whole["cond"]["aug"])
+    # another seed, other draws for the same samples
+    c = Trainer(make_config("c", **{**SR, "sr_blur": 1.0, "seed": 1}))
+    assert not torch.equal(c.batch(range(8, 16))["cond"]["aug"], whole["cond"]["aug"])
+
+
+def test_the_sr_batch_is_the_crop_and_its_aligned_condition(make_config):
+    """With no augmentation, sample k's condition is the box-averaged picture upsampled, cut at the crop's window;
+    the crop is its picture's, and every draw is SuperRes.training_pair's from the stream's condition generator."""
+    from noisebrush.data.superres import downsample, upsample
+
+    tr = Trainer(make_config("sr0", **{**SR, "sr_aug_max": 0.0}))
+    obj, ds = tr.objective, tr.dataset
+    ks = range(0, 12)
+    b = tr.batch(ks)
+    assert torch.equal(b["cond"]["aug"], torch.zeros(12))
+    windows = set()
+    for j, k in enumerate(ks):
+        full = ds[obj.stream.item(k)[0]]["image"]
+        crop = b["x0"][j]
+        hits = [(oy, ox) for oy in range(0, 9) for ox in range(0, 9)
+                if torch.equal(full[:, oy:oy + 8, ox:ox + 8], crop)]
+        assert hits, k
+        oy, ox = hits[0]
+        windows.add((oy, ox))
+        assert oy % 2 == 0 and ox % 2 == 0
+        cond = upsample(downsample(full, 2), 2)[:, oy:oy + 8, ox:ox + 8]
+        assert torch.equal(b["cond"]["low"][j], cond), k
+        # the objective's draws are SuperRes.training_pair's with the stream's generator of sample k
+        hi, low, aug = obj.sr.training_pair(full, obj.stream.condition_generator(k))
+        assert torch.equal(hi, crop) and torch.equal(low, b["cond"]["low"][j]) and aug == 0.0
+        # σ and noise as for pictures: the stream's draws for k, of the crop's shape
+        sigma, noise, _ = obj.stream.draws(k, (3, 8, 8))
+        assert float(b["sigma"][j]) == sigma and torch.equal(b["noise"][j], noise)
+    assert len(windows) > 1
+
+
+def test_sr_previews_upscale_the_first_pictures(make_config):
+    tr = Trainer(make_config("sr", **SR))
+    out = tr.objective.sample(n=2, steps=2)
+    assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()
+    assert out.min() >= -1 and out.max() <= 1
+
+
+def test_cached_pixels_give_the_procedural_pictures_back_bit_for_bit(make_config):
+    from noisebrush.data.procedural import ProceduralArt
+    from noisebrush.train.objectives import _Pixels
+
+    # every level a uint8 picture can hold, made the way ProceduralArt makes them
+    levels = torch.arange(256, dtype=torch.uint8).reshape(1, 16, 16).expand(3, -1, -1)
+    x = levels.float().div_(127.5).sub_(1.0)
+    assert torch.equal(_Pixels(x).image(), x)
+    assert torch.equal(_Pixels(x).u8, levels)
+    for resolution in (16, 32):
+        ds = ProceduralArt(resolution=resolution, size=24, seed=0)
+        for i in range(len(ds)):
+            item = ds[i]
+            p = _Pixels(item["image"])
+            assert p.u8.dtype == torch.uint8
+            assert torch.equal(p.image(), item["image"]), (resolution, i)
+    # the trainer's cache: the pictures of a batch are the data set's, bit for bit
+    tr = Trainer(make_config("img", **{**SR, "task": "image", "steps": 1}))
+    ks = list(range(20))
+    b = tr.batch(ks)
+    for j, k in enumerate(ks):
+        assert torch.equal(b["x0"][j], tr.dataset[tr.objective.stream.item(k)[0]]["image"])
+    assert len(tr.objective._image_cache) > 0
+    assert all(isinstance(item["image"], _Pixels) for item in tr.objective._image_cache.values())
+    assert torch.equal(tr.batch(ks)["x0"], b["x0"])  # from the cache now

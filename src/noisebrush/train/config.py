@@ -29,16 +29,18 @@ else:  # pragma: no cover
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from noisebrush.data.superres import SuperRes
 from noisebrush.diffusion.samplers import get_sampler
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.nets import registry
 from noisebrush.train.checkpoint import latest_checkpoint
 from noisebrush.train.lr import LR_SCHEDULES
 
-__all__ = ["TrainConfig", "CAPTIONS", "CONDITIONS", "PRECISIONS", "DEFAULT_WARMUP", "RESUME_MAY_CHANGE",
+__all__ = ["TrainConfig", "TASKS", "CAPTIONS", "CONDITIONS", "PRECISIONS", "DEFAULT_WARMUP", "RESUME_MAY_CHANGE",
            "check_type", "read_toml", "run_config", "merge_for_resume"]
 
 CONDITIONS = ("auto", "text", "label", "none")
+TASKS = ("image", "sr")
 CAPTIONS = ("template", "family")
 PRECISIONS = ("auto", "bf16", "fp16", "no")
 DEFAULT_WARMUP = 200  # the warmup of a run of ≥ 2000 steps when none is given (steps // 10 below that)
@@ -68,6 +70,19 @@ class TrainConfig:
                                        #   phrasing per (seed, step, sample) from noisebrush.data.captions
     text_noise: float = 0.0            # std of Gaussian noise added to every real token embedding in training
                                        #   (MiniLM token states have RMS ≈ 0.42); 0 = off
+    # task: "image" paints pictures; "sr" is a super-resolution stage (noisebrush.data.superres): it learns the
+    # resolution-px pictures from their box-averaged 1/scale copies, on crop_size crops (0 = whole pictures)
+    task: str = "image"
+    scale: int = 2                     # sr: the upscaling factor (2 or 4)
+    crop_size: int = 0                 # sr: side of the high-resolution crops it trains on; 0 = whole pictures
+    sr_aug_max: float = 0.5            # sr: noise-conditioning augmentation σ_aug ~ U(0, sr_aug_max) on the low
+                                       #   resolution picture ([-1, 1] units); the network is told σ_aug
+    sr_blur: float = 0.0               # sr: Gaussian blur of up to this many low-resolution pixels on half the
+                                       #   samples (CDM's augmentation for the higher stage); 0 = none
+    # progressive (coarse-to-fine) training of a picture model: the fractions of the run at which the training
+    # resolution doubles, starting from resolution / 2^len(progressive); [] = off. [0.4, 0.7] at 128 px trains at
+    # 32 px for the first 40% of the steps, at 64 px to 70%, then at 128 px (pictures box-averaged down)
+    progressive: tuple[float, ...] = ()
     # network: fields of UNetConfig (dims, channels, channel_mult, blocks, attn_resolutions, dropout, ...)
     model: dict = field(default_factory=dict)
     # EDM loss (Karras et al. 2022)
@@ -135,6 +150,23 @@ class TrainConfig:
             raise BadParameter(f"crop: 'center' or 'random', got {self.crop!r}")
         if not 0 <= self.cond_drop < 1:
             raise BadParameter(f"cond_drop: in [0, 1), got {self.cond_drop}")
+        if self.task not in TASKS:
+            raise BadParameter(f"task: one of {', '.join(TASKS)}; got {self.task!r}")
+        if self.task == "sr":
+            self.superres()  # checks scale, crop_size, sr_aug_max, sr_blur
+            if self.captions == "family":
+                raise BadParameter("captions: 'family' is for pictures (task = \"image\")")
+        self.progressive = tuple(float(f) for f in self.progressive)
+        if self.progressive:
+            if self.task != "image":
+                raise BadParameter("progressive: for picture models (task = \"image\")")
+            if list(self.progressive) != sorted(self.progressive) or not all(0 < f < 1 for f in self.progressive) \
+                    or len(set(self.progressive)) != len(self.progressive):
+                raise BadParameter(f"progressive: increasing fractions of the run in (0, 1), got "
+                                   f"{list(self.progressive)}")
+            if self.resolution % (2 ** len(self.progressive)) or self.resolution >> len(self.progressive) < 8:
+                raise BadParameter(f"progressive: {len(self.progressive)} doublings do not fit a resolution of "
+                                   f"{self.resolution} (the first stage must be ≥ 8 px and a whole number)")
         if self.captions not in CAPTIONS:
             raise BadParameter(f"captions: one of {', '.join(CAPTIONS)}; got {self.captions!r}")
         if self.captions == "family" and (self.data != "builtin" or self.condition not in ("auto", "text")):
@@ -153,6 +185,18 @@ class TrainConfig:
             raise BadParameter(f"warmup: {self.warmup} steps is not shorter than the run (steps = {self.steps}); "
                                f"give a smaller warmup, or leave it out (it is then steps/10, at most "
                                f"{DEFAULT_WARMUP})")
+
+    def superres(self):
+        """The super-resolution task of a ``task = "sr"`` config (:class:`noisebrush.data.superres.SuperRes`)."""
+        sr = SuperRes(scale=self.scale, crop=self.crop_size, aug_max=self.sr_aug_max, blur_max=self.sr_blur)
+        sr.check_resolution(self.resolution)
+        return sr
+
+    def resolution_at(self, step: int, plan: int | None = None) -> int:
+        """The picture size step ``step`` trains at (``progressive``: smaller before each doubling, placed in a run of
+        ``plan`` steps: the run's own plan, which a resume with more ``--steps`` keeps, as the LR schedule does)."""
+        halvings = sum(1 for f in self.progressive if step < f * (plan or self.steps))
+        return self.resolution >> halvings
 
     def _check_types(self) -> None:
         """Every field has its declared type (TOML makes it easy to write "10" for 10); ints are taken for floats."""

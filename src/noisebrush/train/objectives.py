@@ -49,6 +49,7 @@ import torch
 from noisebrush.data.captions import phrase
 from noisebrush.data.folder import ImageFolder
 from noisebrush.data.procedural import ProceduralArt
+from noisebrush.data.superres import downsample, low_condition
 from noisebrush.diffusion import EDMPrecond, karras
 from noisebrush.diffusion.losses import edm_loss
 from noisebrush.diffusion.noise import SampleNoise
@@ -67,6 +68,8 @@ from noisebrush.train.stream import SampleStream
 __all__ = ["Part", "Phase", "Loss", "Objective", "EDMObjective", "build_dataset", "resolve_condition"]
 
 log = logging.getLogger("noisebrush.train")
+
+SAMPLING_AUG = 0.05  # a super-resolution stage's default σ_aug when painting (its model folder records it)
 
 
 @dataclass
@@ -140,6 +143,18 @@ class Objective:
         return None
 
 
+class _Pixels:
+    """A [-1, 1] picture kept as its uint8 pixels (a quarter of the memory): ProceduralArt makes its float
+    pictures from uint8 as ``u / 127.5 - 1``, so :meth:`image` gives them back bit for bit."""
+    __slots__ = ("u8",)
+
+    def __init__(self, x: torch.Tensor):
+        self.u8 = (x.float() + 1).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+    def image(self) -> torch.Tensor:
+        return self.u8.float().div_(127.5).sub_(1.0)
+
+
 def build_dataset(cfg: TrainConfig):
     """The data set a config names: ``builtin`` → ProceduralArt, anything else → ImageFolder."""
     if cfg.data == "builtin":
@@ -192,7 +207,12 @@ class EDMObjective(Objective):
         self._cache_images = type(self.dataset).__name__ == "ProceduralArt"  # deterministic renders: keep them
         self.stream = SampleStream(len(self.dataset), cfg.seed, P_mean=cfg.P_mean, P_std=cfg.P_std,
                                    cond_drop=cfg.cond_drop)
-        self.net_config = UNetConfig.from_dict({"resolution": cfg.resolution, **cfg.model, **self._cond_dims()})
+        self.sr = cfg.superres() if cfg.task == "sr" else None
+        picture = {"cond_channels": int(cfg.model.get("in_channels", 3)), "aug_cond": True} if self.sr else {}
+        self.net_config = UNetConfig.from_dict({"resolution": cfg.resolution, **cfg.model, **self._cond_dims(),
+                                                **picture})
+        if self.sr:
+            self.sr.check_resolution(cfg.resolution, 2 ** (len(self.net_config.channel_mult) - 1))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(mix(cfg.seed, 0x1417))
             self.net = UNet(self.net_config)
@@ -203,7 +223,7 @@ class EDMObjective(Objective):
         self._l1_params = decay
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                  {"params": plain, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
-        plan = getattr(loop, "lr_steps", None) or cfg.steps  # a resumed run keeps its schedule's plan
+        plan = self.plan = getattr(loop, "lr_steps", None) or cfg.steps  # a resumed run keeps its schedule's plan
         sched = make_scheduler(opt, cfg.lr_schedule, plan, warmup=cfg.warmup, final=cfg.lr_final)
         return {"model": Part(self.net, opt, sched, ema, grad_clip=cfg.grad_clip, project=True)}
 
@@ -299,8 +319,9 @@ class EDMObjective(Objective):
         if self._cache_images and index in self._image_cache:
             return self._image_cache[index]
         item = self.dataset.get(index, epoch) if self._uses_epoch else self.dataset[index]
-        if self._cache_images:  # deterministic renders: keep what the loop uses
+        if self._cache_images:  # deterministic renders: keep what the loop uses, the picture as its uint8 pixels
             item = {k: item[k] for k in ("image", "caption", "label", "index") if k in item}
+            item["image"] = _Pixels(item["image"])
             self._image_cache[index] = item
         return item
 
@@ -326,11 +347,19 @@ class EDMObjective(Objective):
 
     def batch(self, ks) -> dict:
         """Images, σ, noise and conditions of the global samples ``ks`` (and, for a text condition, ``captions``)."""
-        images, sigmas, noises, drops, captions, labels = [], [], [], [], [], []
+        images, sigmas, noises, drops, captions, labels, lows, augs = [], [], [], [], [], [], [], []
         for k in ks:
             index, epoch = self.stream.item(k)
             item = self._image(index, epoch)
             x0 = item["image"]
+            x0 = x0.image() if isinstance(x0, _Pixels) else x0
+            if self.sr:  # a crop of the picture, and its degraded low-resolution copy as the condition
+                x0, low, aug = self.sr.training_pair(x0, self.stream.condition_generator(k))
+                lows.append(low), augs.append(aug)
+            elif self.cfg.progressive:  # coarse-to-fine: the picture box-averaged to this step's size
+                size = self.cfg.resolution_at(k // self.cfg.batch_size, self.plan)
+                if size != x0.shape[-1]:
+                    x0 = downsample(x0, x0.shape[-1] // size)
             sigma, noise, drop = self.stream.draws(k, x0.shape)
             sigmas.append(sigma), noises.append(noise), drops.append(drop), images.append(x0)
             if self.condition == "text":
@@ -347,6 +376,8 @@ class EDMObjective(Objective):
             out["captions"] = captions
         elif self.condition == "label":
             out["cond"] = {"labels": torch.tensor(labels, device=dev), "drop": drop}
+        if self.sr:
+            out["cond"] |= {"low": torch.stack(lows).to(dev), "aug": torch.tensor(augs, device=dev)}
         return out
 
     # -- the loss --------------------------------------------------------------------------------------------------
@@ -386,6 +417,12 @@ class EDMObjective(Objective):
         shape = (self.net_config.in_channels, *([cfg.resolution] * self.net_config.dims))
         sigmas = karras(steps or cfg.sample_steps, sigma_min=0.002, sigma_max=80.0)
         cond = {k: v.to(dev) for k, v in self.preview_conditions(len(seeds)).items()}
+        if self.sr:  # the previews upscale the first pictures of the data set, without augmentation
+            pictures = [self.dataset[i % len(self.dataset)]["image"] for i in range(len(seeds))]
+            lows = [low_condition(downsample(p, self.sr.scale), self.sr.scale) for p in pictures]
+            size = pictures[0].shape[-2:]
+            shape = (self.net_config.in_channels, *size)
+            cond |= {"low": torch.stack(lows).to(dev), "aug": torch.zeros(len(seeds), device=dev)}
         x = start(noise, shape, sigmas, device=dev)
         return sample(make_denoiser(den, cond), x, sigmas.to(dev), noise, sampler=cfg.sampler).clamp(-1, 1).cpu()
 
@@ -402,4 +439,5 @@ class EDMObjective(Objective):
             "condition": self.condition,
             "text_encoder": ({"name": self.text.name, "max_tokens": self.text.max_tokens} if self.text else None),
             "classes": list(getattr(self.dataset, "classes", [])) if self.condition == "label" else None,
+            **({"task": "sr", "superres": {**self.sr.to_dict(), "sampling_aug": SAMPLING_AUG}} if self.sr else {}),
         }

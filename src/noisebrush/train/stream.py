@@ -14,7 +14,9 @@ with probability ``cond_drop``; all three come, in that order, from ``generator(
 
 ``caption_rng(k)`` is a ``random.Random`` seeded with ``mix(seed, k, 0xCA97)``: the rng from which a caption
 family (:func:`noisebrush.data.captions.phrase`) draws sample k's phrasing. ``token_noise(k, shape)`` is N(0, I)
-from ``generator(seed, k, 0x70CE)``: the noise an embedding augmentation adds to sample k's text tokens. The loop's
+from ``generator(seed, k, 0x70CE)``: the noise an embedding augmentation adds to sample k's text tokens.
+``condition_generator(k)`` is ``generator(seed, k, 0xC0D1)``, from which a super-resolution stage draws sample k's
+crop and the augmentation of its low-resolution picture. The loop's
 global sample id is k = step · batch_size + (the sample's place in the step's global batch), so both are functions
 of (run seed, step, sample index) only — the same in any split of the batch and after a resume.
 
@@ -36,7 +38,7 @@ from noisebrush.seeding import generator, mix
 
 __all__ = ["SampleStream"]
 
-_PERM, _DRAWS, _CAPTION, _TOKENS = 0xDA7A, 0x5A, 0xCA97, 0x70CE
+_PERM, _DRAWS, _CAPTION, _TOKENS, _CONDITION = 0xDA7A, 0x5A, 0xCA97, 0x70CE, 0xC0D1
 
 
 class SampleStream:
@@ -78,6 +80,11 @@ class SampleStream:
     def token_noise(self, k: int, shape) -> torch.Tensor:
         """N(0, I) of ``shape`` for global sample ``k``'s text-token embeddings (a function of seed, k and the tag)."""
         return torch.randn(tuple(shape), generator=generator(*self._key(self.seed, int(k), _TOKENS)))
+
+    def condition_generator(self, k: int) -> torch.Generator:
+        """A generator for global sample ``k``'s condition draws (a super-resolution stage's crop and augmentation:
+        :meth:`noisebrush.data.superres.SuperRes.training_pair`), seeded by (seed, k, tag) alone."""
+        return generator(*self._key(self.seed, int(k), _CONDITION))
 
     def draw(self, k: int, shape) -> tuple[int, int, float, torch.Tensor, bool]:
         """(item index, epoch, σ, noise, condition dropped) of global sample ``k``."""

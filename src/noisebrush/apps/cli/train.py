@@ -111,6 +111,9 @@ def train(config: Optional[Path] = typer.Option(None, "--config", "-c", help="TO
                                                                                  "cosine"),
           precision: Optional[str] = typer.Option(None, "--precision", help="auto, bf16, fp16, no"),
           seed: Optional[int] = typer.Option(None, "--seed"),
+          task: Optional[str] = typer.Option(None, "--task", help="image (default) or sr: a super-resolution stage "
+                                                                  "(see configs/sr64.toml)"),
+          scale: Optional[int] = typer.Option(None, "--scale", help="sr: the upscaling factor, 2 or 4"),
           resume: bool = typer.Option(False, "--resume", help="continue the latest checkpoint in the run folder, "
                                                               "with the run's own settings (--steps may change)"),
           set_: List[str] = typer.Option([], "--set", help="any option as KEY=VALUE (VALUE in TOML syntax); "
@@ -119,9 +122,10 @@ def train(config: Optional[Path] = typer.Option(None, "--config", "-c", help="TO
     from noisebrush.train import Trainer  # lazy: torch (see the module docstring)
 
     over = {"data": data, "out_dir": out, "steps": steps, "batch_size": batch_size, "lr": lr,
-            "lr_schedule": lr_schedule, "mixed_precision": precision, "seed": seed}
+            "lr_schedule": lr_schedule, "mixed_precision": precision, "seed": seed, "task": task, "scale": scale}
     flags = {"data": "--data", "out_dir": "--out", "steps": "--steps", "batch_size": "--batch-size", "lr": "--lr",
-             "lr_schedule": "--lr-schedule", "mixed_precision": "--precision", "seed": "--seed"}
+             "lr_schedule": "--lr-schedule", "mixed_precision": "--precision", "seed": "--seed", "task": "--task",
+             "scale": "--scale"}
     cfg = _train_config(config, over, parse_sets(set_), resume=resume, flags=flags)
     check_writable(cfg.out_dir, what="--out", folder=True)  # before any work: one line, not a traceback at the end
     trainer = Trainer(cfg, resume=resume)
