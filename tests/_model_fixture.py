@@ -43,13 +43,19 @@ def one_thread():
         torch.set_num_threads(old_threads)
 
 
-def train_tiny(out_dir, condition: str = "label", steps: int = 2) -> Path:
-    """Train a tiny model for ``steps`` steps into ``out_dir`` and return its exported model folder."""
+TINY_SR = dict(task="sr", resolution=16, scale=2, crop_size=8,
+               model=dict(TINY_NET, attn_resolutions=[], cross_attn_resolutions=[]))
+
+
+def train_tiny(out_dir, condition: str = "label", steps: int = 2, **extra) -> Path:
+    """Train a tiny model for ``steps`` steps into ``out_dir`` and return its exported model folder (``extra``:
+    more TrainConfig fields, e.g. :data:`TINY_SR` for a super-resolution stage)."""
     from noisebrush.train import Trainer, TrainConfig
 
-    cfg = TrainConfig(data="builtin", data_size=32, resolution=16, condition=condition, steps=steps, batch_size=4,
-                      warmup=0, sample_every=0, checkpoint_every=0, mixed_precision="no", model=dict(TINY_NET),
-                      out_dir=str(out_dir))
+    fields = dict(data="builtin", data_size=32, resolution=16, condition=condition, steps=steps, batch_size=4,
+                  warmup=0, sample_every=0, checkpoint_every=0, mixed_precision="no", model=dict(TINY_NET),
+                  out_dir=str(out_dir))
+    cfg = TrainConfig(**(fields | extra))
     reset_accelerate()  # whatever ran before may have left Accelerate's process-wide state set up otherwise
     with torch.random.fork_rng(devices=[]):  # the trainer reseeds the global RNG
         trainer = Trainer(cfg)
@@ -67,6 +73,16 @@ def tiny_model(tmp_path_factory, condition: str = "label") -> Path:
         with one_thread():
             _built[condition] = train_tiny(tmp_path_factory.mktemp(f"run-{condition}"), condition)
     return _built[condition]
+
+
+def tiny_sr_model(tmp_path_factory, condition: str = "none") -> Path:
+    """The session's tiny super-resolution stage (16 px pictures, scale 2, 8 px crops; ``condition`` "none" or
+    "text"), built on first use. Do not modify it; copy it."""
+    key = f"sr-{condition}"
+    if key not in _built or not (_built[key] / "config.json").is_file():
+        with one_thread():
+            _built[key] = train_tiny(tmp_path_factory.mktemp(f"run-{key}"), condition, **TINY_SR)
+    return _built[key]
 
 
 def write_model(path, *, factorized: bool, condition: str = "none", classes=None, schedule=None, **top):

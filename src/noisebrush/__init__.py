@@ -5,6 +5,7 @@
     images = pipe("a red sun over purple mountains", steps=20, seed=7, n=4)   # → PIL images, each with its recipe
     noisebrush.save(images[0], "sun.png")              # a PNG that `noisebrush info` / `reproduce` read
     tensors, recipes = pipe.generate("a red sun", seed=7, n=4)                # → N×3×H×W in [-1, 1], recipe dicts
+    big = noisebrush.cascade("builtin", size=128)("a red sun", seed=7)       # 128 px through super-resolution
 
 The engine lives in :mod:`noisebrush.diffusion`, networks in :mod:`noisebrush.nets` (the registry of network names
 in :mod:`noisebrush.nets.registry`), data in :mod:`noisebrush.data`, model folders in
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from noisebrush.errors import BadParameter, UserError
 
-__all__ = ["UserError", "__version__", "load", "save"]
+__all__ = ["UserError", "__version__", "load", "cascade", "save"]
 
 
 def load(model="builtin", *, device=None, lora=None):
@@ -29,6 +30,14 @@ def load(model="builtin", *, device=None, lora=None):
     from noisebrush.paint.pipeline import load as _load  # lazy: torch and the networks take about 4 s
 
     return _load(model, device=device, lora=lora)
+
+
+def cascade(base="builtin", *, size: int = 128, stages=None, device=None, lora=None, **stage_options):
+    """Paint at ``size`` px through super-resolution stages: ``base`` (a model folder or "builtin") paints at its own
+    size and the stages (default: the built-in ones) upscale (see :mod:`noisebrush.paint.cascade`)."""
+    from noisebrush.paint.cascade import cascade as _cascade  # lazy: torch and the networks take about 4 s
+
+    return _cascade(base, size=size, stages=stages, device=device, lora=lora, **stage_options)
 
 
 def save(image, path, recipe: dict | None = None):

@@ -33,20 +33,23 @@ from noisebrush.errors import UserError
 from noisebrush.io.atomic import atomic_path, atomic_write_text, check_writable, rescue_folder
 from noisebrush.io.hashing import file_sha256
 
-__all__ = ["MODEL_FORMAT", "BUILTIN", "DEFAULT_NETWORK", "resolve", "read_config", "read_weights", "weights_hash",
+__all__ = ["MODEL_FORMAT", "BUILTIN", "BUILTIN_MODELS", "DEFAULT_NETWORK", "resolve", "read_config", "read_weights", "weights_hash",
            "weights_dtype", "network_name", "network_description", "write", "write_weights", "write_config"]
 
 _FORMAT_VERSION = 1  # what this noisebrush writes, and the newest it reads
 MODEL_FORMAT = f"noisebrush.model/{_FORMAT_VERSION}"
 BUILTIN = Path(__file__).parent.parent / "models" / "builtin"  # the model shipped in the package
+# every model shipped in the package, by the name a recipe records: the base model and the super-resolution stages
+BUILTIN_MODELS = {name: BUILTIN.parent / name for name in ("builtin", "builtin-sr64", "builtin-sr128")}
 DEFAULT_NETWORK = "unet"  # folders written before config.json named its network hold a UNet
 
 _DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16}
 
 
 def resolve(model) -> Path:
-    """"builtin" → the model shipped in the package; anything else is a folder holding a model."""
-    path = BUILTIN if str(model) == "builtin" else Path(model)
+    """"builtin" → the model shipped in the package ("builtin-sr64", "builtin-sr128": its super-resolution stages);
+    anything else is a folder holding a model."""
+    path = BUILTIN_MODELS.get(str(model)) or Path(model)
     if not path.exists():
         raise UserError(f"{model}: no such model folder")
     if not path.is_dir():

@@ -50,7 +50,7 @@ from noisebrush.io.png import RECIPE_KEY, read_recipe
 from noisebrush.nets import registry
 from noisebrush.nets.lora import apply_loras, parse_lora_spec
 from noisebrush.nets.text import TextEncoder, parse_weights
-from noisebrush.paint import edit
+from noisebrush.paint import edit, upscale as stage
 from noisebrush.paint.guides import Guide, guidance_recipes
 from noisebrush.paint.modality import modality_for
 from noisebrush.paint.options import PaintOptions, check_common, check_size, model_schedule
@@ -132,6 +132,10 @@ class Pipeline:
         self.channels = int(model_folder.network_description(config).get("in_channels", 3))
         self.dims = int(model_folder.network_description(config).get("dims", 2))
         self.classes = config.get("classes") or []
+        # "image", or "sr": a super-resolution stage (noisebrush.paint.upscale) that paints `scale` times larger
+        self.task = config.get("task", "image")
+        self.superres = config.get("superres") or {}
+        self.scale = int(self.superres.get("scale", 1))
         self.schedule = model_schedule(config, path / "config.json")  # σ schedule, sampler, steps unless told
         try:
             self.modality = modality_for(config)  # image, clip, volume: shape, size rule, recipe fields, decoding
@@ -347,6 +351,9 @@ class Pipeline:
         (:meth:`negative_conditions`); ``""``/None: none. ``prompt`` may weight words: ``"a (red:1.3) circle"``
         (:meth:`condition_mix`).
         """
+        if self.task == "sr":
+            raise UserError(f"{self.name}: is a super-resolution stage; it paints from a picture "
+                            f"(`noisebrush upscale`, pipe.upscale)")
         opts = self.check(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, size=size,
                           sigma_min=sigma_min, sigma_max=sigma_max, label=label, negative=negative)
         guidance = self.check_guidance(guidance)
@@ -375,15 +382,20 @@ class Pipeline:
         return guidance
 
     def denoiser(self, prompt: str = "", *, label=None, cfg: float = 3.0, guidance=None,
-                 negative: str | None = None):
+                 negative: str | None = None, picture: dict | None = None):
         """The per-picture denoiser for ``prompt`` (its weights: :meth:`condition_mix`) with classifier-free guidance
         ``cfg`` against ``negative`` (:meth:`negative_conditions`; none: the unconditional prediction) and the guides
-        (:func:`noisebrush.diffusion.sample.make_denoiser` with ``batched=False``)."""
+        (:func:`noisebrush.diffusion.sample.make_denoiser` with ``batched=False``). ``picture``: conditions every
+        evaluation gets, guided or not — a super-resolution stage's ``low`` picture and ``aug`` level, one row per
+        picture (:mod:`noisebrush.paint.upscale`)."""
         if self._pending:  # a warning held back until the painting starts (see _when_painting)
             message, self._pending = self._pending, None
             warn(message)
         pairs = self.condition_mix(prompt, label)
         neg = self.negative_conditions(negative, cfg)
+        if picture:
+            pairs = [({**c, **picture}, w) for c, w in pairs]
+            neg = None if neg is None else {**neg, **picture}
         guides = self.check_guidance(guidance)
         if len(pairs) == 1:  # no weights: the plain path, bit for bit what it always was
             return make_denoiser(self.den, pairs[0][0], cfg=cfg, batched=False, guides=guides, negative=neg)
@@ -410,6 +422,11 @@ class Pipeline:
         """Paint beyond the edges of ``image``; see :func:`noisebrush.paint.edit.outpaint`."""
         with self._when_painting(self._no_prompt_message(image, prompt)):
             return edit.outpaint(self, image, extend, prompt, **kwargs)
+
+    def upscale(self, image, prompt: str = "", **kwargs):
+        """``image`` painted ``scale`` times larger by this super-resolution stage; see
+        :func:`noisebrush.paint.upscale.upscale`."""
+        return stage.upscale(self, image, prompt, **kwargs)
 
     def morph(self, prompt: str = "", **kwargs):
         """Frames between two seeds and/or two prompts; see :func:`noisebrush.paint.edit.morph`."""
@@ -452,5 +469,6 @@ def load(model="builtin", *, device=None, lora=None) -> Pipeline:
                  for s in ([lora] if isinstance(lora, (str, Path)) else lora)]
         loras = apply_loras(net, conf, model_folder.weights_hash(path), specs)
     # the recipe names a folder by its absolute path, so `noisebrush reproduce` finds it from anywhere
-    return Pipeline(net, conf, path, device=device, name="builtin" if str(model) == "builtin" else str(path.resolve()),
+    name = str(model) if str(model) in model_folder.BUILTIN_MODELS else str(path.resolve())
+    return Pipeline(net, conf, path, device=device, name=name,
                     loras=loras)

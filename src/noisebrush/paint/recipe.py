@@ -36,11 +36,14 @@ from noisebrush.nets.text import escape_weights
 from noisebrush.paint import edit
 from noisebrush.paint.guides import guides_from_recipe
 from noisebrush.paint import palette as _palette  # noqa: F401  (registers the palette guide for replays)
+from noisebrush.paint.cascade import Cascade, replay_stages, stages_of
 from noisebrush.paint.pipeline import Pipeline, load
+from noisebrush.paint.upscale import as_pictures
 
 __all__ = ["pictures", "lora_files", "source_file", "load_pipeline", "replay", "EDIT_MODES"]
 
 EDIT_MODES = ("vary", "inpaint", "outpaint")
+MODES = (*EDIT_MODES, "upscale")
 
 
 def pictures(recipe: dict, *, where="recipe") -> list[dict]:
@@ -149,6 +152,10 @@ def load_pipeline(recipe: dict, *, model=None, device=None, where="recipe", hint
     and the weights checked against the hash it recorded. ``hint`` says, in the error lines, how the user names
     another model folder (the CLI's ``--model``)."""
     named = recipe.get("model", "builtin")
+    if recipe.get("mode") == "upscale":  # an upscaled picture: its first stage stands for the model
+        stages = recipe.get("stages")
+        first = stages[0] if isinstance(stages, list) and stages and isinstance(stages[0], dict) else {}
+        named, recipe = first.get("model"), first
     if model is None and not (isinstance(named, str) and named):
         raise UserError(f"{where}: its recipe names no model; pass {hint}")
     pipe = load(model or named, device=device, lora=lora_files(recipe, where=where))
@@ -207,8 +214,11 @@ def replay(pipe: Pipeline, recipe: dict, *, where="recipe", callback=None, searc
     if not isinstance(recipe, dict):
         raise UserError(f"{where}: its recipe is not a set of noisebrush parameters")
     mode = recipe.get("mode")
-    if mode is not None and mode not in EDIT_MODES:
+    if mode is not None and mode not in MODES:
         raise UserError(f"{where}: unknown painting mode {mode!r} in its recipe")
+    files = files or {}
+    if mode == "upscale" or "stages" in recipe:  # super-resolution stages after the base painting (or a file)
+        return _replay_cascade(pipe, recipe, mode, where=where, callback=callback, search=search, files=files)
     try:
         opts = _mode_options(pipe, recipe, mode)
     except (KeyError, TypeError, ValueError, OverflowError) as e:  # ValueError includes BadParameter
@@ -216,7 +226,6 @@ def replay(pipe: Pipeline, recipe: dict, *, where="recipe", callback=None, searc
     prompt = opts.pop("prompt")
     if mode is None:
         return pipe.generate(prompt, callback=callback, **opts)
-    files = files or {}
     source = source_file(recipe, "source", where=where, search=search, given=files.get("source"))
     mask = source_file(recipe, "mask", where=where, search=search, given=files.get("mask")) if mode == "inpaint" \
         else None
@@ -227,3 +236,34 @@ def replay(pipe: Pipeline, recipe: dict, *, where="recipe", callback=None, searc
         return edit.inpaint(pipe, source, mask, prompt, callback=callback, **opts)
     extend = opts.pop("extend")
     return edit.outpaint(pipe, source, extend, prompt, callback=callback, **opts)
+
+
+def _replay_cascade(pipe: Pipeline, recipe: dict, mode: str | None, *, where, callback, search, files: dict):
+    """A recipe with super-resolution ``"stages"``: the base painting replayed and upscaled; an upscaled file
+    (``mode: "upscale"``) upscaled again; an edit at full size (``base_scale``) done again through the cascade its
+    stages describe (:class:`noisebrush.paint.cascade.Cascade`, which pastes the known pixels back)."""
+    prompt = _prompt(recipe)
+    if mode == "upscale":
+        source = source_file(recipe, "source", where=where, search=search, given=files.get("source"))
+        x, stages = replay_stages(as_pictures(source, "source")[0], recipe["stages"], prompt, where=where,
+                                  device=pipe.device, negative=recipe.get("negative"), callback=callback)
+        keep = {k: recipe[k] for k in ("mode", "prompt", "source", "source_sha256") if k in recipe}
+        return x, [{**keep, "stages": stages, "width": x.shape[-1], "height": x.shape[-2]}]
+    casc = Cascade(pipe, stages_of(recipe["stages"], where=where, device=pipe.device))
+    base = {k: v for k, v in recipe.items() if k != "stages"}
+    if not base.get("base_scale"):  # painted (or edited) at the base's size, then upscaled
+        images, again = replay(pipe, base, where=where, callback=callback, search=search, files=files)
+        return casc.finish(images, again, prompt, negative=recipe.get("negative"), callback=callback)
+    try:
+        opts = _mode_options(pipe, base, mode)
+    except (KeyError, TypeError, ValueError, OverflowError) as e:
+        raise UserError(f"{where}: incomplete noisebrush parameters ({e})") from None
+    opts.pop("prompt"), opts.pop("size", None), opts.pop("n", None)
+    source = source_file(recipe, "source", where=where, search=search, given=files.get("source"))
+    if mode == "vary":
+        return casc.vary(source, prompt, n=1, callback=callback, **opts)
+    if mode == "inpaint":
+        mask = source_file(recipe, "mask", where=where, search=search, given=files.get("mask"))
+        return casc.inpaint(source, mask, prompt, n=1, callback=callback, **opts)
+    opts.pop("extend", None)
+    return casc.outpaint(source, recipe.get("extend_full"), prompt, n=1, callback=callback, **opts)
