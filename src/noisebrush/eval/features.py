@@ -3,7 +3,9 @@
 No Inception weights can be downloaded here, so the Fréchet distance, KID and precision/recall of
 :mod:`noisebrush.eval.metrics` are computed in the feature space of this network instead (``fd_art``). It is trained
 by a committed command on the built-in data set (``python -m noisebrush.eval.train_features``) and ships inside the
-package (``noisebrush/eval/featnet``: config.json + model.safetensors, under 5 MB). Its heads predict every
+package (``noisebrush/eval/featnet``: config.json + model.safetensors, under 5 MB). A second one reads 128 px
+pictures (``FEATNET128_DIR``, trained with ``--resolution 128``), so the metrics can judge a super-resolution
+cascade's 128 px paintings by their detail: ``load_feature_net(str(FEATNET128_DIR))``. The heads predict every
 attribute of :data:`noisebrush.data.procedural.ATTRIBUTES`; prompt adherence compares them with a caption's.
 
     from noisebrush.eval.features import load_feature_net
@@ -11,9 +13,10 @@ attribute of :data:`noisebrush.data.procedural.ATTRIBUTES`; prompt adherence com
     f = fnet.features(images)          # N × 256, float64; images N×3×H×W in [-1, 1] (any size, resized to 32)
     attrs = fnet.predict(images)       # {"family": LongTensor N, "colour": ..., ...}
 
-Pictures of another size are resized to the network's 32×32 with an area filter, so the same network serves any
-model; for pictures that are not ProceduralArt it is still a fixed, deterministic embedding (useful to compare two
-sets, without the meaning an ImageNet network would give).
+Pictures of another size are resized to the network's resolution (32×32 for the shipped one) with an area filter
+(bilinear when enlarging), so the same network serves any model; for pictures that are not ProceduralArt it is
+still a fixed, deterministic embedding (useful to compare two sets, without the meaning an ImageNet network would
+give).
 """
 from __future__ import annotations
 
@@ -30,26 +33,53 @@ import torch.nn.functional as F
 from noisebrush.errors import UserError
 from noisebrush.io.atomic import atomic_path, atomic_write_text
 
-__all__ = ["FeatureNet", "load_feature_net", "FEATNET_DIR", "FEATNET_FORMAT"]
+__all__ = ["FeatureNet", "load_feature_net", "FEATNET_DIR", "FEATNET128_DIR", "FEATNET_FORMAT", "default_stem"]
 
 FEATNET_DIR = Path(__file__).parent / "featnet"
+FEATNET128_DIR = Path(__file__).parent / "featnet128"
 FEATNET_FORMAT = "noisebrush.featnet/1"
 
 
-def _block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+_TRUNK_RES = 32  # the resolution the four stages run at
+_STEM_WIDTHS = (16, 24, 32, 48)  # channels of the 1st, 2nd, ... stride-2 stem stage
+
+
+def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+def default_stem(resolution: int) -> list[int]:
+    """Channels of the stride-2 stem stages for a ``resolution`` px net: one per halving that keeps the trunk at
+    ≥ 32 px (none at 32, [16] at 64, [16, 24] at 128), so the trunk runs at 32 × 32 whatever the input."""
+    k, r = 0, int(resolution)
+    while r >= 2 * _TRUNK_RES and k < len(_STEM_WIDTHS):
+        r //= 2
+        k += 1
+    return list(_STEM_WIDTHS[:k])
 
 
 class FeatureNet(nn.Module):
     """Four stages of two 3×3 convolutions (32, 64, 128, 256 channels) with max-pooling between them, global average
-    pooling to a ``width``-d feature, and one linear head per attribute."""
+    pooling to a ``width``-d feature, and one linear head per attribute.
 
-    def __init__(self, heads: dict[str, int], widths=(32, 64, 128, 256), resolution: int = 32):
+    Above 32 px a stem of stride-2 stages (3×3 convolution with stride 2, BatchNorm, ReLU; ``stem`` lists their
+    channels, :func:`default_stem` by default: [16, 24] at 128 px) first brings the picture down to 32 × 32 while
+    it keeps the detail a plain resize would average away; the four stages then cost what they cost at 32 px.
+    A net without a stem (``stem=[]``, every 32 px net) has exactly the state-dict keys it always had."""
+
+    def __init__(self, heads: dict[str, int], widths=(32, 64, 128, 256), resolution: int = 32, stem=None):
         super().__init__()
         self.heads_spec = dict(heads)
         self.widths = tuple(widths)
         self.resolution = int(resolution)
-        layers, cin = [], 3
+        self.stem_widths = tuple(int(c) for c in (default_stem(self.resolution) if stem is None else stem))
+        stem_layers, cin = [], 3
+        for c in self.stem_widths:
+            stem_layers.append(_block(cin, c, stride=2))
+            cin = c
+        self.stem = nn.Sequential(*stem_layers)  # empty (no parameters, no keys) at 32 px
+        layers = []
         for i, w in enumerate(self.widths):
             if i:
                 layers.append(nn.MaxPool2d(2))
@@ -61,7 +91,7 @@ class FeatureNet(nn.Module):
 
     def config(self) -> dict:
         return {"format": FEATNET_FORMAT, "heads": self.heads_spec, "widths": list(self.widths),
-                "resolution": self.resolution}
+                "resolution": self.resolution, "stem": list(self.stem_widths)}
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 3:
@@ -74,7 +104,7 @@ class FeatureNet(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The pooled feature (differentiable; x already prepared)."""
-        return self.body(x).mean((2, 3))
+        return self.body(self.stem(x)).mean((2, 3))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         f = self.embed(self._prepare(x))
@@ -130,7 +160,8 @@ def read_feature_net(path) -> FeatureNet:
         raise UserError(f"{path}: unreadable feature network ({e})") from None
     if conf.get("format") != FEATNET_FORMAT:
         raise UserError(f"{path}: feature network format {conf.get('format')!r}, expected {FEATNET_FORMAT!r}")
-    net = FeatureNet(conf["heads"], conf["widths"], conf["resolution"])
+    # a config without "stem" (every net saved before stems existed) has none, whatever its resolution
+    net = FeatureNet(conf["heads"], conf["widths"], conf["resolution"], stem=conf.get("stem", []))
     net.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})
     return net.eval().requires_grad_(False)
 

@@ -2,12 +2,16 @@
 
     python -m noisebrush.eval.train_features                      # writes src/noisebrush/eval/featnet
     python -m noisebrush.eval.train_features --out /tmp/f --n 4000 --epochs 1   # a quick one
+    python -m noisebrush.eval.train_features --resolution 128 --out src/noisebrush/eval/featnet128   # the 128 px net
 
 It learns every attribute at once (one cross-entropy per head; attributes that do not apply are ignored) on the
 first ``--n`` items of the built-in set (seed 0, the set the built-in model trains on) and reports accuracy on
 items of another seed, which it never saw. Generated pictures are a little blurred and noisy compared with the
-renders, so training pictures get a random Gaussian blur (σ up to 1 px) and Gaussian noise (σ up to 0.1) — the
-net must read a picture's content, not its render's exact pixels. All randomness comes from ``--seed``.
+renders, so training pictures get a random Gaussian blur (σ up to 1 px at 32 px, scaled with ``--resolution``: up
+to 4 px at 128, the same blur relative to the picture) and Gaussian noise (σ up to 0.1) — the net must read a
+picture's content, not its render's exact pixels. ``--resolution`` (default 32) is the side of the pictures it
+trains on and reads (above 32 a stride-2 stem brings them down to 32, see :class:`FeatureNet`). All randomness
+comes from ``--seed``.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from noisebrush.data.procedural import ATTRIBUTES, ProceduralArt
-from noisebrush.eval.features import FEATNET_DIR, FeatureNet, save_feature_net
+from noisebrush.eval.features import FEATNET128_DIR, FEATNET_DIR, FeatureNet, save_feature_net
 
 __all__ = ["train_feature_net", "attribute_table", "augment"]
 
@@ -31,23 +35,26 @@ def attribute_table(ds: ProceduralArt, n: int) -> torch.Tensor:
     return torch.tensor([ds.scene(i).attr_indices() for i in range(n)], dtype=torch.long)
 
 
-def _blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Per-picture separable Gaussian blur (5 taps) with standard deviations ``sigma`` (N,), in pixels."""
-    t = torch.arange(-2, 3, dtype=x.dtype)
+def _blur(x: torch.Tensor, sigma: torch.Tensor, radius: int = 2) -> torch.Tensor:
+    """Per-picture separable Gaussian blur (2·radius + 1 taps) with standard deviations ``sigma`` (N,), in pixels."""
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
     k = torch.exp(-0.5 * (t[None] / sigma.clamp_min(1e-3)[:, None]) ** 2)
-    k = k / k.sum(1, keepdim=True)  # N × 5
+    k = k / k.sum(1, keepdim=True)  # N × taps
     n, c, h, w = x.shape
     y = x.reshape(1, n * c, h, w)
     kk = k.repeat_interleave(c, 0)
-    y = F.conv2d(F.pad(y, (2, 2, 0, 0), mode="replicate"), kk[:, None, None, :], groups=n * c)
-    y = F.conv2d(F.pad(y, (0, 0, 2, 2), mode="replicate"), kk[:, None, :, None], groups=n * c)
+    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="replicate"), kk[:, None, None, :], groups=n * c)
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="replicate"), kk[:, None, :, None], groups=n * c)
     return y.reshape(n, c, h, w)
 
 
 def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Random blur and noise. The blur's σ (and its kernel's reach) scale with the picture's side, so that at any
+    resolution it is the same blur relative to the picture: σ up to 1 px at 32 px, up to 4 px at 128."""
     n = x.shape[0]
-    blur = torch.rand(n, generator=g) * 1.0
-    x = torch.where((blur > 0.3)[:, None, None, None], _blur(x, blur), x)
+    scale = max(x.shape[-1] / 32, 1.0)
+    blur = torch.rand(n, generator=g) * scale
+    x = torch.where((blur > 0.3 * scale)[:, None, None, None], _blur(x, blur, radius=round(2 * scale)), x)
     noise = torch.rand(n, 1, 1, 1, generator=g) * 0.1
     x = x + noise * torch.randn(x.shape, generator=g)
     flip = torch.rand(n, generator=g) < 0.0  # no flips: left/right is an attribute
@@ -64,15 +71,20 @@ def _accuracy(net: FeatureNet, images: torch.Tensor, table: torch.Tensor) -> dic
 
 
 def train_feature_net(n: int = 30000, epochs: int = 3, batch: int = 128, lr: float = 2e-3, seed: int = 0,
-                      val: int = 2000, progress=print) -> tuple[FeatureNet, dict]:
+                      val: int = 2000, progress=print, resolution: int = 32,
+                      workers: int = 2) -> tuple[FeatureNet, dict]:
+    """Train a ``resolution`` px feature net on items 0..n-1 of the built-in set; ``workers`` processes render the
+    data (the pictures are the same with any number)."""
     torch.manual_seed(seed)
     heads = {k: len(v) for k, v in ATTRIBUTES.items()}
-    net = FeatureNet(heads)
-    ds, held = ProceduralArt(32, size=max(n, 1), seed=0), ProceduralArt(32, size=max(val, 1), seed=12345)
+    net = FeatureNet(heads, resolution=resolution)
+    ds = ProceduralArt(resolution, size=max(n, 1), seed=0)
+    held = ProceduralArt(resolution, size=max(val, 1), seed=12345)
     t0 = time.perf_counter()
-    images = ds.cache_uint8(n).float() / 127.5 - 1
+    # kept as uint8 (60000 pictures at 128 px are 2.9 GB so, 12 GB as float) and made float a batch at a time
+    images = ds.cache_uint8(n, workers=workers)
     table = attribute_table(ds, n)
-    val_images = held.cache_uint8(val).float() / 127.5 - 1
+    val_images = held.cache_uint8(val, workers=workers).float() / 127.5 - 1
     val_table = attribute_table(held, val)
     progress(f"rendered {n} + {val} pictures in {time.perf_counter() - t0:.0f} s")
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
@@ -86,7 +98,7 @@ def train_feature_net(n: int = 30000, epochs: int = 3, batch: int = 128, lr: flo
         order = torch.randperm(n, generator=g)
         for b in range(n // batch):
             idx = order[b * batch:(b + 1) * batch]
-            x = augment(images[idx], g).contiguous(memory_format=torch.channels_last)
+            x = augment(images[idx].float() / 127.5 - 1, g).contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 _, logits = net(x)
             loss = sum(F.cross_entropy(logits[k].float(), table[idx, j], ignore_index=-1)
@@ -102,7 +114,7 @@ def train_feature_net(n: int = 30000, epochs: int = 3, batch: int = 128, lr: flo
                          f"({step * batch / el:.0f} img/s, {el / step * (steps - step):.0f} s left)")
     net.eval()
     acc = _accuracy(net, val_images, val_table)
-    report = {"train_items": n, "epochs": epochs, "batch": batch, "lr": lr, "seed": seed,
+    report = {"resolution": net.resolution, "train_items": n, "epochs": epochs, "batch": batch, "lr": lr, "seed": seed,
               "train_seconds": round(time.perf_counter() - t0, 1),
               "held_out": {"items": val, "data_seed": 12345, "accuracy": {k: round(v, 4) for k, v in acc.items()}}}
     return net.requires_grad_(False), report
@@ -110,23 +122,38 @@ def train_feature_net(n: int = 30000, epochs: int = 3, batch: int = 128, lr: flo
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m noisebrush.eval.train_features", description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(FEATNET_DIR))
+    ap.add_argument("--out", default=None, help="where to write it (default: the shipped folder of its resolution, "
+                    "src/noisebrush/eval/featnet at 32 px, featnet128 at 128 px; needed at any other resolution)")
     ap.add_argument("--n", type=int, default=60000, help="training pictures (ProceduralArt items 0..n-1)")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--val", type=int, default=2000, help="held-out pictures (another data seed)")
+    ap.add_argument("--resolution", type=int, default=32,
+                    help="side of the pictures it trains on and reads (32, 64, 128; others are resized to it)")
+    ap.add_argument("--workers", type=int, default=2, help="processes that render the training pictures")
     a = ap.parse_args(argv)
-    for name in ("n", "epochs", "batch", "val"):
+    for name in ("n", "epochs", "batch", "val", "workers"):
         if getattr(a, name) < 1:
             print(f"error: --{name}: a whole number ≥ 1", file=sys.stderr)
             return 2
     if not (a.lr > 0 and math.isfinite(a.lr)):
         print("error: --lr: a positive number", file=sys.stderr)
         return 2
+    if not 8 <= a.resolution <= 1024:
+        print("error: --resolution: a side in pixels, 8 to 1024", file=sys.stderr)
+        return 2
+    if a.out is None:
+        shipped = {32: FEATNET_DIR, 128: FEATNET128_DIR}
+        if a.resolution not in shipped:
+            print(f"error: --out: needed at --resolution {a.resolution} (only 32 and 128 px nets ship)",
+                  file=sys.stderr)
+            return 2
+        a.out = str(shipped[a.resolution])
     net, report = train_feature_net(a.n, a.epochs, a.batch, a.lr, a.seed, a.val,
-                                    progress=lambda s: print(s, file=sys.stderr))
+                                    progress=lambda s: print(s, file=sys.stderr), resolution=a.resolution,
+                                    workers=a.workers)
     command = "python -m noisebrush.eval.train_features " + " ".join(argv if argv is not None else sys.argv[1:])
     path = save_feature_net(net, a.out, {"provenance": {**report, "command": command.strip()}})
     print(json.dumps(report["held_out"]["accuracy"]))
