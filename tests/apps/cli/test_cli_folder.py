@@ -37,7 +37,7 @@ def test_train_on_a_folder_then_paint_a_class(tmp_path):
     assert '"condition": "label"' in conf and '"reds"' in conf
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "noisebrush", "paint", "reds", "blues", "--model", str(run / "model"), "-n", "2",
-           "--steps", "3", "--out", str(out), "--size", "32", "--seed", "0"]
+           "--steps", "3", "--out", str(out), "--size", "32", "--no-cascade", "--seed", "0"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     rec = read_recipe(out / "reds-s0.png")

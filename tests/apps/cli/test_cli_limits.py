@@ -93,7 +93,8 @@ def test_memory_is_checked_before_painting(capsys, model_dir, painted, tmp_path,
 def test_paint_checks_memory_before_painting(capsys, model_dir, tmp_path, monkeypatch):
     """The check every painting path passes (Pipeline.check → paint.options.check_memory)."""
     monkeypatch.setenv("NOISEBRUSH_MEMORY_LIMIT", "100k")
-    code, out, err = run(capsys, "paint", "x", "--model", model_dir, "-n", "1", "--size", "64", "--out", tmp_path)
+    code, out, err = run(capsys, "paint", "x", "--model", model_dir, "-n", "1", "--size", "64", "--no-cascade",
+                         "--out", tmp_path)
     assert re.match(r"error: (--)?size 64: needs about", one_error_line(code, out, err)), err
 
 
@@ -113,7 +114,7 @@ def test_unusual_steps_are_warned_with_an_eta_and_progress_prints_plain_lines(ca
 
 def test_a_size_the_model_was_not_trained_at_is_warned_once(capsys, model_dir, tmp_path):
     code, out, err = run(capsys, "paint", "x", "--model", model_dir, "-n", "1", "--steps", "2", "--size", "32",
-                         "--out", tmp_path)
+                         "--no-cascade", "--out", tmp_path)
     assert code == 0, err
     warned = [line for line in err.splitlines() if "trained at" in line]
     assert warned == ["warning: --size 32: this model was trained at 16 px; expect repeated scenes"], err

@@ -7,7 +7,7 @@ from pathlib import Path
 import noisebrush.apps.cli as cli
 
 PACKAGE = Path(cli.__file__).parent
-COMMAND_MODULES = ["paint", "edit", "info", "eval", "train", "explain", "finetune", "prefs"]
+COMMAND_MODULES = ["paint", "edit", "upscale", "info", "eval", "train", "explain", "finetune", "prefs"]
 
 
 def test_command_modules_never_import_the_package():
@@ -24,8 +24,8 @@ def test_command_modules_never_import_the_package():
 
 def test_every_command_is_registered_in_help_order():
     names = [c.name or c.callback.__name__.replace("_", "-") for c in cli.app.registered_commands]
-    assert names == ["paint", "vary", "inpaint", "outpaint", "morph", "info", "reproduce", "samplers", "bench", "eval",
-                     "experiment", "train", "explain", "plot-log", "finetune", "rate", "prefs"]
+    assert names == ["paint", "vary", "inpaint", "outpaint", "morph", "upscale", "info", "reproduce", "samplers", "bench",
+                     "eval", "experiment", "train", "explain", "plot-log", "finetune", "rate", "prefs"]
     for name in COMMAND_MODULES:
         assert (PACKAGE / f"{name}.py").is_file()
 

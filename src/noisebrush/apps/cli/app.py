@@ -15,7 +15,8 @@ from pathlib import Path
 import typer
 
 __all__ = ["app", "ARGV", "PALETTE_SCALE", "LORA_HELP", "DB_HELP", "PALETTE_HELP", "MODEL", "CFG", "PALETTE",
-           "PALETTE_SCALE_OPT", "LORA", "OUT", "DEVICE", "JUMP_LENGTH", "JUMPS", "NEGATIVE"]
+           "PALETTE_SCALE_OPT", "LORA", "OUT", "DEVICE", "JUMP_LENGTH", "JUMPS", "NEGATIVE", "SR_AUG", "SR_STEPS",
+           "SR_SAMPLER", "SR_CFG", "STAGES", "CASCADE"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="Make art with diffusion models: paint, vary, inpaint, morph, fine-tune on your "
@@ -42,3 +43,16 @@ DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or mps")
 JUMP_LENGTH = typer.Option(None, "--jump-length", help="RePaint: levels to climb back per jump (default: 4, or "
                                                            "one fewer than --steps when that is smaller)")
 JUMPS = typer.Option(3, "--jumps", help="RePaint: passes over each stretch (1 = no resampling)")
+
+# options of the super-resolution stages (painting above a model's size through the cascade; upscale)
+SR_AUG = typer.Option(None, "--sr-aug", help="noise added to each stage's input picture, 0–1 (more: the stage "
+                                             "repaints more detail and follows the small picture less; default: the "
+                                             "stage's own, 0.05 for the built-in)")
+SR_STEPS = typer.Option(None, "--sr-steps", help="sampler steps of each super-resolution stage (default: the stage's)")
+SR_SAMPLER = typer.Option(None, "--sr-sampler", help="sampler of each super-resolution stage (default: the stage's)")
+SR_CFG = typer.Option(1.0, "--sr-cfg", help="guidance scale of text-conditioned stages (1 = none)")
+STAGES = typer.Option(None, "--stages", help="super-resolution stages to use, comma-separated model folders or "
+                                             "built-in names (default: builtin-sr64, builtin-sr128 as the size needs)")
+CASCADE = typer.Option(True, "--cascade/--no-cascade", help="above the model's size, paint at its size and upscale "
+                                                            "through super-resolution stages (default), or paint "
+                                                            "the whole size with the model itself")

@@ -23,9 +23,10 @@ from typing import List, Optional
 import typer
 
 import noisebrush
-from noisebrush.apps.cli.app import (CFG, DEVICE, JUMP_LENGTH, JUMPS, LORA, MODEL, NEGATIVE, OUT, PALETTE,
-                                     PALETTE_SCALE_OPT, app)
+from noisebrush.apps.cli.app import (CASCADE, CFG, DEVICE, JUMP_LENGTH, JUMPS, LORA, MODEL, NEGATIVE, OUT, PALETTE,
+                                     PALETTE_SCALE_OPT, SR_AUG, SR_CFG, SR_SAMPLER, SR_STEPS, STAGES, app)
 from noisebrush.apps.cli.common import LazyBar, echo_paths, guides_from_flags, prompt_of, report_interrupt
+from noisebrush.apps.cli.paint import cascade_for
 from noisebrush.checks import number, whole
 from noisebrush.errors import BadParameter
 
@@ -44,6 +45,30 @@ def _prepare(out: Path, seed):
 
     check_folder(out, what="--out")
     return pick_seed(seed)
+
+
+def _picture_cascade(pipe, image: Path, size, sr: dict):
+    """The cascade an edit of ``image`` goes through (None: the model paints it itself): with ``--cascade`` (the
+    default) and no ``--size``, a picture whose short side is the model's resolution times 2, 4, … is edited at the
+    model's size and upscaled back (:mod:`noisebrush.paint.cascade`)."""
+    from PIL import Image, UnidentifiedImageError  # lazy: only to read a picture's size
+
+    given = any(v is not None for k, v in sr.items() if k not in ("cascade", "cfg", "device")) or sr["cfg"] != 1.0
+    short = None
+    if sr["cascade"] and size is None and pipe.modality.kind == "image":
+        try:
+            with Image.open(image) as im:
+                short = min(im.size)
+        except (OSError, UnidentifiedImageError, ValueError):  # the edit itself says what is wrong with the file
+            short = None
+    ratio = short // pipe.resolution if short and short % pipe.resolution == 0 else 0
+    if ratio < 2 or ratio & (ratio - 1):
+        if given:
+            raise BadParameter(f"--stages, --sr-aug, --sr-steps, --sr-sampler, --sr-cfg: only for a picture larger "
+                               f"than the model's {pipe.resolution} px by 2, 4, … (edited through the cascade)")
+        return None
+    opts = {k: v for k, v in sr.items() if k != "cascade"}
+    return cascade_for(pipe, short, **opts)
 
 
 @app.command()
@@ -65,6 +90,12 @@ def vary(image: Path = typer.Argument(..., help="the picture to vary (any format
          lora: List[str] = LORA,
          out: Path = OUT,
          zoom: int = typer.Option(2, "--zoom", help=ZOOM_HELP),
+         cascade: bool = CASCADE,
+         stages: Optional[str] = STAGES,
+         sr_aug: Optional[float] = SR_AUG,
+         sr_steps: Optional[int] = SR_STEPS,
+         sr_sampler: Optional[str] = SR_SAMPLER,
+         sr_cfg: float = SR_CFG,
          device: str = DEVICE):
     """Variations of IMAGE (SDEdit): noise it to the level STRENGTH picks, then paint it back."""
     from noisebrush.io.outputs import save_set, slug  # lazy: torch (see the module docstring)
@@ -74,8 +105,13 @@ def vary(image: Path = typer.Argument(..., help="the picture to vary (any format
     guides = guides_from_flags(palette, palette_scale)
     with report_interrupt([]):
         pipe = noisebrush.load(model, device=device, lora=lora or None)
+        casc = _picture_cascade(pipe, image, size, dict(cascade=cascade, stages=stages, aug=sr_aug, steps=sr_steps,
+                                                        sampler=sr_sampler, cfg=sr_cfg, device=device))
         t = time.perf_counter()
         with LazyBar("varying") as cb:
+            if casc is not None:
+                pipe = casc
+                size = None
             images, recipes = pipe.vary(image, prompt_of(image, prompt), strength=strength, steps=steps, seed=seed,
                                         n=n, sampler=sampler, cfg=cfg, size=size, guidance=guides or None,
                                         callback=cb, negative=negative or None)
@@ -86,7 +122,7 @@ def vary(image: Path = typer.Argument(..., help="the picture to vary (any format
 
 
 def _repaint(kind: str, image: Path, prompt, *, model, mask=None, extend=None, steps, jump_length, jumps, cfg,
-             seed, n, size, palette, palette_scale, lora, out, zoom, device, negative=""):
+             seed, n, size, palette, palette_scale, lora, out, zoom, device, negative="", sr=None):
     """inpaint or outpaint (RePaint): paint, save the set, report."""
     from noisebrush.io.outputs import save_set, slug  # lazy: torch
 
@@ -95,9 +131,13 @@ def _repaint(kind: str, image: Path, prompt, *, model, mask=None, extend=None, s
     guides = guides_from_flags(palette, palette_scale)
     with report_interrupt([]):
         pipe = noisebrush.load(model, device=device, lora=lora or None)
+        casc = _picture_cascade(pipe, image, size, {**(sr or {}), "device": device})
         t = time.perf_counter()
         kw = dict(steps=steps, jump_length=jump_length, jumps=jumps, seed=seed, n=n, cfg=cfg, size=size,
                   guidance=guides or None, negative=negative or None)
+        if casc is not None:  # edited at the model's size, then upscaled back through the stages
+            pipe = casc
+            kw.pop("size")
         with LazyBar("inpainting" if kind == "inpaint" else "outpainting") as cb:
             if kind == "inpaint":
                 images, recipes = pipe.inpaint(image, mask, prompt_of(image, prompt), callback=cb, **kw)
@@ -134,11 +174,18 @@ def inpaint(image: Path = typer.Argument(..., help="the picture"),
             lora: List[str] = LORA,
             out: Path = OUT,
             zoom: int = _REPAINT_ZOOM,
+            cascade: bool = CASCADE,
+            stages: Optional[str] = STAGES,
+            sr_aug: Optional[float] = SR_AUG,
+            sr_steps: Optional[int] = SR_STEPS,
+            sr_sampler: Optional[str] = SR_SAMPLER,
+            sr_cfg: float = SR_CFG,
             device: str = DEVICE):
     """Repaint the white part of MASK in IMAGE (RePaint); every other pixel comes out exactly as it was."""
     _repaint("inpaint", image, prompt, model=model, mask=mask, steps=steps, jump_length=jump_length, jumps=jumps,
              cfg=cfg, seed=seed, n=n, size=size, palette=palette, palette_scale=palette_scale, lora=lora,
-             out=out, zoom=zoom, device=device, negative=negative)
+             out=out, zoom=zoom, device=device, negative=negative,
+             sr=dict(cascade=cascade, stages=stages, aug=sr_aug, steps=sr_steps, sampler=sr_sampler, cfg=sr_cfg))
 
 
 @app.command()
@@ -159,6 +206,12 @@ def outpaint(image: Path = typer.Argument(..., help="the picture"),
              lora: List[str] = LORA,
              out: Path = OUT,
              zoom: int = _REPAINT_ZOOM,
+             cascade: bool = CASCADE,
+             stages: Optional[str] = STAGES,
+             sr_aug: Optional[float] = SR_AUG,
+             sr_steps: Optional[int] = SR_STEPS,
+             sr_sampler: Optional[str] = SR_SAMPLER,
+             sr_cfg: float = SR_CFG,
              device: str = DEVICE):
     """Paint beyond IMAGE's edges; the picture itself is kept exactly."""
     from noisebrush.paint.edit import parse_extend  # lazy: torch
@@ -169,7 +222,8 @@ def outpaint(image: Path = typer.Argument(..., help="the picture"),
         raise BadParameter(f"--{e}") from None
     _repaint("outpaint", image, prompt, model=model, extend=ext, steps=steps, jump_length=jump_length,
              jumps=jumps, cfg=cfg, seed=seed, n=n, size=size, palette=palette, palette_scale=palette_scale,
-             lora=lora, out=out, zoom=zoom, device=device, negative=negative)
+             lora=lora, out=out, zoom=zoom, device=device, negative=negative,
+             sr=dict(cascade=cascade, stages=stages, aug=sr_aug, steps=sr_steps, sampler=sr_sampler, cfg=sr_cfg))
 
 
 @app.command()
@@ -193,6 +247,12 @@ def morph(prompt: str = typer.Argument(..., metavar="PROMPT", help="where the mo
           lora: List[str] = LORA,
           out: Path = OUT,
           zoom: int = typer.Option(8, "--zoom", help="pixel-repeat factor of the GIF and MP4 frames"),
+          cascade: bool = CASCADE,
+          stages: Optional[str] = STAGES,
+          sr_aug: Optional[float] = SR_AUG,
+          sr_steps: Optional[int] = SR_STEPS,
+          sr_sampler: Optional[str] = SR_SAMPLER,
+          sr_cfg: float = SR_CFG,
           device: str = DEVICE):
     """Morph between two seeds and/or two prompts: writes a GIF, an MP4 and a PNG strip of the frames."""
     from noisebrush.io.outputs import morph_name, save_morph  # lazy: torch
@@ -205,6 +265,10 @@ def morph(prompt: str = typer.Argument(..., metavar="PROMPT", help="where the mo
     guides = guides_from_flags(palette, palette_scale)
     with report_interrupt([]):
         pipe = noisebrush.load(model, device=device, lora=lora or None)
+        casc = cascade_for(pipe, size, cascade=cascade, stages=stages, device=device, steps=sr_steps,
+                           sampler=sr_sampler, cfg=sr_cfg, aug=sr_aug)
+        if casc is not pipe:  # frames painted at the model's size, each upscaled through the stages
+            pipe, size = casc, None
         t = time.perf_counter()
         with LazyBar("morphing") as cb:
             pics, recipe = pipe.morph(prompt, to_prompt=to, seed=seed, to_seed=to_seed, frames=frames, steps=steps,

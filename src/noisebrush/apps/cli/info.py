@@ -37,6 +37,12 @@ def info(image: Path = typer.Argument(..., help="a PNG written by noisebrush")):
     if "images" in recipe and "sheet" in recipe:  # a contact sheet: one recipe per picture
         recipe = {k: v for k, v in recipe.items() if k != "images"} | {
             f"image {i + 1}": f"{r.get('prompt', '')!r} seed {r.get('seed')}" for i, r in enumerate(recipe["images"])}
+    stages = recipe.get("stages")
+    if isinstance(stages, list) and all(isinstance(s, dict) for s in stages):  # super-resolution stages: a line each
+        recipe = {k: v for k, v in recipe.items() if k != "stages"} | {
+            f"stage {i + 1}": f"{s.get('model')} ({s.get('model_hash')}) → {s.get('width')}×{s.get('height')}, "
+                              f"{s.get('sampler')} {s.get('steps')} steps, cfg {s.get('cfg')}, sr_aug "
+                              f"{s.get('sr_aug')}, seed {s.get('seed')}" for i, s in enumerate(stages)}
     width = max(len(k) for k in recipe)
     for k, v in recipe.items():
         typer.echo(f"{k:<{width}}  {v}")

@@ -22,11 +22,29 @@ from typing import List, Optional
 import typer
 
 import noisebrush
-from noisebrush.apps.cli.app import DB_HELP, LORA_HELP, NEGATIVE, PALETTE_HELP, PALETTE_SCALE, app
+from noisebrush.apps.cli.app import (CASCADE, DB_HELP, LORA_HELP, NEGATIVE, PALETTE_HELP, PALETTE_SCALE, SR_AUG,
+                                     SR_CFG, SR_SAMPLER, SR_STEPS, STAGES, app)
 from noisebrush.apps.cli.common import echo_paths, flags, guides_from_flags, progress, report_interrupt
 from noisebrush.checks import limited, number, whole
+from noisebrush.errors import BadParameter
 
-__all__ = ["paint", "paint_and_save"]
+__all__ = ["paint", "paint_and_save", "cascade_for"]
+
+
+def cascade_for(pipe, size, *, cascade: bool = True, stages: str | None = None, device="auto", steps=None,
+                sampler=None, cfg: float = 1.0, aug=None):
+    """``pipe``, or — for a picture model asked for a size above its own with ``cascade`` — the
+    :class:`~noisebrush.paint.cascade.Cascade` from it to ``size`` through ``stages`` (comma-separated; default:
+    the built-in stages). The stages' options are checked before anything is painted."""
+    from noisebrush.paint.cascade import cascade as make_cascade  # lazy: torch (see the module docstring)
+
+    if not cascade or size is None or size <= pipe.resolution or pipe.modality.kind != "image":
+        if stages is not None or aug is not None or steps is not None or sampler is not None or cfg != 1.0:
+            raise BadParameter("--stages, --sr-aug, --sr-steps, --sr-sampler, --sr-cfg: only when painting above "
+                               f"the model's size ({pipe.resolution} px) through the cascade")
+        return pipe
+    names = [s.strip() for s in stages.split(",") if s.strip()] if stages is not None else None
+    return make_cascade(pipe, size=size, stages=names, device=device, steps=steps, sampler=sampler, cfg=cfg, aug=aug)
 
 
 
@@ -45,7 +63,15 @@ def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
                                                                   "printed and recorded in each PNG)"),
           n: int = typer.Option(4, "-n", help="images per prompt"),
           out: Path = typer.Option(Path("outputs"), "--out", "-o", help="folder for the PNGs"),
-          size: Optional[int] = typer.Option(None, "--size", help="picture size in pixels (default: the model's)"),
+          size: Optional[int] = typer.Option(None, "--size", help="picture size in pixels (default: the model's); "
+                                                                  "above it, painted through super-resolution "
+                                                                  "stages: 64 or 128 for the built-in model"),
+          cascade: bool = CASCADE,
+          stages: Optional[str] = STAGES,
+          sr_aug: Optional[float] = SR_AUG,
+          sr_steps: Optional[int] = SR_STEPS,
+          sr_sampler: Optional[str] = SR_SAMPLER,
+          sr_cfg: float = SR_CFG,
           zoom: int = typer.Option(2, "--zoom", help="pixel-repeat factor for the contact sheet"),
           palette: Optional[str] = typer.Option(None, "--palette", help=PALETTE_HELP),
           palette_scale: float = typer.Option(PALETTE_SCALE, "--palette-scale",
@@ -77,6 +103,8 @@ def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
     keep = Keeper(out)
     with report_interrupt(keep.written), flags():
         pipe = noisebrush.load(model, device=device, lora=lora or None)
+        pipe = cascade_for(pipe, size, cascade=cascade, stages=stages, device=device, steps=sr_steps,
+                           sampler=sr_sampler, cfg=sr_cfg, aug=sr_aug)
         paths = paint_and_save(pipe, prompts, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, out=out,
                                zoom=zoom, size=size, guidance=guides or None, rerank=rerank, keep=keep,
                                negative=negative or None)
@@ -103,14 +131,16 @@ def paint_and_save(pipe, prompts: list[str], *, steps: int | None, seed: int, n:
         opts = pipe.check(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, label=label,
                           **{k: v for k, v in gen.items() if k != "guidance"})
     steps, sampler = opts.steps, opts.sampler  # None → the model folder's own
+    per = pipe.total_steps(steps, opts.n) if hasattr(pipe, "total_steps") else steps  # a cascade: base + stages
     outputs.output_folder(out)
     keep = keep if keep is not None else outputs.Keeper(out)
     sheet, sheet_recipes = [], []
-    with progress(steps * len(prompts), "painting") as bar:
-        task = bar.add_task("paint", total=steps * len(prompts), info="")
+    with progress(per * len(prompts), "painting") as bar:
+        task = bar.add_task("paint", total=per * len(prompts), info="")
         for k, prompt in enumerate(prompts):
             def cb(info, k=k, prompt=prompt):
-                bar.update(task, completed=k * steps + info.step + 1, info=f"{prompt[:30]}  σ={info.sigma:.3g}")
+                bar.update(task, completed=k * per + (info.step + 1) * per // info.steps,
+                           info=f"{prompt[:30]}  σ={info.sigma:.3g}")
 
             if rerank is None:
                 images, recipes = pipe.generate(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg,
@@ -119,14 +149,18 @@ def paint_and_save(pipe, prompts: list[str], *, steps: int | None, seed: int, n:
                 from noisebrush.workflows.preference import best_of  # lazy: torch
 
                 bar.update(task, info=f"{prompt[:30]}  best of {rerank[0]}")
-                images, recipes = best_of(pipe, prompt, n=n, best_of=rerank[0], seed=seed, model=rerank[1],
-                                          steps=steps, sampler=sampler, cfg=cfg, label=label, **gen)
-                bar.update(task, completed=(k + 1) * steps)
+                base = getattr(pipe, "base", pipe)  # a cascade picks the best of its base paintings, then upscales
+                base_gen = {k: v for k, v in gen.items() if k != "size"} if base is not pipe else gen
+                images, recipes = best_of(base, prompt, n=n, best_of=rerank[0], seed=seed, model=rerank[1],
+                                          steps=steps, sampler=sampler, cfg=cfg, label=label, **base_gen)
+                if base is not pipe:
+                    images, recipes = pipe.finish(images, recipes, prompt, negative=gen.get("negative"))
+                bar.update(task, completed=(k + 1) * per)
             pics = pipe.modality.preview(images)  # images as they are; a clip as a film strip, a volume as slices
             outputs.save_pictures(pics, recipes, out, outputs.slug(prompt or str(label or "image")), keep=keep)
             sheet += pics
             sheet_recipes += recipes
-        bar.update(task, completed=steps * len(prompts))
+        bar.update(task, completed=per * len(prompts))
     if grid and len(sheet) > 1:
         name = outputs.slug(prompts[0]) + ("-and-more" if len(prompts) > 1 else "")
         outputs.save_sheet(sheet, sheet_recipes, out / f"{name}-grid-s{seed}.png",
