@@ -1,10 +1,13 @@
-"""Ship a trained model folder as the package's built-in model.
+"""Ship a trained model folder as one of the package's built-in models.
 
     python -m noisebrush.models.ship runs/builtin/model            # → src/noisebrush/models/builtin/
+    python -m noisebrush.models.ship runs/sr64/model --name builtin-sr64 --steps 12   # a super-resolution stage
 
 The weights are stored in float16 (the network is evaluated in float32 after loading; its weights are unit-RMS, so
 float16 keeps them to about 1e-3 relative), which keeps the built-in network (8.2 M parameters) at 15.7 MiB, under the
-16 MiB the package allows. config.json keeps the training provenance and records the conversion; a model trained
+16 MiB the package allows for one model; all built-in models together (the base and its super-resolution stages)
+stay under 32 MiB. ``--steps`` / ``--sampler`` set the sampling defaults the folder records (``schedule``), chosen by
+measurement after training (the shipped config says so). config.json keeps the training provenance and records the conversion; a model trained
 from the built-in one also keeps the provenance of the stages before it.
 """
 from __future__ import annotations
@@ -17,28 +20,46 @@ import torch
 
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.io import model_folder
-from noisebrush.io.model_folder import BUILTIN
+from noisebrush.io.model_folder import BUILTIN, BUILTIN_MODELS
 
-LIMIT_MB = 16.0
+LIMIT_MB = 16.0        # one built-in model
+TOTAL_LIMIT_MB = 32.0  # all of them together
 
 
-def ship(src, dest=BUILTIN, dtype: str = "float16") -> Path:
-    """Copy the model folder ``src`` to ``dest`` with its floating weights in ``dtype``; returns ``dest``.
+def shipped_mb() -> float:
+    """MiB of weights of every built-in model in the package."""
+    return sum((p / "model.safetensors").stat().st_size for p in BUILTIN_MODELS.values()
+               if (p / "model.safetensors").is_file()) / 2**20
 
-    Raises UserError when the weights come out over ``LIMIT_MB`` (``dest`` then has no config.json)."""
+
+def ship(src, dest=BUILTIN, dtype: str = "float16", *, steps: int | None = None, sampler: str | None = None) -> Path:
+    """Copy the model folder ``src`` to ``dest`` with its floating weights in ``dtype``; returns ``dest``. ``steps``
+    and ``sampler``: the sampling defaults to record instead of the trained ones.
+
+    Raises UserError when the weights come out over ``LIMIT_MB``, or all built-in models over ``TOTAL_LIMIT_MB``
+    (``dest`` then has no config.json)."""
     src = model_folder.resolve(src)
     conf = model_folder.read_config(src)
+    dest = Path(dest)
     earlier = _earlier_stages(conf.get("provenance") or {}, src)
     dt = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}.get(dtype)
     if dt is None:
         raise BadParameter(f"dtype: float16, bfloat16 or float32; got {dtype!r}")
-    dest = Path(dest)
     # the weights first, to learn their size; config.json (which records it) completes the folder
     model_folder.write_weights(dest, model_folder.read_weights(src), dtype=dt)
     size = (dest / "model.safetensors").stat().st_size / 2**20
     if size > LIMIT_MB:
         raise UserError(f"{dest / 'model.safetensors'} is {size:.1f} MB, over the {LIMIT_MB:.0f} MB limit")
+    if dest.parent == BUILTIN.parent and shipped_mb() > TOTAL_LIMIT_MB:
+        raise UserError(f"the built-in models come to {shipped_mb():.1f} MB, over the {TOTAL_LIMIT_MB:.0f} MB limit")
     conf = dict(conf)
+    if steps is not None or sampler is not None:
+        sched = dict(conf.get("schedule") or {})
+        trained = {k: sched.get(k) for k in ("sampler", "steps")}
+        sched.update({k: v for k, v in (("steps", steps), ("sampler", sampler)) if v is not None})
+        conf["schedule"] = sched
+        conf.setdefault("provenance", {})["schedule_chosen"] = {"trained": trained, "shipped": {
+            "sampler": sched.get("sampler"), "steps": sched.get("steps")}}
     prov = conf.setdefault("provenance", {})
     if earlier:
         prov["init_provenance"] = earlier
@@ -52,10 +73,12 @@ def _earlier_stages(prov: dict, src: Path) -> dict | None:
     built-in model then carries every earlier stage with it (``init_provenance``, nested once per stage).
 
     Read before the new weights replace the built-in ones; shipping the same run again keeps the chain it had."""
-    if "init_provenance" in prov or prov.get("init") not in ("builtin", str(BUILTIN)):
+    init = prov.get("init")
+    started = next((p for n, p in BUILTIN_MODELS.items() if init in (n, str(p))), None)
+    if "init_provenance" in prov or started is None:
         return None
     try:
-        old = model_folder.read_config(BUILTIN).get("provenance") or None
+        old = model_folder.read_config(started).get("provenance") or None
     except UserError:
         return None
     if old and old.get("shipped", {}).get("from") == str(src):  # this run is already the built-in model
@@ -66,11 +89,15 @@ def _earlier_stages(prov: dict, src: Path) -> dict | None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m noisebrush.models.ship", description=__doc__.split("\n\n")[0])
     ap.add_argument("model", help="a model folder written by the trainer (RUN/model)")
-    ap.add_argument("--dest", default=str(BUILTIN))
+    ap.add_argument("--dest", default=None, help="a folder (default: the built-in model --name names)")
+    ap.add_argument("--name", default="builtin", choices=sorted(BUILTIN_MODELS))
     ap.add_argument("--dtype", default="float16")
+    ap.add_argument("--steps", type=int, default=None, help="sampling steps to record (default: the trained ones)")
+    ap.add_argument("--sampler", default=None, help="sampler to record (default: the trained one)")
     args = ap.parse_args(argv)
     try:
-        dest = ship(args.model, args.dest, args.dtype)
+        dest = ship(args.model, args.dest or BUILTIN_MODELS[args.name], args.dtype, steps=args.steps,
+                    sampler=args.sampler)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
