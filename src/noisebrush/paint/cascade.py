@@ -44,7 +44,7 @@ from noisebrush.paint.pipeline import Pipeline, load
 from noisebrush.paint.upscale import MAX_AUG, as_pictures, is_stage, upscale
 
 __all__ = ["BUILTIN_STAGES", "Stage", "Cascade", "cascade", "stage_names", "load_stage", "replay_stages", "stages_of",
-           "upscale_image", "paste", "MAX_STAGES"]
+           "upscale_image", "paste", "stages_strip", "MAX_STAGES"]
 
 BUILTIN_STAGES = {64: "builtin-sr64", 128: "builtin-sr128"}  # the built-in stages by the size they were trained at
 MAX_STAGES = 4
@@ -145,10 +145,12 @@ class Cascade:
     @torch.no_grad()
     def generate(self, prompt: str = "", *, steps: int | None = None, seed: int = 0, n: int = 1,
                  sampler: str | None = None, cfg: float = 3.0, size=None, label=None, callback=None,
-                 negative: str | None = None, **base_options) -> tuple[torch.Tensor, list[dict]]:
+                 negative: str | None = None, stages_out: list | None = None, **base_options) \
+            -> tuple[torch.Tensor, list[dict]]:
         """N×3×S×S samples in [-1, 1] at the cascade's size S and one recipe each: the base paints with these options
         (:meth:`Pipeline.generate <noisebrush.paint.pipeline.Pipeline.generate>`), then each stage upscales.
-        ``callback(StepInfo)`` sees every step of every stage, counted through the whole cascade."""
+        ``callback(StepInfo)`` sees every step of every stage, counted through the whole cascade. ``stages_out``: a
+        list that gets, per picture, its picture after the base and after each stage (1×3×s×s each)."""
         o = self.check(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, size=size, label=label,
                        negative=negative)
         total = self.total_steps(o.steps, o.n)
@@ -156,10 +158,12 @@ class Cascade:
         images, recipes = self.base.generate(prompt, steps=o.steps, seed=o.seed, n=o.n, sampler=o.sampler, cfg=o.cfg,
                                              label=label, callback=cb, negative=negative,
                                              sigma_min=o.sigma_min, sigma_max=o.sigma_max, **base_options)
-        return self.finish(images, recipes, prompt, negative=negative, callback=callback, done=o.steps, total=total)
+        return self.finish(images, recipes, prompt, negative=negative, callback=callback, done=o.steps, total=total,
+                           stages_out=stages_out)
 
     def finish(self, images: torch.Tensor, recipes: list[dict], prompt: str, *, negative=None, callback=None,
-               done: int = 0, total: int | None = None) -> tuple[torch.Tensor, list[dict]]:
+               done: int = 0, total: int | None = None, stages_out: list | None = None) \
+            -> tuple[torch.Tensor, list[dict]]:
         """Upscale base pictures (N×3×h×w) through every stage, each picture with the seed its recipe records (so a
         picture does not depend on the others, and a best-of-N winner keeps its own); the recipes gain
         ``"stages"``. ``callback(StepInfo)`` sees each picture's stage steps from ``done`` of ``total``."""
@@ -168,12 +172,16 @@ class Cascade:
         outs, out_recipes = [], []
         for i, (x, rec) in enumerate(zip(images.split(1), recipes)):
             stages, at = [], done + i * each
+            steps_of = [x]
             for s in self.stages:
                 x, recs = upscale(s.pipe, x, prompt, seed=int(rec["seed"]), aug=s.aug, steps=s.steps,
                                   sampler=s.sampler, cfg=s.cfg, negative=negative, callback=callback, step_offset=at,
                                   steps_total=total)
                 at += recs[0]["steps"]
                 stages.append(recs[0])
+                steps_of.append(x)
+            if stages_out is not None:
+                stages_out.append(steps_of)
             outs.append(x)
             out_recipes.append({**rec, "stages": stages})
         return torch.cat(outs), out_recipes
@@ -381,3 +389,16 @@ def upscale_image(image, *, scale: int = 2, prompt: str = "", stages=None, seed:
         recs.append({k: v for k, v in r[0].items() if k not in ("source", "source_sha256")})
     return x, {"mode": "upscale", "prompt": prompt, **note, "stages": recs, "width": x.shape[-1],
                "height": x.shape[-2]}
+
+
+def stages_strip(steps: list[torch.Tensor], pad: int = 2) -> torch.Tensor:
+    """One picture's way through a cascade (its picture after the base and after each stage) side by side, each
+    enlarged to the last one's size by pixel repetition so the detail each stage adds shows: 3×S×(k·S + pads)
+    in [-1, 1], white between them."""
+    size = steps[-1].shape[-2:]
+    parts = []
+    for x in steps:
+        f = size[0] // x.shape[-2]
+        big = x[0].repeat_interleave(f, -2).repeat_interleave(f, -1)
+        parts += [big, torch.ones(3, size[0], pad)]
+    return torch.cat(parts[:-1], -1)

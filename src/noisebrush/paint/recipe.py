@@ -54,6 +54,9 @@ def pictures(recipe: dict, *, where="recipe") -> list[dict]:
     if recipe.get("mode") == "morph":
         raise UserError(f"{where}: is a morph's strip; paint it again with `noisebrush morph` and the options its "
                         f"recipe lists (`noisebrush info {where}`)")
+    if recipe.get("figure") == "stages":
+        raise UserError(f"{where}: is a figure of a cascade's stages; reproduce the picture itself (the PNG of the "
+                        f"same name without -stages)")
     parts = recipe.get("images") if "sheet" in recipe else [recipe]
     if not isinstance(parts, list) or not parts or not all(isinstance(r, dict) for r in parts):
         raise UserError(f"{where}: its contact-sheet recipe lists no pictures")

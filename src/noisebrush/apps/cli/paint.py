@@ -72,6 +72,9 @@ def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
           sr_steps: Optional[int] = SR_STEPS,
           sr_sampler: Optional[str] = SR_SAMPLER,
           sr_cfg: float = SR_CFG,
+          show_stages: bool = typer.Option(False, "--show-stages", help="through the cascade: also write each "
+                                                                        "picture after the base and after each "
+                                                                        "stage, side by side (NAME-stages-sSEED.png)"),
           zoom: int = typer.Option(2, "--zoom", help="pixel-repeat factor for the contact sheet"),
           palette: Optional[str] = typer.Option(None, "--palette", help=PALETTE_HELP),
           palette_scale: float = typer.Option(PALETTE_SCALE, "--palette-scale",
@@ -105,9 +108,14 @@ def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
         pipe = noisebrush.load(model, device=device, lora=lora or None)
         pipe = cascade_for(pipe, size, cascade=cascade, stages=stages, device=device, steps=sr_steps,
                            sampler=sr_sampler, cfg=sr_cfg, aug=sr_aug)
+        if show_stages and not hasattr(pipe, "stages"):
+            raise BadParameter(f"--show-stages: only when painting through the cascade (--size above the model's "
+                               f"{pipe.resolution} px)")
+        if show_stages and rerank is not None:
+            raise BadParameter("--show-stages: not with --best-of")
         paths = paint_and_save(pipe, prompts, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, out=out,
                                zoom=zoom, size=size, guidance=guides or None, rerank=rerank, keep=keep,
-                               negative=negative or None)
+                               negative=negative or None, show_stages=show_stages)
     total = n * len(prompts)
     typer.echo(f"painted {total} image{'s' * (total != 1)} (seed {seed}) in {time.perf_counter() - t:.1f}s "
                f"→ {out}/")
@@ -116,7 +124,7 @@ def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
 
 def paint_and_save(pipe, prompts: list[str], *, steps: int | None, seed: int, n: int, sampler: str | None, cfg: float,
                    out: Path, label=None, grid: bool = True, zoom: int = 2, rerank=None, keep=None,
-                   **gen) -> list[Path]:
+                   show_stages: bool = False, **gen) -> list[Path]:
     """Paint n images per prompt under a progress bar, write one PNG each (with its recipe) as soon as a prompt is
     painted, and a contact sheet: a row per prompt. ``rerank = (N, preference model)`` paints N candidates per
     picture and keeps the best-liked. ``keep``: the :class:`~noisebrush.io.outputs.Keeper` the files go through (its
@@ -124,6 +132,7 @@ def paint_and_save(pipe, prompts: list[str], *, steps: int | None, seed: int, n:
     and one UserError names it."""
     from noisebrush.diffusion import get_sampler  # lazy: torch
     from noisebrush.io import outputs  # lazy: torch
+    from noisebrush.io.images import to_pil  # lazy: torch
 
     if sampler is not None:
         get_sampler(sampler)  # fail before any work
@@ -143,8 +152,16 @@ def paint_and_save(pipe, prompts: list[str], *, steps: int | None, seed: int, n:
                            info=f"{prompt[:30]}  σ={info.sigma:.3g}")
 
             if rerank is None:
+                ways = [] if show_stages else None  # a cascade's pictures after each stage
+                more = {"stages_out": ways} if show_stages else {}
                 images, recipes = pipe.generate(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg,
-                                                label=label, callback=cb, **gen)
+                                                label=label, callback=cb, **gen, **more)
+                if ways:
+                    from noisebrush.paint.cascade import stages_strip  # lazy: torch
+
+                    strips = [to_pil(stages_strip(w)) for w in ways]
+                    outputs.save_pictures(strips, [{**r, "figure": "stages"} for r in recipes], out,
+                                          outputs.slug(prompt or "image") + "-stages", keep=keep)
             else:
                 from noisebrush.workflows.preference import best_of  # lazy: torch
 
