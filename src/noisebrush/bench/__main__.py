@@ -12,7 +12,8 @@ from noisebrush.errors import UserError
 BENCHES = {"samplers": "noisebrush.bench.samplers", "train": "noisebrush.bench.train",
            "quality": "noisebrush.bench.quality", "palette": "noisebrush.bench.palette",
            "inpaint": "noisebrush.bench.inpaint", "finetune": "noisebrush.bench.finetune",
-           "preference": "noisebrush.bench.preference"}
+           "preference": "noisebrush.bench.preference",
+           "cascade": "noisebrush.bench.cascade"}
 
 
 def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:

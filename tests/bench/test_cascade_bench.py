@@ -1,0 +1,105 @@
+"""The cascade benchmark, shrunk: a tiny 16 px text base, the tiny scale-2 stage twice (→ 64 px), a tiny 64 px
+feature net, 8 prompts; every row and goal is reported with finite numbers, and bad options are one line."""
+import json
+import math
+
+import pytest
+
+from _model_fixture import one_thread, tiny_model, tiny_sr_model
+from noisebrush.bench.__main__ import main
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return tiny_model(tmp_path_factory, "text"), tiny_sr_model(tmp_path_factory, "text")
+
+
+@pytest.fixture(scope="module")
+def featnet64(tmp_path_factory):
+    """A 64 px feature net trained for one epoch of 64 pictures: a fixed embedding with heads is all this needs."""
+    from noisebrush.eval.features import save_feature_net
+    from noisebrush.eval.train_features import train_feature_net
+
+    with one_thread():
+        net, report = train_feature_net(n=64, epochs=1, batch=32, resolution=64, val=32, progress=lambda s: None,
+                                        workers=1)
+    return str(save_feature_net(net, tmp_path_factory.mktemp("featnet64"), {"provenance": report}))
+
+
+def _finite(x) -> bool:
+    if isinstance(x, dict):
+        return all(_finite(v) for v in x.values())
+    if isinstance(x, list):
+        return all(_finite(v) for v in x)
+    return not isinstance(x, float) or math.isfinite(x)
+
+
+def test_cascade_bench_tiny(models, featnet64, tmp_path, capsys):
+    base, stage = models
+    out = tmp_path / "sub" / "cascade.json"
+    with one_thread():
+        rc = main(["cascade", "--n", "8", "--base", str(base), "--stages", f"{stage},{stage}", "--steps", "2",
+                   "--sr-steps", "2", "--sr-aug", "0,0.2", "--featnet128", featnet64, "--json", str(out)])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    names = [row["name"] for row in r["rows"]]
+    kinds = [row["kind"] for row in r["rows"]]
+    # bicubic, the stages' defaults, the 2-value sweep (steps 2 × aug 0, 0.2), upscaled renders
+    assert kinds[0] == "bicubic" and kinds[-1] == "upscaled_renders" and kinds.count("cascade") == 3
+    assert r["rows"][1]["default"] and not r["rows"][2]["default"]
+    assert names[2] == "cascade (steps 2, aug 0)" and names[3] == "cascade (steps 2, aug 0.2)"
+    assert [row["aug"] for row in r["rows"][2:4]] == [[0.0, 0.0], [0.2, 0.2]]
+    assert all(row["steps"] == [2, 2] for row in r["rows"][2:4])
+    for row in r["rows"]:
+        for k in ("swd", "fd_art", "kid", "precision", "recall", "adherence_32", "adherence_128",
+                  "seconds_per_picture"):
+            assert isinstance(row[k], float) and math.isfinite(row[k]), (row["name"], k)
+        assert row["seconds_per_picture"] > 0
+    for row in r["rows"]:
+        if row["kind"] == "cascade":
+            assert row["consistency_psnr"]["mean"] > 0 and row["consistency_psnr"]["min"] > 0
+            assert len(row["stage_seconds_per_picture"]) == 2 and all(s > 0 for s in row["stage_seconds_per_picture"])
+            assert sum(row["stage_share"]) < 1 and row["base_seconds_per_picture"] > 0
+            assert row["stage_sizes"] == [32, 64]
+    assert r["rows"][-1]["psnr"]["mean"] > 0
+    assert set(r["goals"]) == {"swd_ratio", "fd_ratio", "adherence_delta", "consistency_psnr", "seconds_per_picture"}
+    assert all(isinstance(g["met"], bool) and math.isfinite(g["value"]) for g in r["goals"].values())
+    assert _finite(r["rows"]) and _finite(r["goals"])
+    s = r["settings"]
+    assert s["n"] == 8 and s["data_seed"] == 777 and s["size"] == 64 and s["base_resolution"] == 16
+    assert s["sr_aug"] == [0.0, 0.2] and s["base_steps"] == 2
+    assert r["models"]["base"]["model_hash"] and len(r["models"]["stages"]) == 2
+    assert r["feature_nets"]["judge_128"]["held_out_accuracy"]  # from the tiny net's provenance
+    assert r["hardware"] and r["command"].endswith(str(out)) and " cascade " in r["command"]
+    text = capsys.readouterr()
+    assert "fd_art@128" in text.out and "goals" in text.out and "met" in text.out
+    assert "base: 8/8 pictures" in text.err
+
+
+def test_missing_feature_net_is_one_line(models, tmp_path, capsys):
+    base, stage = models
+    assert main(["cascade", "--n", "8", "--base", str(base), "--stages", f"{stage},{stage}",
+                 "--featnet128", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and "--resolution 128" in err
+
+
+def test_default_feature_net_missing_says_how_to_train(monkeypatch, tmp_path, capsys):
+    import noisebrush.bench.cascade as bench
+
+    monkeypatch.setattr(bench, "FEATNET128_DIR", tmp_path / "featnet128")
+    assert main(["cascade", "--n", "8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert "python -m noisebrush.eval.train_features --resolution 128 --n 60000 --epochs 5" in err
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--n", "3"], "--n"), (["--n", "3000"], "--n"), (["--sr-aug", "5"], "--sr-aug"),
+    (["--sr-aug", "x"], "--sr-aug"), (["--sr-steps", "0"], "--sr-steps"), (["--sr-steps", ","], "--sr-steps"),
+    (["--cfg", "nan"], "--cfg"), (["--bogus"], "bogus"),
+])
+def test_bad_options_are_one_line(argv, match, capsys):
+    assert main(["cascade", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and match in err and "\n" not in err
