@@ -58,6 +58,7 @@ class Stage:
     sampler: str | None = None
     cfg: float = 1.0
     aug: float | None = None
+    project: bool = True  # keep its pictures consistent with the small ones (noisebrush.paint.upscale.Consistent)
 
     def __post_init__(self):
         if not is_stage(self.pipe):
@@ -112,9 +113,10 @@ class Cascade:
         self.condition = base.condition
         self.name = base.name
 
-    def with_options(self, *, steps=None, sampler=None, cfg=None, aug=None) -> "Cascade":
+    def with_options(self, *, steps=None, sampler=None, cfg=None, aug=None, project=None) -> "Cascade":
         """The same cascade with every stage's options set (None: left as they are)."""
-        new = {k: v for k, v in (("steps", steps), ("sampler", sampler), ("cfg", cfg), ("aug", aug)) if v is not None}
+        new = {k: v for k, v in (("steps", steps), ("sampler", sampler), ("cfg", cfg), ("aug", aug),
+                                 ("project", project)) if v is not None}
         return Cascade(self.base, [replace(s, **new) for s in self.stages])
 
     def sizes(self) -> list[int]:
@@ -176,7 +178,7 @@ class Cascade:
             for s in self.stages:
                 x, recs = upscale(s.pipe, x, prompt, seed=int(rec["seed"]), aug=s.aug, steps=s.steps,
                                   sampler=s.sampler, cfg=s.cfg, negative=negative, callback=callback, step_offset=at,
-                                  steps_total=total)
+                                  steps_total=total, project=s.project)
                 at += recs[0]["steps"]
                 stages.append(recs[0])
                 steps_of.append(x)
@@ -347,7 +349,7 @@ def stages_of(stages, *, where="recipe", device=None) -> list[Stage]:
                             f"{pipe.hash}")
         try:
             out.append(Stage(pipe, steps=int(rec["steps"]), sampler=str(rec["sampler"]), cfg=float(rec["cfg"]),
-                             aug=float(rec["sr_aug"])))
+                             aug=float(rec["sr_aug"]), project=bool(rec.get("sr_project", False))))
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"{where}: incomplete stage {k + 1} in its recipe ({e})") from None
     return out
@@ -361,13 +363,14 @@ def replay_stages(x: torch.Tensor, stages, prompt: str = "", *, where="recipe", 
     for st, rec in zip(stages_of(stages, where=where, device=device), stages):
         x, recs = upscale(st.pipe, x, rec.get("prompt", prompt) if st.pipe.conditional else "", seed=int(rec["seed"]),
                           aug=st.aug, steps=st.steps, sampler=st.sampler, cfg=st.cfg,
-                          negative=rec.get("negative", negative), callback=callback)
+                          negative=rec.get("negative", negative), callback=callback, project=st.project)
         out.append(recs[0])
     return x, out
 
 
 def upscale_image(image, *, scale: int = 2, prompt: str = "", stages=None, seed: int = 0, device=None,
-                  steps=None, sampler=None, cfg: float = 1.0, aug=None, negative=None, callback=None) \
+                  steps=None, sampler=None, cfg: float = 1.0, aug=None, negative=None, callback=None,
+                  project: bool = True) \
         -> tuple[torch.Tensor, dict]:
     """Any picture (a file, a PIL picture, 1×3×h×w) upscaled ``scale`` (2 or 4) times through the built-in stages (or
     ``stages``) → (1×3×(scale·h)×(scale·w), its recipe: ``mode: "upscale"``, the source file and ``"stages"``)."""
@@ -384,7 +387,7 @@ def upscale_image(image, *, scale: int = 2, prompt: str = "", stages=None, seed:
     done = 0
     for p in pipes:
         x, r = upscale(p, x, prompt, seed=seed, aug=aug, steps=steps, sampler=sampler, cfg=cfg, negative=negative,
-                       callback=callback, step_offset=done, steps_total=total)
+                       callback=callback, step_offset=done, steps_total=total, project=project)
         done += r[0]["steps"]
         recs.append({k: v for k, v in r[0].items() if k not in ("source", "source_sha256")})
     return x, {"mode": "upscale", "prompt": prompt, **note, "stages": recs, "width": x.shape[-1],

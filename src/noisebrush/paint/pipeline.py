@@ -382,12 +382,13 @@ class Pipeline:
         return guidance
 
     def denoiser(self, prompt: str = "", *, label=None, cfg: float = 3.0, guidance=None,
-                 negative: str | None = None, picture: dict | None = None):
+                 negative: str | None = None, picture: dict | None = None, wrap=None):
         """The per-picture denoiser for ``prompt`` (its weights: :meth:`condition_mix`) with classifier-free guidance
         ``cfg`` against ``negative`` (:meth:`negative_conditions`; none: the unconditional prediction) and the guides
         (:func:`noisebrush.diffusion.sample.make_denoiser` with ``batched=False``). ``picture``: conditions every
         evaluation gets, guided or not — a super-resolution stage's ``low`` picture and ``aug`` level, one row per
-        picture (:mod:`noisebrush.paint.upscale`)."""
+        picture (:mod:`noisebrush.paint.upscale`); ``wrap``: a function of the preconditioned denoiser that returns
+        the one to use (the stage's consistency projection)."""
         if self._pending:  # a warning held back until the painting starts (see _when_painting)
             message, self._pending = self._pending, None
             warn(message)
@@ -397,9 +398,10 @@ class Pipeline:
             pairs = [({**c, **picture}, w) for c, w in pairs]
             neg = None if neg is None else {**neg, **picture}
         guides = self.check_guidance(guidance)
+        den = self.den if wrap is None else wrap(self.den)
         if len(pairs) == 1:  # no weights: the plain path, bit for bit what it always was
-            return make_denoiser(self.den, pairs[0][0], cfg=cfg, batched=False, guides=guides, negative=neg)
-        return make_denoiser(self.den, mix=pairs, cfg=cfg, batched=False, guides=guides, negative=neg)
+            return make_denoiser(den, pairs[0][0], cfg=cfg, batched=False, guides=guides, negative=neg)
+        return make_denoiser(den, mix=pairs, cfg=cfg, batched=False, guides=guides, negative=neg)
 
     def run_sampler(self, den, x: torch.Tensor, sigmas: torch.Tensor, noise, *, sampler: str = "dpmpp_2m",
                     callback=None, stats: dict | None = None, steps: int | None = None) -> torch.Tensor:

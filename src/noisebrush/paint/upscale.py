@@ -16,8 +16,13 @@ padded (edges repeated) on the bottom and right, and the result cut back to exac
 height)``, so the stages of one cascade draw independent noise although they record the picture's seed. The
 augmentation noise is drawn first (the small picture's shape), then x_T, then whatever the sampler draws.
 
-Each result's recipe is the stage's: model, weights hash, sampler, steps, cfg, ``sr_aug``, seed and output size (and
-the prompt for a text stage); :mod:`noisebrush.paint.cascade` puts them under a recipe's ``"stages"``.
+**Faithful.** Unless ``project=False``, every prediction of the clean picture is corrected so its box averages are
+the small picture's (:class:`Consistent`; the data-consistency step of ILVR-style guided sampling, exact here
+because the degradation is a plain box average): the stage adds detail inside each block and never moves the
+picture it was given.
+
+Each result's recipe is the stage's: model, weights hash, sampler, steps, cfg, ``sr_aug``, ``sr_project``, seed and
+output size (and the prompt for a text stage); :mod:`noisebrush.paint.cascade` puts them under a recipe's ``"stages"``.
 """
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from noisebrush.checks import number
-from noisebrush.data.superres import low_condition
+from noisebrush.data.superres import downsample, low_condition
 from noisebrush.diffusion import SampleNoise
 from noisebrush.diffusion.sample import sample, start
 from noisebrush.errors import BadParameter, UserError
@@ -35,13 +40,13 @@ from noisebrush.io.hashing import file_sha256
 from noisebrush.paint.edit import _pil_rgb, _to_tensor
 from noisebrush.seeding import generator
 
-__all__ = ["upscale", "as_pictures", "stage_recipe_keys", "STAGE_TAG", "MAX_AUG", "is_stage"]
+__all__ = ["upscale", "as_pictures", "Consistent", "stage_recipe_keys", "STAGE_TAG", "MAX_AUG", "is_stage"]
 
 STAGE_TAG = 0x5EED5  # mixed into a stage's noise seed (see the module docstring)
 MAX_AUG = 1.0        # the largest --sr-aug (the stages train with σ_aug up to 0.5)
 # what a stage's recipe records (the rest of Pipeline.recipe belongs to the whole picture)
 stage_recipe_keys = ("model", "model_hash", "lora", "prompt", "prompt_syntax", "negative", "sampler", "steps", "cfg",
-                     "seed", "sr_aug", "width", "height", "sigma_min", "sigma_max")
+                     "seed", "sr_aug", "sr_project", "width", "height", "sigma_min", "sigma_max")
 
 
 def is_stage(pipe) -> bool:
@@ -63,14 +68,35 @@ def as_pictures(image, name: str = "image") -> tuple[torch.Tensor, dict]:
     return _to_tensor(_pil_rgb(image, name)), note
 
 
+class Consistent(torch.nn.Module):
+    """A stage's denoiser whose every prediction x̂_0 has the small picture's box averages: x̂_0 + up(t − down(x̂_0)),
+    with ``t`` (the clean small picture, one row per picture) passed as the condition ``target`` and ``up`` the
+    nearest-neighbour enlargement. The correction is a constant on each scale×scale block, affine in x̂_0, so it
+    commutes with guidance's weighted sums; the sampler ends on a picture that box-averages back to ``t`` exactly
+    (up to float rounding)."""
+
+    def __init__(self, den, scale: int):
+        super().__init__()
+        self.den, self.scale = den, int(scale)
+
+    def forward(self, x, sigma, target=None, **cond):
+        x0 = self.den(x, sigma, **cond)
+        if target is None:
+            return x0
+        s = self.scale
+        fix = target.to(x0.dtype) - downsample(x0, s)
+        return x0 + fix.repeat_interleave(s, -2).repeat_interleave(s, -1)
+
+
 @torch.no_grad()
 def upscale(pipe, image, prompt: str = "", *, seed: int = 0, aug: float | None = None, steps: int | None = None,
             sampler: str | None = None, cfg: float = 1.0, negative: str | None = None, label=None, callback=None,
-            step_offset: int = 0, steps_total: int | None = None, name: str = "image") \
+            step_offset: int = 0, steps_total: int | None = None, name: str = "image", project: bool = True) \
         -> tuple[torch.Tensor, list[dict]]:
     """``image`` (a file, a PIL picture, or N×3×h×w in [-1, 1]) painted ``pipe.scale`` times larger by the stage
     ``pipe`` → (N×3×(scale·h)×(scale·w) in [-1, 1], one stage recipe each; a file adds ``source`` and its SHA-256).
-    ``callback(StepInfo)`` sees every step, counted from ``step_offset`` of ``steps_total``."""
+    ``callback(StepInfo)`` sees every step, counted from ``step_offset`` of ``steps_total``. ``project``: keep every
+    prediction consistent with the small picture (:class:`Consistent`), so the result box-averages back to it."""
     if not is_stage(pipe):
         raise UserError(f"{pipe.name}: not a super-resolution stage (train one with `noisebrush train --task sr`)")
     low, note = as_pictures(image, name)
@@ -91,8 +117,9 @@ def upscale(pipe, image, prompt: str = "", *, seed: int = 0, aug: float | None =
     cond = low_condition(padded, scale, aug=aug, noise=eps)
     sigmas = o.sigmas()
     x = start(noise, pipe.modality.shape(size), sigmas)
+    picture = {"low": cond, "aug": torch.full((n,), aug)} | ({"target": padded} if project else {})
     den = pipe.denoiser(o.prompt, label=label, cfg=o.cfg, negative=negative if pipe.conditional else None,
-                        picture={"low": cond, "aug": torch.full((n,), aug)})
+                        picture=picture, wrap=lambda d: Consistent(d, scale))
     out = sample(den, x, sigmas, noise, sampler=o.sampler, callback=callback, step_offset=step_offset,
                  steps=steps_total if steps_total is not None else o.steps)
     out = out[..., :scale * h, :scale * w].clamp(-1, 1)
@@ -101,7 +128,7 @@ def upscale(pipe, image, prompt: str = "", *, seed: int = 0, aug: float | None =
         rec = pipe.recipe(o.prompt, seed=s, steps=o.steps, sampler=o.sampler, cfg=o.cfg, size=(scale * h, scale * w),
                           sigma_min=o.sigma_min, sigma_max=o.sigma_max, label=label,
                           negative=negative if pipe.conditional else None)
-        rec["sr_aug"] = aug
+        rec["sr_aug"], rec["sr_project"] = aug, bool(project)
         rec = {k: rec[k] for k in stage_recipe_keys if k in rec}
         if not pipe.conditional:
             rec.pop("prompt", None)
