@@ -39,7 +39,7 @@ def test_cascade_bench_tiny(models, featnet64, tmp_path, capsys):
     out = tmp_path / "sub" / "cascade.json"
     with one_thread():
         rc = main(["cascade", "--n", "8", "--base", str(base), "--stages", f"{stage},{stage}", "--steps", "2",
-                   "--sr-steps", "2", "--sr-aug", "0,0.2", "--unprojected", "--featnet128", featnet64,
+                   "--sr-steps", "2", "--sr-aug", "0,0.2", "--other-projection", "--featnet128", featnet64,
                    "--json", str(out)])
     assert rc == 0
     r = json.loads(out.read_text())
@@ -49,8 +49,8 @@ def test_cascade_bench_tiny(models, featnet64, tmp_path, capsys):
     assert kinds[0] == "bicubic" and kinds[-1] == "upscaled_renders" and kinds.count("cascade") == 4
     assert r["rows"][1]["default"] and not r["rows"][2]["default"]
     assert names[2] == "cascade (steps 2, aug 0)" and names[3] == "cascade (steps 2, aug 0.2)"
-    assert names[4].endswith("without projection") and not r["rows"][4]["project"] and r["rows"][1]["project"]
-    assert r["rows"][1]["consistency_psnr"]["mean"] > r["rows"][4]["consistency_psnr"]["mean"]  # projection helps
+    assert names[4].endswith("with projection") and r["rows"][4]["project"] and not r["rows"][1]["project"]
+    assert r["rows"][4]["consistency_psnr"]["mean"] > r["rows"][1]["consistency_psnr"]["mean"]  # projection holds
     assert [row["aug"] for row in r["rows"][2:4]] == [[0.0, 0.0], [0.2, 0.2]]
     assert all(row["steps"] == [2, 2] for row in r["rows"][2:4])
     for row in r["rows"]:

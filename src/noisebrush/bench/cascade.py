@@ -14,7 +14,8 @@ go through every row:
 * ``bicubic`` — the base paintings upsampled bicubically (clamped to [-1, 1]): the baseline;
 * ``cascade (steps S, aug A)`` — the stages at their own defaults, and every combination of ``--sr-steps`` and
   ``--sr-aug`` (all stages take that S and σ_aug A) to choose the defaults;
-* with ``--unprojected``, the defaults without the consistency projection (:class:`~noisebrush.paint.upscale.Consistent`);
+* with ``--other-projection``, the defaults with the consistency projection
+  (:class:`~noisebrush.paint.upscale.Consistent`) toggled (a cascade's stages do not project by default);
 * ``upscaled renders`` — the stages (at their defaults) on the real renders box-averaged to the base size: the pure
   super-resolution quality, with PSNR against the real renders.
 
@@ -182,7 +183,7 @@ def _timing(base_secs: list[float] | None, stage_secs: list[list[float]], sizes:
 # -- the benchmark -------------------------------------------------------------------------------------------------
 def run(*, n: int = DEFAULT_N, base: str = "builtin", stages: list[str] | None = None, size: int | None = None,
         steps: int | None = None, cfg: float = 3.0, sr_steps: list | None = None, sr_aug: list | None = None,
-        unprojected: bool = False,
+        other_projection: bool = False,
         featnet128: str | None = None, featnet: str | None = None, command: str = "", log=print) -> dict:
     fnet128, f128_path, f128_conf = feature_net_128(featnet128)  # first: fail before any painting
     fnet32 = load_feature_net(featnet)
@@ -215,8 +216,9 @@ def run(*, n: int = DEFAULT_N, base: str = "builtin", stages: list[str] | None =
         seen.add((tuple(st), tuple(au)))
         v = casc.with_options(steps=st[0] if s is not None else None, aug=au[0] if a is not None else None)
         variants.append((v, st, au, not variants))
-    if unprojected:  # what the consistency projection buys: the defaults without it
-        variants.append((variants[0][0].with_options(project=False), variants[0][1], variants[0][2], False))
+    if other_projection:  # what the consistency projection does: the defaults with it toggled
+        flip = not variants[0][0].stages[0].project
+        variants.append((variants[0][0].with_options(project=flip), variants[0][1], variants[0][2], False))
     held = ProceduralArt(resolution=base_pipe.resolution, size=n, seed=DATA_SEED)
     prompts = [held.caption(i) for i in range(n)]
     for v, *_ in variants:  # every option checked before an hour of painting
@@ -246,7 +248,7 @@ def run(*, n: int = DEFAULT_N, base: str = "builtin", stages: list[str] | None =
     log(f"bicubic: swd {rows[-1]['swd']:.2f}, fd_art {rows[-1]['fd_art']:.2f}")
 
     for v, st, au, default in variants:
-        name = row_name(st, au, default) + ("" if v.stages[0].project else " without projection")
+        name = row_name(st, au, default) + (" with projection" if v.stages[0].project else "")
         out, secs = run_stages(v, base_imgs, prompts, name, log)
         rows.append({"name": name, "kind": "cascade", "default": default, "steps": st, "aug": au,
                      "project": v.stages[0].project,
@@ -415,8 +417,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cfg", type=float, default=3.0, help="the base's guidance scale")
     ap.add_argument("--sr-steps", default=None, help="comma-separated stage steps to sweep (default: the stages' own)")
     ap.add_argument("--sr-aug", default=None, help="comma-separated σ_aug to sweep (default: the stages' own)")
-    ap.add_argument("--unprojected", action="store_true", help="also a row of the defaults without the consistency "
-                    "projection (what it buys)")
+    ap.add_argument("--other-projection", action="store_true", help="also a row of the defaults with the "
+                    "consistency projection toggled (what it does)")
     ap.add_argument("--featnet128", default=None, help=f"the 128 px feature net folder (default {FEATNET128_DIR})")
     ap.add_argument("--featnet", default=None, help="the 32 px judge of adherence (default: the shipped one)")
     ap.add_argument("--json", default=None, metavar="FILE")
@@ -444,7 +446,7 @@ def main(argv=None) -> int:
         check_report_path(a.json)
     command = f"{common.PROG[0]} cascade {shlex.join(argv)}".strip()
     report = run(n=a.n, base=a.base, stages=stages, size=a.size, steps=a.steps, cfg=a.cfg, sr_steps=sr_steps,
-                 sr_aug=sr_aug, unprojected=a.unprojected, featnet128=a.featnet128, featnet=a.featnet, command=command,
+                 sr_aug=sr_aug, other_projection=a.other_projection, featnet128=a.featnet128, featnet=a.featnet, command=command,
                  log=lambda s: print(s, file=sys.stderr, flush=True))
     return finish(report, print_table, a.json, note="report → {path}")
 

@@ -13,8 +13,12 @@ nearest the size it paints (``builtin-sr64`` for 64 px, ``builtin-sr128`` for 12
 model — the built-in one or one a user trained — paints at 128 through them.
 
 **Options per stage** (:class:`Stage`): sampler, steps (default: what the stage's model folder records), guidance
-``cfg`` (default 1: the prompt is read once per step; only text stages read it) and ``aug``, the noise-conditioning
-augmentation σ_aug given to the stage's input (default: the σ_aug its folder records). Picture i of a call gets seed
+``cfg`` (default 1: the prompt is read once per step; only text stages read it), ``aug``, the noise-conditioning
+augmentation σ_aug given to the stage's input (default: the σ_aug its folder records), and ``project``: whether
+every prediction is corrected to the small picture's block averages (:class:`~noisebrush.paint.upscale.Consistent`).
+Upscaling a given picture projects by default (faithful to what it was given); a cascade does not, because its small
+pictures are paintings: a blurred edge or a smudge of the base's is exactly what the augmentation lets a stage repaint
+(measured in ``python -m noisebrush.bench cascade``). Picture i of a call gets seed
 ``seed + i`` in the base and in every stage (each stage mixes in a tag and its size: :mod:`noisebrush.paint.upscale`).
 
 **Recipes.** A cascaded picture's recipe is the base painting's, with ``"stages"``: one entry per stage with its
@@ -58,7 +62,8 @@ class Stage:
     sampler: str | None = None
     cfg: float = 1.0
     aug: float | None = None
-    project: bool = True  # keep its pictures consistent with the small ones (noisebrush.paint.upscale.Consistent)
+    project: bool = False  # correct every prediction to the small picture's block averages (upscale.Consistent):
+    #                        off in a cascade, where the stages may repaint what the base got wrong (see the module)
 
     def __post_init__(self):
         if not is_stage(self.pipe):

@@ -75,7 +75,8 @@ def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
           show_stages: bool = typer.Option(False, "--show-stages", help="through the cascade: also write each "
                                                                         "picture after the base and after each "
                                                                         "stage, side by side (NAME-stages-sSEED.png)"),
-          zoom: int = typer.Option(2, "--zoom", help="pixel-repeat factor for the contact sheet"),
+          zoom: Optional[int] = typer.Option(None, "--zoom", help="pixel-repeat factor for the contact sheet "
+                                                                   "(default: 2 up to 32 px pictures, else 1)"),
           palette: Optional[str] = typer.Option(None, "--palette", help=PALETTE_HELP),
           palette_scale: float = typer.Option(PALETTE_SCALE, "--palette-scale",
                                               help="0–1: how far each step pulls a pixel toward its palette colour"),
@@ -90,7 +91,7 @@ def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
     from noisebrush.io.outputs import Keeper, check_folder  # lazy: torch (see the module docstring)
     from noisebrush.seeding import pick_seed
 
-    whole("--zoom", zoom, 1, 32)
+    zoom = (2 if (size or 0) <= 32 else 1) if zoom is None else whole("--zoom", zoom, 1, 32)
     check_folder(out, what="--out")  # before the model is loaded: an unwritable --out is one line, no work lost
     seed = pick_seed(seed)
     limited("--best-of", best_of, "best_of")
