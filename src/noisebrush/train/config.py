@@ -208,6 +208,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
+        d["progressive"] = list(self.progressive)
         return d
 
     @classmethod
