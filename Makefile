@@ -25,7 +25,7 @@ test: setup
 	$(PY) -m pytest
 
 demo: setup
-	$(VENV)/bin/noisebrush paint "$(PROMPT)" -n 4 --seed 7 --out outputs
+	$(VENV)/bin/noisebrush paint "$(PROMPT)" -n 4 --seed 7 --size 128 --out outputs
 	$(VENV)/bin/noisebrush paint "three small blue circles on a yellow background" -n 4 --seed 7 --out outputs
 
 bench: setup

@@ -46,3 +46,19 @@ def test_the_64_px_stage_upscales_a_render_faithfully_offline(monkeypatch):
     big, recipes = pipe.upscale(low, ds.caption(0), seed=0)
     assert big.shape == (2, 3, 64, 64) and recipes[0]["model"] == "builtin-sr64"
     assert consistency_psnr(big[:1], low[:1]) >= 30  # box-averaged back, it is the picture it was given
+
+
+def test_the_readme_grid_at_128_was_painted_by_the_shipped_cascade():
+    from pathlib import Path
+
+    from noisebrush.io.model_folder import weights_hash
+    from noisebrush.io.png import read_recipe
+
+    grid = Path(__file__).resolve().parents[2] / "docs" / "images" / "cascade-grid.png"
+    rec = read_recipe(grid)
+    assert len(rec["images"]) == 24
+    assert {r["model_hash"] for r in rec["images"]} == {weights_hash(BUILTIN_MODELS["builtin"])}
+    for r in rec["images"]:
+        assert [(s["model"], s["model_hash"], s["width"]) for s in r["stages"]] == [
+            (name, weights_hash(BUILTIN_MODELS[name]), size) for name, size in (("builtin-sr64", 64),
+                                                                                ("builtin-sr128", 128))]
