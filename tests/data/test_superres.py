@@ -19,14 +19,6 @@ from noisebrush.data.superres import (
 from noisebrush.errors import BadParameter
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
