@@ -43,7 +43,7 @@ def one_thread():
         torch.set_num_threads(old_threads)
 
 
-TINY_SR = dict(task="sr", resolution=16, scale=2, crop_size=8,
+TINY_SR = dict(task="sr", resolution=16, scale=2, crop_size=8, sample_steps=4,
                model=dict(TINY_NET, attn_resolutions=[], cross_attn_resolutions=[]))
 
 
