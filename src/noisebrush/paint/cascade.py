@@ -73,7 +73,7 @@ class Stage:
             number("sr_aug", self.aug, 0.0, MAX_AUG)
 
 
-def stage_names(resolution: int, size: int, *, scale: int | None = None) -> list[str]:
+def stage_names(resolution: int, size: int) -> list[str]:
     """The built-in stages that take a ``resolution`` px picture to ``size`` px (doubling each time): for each
     doubling, the stage trained nearest the size it paints. BadParameter when ``size`` is not resolution × 2^k."""
     if size < resolution or size % resolution or (size // resolution) & (size // resolution - 1):
@@ -161,7 +161,7 @@ class Cascade:
         o = self.check(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, size=size, label=label,
                        negative=negative)
         total = self.total_steps(o.steps, o.n)
-        cb = None if callback is None else _counted(callback, 0, total)
+        cb = None if callback is None else _counted(callback, total)
         images, recipes = self.base.generate(prompt, steps=o.steps, seed=o.seed, n=o.n, sampler=o.sampler, cfg=o.cfg,
                                              label=label, callback=cb, negative=negative,
                                              sigma_min=o.sigma_min, sigma_max=o.sigma_max, **base_options)
@@ -202,9 +202,9 @@ class Cascade:
         return out
 
     # -- edits at full size: at the base, then upscaled -------------------------------------------------------------
-    def _small(self, image, name: str = "image") -> tuple[torch.Tensor, dict]:
+    def _small(self, image, name: str = "image") -> tuple[torch.Tensor, dict, torch.Tensor]:
         """A full-size picture box-averaged to the base's size: (1×3×h×w, the note for the recipe: source file, its
-        SHA-256 and ``base_scale``, the factor it was averaged by)."""
+        SHA-256 and ``base_scale``, the factor it was averaged by; the full-size picture itself)."""
         x, note = as_pictures(image, name)
         f = self.resolution // self.base.resolution
         h, w = x.shape[-2:]
@@ -213,11 +213,11 @@ class Cascade:
             raise BadParameter(f"{name}: {w}×{h} px; a picture this cascade edits has sides that are multiples of "
                                f"{step} ({f}× the {self.base.resolution} px base, whose network needs multiples of "
                                f"{self.base.modality.step})")
-        return downsample(x[:1], f), {**note, "base_scale": f}
+        return downsample(x[:1], f), {**note, "base_scale": f}, x[:1]
 
     def vary(self, image, prompt: str = "", *, seed: int = 0, n: int = 4, negative=None, callback=None, **opts):
         """Variations of a full-size picture: varied at the base size, then upscaled (see the module docstring)."""
-        small, note = self._small(image)
+        small, note, _ = self._small(image)
         chain = _Chain(callback, n * self.total_steps(0))
         images, recipes = edit.vary(self.base, small, prompt, seed=seed, n=n, negative=negative, callback=chain.base,
                                     **opts)
@@ -229,8 +229,7 @@ class Cascade:
         """Repaint where ``mask`` (the full picture's size) is white: at the base size, where a base pixel is
         repainted when any full-size pixel of its block is, then upscaled; the unmasked pixels are the original's,
         exactly."""
-        small, note = self._small(image)
-        full, _ = as_pictures(image, "image")
+        small, note, full = self._small(image)
         hole = edit.load_mask(mask, tuple(full.shape[-2:]))
         if not bool(hole.any()):
             raise BadParameter("mask: nothing to repaint: the mask is all black; white = repaint")
@@ -247,8 +246,7 @@ class Cascade:
                  **opts):
         """Paint ``extend`` = (left, top, right, bottom) full-size pixels beyond the edges (each a multiple of the
         cascade's factor): at the base size, then upscaled; the picture itself is the original's, exactly."""
-        small, note = self._small(image)
-        full, _ = as_pictures(image, "image")
+        small, note, full = self._small(image)
         f = note["base_scale"]
         sides = edit.parse_extend(extend, tuple(full.shape[-2:]))
         if any(v % f for v in sides):
@@ -272,8 +270,8 @@ class Cascade:
         """Frames of :func:`noisebrush.paint.edit.morph` at the base size, each upscaled through the stages with the
         seed of the first picture (so the detail the stages add stays put from frame to frame), and the prompt of
         the nearer end."""
-        count = int(opts.get("frames", 16)) if isinstance(opts.get("frames", 16), int) else 16
-        chain = _Chain(callback, count * self.total_steps(0))
+        count = opts.get("frames", 16)  # edit.morph checks it; the progress bar only needs a number
+        chain = _Chain(callback, (count if isinstance(count, int) else 16) * self.total_steps(0))
         frames, recipe = edit.morph(self.base, prompt, seed=seed, to_prompt=to_prompt, negative=negative,
                                     callback=chain.base, **opts)
         to = recipe["to_prompt"]
@@ -333,9 +331,10 @@ class _Chain:
         return {"callback": self.callback, "done": self.done, "total": self.done + self.later}
 
 
-def _counted(callback, offset: int, total: int):
+def _counted(callback, total: int):
+    """``callback`` seeing the base's steps as the first ones of ``total``."""
     def cb(info):
-        callback(replace(info, step=info.step + offset, steps=total))
+        callback(replace(info, steps=total))
     return cb
 
 
@@ -383,9 +382,7 @@ def upscale_image(image, *, scale: int = 2, prompt: str = "", stages=None, seed:
         raise BadParameter(f"scale: 2 or 4, got {scale}")
     low, note = as_pictures(image, "image")
     h = low.shape[-2]
-    names = list(stages) if stages is not None else stage_names(h, h * scale) if h * scale <= 4096 else None
-    if names is None:
-        raise BadParameter(f"image: {h} px is too large to upscale")
+    names = list(stages) if stages is not None else stage_names(h, h * scale)  # each stage checks its size
     pipes = [s if isinstance(s, Pipeline) else load_stage(s, device=device) for s in names]
     x, recs = low, []
     total = sum((steps if steps is not None else p.schedule.steps) for p in pipes)

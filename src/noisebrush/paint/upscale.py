@@ -119,7 +119,7 @@ def upscale(pipe, image, prompt: str = "", *, seed: int = 0, aug: float | None =
     x = start(noise, pipe.modality.shape(size), sigmas)
     picture = {"low": cond, "aug": torch.full((n,), aug)} | ({"target": padded} if project else {})
     den = pipe.denoiser(o.prompt, label=label, cfg=o.cfg, negative=negative if pipe.conditional else None,
-                        picture=picture, wrap=lambda d: Consistent(d, scale))
+                        picture=picture, wrap=(lambda d: Consistent(d, scale)) if project else None)
     out = sample(den, x, sigmas, noise, sampler=o.sampler, callback=callback, step_offset=step_offset,
                  steps=steps_total if steps_total is not None else o.steps)
     out = out[..., :scale * h, :scale * w].clamp(-1, 1)

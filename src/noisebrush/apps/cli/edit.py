@@ -47,6 +47,11 @@ def _prepare(out: Path, seed):
     return pick_seed(seed)
 
 
+def _sr(cascade, stages, aug, steps, sampler, cfg) -> dict:
+    """The super-resolution flags of an edit command, as :func:`_picture_cascade` takes them."""
+    return dict(cascade=cascade, stages=stages, aug=aug, steps=steps, sampler=sampler, cfg=cfg)
+
+
 def _picture_cascade(pipe, image: Path, size, sr: dict):
     """The cascade an edit of ``image`` goes through (None: the model paints it itself): with ``--cascade`` (the
     default) and no ``--size``, a picture whose short side is the model's resolution times 2, 4, … is edited at the
@@ -105,8 +110,8 @@ def vary(image: Path = typer.Argument(..., help="the picture to vary (any format
     guides = guides_from_flags(palette, palette_scale)
     with report_interrupt([]):
         pipe = noisebrush.load(model, device=device, lora=lora or None)
-        casc = _picture_cascade(pipe, image, size, dict(cascade=cascade, stages=stages, aug=sr_aug, steps=sr_steps,
-                                                        sampler=sr_sampler, cfg=sr_cfg, device=device))
+        casc = _picture_cascade(pipe, image, size, {**_sr(cascade, stages, sr_aug, sr_steps, sr_sampler, sr_cfg),
+                                                    "device": device})
         t = time.perf_counter()
         with LazyBar("varying") as cb:
             if casc is not None:
@@ -185,7 +190,7 @@ def inpaint(image: Path = typer.Argument(..., help="the picture"),
     _repaint("inpaint", image, prompt, model=model, mask=mask, steps=steps, jump_length=jump_length, jumps=jumps,
              cfg=cfg, seed=seed, n=n, size=size, palette=palette, palette_scale=palette_scale, lora=lora,
              out=out, zoom=zoom, device=device, negative=negative,
-             sr=dict(cascade=cascade, stages=stages, aug=sr_aug, steps=sr_steps, sampler=sr_sampler, cfg=sr_cfg))
+             sr=_sr(cascade, stages, sr_aug, sr_steps, sr_sampler, sr_cfg))
 
 
 @app.command()
@@ -223,7 +228,7 @@ def outpaint(image: Path = typer.Argument(..., help="the picture"),
     _repaint("outpaint", image, prompt, model=model, extend=ext, steps=steps, jump_length=jump_length,
              jumps=jumps, cfg=cfg, seed=seed, n=n, size=size, palette=palette, palette_scale=palette_scale,
              lora=lora, out=out, zoom=zoom, device=device, negative=negative,
-             sr=dict(cascade=cascade, stages=stages, aug=sr_aug, steps=sr_steps, sampler=sr_sampler, cfg=sr_cfg))
+             sr=_sr(cascade, stages, sr_aug, sr_steps, sr_sampler, sr_cfg))
 
 
 @app.command()
