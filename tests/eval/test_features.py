@@ -103,6 +103,24 @@ def test_augment_blur_scales_with_resolution():
     assert spread.max() >= 6
 
 
+def test_augment_blur_max_bounds_the_blur():
+    """blur_max=0: noise only, the edge stays where it is; the default blurs it across the edge."""
+    x = torch.zeros(64, 3, 128, 128)
+    x[:, :, :, 64:] = 1.0
+    sharp = augment(x, torch.Generator().manual_seed(0), blur_max=0.0)
+    soft = augment(x, torch.Generator().manual_seed(0))
+    assert sharp[..., 63].mean() < 0.05 and sharp[..., 64].mean() > 0.9
+    assert soft[..., 63].mean() > 0.1
+    small = augment(x, torch.Generator().manual_seed(0), blur_max=0.5)  # σ ≤ 0.5 px: a pixel or so either side
+    assert small[..., 61].mean() < 0.05 and small[..., 66].mean() > 0.9
+
+
+def test_cli_blur_max_is_bounded(capsys):
+    assert main(["--resolution", "64", "--n", "8", "--out", "/tmp/never", "--blur-max", "20"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--blur-max" in err and "\n" not in err
+
+
 def test_tiny_training_run_at_64_px():
     net, report = train_feature_net(n=64, epochs=1, batch=32, resolution=64, val=32, progress=lambda s: None)
     assert net.resolution == 64 and net.stem_widths == (16,)

@@ -48,13 +48,16 @@ def _blur(x: torch.Tensor, sigma: torch.Tensor, radius: int = 2) -> torch.Tensor
     return y.reshape(n, c, h, w)
 
 
-def augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Random blur and noise. The blur's σ (and its kernel's reach) scale with the picture's side, so that at any
-    resolution it is the same blur relative to the picture: σ up to 1 px at 32 px, up to 4 px at 128."""
+def augment(x: torch.Tensor, g: torch.Generator, blur_max: float | None = None) -> torch.Tensor:
+    """Random blur and noise. By default the blur's σ (and its kernel's reach) scale with the picture's side, so that
+    at any resolution it is the same blur relative to the picture: σ up to 1 px at 32 px, up to 4 px at 128.
+    ``blur_max`` (pixels) sets the largest σ instead; 0 trains a net that tells a blurred picture from a sharp one."""
     n = x.shape[0]
-    scale = max(x.shape[-1] / 32, 1.0)
+    scale = max(x.shape[-1] / 32, 1.0) if blur_max is None else float(blur_max)
     blur = torch.rand(n, generator=g) * scale
-    x = torch.where((blur > 0.3 * scale)[:, None, None, None], _blur(x, blur, radius=round(2 * scale)), x)
+    if scale > 0:
+        x = torch.where((blur > 0.3 * scale)[:, None, None, None],
+                        _blur(x, blur, radius=max(1, math.ceil(2 * scale))), x)
     noise = torch.rand(n, 1, 1, 1, generator=g) * 0.1
     x = x + noise * torch.randn(x.shape, generator=g)
     flip = torch.rand(n, generator=g) < 0.0  # no flips: left/right is an attribute
@@ -72,9 +75,9 @@ def _accuracy(net: FeatureNet, images: torch.Tensor, table: torch.Tensor) -> dic
 
 def train_feature_net(n: int = 30000, epochs: int = 3, batch: int = 128, lr: float = 2e-3, seed: int = 0,
                       val: int = 2000, progress=print, resolution: int = 32,
-                      workers: int = 2) -> tuple[FeatureNet, dict]:
+                      workers: int = 2, blur_max: float | None = None) -> tuple[FeatureNet, dict]:
     """Train a ``resolution`` px feature net on items 0..n-1 of the built-in set; ``workers`` processes render the
-    data (the pictures are the same with any number)."""
+    data (the pictures are the same with any number); ``blur_max`` as in :func:`augment`."""
     torch.manual_seed(seed)
     heads = {k: len(v) for k, v in ATTRIBUTES.items()}
     net = FeatureNet(heads, resolution=resolution)
@@ -98,7 +101,7 @@ def train_feature_net(n: int = 30000, epochs: int = 3, batch: int = 128, lr: flo
         order = torch.randperm(n, generator=g)
         for b in range(n // batch):
             idx = order[b * batch:(b + 1) * batch]
-            x = augment(images[idx].float() / 127.5 - 1, g).contiguous(memory_format=torch.channels_last)
+            x = augment(images[idx].float() / 127.5 - 1, g, blur_max).contiguous(memory_format=torch.channels_last)
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 _, logits = net(x)
             loss = sum(F.cross_entropy(logits[k].float(), table[idx, j], ignore_index=-1)
@@ -114,7 +117,7 @@ def train_feature_net(n: int = 30000, epochs: int = 3, batch: int = 128, lr: flo
                          f"({step * batch / el:.0f} img/s, {el / step * (steps - step):.0f} s left)")
     net.eval()
     acc = _accuracy(net, val_images, val_table)
-    report = {"resolution": net.resolution, "train_items": n, "epochs": epochs, "batch": batch, "lr": lr, "seed": seed,
+    report = {"resolution": net.resolution, "blur_max": blur_max, "train_items": n, "epochs": epochs, "batch": batch, "lr": lr, "seed": seed,
               "train_seconds": round(time.perf_counter() - t0, 1),
               "held_out": {"items": val, "data_seed": 12345, "accuracy": {k: round(v, 4) for k, v in acc.items()}}}
     return net.requires_grad_(False), report
@@ -133,6 +136,9 @@ def main(argv=None) -> int:
     ap.add_argument("--resolution", type=int, default=32,
                     help="side of the pictures it trains on and reads (32, 64, 128; others are resized to it)")
     ap.add_argument("--workers", type=int, default=2, help="processes that render the training pictures")
+    ap.add_argument("--blur-max", type=float, default=None,
+                    help="largest blur σ of the augmentation, in pixels (default: resolution / 32; 0: none, so the "
+                    "net's features tell blurred pictures from sharp ones)")
     a = ap.parse_args(argv)
     for name in ("n", "epochs", "batch", "val", "workers"):
         if getattr(a, name) < 1:
@@ -140,6 +146,9 @@ def main(argv=None) -> int:
             return 2
     if not (a.lr > 0 and math.isfinite(a.lr)):
         print("error: --lr: a positive number", file=sys.stderr)
+        return 2
+    if a.blur_max is not None and not 0 <= a.blur_max <= 16:
+        print("error: --blur-max: a blur σ in pixels, 0 to 16", file=sys.stderr)
         return 2
     if not 8 <= a.resolution <= 1024:
         print("error: --resolution: a side in pixels, 8 to 1024", file=sys.stderr)
@@ -153,7 +162,7 @@ def main(argv=None) -> int:
         a.out = str(shipped[a.resolution])
     net, report = train_feature_net(a.n, a.epochs, a.batch, a.lr, a.seed, a.val,
                                     progress=lambda s: print(s, file=sys.stderr), resolution=a.resolution,
-                                    workers=a.workers)
+                                    workers=a.workers, blur_max=a.blur_max)
     command = "python -m noisebrush.eval.train_features " + " ".join(argv if argv is not None else sys.argv[1:])
     path = save_feature_net(net, a.out, {"provenance": {**report, "command": command.strip()}})
     print(json.dumps(report["held_out"]["accuracy"]))
