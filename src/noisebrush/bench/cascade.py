@@ -17,7 +17,18 @@ go through every row:
 * with ``--other-projection``, the defaults with the consistency projection
   (:class:`~noisebrush.paint.upscale.Consistent`) toggled (a cascade's stages do not project by default);
 * ``upscaled renders`` — the stages (at their defaults) on the real renders box-averaged to the base size: the pure
-  super-resolution quality, with PSNR against the real renders.
+  super-resolution quality, with PSNR against the real renders;
+* ``bicubic of renders`` — the same box-averaged renders upsampled bicubically: what the metrics say about a picture
+  whose composition is right but whose detail is missing (a judge that scores it close to the renders cannot see
+  detail);
+* with ``--single MODEL[,MODEL]``, ``one model: NAME`` — text models that paint at the final size directly (picture
+  i of prompt i with seed i, ``--cfg``, their own steps): the cascade against one big model (and a progressively
+  trained one), e.g. at equal training time (``configs/equal-cpu``).
+
+With ``--data DIR`` the real pictures are a folder's (the first ``--n`` in name order, centre-cropped to the final
+size) and the prompts their captions: a user's own pictures, with their own base and stages (there are no attributes
+to judge adherence by, so those columns are empty). ``--save DIR`` writes every row's pictures (and the base
+paintings) as uint8 safetensors, to judge again later without painting.
 
 Each row is compared with the real renders at the final size (``ProceduralArt(resolution=final, seed=777)``, the
 same captions): Laplacian SWD, fd_art / KID / precision / recall in the 128 px feature net's space
@@ -43,6 +54,7 @@ from rich.table import Table
 from noisebrush.bench import common
 from noisebrush.bench.common import BenchParser, check_report_path, comma_separated, finish
 from noisebrush.checks import number, whole
+from noisebrush.data.folder import ImageFolder
 from noisebrush.data.procedural import ProceduralArt
 from noisebrush.data.superres import consistency_psnr, downsample, psnr, upsample
 from noisebrush.devices import hardware_name
@@ -51,6 +63,7 @@ from noisebrush.eval.evaluation import adherence_scores, small_n_note
 from noisebrush.eval.features import FEATNET128_DIR, FEATNET_DIR, load_feature_net
 from noisebrush.eval.metrics import frechet_distance, kid, precision_recall, swd_laplacian
 from noisebrush.eval.train_features import attribute_table
+from noisebrush.io.atomic import atomic_write_bytes, check_writable
 from noisebrush.io.model_folder import BUILTIN_MODELS
 from noisebrush.paint.cascade import BUILTIN_STAGES, Cascade, cascade, load_stage, stage_names
 from noisebrush.paint.pipeline import load
@@ -111,11 +124,12 @@ class Progress:
             self.log(f"{self.what}: {done}/{self.total} pictures ({el:.0f} s, ~{left:.0f} s left)")
 
 
-def paint_base(pipe, prompts: list[str], *, steps, cfg: float, log) -> tuple[torch.Tensor, list[float]]:
+def paint_base(pipe, prompts: list[str], *, steps, cfg: float, log, what: str = "base") \
+        -> tuple[torch.Tensor, list[float]]:
     """Picture i of prompt i with seed i, one call per picture (what ``noisebrush paint`` does) → (N×3×h×w, the
     seconds each took)."""
     out, secs = [], []
-    prog = Progress("base", len(prompts), log)
+    prog = Progress(what, len(prompts), log)
     for i, p in enumerate(prompts):
         t = time.perf_counter()
         x, _ = pipe.generate(p, seed=i, n=1, steps=steps, cfg=cfg)
@@ -151,7 +165,9 @@ class Judge:
         self.factor = real.shape[-1] // base_res
         self.real_f = fnet128.features(real)
 
-    def adherence32(self, small: torch.Tensor) -> float:
+    def adherence32(self, small: torch.Tensor) -> float | None:
+        if self.table is None:  # a folder's pictures: no attributes to judge by
+            return None
         return adherence_scores(self.fnet32.predict(small), self.table)["adherence"]
 
     def __call__(self, x: torch.Tensor) -> dict:
@@ -161,7 +177,43 @@ class Judge:
         return {"swd": swd["mean"], "swd_levels": swd["levels"], "swd_sizes": swd["sizes"],
                 "fd_art": frechet_distance(f, self.real_f), "kid": kid(f, self.real_f), "precision": p, "recall": r,
                 "adherence_32": self.adherence32(downsample(x, self.factor)),
-                "adherence_128": adherence_scores(pred, self.table)["adherence"]}
+                "adherence_128": None if self.table is None else adherence_scores(pred, self.table)["adherence"]}
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in ".-" else "_" for c in name).strip("_")
+
+
+class Saver:
+    """``--save DIR``: each row's pictures as ``DIR/<row>.safetensors`` (one uint8 tensor ``pictures``, N×3×H×W,
+    and the prompts in the metadata), written whole or not at all."""
+
+    def __init__(self, folder: str | None, prompts: list[str]):
+        self.folder = None if folder is None else Path(folder)
+        self.prompts = prompts
+
+    def __call__(self, name: str, x: torch.Tensor) -> None:
+        if self.folder is None:
+            return
+        from safetensors.torch import save
+
+        u8 = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).contiguous()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.folder / f"{_slug(name)}.safetensors",
+                           save({"pictures": u8}, metadata={"row": name, "prompts": json.dumps(self.prompts)}))
+
+
+def real_pictures(data: str | None, n: int, size: int, base_res: int):
+    """The real pictures at the final size, their prompts and their attribute table (None for a folder)."""
+    if data is None:
+        held = ProceduralArt(resolution=base_res, size=n, seed=DATA_SEED)
+        real = ProceduralArt(resolution=size, size=n, seed=DATA_SEED).cache_uint8(n).float() / 127.5 - 1
+        return real, [held.caption(i) for i in range(n)], attribute_table(held, n)
+    folder = ImageFolder(Path(data), resolution=size, crop="center", flip=False, seed=0)
+    if len(folder) < n:
+        raise UserError(f"--data {data}: {len(folder)} pictures, fewer than --n {n}")
+    items = [folder[i] for i in range(n)]
+    return torch.stack([it["image"] for it in items]), [it["caption"] for it in items], None
 
 
 def _psnrs(a: torch.Tensor, b: torch.Tensor, fn) -> dict:
@@ -183,14 +235,17 @@ def _timing(base_secs: list[float] | None, stage_secs: list[list[float]], sizes:
 # -- the benchmark -------------------------------------------------------------------------------------------------
 def run(*, n: int = DEFAULT_N, base: str = "builtin", stages: list[str] | None = None, size: int | None = None,
         steps: int | None = None, cfg: float = 3.0, sr_steps: list | None = None, sr_aug: list | None = None,
-        other_projection: bool = False,
+        other_projection: bool = False, single: list[str] | None = None, data: str | None = None,
+        save: str | None = None,
         featnet128: str | None = None, featnet: str | None = None, command: str = "", log=print) -> dict:
     fnet128, f128_path, f128_conf = feature_net_128(featnet128)  # first: fail before any painting
     fnet32 = load_feature_net(featnet)
+    if data is not None and not Path(data).is_dir():
+        raise UserError(f"--data {data}: no such folder of pictures")
+    if save is not None:
+        check_writable(save, what="--save", folder=True)
     base_pipe = load(base)
-    if base_pipe.condition != "text":
-        raise UserError(f"--base {base}: the benchmark paints captions; this model takes "
-                        f"{'no prompt' if base_pipe.condition == 'none' else base_pipe.condition + 's'}")
+    _text_model("--base", base, base_pipe)
     if stages is None:
         size = DEFAULT_SIZE if size is None else size
         stages = stage_names(base_pipe.resolution, size)
@@ -205,6 +260,11 @@ def run(*, n: int = DEFAULT_N, base: str = "builtin", stages: list[str] | None =
                    base_pipe.resolution * math.prod(p.scale for p in pipes), stages=pipes)
     final, factor = casc.resolution, casc.resolution // base_pipe.resolution
     sizes = casc.sizes()
+    singles = [load(m) for m in single or []]
+    for m, sp in zip(single or [], singles):
+        _text_model("--single", m, sp)
+        if sp.resolution != final:
+            raise UserError(f"--single {m}: paints {sp.resolution} px pictures, not {final} px as the cascade does")
 
     # the rows: the stages' defaults first, then the sweep (a combination that is the defaults again is skipped)
     combos = [(None, None)] + [(s, a) for s in (sr_steps or [None]) for a in (sr_aug or [None])]
@@ -219,21 +279,23 @@ def run(*, n: int = DEFAULT_N, base: str = "builtin", stages: list[str] | None =
     if other_projection:  # what the consistency projection does: the defaults with it toggled
         flip = not variants[0][0].stages[0].project
         variants.append((variants[0][0].with_options(project=flip), variants[0][1], variants[0][2], False))
-    held = ProceduralArt(resolution=base_pipe.resolution, size=n, seed=DATA_SEED)
-    prompts = [held.caption(i) for i in range(n)]
+    t0 = time.perf_counter()
+    real, prompts, table = real_pictures(data, n, final, base_pipe.resolution)
     for v, *_ in variants:  # every option checked before an hour of painting
         v.check(prompts[0], steps=steps, cfg=cfg)
     base_steps = base_pipe.check(prompts[0], steps=steps, cfg=cfg).steps
+    for sp in singles:
+        sp.check(prompts[0], cfg=cfg)
+    keep = Saver(save, prompts)
 
     log(f"cascade bench: {n} prompts, {base_pipe.name} ({base_pipe.resolution} px) → "
-        f"{' → '.join(f'{p.name} ({r} px)' for p, r in zip(pipes, sizes))}; {len(variants)} cascade row(s)")
-    t0 = time.perf_counter()
-    real = ProceduralArt(resolution=final, size=n, seed=DATA_SEED).cache_uint8(n).float() / 127.5 - 1
-    table = attribute_table(held, n)
+        f"{' → '.join(f'{p.name} ({r} px)' for p, r in zip(pipes, sizes))}; {len(variants)} cascade row(s)"
+        + (f", {len(singles)} single model(s)" if singles else ""))
     judge = Judge(real, fnet128, fnet32, table, base_pipe.resolution)
-    log(f"rendered {n} real {final} px pictures ({time.perf_counter() - t0:.0f} s)")
+    log(f"{'read' if data else 'rendered'} {n} real {final} px pictures ({time.perf_counter() - t0:.0f} s)")
 
     base_imgs, base_secs = paint_base(base_pipe, prompts, steps=steps, cfg=cfg, log=log)
+    keep("base", base_imgs)
     base_adherence = judge.adherence32(base_imgs)
     rows = []
 
@@ -244,6 +306,7 @@ def run(*, n: int = DEFAULT_N, base: str = "builtin", stages: list[str] | None =
                  "consistency_psnr": _psnrs(bic, base_imgs, consistency_psnr),
                  "seconds_per_picture": sum(base_secs) / n + bic_secs,
                  "base_seconds_per_picture": sum(base_secs) / n})
+    keep("bicubic", bic)
     del bic
     log(f"bicubic: swd {rows[-1]['swd']:.2f}, fd_art {rows[-1]['fd_art']:.2f}")
 
@@ -257,6 +320,16 @@ def run(*, n: int = DEFAULT_N, base: str = "builtin", stages: list[str] | None =
         r = rows[-1]
         log(f"{name}: swd {r['swd']:.2f}, fd_art {r['fd_art']:.2f}, PSNR back {r['consistency_psnr']['mean']:.1f} dB, "
             f"{r['seconds_per_picture']:.2f} s/picture")
+        keep(name, out)
+        del out
+
+    for sp in singles:
+        out, secs = paint_base(sp, prompts, steps=None, cfg=cfg, log=log, what=sp.name)
+        rows.append({"name": f"one model: {sp.name}", "kind": "single", "model": sp.name, "model_hash": sp.hash,
+                     "steps": sp.schedule.steps, "sampler": sp.schedule.sampler, **judge(out),
+                     "seconds_per_picture": sum(secs) / n})
+        keep(rows[-1]["name"], out)
+        log(f"{rows[-1]['name']}: swd {rows[-1]['swd']:.2f}, fd_art {rows[-1]['fd_art']:.2f}")
         del out
 
     low = downsample(real, factor)
@@ -265,13 +338,19 @@ def run(*, n: int = DEFAULT_N, base: str = "builtin", stages: list[str] | None =
     rows.append({"name": "upscaled renders", "kind": "upscaled_renders", "steps": variants[0][1],
                  "aug": variants[0][2], **judge(out), "psnr": _psnrs(out, real, psnr),
                  "consistency_psnr": _psnrs(out, low, consistency_psnr), **_timing(None, secs, sizes)})
-    bicubic_renders_psnr = _psnrs(upsample(low, factor).clamp(-1, 1), real, psnr)
+    keep("upscaled renders", out)
+    del out
+    bic = upsample(low, factor).clamp(-1, 1)
+    bicubic_renders_psnr = _psnrs(bic, real, psnr)
     log(f"upscaled renders: PSNR {rows[-1]['psnr']['mean']:.2f} dB (bicubic {bicubic_renders_psnr['mean']:.2f} dB)")
+    rows.append({"name": "bicubic of renders", "kind": "bicubic_renders", **judge(bic), "psnr": bicubic_renders_psnr,
+                 "seconds_per_picture": None})
+    keep("bicubic of renders", bic)
 
     bicubic, cas = rows[0], rows[1]
     report = {
         "benchmark": "cascade",
-        "settings": {"n": n, "data_seed": DATA_SEED, "items": [0, n - 1], "base_seeds": "picture i: seed i",
+        "settings": {"n": n, "data": data or "builtin", "data_seed": None if data else DATA_SEED, "items": [0, n - 1], "base_seeds": "picture i: seed i",
                      "stage_seeds": "picture i: seed i (each stage mixes in its tag and size)", "size": final,
                      "base_resolution": base_pipe.resolution, "cfg": cfg, "base_steps": base_steps,
                      "base_sampler": base_pipe.schedule.sampler, "sr_steps": sr_steps, "sr_aug": sr_aug,
@@ -282,7 +361,9 @@ def run(*, n: int = DEFAULT_N, base: str = "builtin", stages: list[str] | None =
                    "stages": [{"model": p.name, "model_hash": p.hash, "scale": p.scale, "size": r,
                                "steps": p.schedule.steps, "sampler": p.schedule.sampler,
                                "aug": float(p.superres.get("sampling_aug", 0.0)), "conditional": p.conditional}
-                              for p, r in zip(pipes, sizes)]},
+                              for p, r in zip(pipes, sizes)],
+                   "single": [{"model": sp.name, "model_hash": sp.hash, "resolution": sp.resolution}
+                              for sp in singles]},
         "feature_nets": {
             "judge_128": {"path": str(f128_path), "resolution": fnet128.resolution,
                           "held_out_accuracy": ((f128_conf.get("provenance") or {}).get("held_out") or {})
@@ -293,6 +374,7 @@ def run(*, n: int = DEFAULT_N, base: str = "builtin", stages: list[str] | None =
         "rows": rows,
         "bicubic_renders_psnr": bicubic_renders_psnr,
         "goals": goals(bicubic, cas, base_adherence),
+        "single_fd_ratio": {r["name"]: cas["fd_art"] / max(r["fd_art"], 1e-12) for r in rows if r["kind"] == "single"},
         "suggested": suggest(rows, bicubic, base_adherence),
         "hardware": hardware_name(base_pipe.device),
         "threads": torch.get_num_threads(),
@@ -304,19 +386,32 @@ def run(*, n: int = DEFAULT_N, base: str = "builtin", stages: list[str] | None =
             "psnr is against the real renders, bicubic_renders_psnr the bicubic baseline of the same",
             "adherence_32: pictures box-averaged to the base size, read by the shipped 32 px feature net; "
             "adherence_128: read at full size by the 128 px net"]
+        + (["single_fd_ratio: the cascade's fd_art over each single model's (< 1: the cascade is better)"]
+           if singles else [])
+        + ([f"--data {data}: the real pictures are the folder's first {n} (name order), the prompts their "
+            "captions; no attributes, so no adherence"] if data else [])
         + ([f"the 128 px feature net reads {fnet128.resolution} px pictures; these ({final} px) are resized to it"]
            if fnet128.resolution != final else []),
     }
     return report
 
 
-def goals(bicubic: dict, cas: dict, base_adherence: float) -> dict:
+def _text_model(option: str, name: str, pipe) -> None:
+    if pipe.condition != "text":
+        raise UserError(f"{option} {name}: the benchmark paints captions; this model takes "
+                        f"{'no prompt' if pipe.condition == 'none' else pipe.condition + 's'}")
+
+
+def goals(bicubic: dict, cas: dict, base_adherence: float | None) -> dict:
     def g(value, goal, higher: bool):
+        if value is None:  # not measurable here (adherence of a folder's pictures)
+            return {"value": None, "goal": goal, "met": None}
         return {"value": value, "goal": goal, "met": bool(value >= goal if higher else value <= goal)}
 
     return {"swd_ratio": g(cas["swd"] / max(bicubic["swd"], 1e-12), GOALS["swd_ratio"], False),
             "fd_ratio": g(cas["fd_art"] / max(bicubic["fd_art"], 1e-12), GOALS["fd_ratio"], False),
-            "adherence_delta": g(cas["adherence_32"] - base_adherence, GOALS["adherence_delta"], True),
+            "adherence_delta": g(None, GOALS["adherence_delta"], True) if base_adherence is None else
+            g(cas["adherence_32"] - base_adherence, GOALS["adherence_delta"], True),
             "consistency_psnr": g(cas["consistency_psnr"]["mean"], GOALS["consistency_psnr"], True),
             "seconds_per_picture": g(cas["seconds_per_picture"], GOALS["seconds"], False)}
 
@@ -324,7 +419,8 @@ def goals(bicubic: dict, cas: dict, base_adherence: float) -> dict:
 def suggest(rows: list[dict], bicubic: dict, base_adherence: float) -> dict | None:
     """Of the cascade rows that meet the adherence, consistency and time goals, the one with the lowest fd_art."""
     ok = [r for r in rows if r["kind"] == "cascade"
-          and all(v["met"] for k, v in goals(bicubic, r, base_adherence).items() if k not in ("swd_ratio", "fd_ratio"))]
+          and all(v["met"] is not False for k, v in goals(bicubic, r, base_adherence).items()
+                  if k not in ("swd_ratio", "fd_ratio"))]
     if not ok:
         return None
     best = min(ok, key=lambda r: r["fd_art"])
@@ -352,8 +448,9 @@ def print_table(r: dict) -> None:
                   _f(row["precision"]),
                   _f(row["recall"]), _f(row["adherence_32"], ".3f"), _f(row["adherence_128"], ".3f"),
                   f"{pb['mean']:.1f} / {pb['min']:.1f}" if pb else "—",
-                  f"{row['psnr']['mean']:.2f} (bicubic {r['bicubic_renders_psnr']['mean']:.2f})" if "psnr" in row
-                  else "—", _f(row["seconds_per_picture"]))
+                  f"{row['psnr']['mean']:.2f} (bicubic {r['bicubic_renders_psnr']['mean']:.2f})"
+                  if row["kind"] == "upscaled_renders" else f"{row['psnr']['mean']:.2f}" if "psnr" in row else "—",
+                  _f(row["seconds_per_picture"]))
     con.print(t)
 
     sizes = r["rows"][1]["stage_sizes"]
@@ -372,7 +469,7 @@ def print_table(r: dict) -> None:
     con.print(tt)
 
     g = r["goals"]
-    gt = Table(title=f"goals (cascade at the stages' defaults; base adherence@32 {r['base']['adherence_32']:.3f})")
+    gt = Table(title=f"goals (cascade at the stages' defaults; base adherence@32 {_f(r['base']['adherence_32'], '.3f')})")
     for c in ("goal", "value", "target", "result"):
         gt.add_column(c, justify="left" if c == "goal" else "right")
     labels = {"swd_ratio": ("SWD cascade / bicubic", "≤ {:g}", ".3f"),
@@ -381,7 +478,9 @@ def print_table(r: dict) -> None:
               "consistency_psnr": ("consistency PSNR (mean, dB)", "≥ {:g}", ".1f"),
               "seconds_per_picture": ("seconds per picture", "≤ {:g}", ".2f")}
     for k, (label, target, fmt) in labels.items():
-        gt.add_row(label, _f(g[k]["value"], fmt), target.format(g[k]["goal"]), "met" if g[k]["met"] else "not met")
+        met = g[k]["met"]
+        gt.add_row(label, _f(g[k]["value"], fmt), target.format(g[k]["goal"]),
+                   "—" if met is None else "met" if met else "not met")
     con.print(gt)
     if r.get("suggested"):
         con.print(f"best row meeting the adherence, consistency and time goals: {r['suggested']['name']}")
@@ -419,6 +518,11 @@ def main(argv=None) -> int:
     ap.add_argument("--sr-aug", default=None, help="comma-separated σ_aug to sweep (default: the stages' own)")
     ap.add_argument("--other-projection", action="store_true", help="also a row of the defaults with the "
                     "consistency projection toggled (what it does)")
+    ap.add_argument("--single", default=None, help="comma-separated text models that paint at the final size "
+                    "directly: rows to compare the cascade with")
+    ap.add_argument("--data", default=None, metavar="DIR", help="a folder of pictures to compare with (its first --n, "
+                    "with their captions as prompts) instead of held-out ProceduralArt renders")
+    ap.add_argument("--save", default=None, metavar="DIR", help="write each row's pictures there (uint8 safetensors)")
     ap.add_argument("--featnet128", default=None, help=f"the 128 px feature net folder (default {FEATNET128_DIR})")
     ap.add_argument("--featnet", default=None, help="the 32 px judge of adherence (default: the shipped one)")
     ap.add_argument("--json", default=None, metavar="FILE")
@@ -442,11 +546,17 @@ def main(argv=None) -> int:
         stages = [s.strip() for s in a.stages.split(",") if s.strip()]
         if not stages:
             raise BadParameter("--stages: at least one stage")
+    single = None
+    if a.single is not None:
+        single = [s.strip() for s in a.single.split(",") if s.strip()]
+        if not single:
+            raise BadParameter("--single: at least one model")
     if a.json:
         check_report_path(a.json)
     command = f"{common.PROG[0]} cascade {shlex.join(argv)}".strip()
     report = run(n=a.n, base=a.base, stages=stages, size=a.size, steps=a.steps, cfg=a.cfg, sr_steps=sr_steps,
-                 sr_aug=sr_aug, other_projection=a.other_projection, featnet128=a.featnet128, featnet=a.featnet, command=command,
+                 sr_aug=sr_aug, other_projection=a.other_projection, single=single, data=a.data, save=a.save,
+                 featnet128=a.featnet128, featnet=a.featnet, command=command,
                  log=lambda s: print(s, file=sys.stderr, flush=True))
     return finish(report, print_table, a.json, note="report → {path}")
 
