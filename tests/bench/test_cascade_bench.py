@@ -56,7 +56,7 @@ def test_cascade_bench_tiny(models, featnet64, tmp_path, capsys):
     assert [row["aug"] for row in r["rows"][2:4]] == [[0.0, 0.0], [0.2, 0.2]]
     assert all(row["steps"] == [2, 2] for row in r["rows"][2:4])
     for row in r["rows"]:
-        for k in ("swd", "fd_art", "kid", "precision", "recall", "adherence_32", "adherence_128"):
+        for k in ("swd", "swd_detail", "fd_art", "kid", "precision", "recall", "adherence_32", "adherence_128"):
             assert isinstance(row[k], float) and math.isfinite(row[k]), (row["name"], k)
         assert row["kind"] == "bicubic_renders" or row["seconds_per_picture"] > 0
     # bicubic of renders: the renders' composition, without their detail; its PSNR is the baseline's
@@ -142,7 +142,7 @@ def test_default_feature_net_missing_says_how_to_train(monkeypatch, tmp_path, ca
     assert main(["cascade", "--n", "8"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err
-    assert "python -m noisebrush.eval.train_features --resolution 128 --n 60000 --epochs 5" in err
+    assert "python -m noisebrush.eval.train_features --resolution 128 --n 40000 --epochs 4 --blur-max 0.5" in err
 
 
 @pytest.mark.parametrize("argv, match", [

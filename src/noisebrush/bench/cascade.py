@@ -31,7 +31,8 @@ to judge adherence by, so those columns are empty). ``--save DIR`` writes every 
 paintings) as uint8 safetensors, to judge again later without painting.
 
 Each row is compared with the real renders at the final size (``ProceduralArt(resolution=final, seed=777)``, the
-same captions): Laplacian SWD, fd_art / KID / precision / recall in the 128 px feature net's space
+same captions): Laplacian SWD (the mean over the pyramid's levels, and the finest level alone, which measures detail
+with no network in between), fd_art / KID / precision / recall in the 128 px feature net's space
 (``--featnet128``), prompt adherence judged at the base size by the shipped 32 px net (the result box-averaged down)
 and at full size by the 128 px net, and for pictures upscaled from a base painting the consistency PSNR (the result
 box-averaged back to the base size against the base painting; mean and minimum). The goals, at the stages'
@@ -73,7 +74,7 @@ DATA_SEED = 777       # held out: the models train on seed 0, the feature nets v
 DEFAULT_N, MIN_N, MAX_N = 100, 8, 2000
 DEFAULT_SIZE = 128
 EVERY = 10            # a progress line per this many pictures
-TRAIN_128 = "python -m noisebrush.eval.train_features --resolution 128 --n 60000 --epochs 5"
+TRAIN_128 = "python -m noisebrush.eval.train_features --resolution 128 --n 40000 --epochs 4 --blur-max 0.5"
 GOALS = {"swd_ratio": 0.5, "fd_ratio": 0.5, "adherence_delta": -0.02, "consistency_psnr": 30.0, "seconds": 10.0}
 
 
@@ -175,6 +176,7 @@ class Judge:
         f, pred = self.fnet128.features_and_predictions(x)
         p, r = precision_recall(self.real_f, f)
         return {"swd": swd["mean"], "swd_levels": swd["levels"], "swd_sizes": swd["sizes"],
+                "swd_detail": swd["levels"][swd["sizes"].index(max(swd["sizes"]))],
                 "fd_art": frechet_distance(f, self.real_f), "kid": kid(f, self.real_f), "precision": p, "recall": r,
                 "adherence_32": self.adherence32(downsample(x, self.factor)),
                 "adherence_128": None if self.table is None else adherence_scores(pred, self.table)["adherence"]}
@@ -439,12 +441,12 @@ def print_table(r: dict) -> None:
         con = Console(width=max(con.width, 170))
     t = Table(title=f"cascade {s['base_resolution']} → {s['size']} px ({s['n']} held-out prompts, data seed "
                     f"{s['data_seed']}; base {s['base_steps']} steps, cfg {s['cfg']:g}) against the real renders")
-    for c in ("row", "SWD", "fd_art@128", "KID", "P", "R", "adherence@32", "adherence@128", "PSNR back (mean/min)",
+    for c in ("row", "SWD", "SWD finest", "fd_art@128", "KID", "P", "R", "adherence@32", "adherence@128", "PSNR back (mean/min)",
               "PSNR vs real", "s/picture"):
         t.add_column(c, justify="left" if c == "row" else "right")
     for row in r["rows"]:
         pb = row.get("consistency_psnr")
-        t.add_row(row["name"], _f(row["swd"], ".4g"), _f(row["fd_art"], ".4g"), _f(row["kid"], ".3g"),
+        t.add_row(row["name"], _f(row["swd"], ".4g"), _f(row["swd_detail"], ".4g"), _f(row["fd_art"], ".4g"), _f(row["kid"], ".3g"),
                   _f(row["precision"]),
                   _f(row["recall"]), _f(row["adherence_32"], ".3f"), _f(row["adherence_128"], ".3f"),
                   f"{pb['mean']:.1f} / {pb['min']:.1f}" if pb else "—",

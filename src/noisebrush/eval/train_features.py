@@ -2,14 +2,16 @@
 
     python -m noisebrush.eval.train_features                      # writes src/noisebrush/eval/featnet
     python -m noisebrush.eval.train_features --out /tmp/f --n 4000 --epochs 1   # a quick one
-    python -m noisebrush.eval.train_features --resolution 128 --out src/noisebrush/eval/featnet128   # the 128 px net
+    python -m noisebrush.eval.train_features --resolution 128 --n 40000 --epochs 4 --blur-max 0.5   # the 128 px net
 
 It learns every attribute at once (one cross-entropy per head; attributes that do not apply are ignored) on the
 first ``--n`` items of the built-in set (seed 0, the set the built-in model trains on) and reports accuracy on
 items of another seed, which it never saw. Generated pictures are a little blurred and noisy compared with the
 renders, so training pictures get a random Gaussian blur (σ up to 1 px at 32 px, scaled with ``--resolution``: up
-to 4 px at 128, the same blur relative to the picture) and Gaussian noise (σ up to 0.1) — the net must read a
-picture's content, not its render's exact pixels. ``--resolution`` (default 32) is the side of the pictures it
+to 4 px at 128, the same blur relative to the picture; ``--blur-max`` sets another bound) and Gaussian noise (σ up
+to 0.1) — the net must read a picture's content, not its render's exact pixels. A net that must also judge detail
+(the 128 px one, which judges super-resolution) is trained with ``--blur-max 0.5``: blur-invariant features would
+score a bicubic upscale as good as the real picture. ``--resolution`` (default 32) is the side of the pictures it
 trains on and reads (above 32 a stride-2 stem brings them down to 32, see :class:`FeatureNet`). All randomness
 comes from ``--seed``.
 """
