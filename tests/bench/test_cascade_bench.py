@@ -77,6 +77,17 @@ def test_cascade_bench_tiny(models, featnet64, tmp_path, capsys):
         pics = f.get_tensor("pictures")
         assert pics.dtype == torch.uint8 and pics.shape == (8, 3, 64, 64)
         assert len(json.loads(f.metadata()["prompts"])) == 8
+    # --rejudge: the saved rows judged again without painting give the same numbers (up to the uint8 rounding)
+    again = tmp_path / "again.json"
+    with one_thread():
+        assert main(["cascade", "--rejudge", str(tmp_path / "pictures"), "--featnet128", featnet64,
+                     "--json", str(again)]) == 0
+    rj = json.loads(again.read_text())
+    assert sorted(row["name"] for row in rj["rows"]) == sorted(names)  # the base paintings (16 px) are left out
+    by_name = {row["name"]: row for row in r["rows"]}
+    for row in rj["rows"]:
+        assert row["swd"] == pytest.approx(by_name[row["name"]]["swd"], rel=0.05, abs=0.5)
+        assert row["adherence_32"] == pytest.approx(by_name[row["name"]]["adherence_32"], abs=0.13)
     assert set(r["goals"]) == {"swd_ratio", "fd_ratio", "adherence_delta", "consistency_psnr", "seconds_per_picture"}
     assert all(isinstance(g["met"], bool) and math.isfinite(g["value"]) for g in r["goals"].values())
     assert _finite(r["rows"]) and _finite(r["goals"])
@@ -149,7 +160,7 @@ def test_default_feature_net_missing_says_how_to_train(monkeypatch, tmp_path, ca
     (["--n", "3"], "--n"), (["--n", "3000"], "--n"), (["--sr-aug", "5"], "--sr-aug"),
     (["--sr-aug", "x"], "--sr-aug"), (["--sr-steps", "0"], "--sr-steps"), (["--sr-steps", ","], "--sr-steps"),
     (["--cfg", "nan"], "--cfg"), (["--bogus"], "bogus"), (["--single", ","], "--single"),
-    (["--data", "/nonexistent/folder"], "--data"),
+    (["--data", "/nonexistent/folder"], "--data"), (["--rejudge", "/nonexistent/folder"], "--rejudge"),
 ])
 def test_bad_options_are_one_line(argv, match, capsys):
     assert main(["cascade", *argv]) == 2

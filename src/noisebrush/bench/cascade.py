@@ -187,12 +187,13 @@ def _slug(name: str) -> str:
 
 
 class Saver:
-    """``--save DIR``: each row's pictures as ``DIR/<row>.safetensors`` (one uint8 tensor ``pictures``, N×3×H×W,
-    and the prompts in the metadata), written whole or not at all."""
+    """``--save DIR``: each row's pictures as ``DIR/<row>.safetensors`` (one uint8 tensor ``pictures``, N×3×H×W;
+    the row's name, the prompts, the data and the base's size in the metadata), written whole or not at all;
+    ``--rejudge DIR`` reads them back."""
 
-    def __init__(self, folder: str | None, prompts: list[str]):
+    def __init__(self, folder: str | None, prompts: list[str], data: str | None, base_res: int):
         self.folder = None if folder is None else Path(folder)
-        self.prompts = prompts
+        self.meta = {"prompts": json.dumps(prompts), "data": data or "builtin", "base_resolution": str(base_res)}
 
     def __call__(self, name: str, x: torch.Tensor) -> None:
         if self.folder is None:
@@ -202,7 +203,58 @@ class Saver:
         u8 = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).contiguous()
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.folder / f"{_slug(name)}.safetensors",
-                           save({"pictures": u8}, metadata={"row": name, "prompts": json.dumps(self.prompts)}))
+                           save({"pictures": u8}, metadata={"row": name, **self.meta}))
+
+
+def rejudge(folder: str, *, featnet128: str | None = None, featnet: str | None = None, command: str = "",
+            log=print) -> dict:
+    """Judge again the pictures ``--save`` wrote into ``folder`` (e.g. with another ``--featnet128``), without
+    painting: every row at the final size, against the same real pictures."""
+    from safetensors import safe_open
+
+    fnet128, f128_path, _ = feature_net_128(featnet128)
+    fnet32 = load_feature_net(featnet)
+    files = sorted(Path(folder).glob("*.safetensors"), key=lambda p: p.stat().st_mtime) \
+        if Path(folder).is_dir() else []
+    if not files:
+        raise UserError(f"--rejudge {folder}: no pictures saved by --save here")
+    rows = []
+    for f in files:
+        try:
+            with safe_open(str(f), "pt") as st:
+                meta, pics = st.metadata() or {}, st.get_tensor("pictures")
+            prompts = json.loads(meta["prompts"])
+            base_res = int(meta["base_resolution"])
+        except Exception as e:  # not a file --save wrote
+            raise UserError(f"{f}: not a picture file of --save ({type(e).__name__})") from None
+        rows.append((meta.get("row", f.stem), pics.float() / 127.5 - 1, prompts, meta["data"], base_res))
+    final = max(r[1].shape[-1] for r in rows)
+    name, _, prompts, data, base_res = rows[0]
+    if any(r[2] != prompts or r[3] != data for r in rows):
+        raise UserError(f"--rejudge {folder}: the files come from different runs (other prompts or data)")
+    real, _, table = real_pictures(None if data == "builtin" else data, len(prompts), final, base_res)
+    judge = Judge(real, fnet128, fnet32, table, base_res)
+    out = []
+    for name, x, *_ in rows:
+        if x.shape[-1] != final:  # the base paintings: judged at their own size by adherence only
+            continue
+        out.append({"name": name, **judge(x)})
+        log(f"{name}: swd {out[-1]['swd']:.2f}, fd_art {out[-1]['fd_art']:.2f}")
+    return {"benchmark": "cascade-rejudge", "folder": str(folder), "n": len(prompts), "size": final,
+            "data": data, "rows": out,
+            "feature_nets": {"judge_128": {"path": str(f128_path), "resolution": fnet128.resolution}},
+            "command": command}
+
+
+def print_rejudge(r: dict) -> None:
+    t = Table(title=f"{r['folder']}: {r['n']} pictures at {r['size']} px, judged again")
+    for c in ("row", "SWD", "SWD finest", "fd_art@128", "KID", "P", "R", "adherence@32", "adherence@128"):
+        t.add_column(c, justify="left" if c == "row" else "right")
+    for row in r["rows"]:
+        t.add_row(row["name"], _f(row["swd"], ".4g"), _f(row["swd_detail"], ".4g"), _f(row["fd_art"], ".4g"),
+                  _f(row["kid"], ".3g"), _f(row["precision"]), _f(row["recall"]), _f(row["adherence_32"], ".3f"),
+                  _f(row["adherence_128"], ".3f"))
+    Console(width=170).print(t)
 
 
 def real_pictures(data: str | None, n: int, size: int, base_res: int):
@@ -288,7 +340,7 @@ def run(*, n: int = DEFAULT_N, base: str = "builtin", stages: list[str] | None =
     base_steps = base_pipe.check(prompts[0], steps=steps, cfg=cfg).steps
     for sp in singles:
         sp.check(prompts[0], cfg=cfg)
-    keep = Saver(save, prompts)
+    keep = Saver(save, prompts, data, base_pipe.resolution)
 
     log(f"cascade bench: {n} prompts, {base_pipe.name} ({base_pipe.resolution} px) → "
         f"{' → '.join(f'{p.name} ({r} px)' for p, r in zip(pipes, sizes))}; {len(variants)} cascade row(s)"
@@ -525,6 +577,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=None, metavar="DIR", help="a folder of pictures to compare with (its first --n, "
                     "with their captions as prompts) instead of held-out ProceduralArt renders")
     ap.add_argument("--save", default=None, metavar="DIR", help="write each row's pictures there (uint8 safetensors)")
+    ap.add_argument("--rejudge", default=None, metavar="DIR", help="only judge again the pictures --save wrote there "
+                    "(with --featnet128, --featnet, --json); nothing is painted")
     ap.add_argument("--featnet128", default=None, help=f"the 128 px feature net folder (default {FEATNET128_DIR})")
     ap.add_argument("--featnet", default=None, help="the 32 px judge of adherence (default: the shipped one)")
     ap.add_argument("--json", default=None, metavar="FILE")
@@ -548,6 +602,13 @@ def main(argv=None) -> int:
         stages = [s.strip() for s in a.stages.split(",") if s.strip()]
         if not stages:
             raise BadParameter("--stages: at least one stage")
+    if a.rejudge is not None:
+        if a.json:
+            check_report_path(a.json)
+        report = rejudge(a.rejudge, featnet128=a.featnet128, featnet=a.featnet,
+                         command=f"{common.PROG[0]} cascade {shlex.join(argv)}".strip(),
+                         log=lambda s: print(s, file=sys.stderr, flush=True))
+        return finish(report, print_rejudge, a.json, note="report → {path}")
     single = None
     if a.single is not None:
         single = [s.strip() for s in a.single.split(",") if s.strip()]
