@@ -50,6 +50,8 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_bytes
 from rich.table import Table
 
 from noisebrush.bench import common
@@ -198,20 +200,16 @@ class Saver:
     def __call__(self, name: str, x: torch.Tensor) -> None:
         if self.folder is None:
             return
-        from safetensors.torch import save
-
         u8 = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).contiguous()
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.folder / f"{_slug(name)}.safetensors",
-                           save({"pictures": u8}, metadata={"row": name, **self.meta}))
+                           safetensors_bytes({"pictures": u8}, metadata={"row": name, **self.meta}))
 
 
 def rejudge(folder: str, *, featnet128: str | None = None, featnet: str | None = None, command: str = "",
             log=print) -> dict:
     """Judge again the pictures ``--save`` wrote into ``folder`` (e.g. with another ``--featnet128``), without
     painting: every row at the final size, against the same real pictures."""
-    from safetensors import safe_open
-
     fnet128, f128_path, _ = feature_net_128(featnet128)
     fnet32 = load_feature_net(featnet)
     files = sorted(Path(folder).glob("*.safetensors"), key=lambda p: p.stat().st_mtime) \
