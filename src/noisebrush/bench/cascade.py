@@ -18,7 +18,8 @@ go through every row:
   (:class:`~noisebrush.paint.upscale.Consistent`) toggled (a cascade's stages do not project by default);
 * ``upscaled renders`` — the stages (at their defaults) on the real renders box-averaged to the base size: the pure
   super-resolution quality, with PSNR against the real renders;
-* ``bicubic of renders`` — the same box-averaged renders upsampled bicubically: what the metrics say about a picture
+* ``bicubic of renders`` — the same box-averaged renders upsampled bicubically (``--no-renders`` keeps this row
+  and leaves out the one above, which paints): what the metrics say about a picture
   whose composition is right but whose detail is missing (a judge that scores it close to the renders cannot see
   detail);
 * with ``--single MODEL[,MODEL]``, ``one model: NAME`` — text models that paint at the final size directly (picture
@@ -288,7 +289,7 @@ def _timing(base_secs: list[float] | None, stage_secs: list[list[float]], sizes:
 def run(*, n: int = DEFAULT_N, base: str = "builtin", stages: list[str] | None = None, size: int | None = None,
         steps: int | None = None, cfg: float = 3.0, sr_steps: list | None = None, sr_aug: list | None = None,
         other_projection: bool = False, single: list[str] | None = None, data: str | None = None,
-        save: str | None = None,
+        save: str | None = None, renders: bool = True,
         featnet128: str | None = None, featnet: str | None = None, command: str = "", log=print) -> dict:
     fnet128, f128_path, f128_conf = feature_net_128(featnet128)  # first: fail before any painting
     fnet32 = load_feature_net(featnet)
@@ -385,16 +386,17 @@ def run(*, n: int = DEFAULT_N, base: str = "builtin", stages: list[str] | None =
         del out
 
     low = downsample(real, factor)
-    dflt = variants[0][0]
-    out, secs = run_stages(dflt, low, prompts, "upscaled renders", log)
-    rows.append({"name": "upscaled renders", "kind": "upscaled_renders", "steps": variants[0][1],
-                 "aug": variants[0][2], **judge(out), "psnr": _psnrs(out, real, psnr),
-                 "consistency_psnr": _psnrs(out, low, consistency_psnr), **_timing(None, secs, sizes)})
-    keep("upscaled renders", out)
-    del out
     bic = upsample(low, factor).clamp(-1, 1)
     bicubic_renders_psnr = _psnrs(bic, real, psnr)
-    log(f"upscaled renders: PSNR {rows[-1]['psnr']['mean']:.2f} dB (bicubic {bicubic_renders_psnr['mean']:.2f} dB)")
+    if renders:
+        out, secs = run_stages(variants[0][0], low, prompts, "upscaled renders", log)
+        rows.append({"name": "upscaled renders", "kind": "upscaled_renders", "steps": variants[0][1],
+                     "aug": variants[0][2], **judge(out), "psnr": _psnrs(out, real, psnr),
+                     "consistency_psnr": _psnrs(out, low, consistency_psnr), **_timing(None, secs, sizes)})
+        keep("upscaled renders", out)
+        del out
+        log(f"upscaled renders: PSNR {rows[-1]['psnr']['mean']:.2f} dB "
+            f"(bicubic {bicubic_renders_psnr['mean']:.2f} dB)")
     rows.append({"name": "bicubic of renders", "kind": "bicubic_renders", **judge(bic), "psnr": bicubic_renders_psnr,
                  "seconds_per_picture": None})
     keep("bicubic of renders", bic)
@@ -575,6 +577,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=None, metavar="DIR", help="a folder of pictures to compare with (its first --n, "
                     "with their captions as prompts) instead of held-out ProceduralArt renders")
     ap.add_argument("--save", default=None, metavar="DIR", help="write each row's pictures there (uint8 safetensors)")
+    ap.add_argument("--no-renders", action="store_true", help="leave out the stages on the real pictures (the "
+                    "'upscaled renders' row: as long to paint as a cascade row)")
     ap.add_argument("--rejudge", default=None, metavar="DIR", help="only judge again the pictures --save wrote there "
                     "(with --featnet128, --featnet, --json); nothing is painted")
     ap.add_argument("--featnet128", default=None, help=f"the 128 px feature net folder (default {FEATNET128_DIR})")
@@ -617,6 +621,7 @@ def main(argv=None) -> int:
     command = f"{common.PROG[0]} cascade {shlex.join(argv)}".strip()
     report = run(n=a.n, base=a.base, stages=stages, size=a.size, steps=a.steps, cfg=a.cfg, sr_steps=sr_steps,
                  sr_aug=sr_aug, other_projection=a.other_projection, single=single, data=a.data, save=a.save,
+                 renders=not a.no_renders,
                  featnet128=a.featnet128, featnet=a.featnet, command=command,
                  log=lambda s: print(s, file=sys.stderr, flush=True))
     return finish(report, print_table, a.json, note="report → {path}")
