@@ -1,5 +1,5 @@
 """Fuzz tests of every parser that takes input from outside (issue 12, "Beyond the list"): PNG recipe chunks (and
-what ``info`` and ``reproduce`` do with them), model-folder ``config.json``, LoRA metadata, tuned-schedule JSON,
+what ``info`` and ``reproduce`` do with them), A1111-style "parameters" text (``parse_a1111``, ``read_parameters``), model-folder ``config.json``, LoRA metadata, tuned-schedule JSON,
 ``--set`` values, palettes, masks and outpaint extents.
 
 The property is the same everywhere: any input gives a result or a :class:`noisebrush.errors.UserError` (one line),
@@ -316,3 +316,47 @@ def test_outpaint_extents_parse_or_one_line(value):
     from noisebrush.paint.edit import parse_extend
 
     user_error_or_result(parse_extend, value)
+
+
+# -- A1111-style "parameters" text: parse_a1111 never raises; read_parameters gives fields or one line ---------------
+A1111_KEYS = st.sampled_from(["Steps", "Sampler", "CFG scale", "Seed", "Size", "Model", "Model hash", "Version",
+                              "Lora hashes", "Schedule type"])
+A1111_VALUE = st.one_of(TEXT, st.integers().map(str), st.floats().map(str),
+                        st.builds(lambda w, h: f"{w}x{h}", st.integers(-5, 10 ** 7), st.integers(0, 10 ** 7)),
+                        TEXT.map(json.dumps), st.sampled_from(["Euler a", "DPM++ 2M Karras", "LMS", '"', ",", ": "]))
+A1111_LINE = st.lists(st.builds(lambda k, v: f"{k}: {v}", st.one_of(A1111_KEYS, TEXT), A1111_VALUE), max_size=8)
+A1111_TEXT = st.one_of(TEXT, st.builds(lambda p, n, kv, sep: p + (f"\nNegative prompt: {n}" if n else "") + "\n"
+                                       + sep.join(kv), TEXT, TEXT, A1111_LINE, st.sampled_from([", ", ",", " , "])))
+
+
+@FAST
+@given(text=A1111_TEXT)
+@example(text='a\nSteps: "' + "\\" * 1000)
+@example(text="a\nSize: 99999999999x1, Seed: " + "9" * 40 + ", CFG scale: 1e400")
+def test_a1111_parameters_text_never_raises(text):
+    from noisebrush.io.png import a1111_parameters, parse_a1111
+
+    got = parse_a1111(text)
+    assert isinstance(got["prompt"], str) and isinstance(got["negative"], str) and isinstance(got["extra"], dict)
+    for key, kind in (("steps", int), ("seed", int), ("size", int), ("width", int), ("height", int),
+                      ("cfg", float), ("sampler", str), ("model", str)):
+        assert key not in got or isinstance(got[key], kind)
+    a1111_parameters({k: v for k, v in got.items() if k != "extra"})
+
+
+@FAST
+@given(params=st.one_of(st.none(), A1111_TEXT), recipe=st.one_of(st.none(), TEXT, JSON.map(json.dumps),
+                                                                 RECIPES.map(json.dumps)))
+def test_png_parameters_read_or_one_line(params, recipe):
+    from noisebrush.io.png import read_parameters
+
+    with tempfile.TemporaryDirectory() as d:
+        info = PngImagePlugin.PngInfo()
+        if recipe is not None:
+            info.add_text("noisebrush", recipe)
+        if params is not None:
+            info.add_text("parameters", params)
+        path = Path(d) / "x.png"
+        Image.new("RGB", (4, 4), (9, 9, 9)).save(path, pnginfo=info)
+        got = user_error_or_result(read_parameters, path)
+        assert got is None or isinstance(got.get("prompt"), str)

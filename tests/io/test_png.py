@@ -193,3 +193,105 @@ def test_a1111_parameters_carry_the_negative_prompt():
                              "height": 8})
     assert text.splitlines()[:2] == ["a red sun", "Negative prompt: blue"]
     assert "Negative prompt" not in a1111_parameters({"prompt": "a red sun", "steps": 4})
+
+
+# -- reading A1111-style parameters back ------------------------------------------------------------------------------
+def test_parse_a1111_inverts_a1111_parameters():
+    from noisebrush.io.png import parse_a1111
+
+    rec = {**RECIPE, "negative": "blue, grey", "model": "/models/mymodel"}
+    got = parse_a1111(a1111_parameters(rec))
+    assert {k: got[k] for k in ("prompt", "negative", "steps", "sampler", "cfg", "seed", "size", "model")} == {
+        "prompt": rec["prompt"], "negative": "blue, grey", "steps": 20, "sampler": "dpmpp_2m", "cfg": 3.0,
+        "seed": 7, "size": 16, "model": "mymodel"}
+    assert got["extra"] == {"Model hash": "0123456789", "Version": "noisebrush 0.1.0"}
+    wide = parse_a1111(a1111_parameters({**RECIPE, "width": 24, "height": 16, "prompt": "two\nlines"}))
+    assert wide["width"] == 24 and wide["height"] == 16 and "size" not in wide and wide["prompt"] == "two\nlines"
+
+
+def test_parse_a1111_reads_automatic1111_text():
+    from noisebrush.io.png import parse_a1111
+
+    text = ("masterpiece, a cat on a roof\nat night\nNegative prompt: blurry, ugly\nlow quality\n"
+            'Steps: 30, Sampler: DPM++ 2M Karras, CFG scale: 7.5, Seed: 3141592653, Size: 512x768, '
+            'Model hash: 6ce0161689, Model: v1-5-pruned, Lora hashes: "add_detail: 7c6bad76eb54, x: 1", '
+            "Version: v1.6.0\n")
+    got = parse_a1111(text)
+    assert got["prompt"] == "masterpiece, a cat on a roof\nat night"
+    assert got["negative"] == "blurry, ugly\nlow quality"
+    assert (got["steps"], got["sampler"], got["cfg"], got["seed"]) == (30, "dpmpp_2m", 7.5, 3141592653)
+    assert (got["width"], got["height"], got["model"]) == (512, 768, "v1-5-pruned")
+    assert got["extra"] == {"Model hash": "6ce0161689", "Lora hashes": "add_detail: 7c6bad76eb54, x: 1",
+                            "Version": "v1.6.0"}
+
+
+@pytest.mark.parametrize("theirs, ours", [("Euler a", "euler_ancestral"), ("Euler", "euler"), ("Heun", "heun"),
+                                          ("DPM++ 2M", "dpmpp_2m"), ("DPM++ 2M Karras", "dpmpp_2m"),
+                                          ("DPM++ SDE Karras", "dpmpp_2m_sde"), ("DPM++ 2M SDE", "dpmpp_2m_sde"),
+                                          ("DDIM", "ddim"), ("dpmpp_2m", "dpmpp_2m"), ("langevin", "langevin")])
+def test_parse_a1111_maps_sampler_names(theirs, ours):
+    from noisebrush.io.png import parse_a1111
+
+    got = parse_a1111(f"p\nSteps: 4, Sampler: {theirs}, Seed: 1")
+    assert got["sampler"] == ours and "sampler_name" not in got
+
+
+def test_parse_a1111_sampler_names_are_ours():
+    from noisebrush.diffusion.samplers import SAMPLERS
+    from noisebrush.io import png
+
+    assert set(png._SAMPLER_NAMES.values()) <= set(SAMPLERS)
+    assert set(png._OUR_SAMPLERS) == set(SAMPLERS)
+    assert all(png._our_sampler(s) == s for s in SAMPLERS)  # what a1111_parameters writes reads back
+
+
+def test_parse_a1111_keeps_unknown_samplers_and_never_raises():
+    from noisebrush.io.png import parse_a1111
+
+    got = parse_a1111("a fox\nSteps: x, Sampler: LMS, CFG scale: high, Seed: -, Size: big, Clip skip: 2")
+    assert got["sampler_name"] == "LMS" and "sampler" not in got
+    assert not {"steps", "cfg", "seed", "size", "width"} & set(got)
+    assert got["extra"] == {"Steps": "x", "CFG scale": "high", "Seed": "-", "Size": "big", "Clip skip": "2"}
+    for text in ["", "\n\n", "just words: with a colon, and commas", 'a\nSteps: "unclosed, Seed: 1',
+                 "Negative prompt:", "a\r\nSteps: 4, Seed: 2, Size: 8x8\r\n", ":" * 1000, "x" * 100_000]:
+        got = parse_a1111(text)
+        assert isinstance(got["prompt"], str) and isinstance(got["extra"], dict)
+    assert parse_a1111("just words: with a colon, and commas")["prompt"] == "just words: with a colon, and commas"
+    assert parse_a1111("a\r\nSteps: 4, Seed: 2, Size: 8x8\r\n") == {"prompt": "a", "negative": "", "extra": {},
+                                                                    "steps": 4, "seed": 2, "size": 8}
+    assert parse_a1111(None) == {"prompt": "", "negative": "", "extra": {}}
+
+
+def test_read_parameters_from_a_recipe_round_trips(tmp_path):
+    from noisebrush.io.png import read_parameters
+
+    rec = {**RECIPE, "negative": "blue", "width": 24}
+    got = read_parameters(save_png(_picture(), tmp_path / "r.png", rec))
+    assert {k: got[k] for k in ("prompt", "negative", "steps", "sampler", "cfg", "seed", "model", "n")} == {
+        "prompt": rec["prompt"], "negative": "blue", "steps": 20, "sampler": "dpmpp_2m", "cfg": 3.0, "seed": 7,
+        "model": "mymodel", "n": 1}
+    assert (got["width"], got["height"], got["recipe"]) == (24, 16, rec)
+    assert read_parameters(save_png(_picture(), tmp_path / "s.png", RECIPE))["size"] == 16
+
+
+def test_read_parameters_from_a1111_or_one_line(tmp_path):
+    from noisebrush.io.png import read_parameters
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a cat\nSteps: 20, Sampler: Euler a, Seed: 1")
+    p = tmp_path / "a1111.png"
+    _picture().save(p, pnginfo=info)
+    got = read_parameters(p)
+    assert (got["prompt"], got["steps"], got["sampler"], got["seed"]) == ("a cat", 20, "euler_ancestral", 1)
+    info = PngImagePlugin.PngInfo()  # a damaged recipe: the A1111 chunk is used
+    info.add_text(RECIPE_KEY, "{not json")
+    info.add_text("parameters", "a dog\nSteps: 3, Seed: 2, Size: 8x8")
+    _picture().save(tmp_path / "d.png", pnginfo=info)
+    assert read_parameters(tmp_path / "d.png")["prompt"] == "a dog"
+    _picture().save(tmp_path / "plain.png")
+    with pytest.raises(UserError, match=r"plain.png: carries no painting parameters \(neither a noisebrush recipe "
+                                        r"nor A1111-style parameters\)"):
+        read_parameters(tmp_path / "plain.png")
+    (tmp_path / "junk.png").write_text("not a picture")
+    with pytest.raises(UserError, match="junk.png: not a readable image"):
+        read_parameters(tmp_path / "junk.png")

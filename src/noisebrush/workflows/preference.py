@@ -72,7 +72,7 @@ from noisebrush.io.png import read_picture
 from noisebrush.paint.guides import Guide, register_guide
 
 __all__ = ["RatingStore", "PreferenceModel", "PreferenceGuide", "best_of", "best_seeds", "load_preference", "home",
-           "default_db", "preference_dir", "guide_from_recipe", "as_pixels", "PREFERENCE_FORMAT"]
+           "default_db", "preference_dir", "guide_from_recipe", "as_pixels", "pixel_hash", "PREFERENCE_FORMAT"]
 
 PREFERENCE_FORMAT = "noisebrush.workflows.preference/1"
 _DB_VERSION = 1
@@ -128,7 +128,9 @@ def as_pixels(image) -> tuple[torch.Tensor, Path | None, dict | None]:
     raise BadParameter(f"image: a file, a PIL image or a tensor, got {type(image).__name__}")
 
 
-def _pixel_hash(pixels: torch.Tensor) -> str:
+def pixel_hash(pixels: torch.Tensor) -> str:
+    """The SHA-256 a rating is keyed by: of the picture's size and its uint8 RGB pixels (3×H×W, from
+    :func:`as_pixels`), so the same picture has the same hash whatever file or object it came from."""
     h = hashlib.sha256(f"{pixels.shape[1]}x{pixels.shape[2]}:".encode())
     h.update(pixels.permute(1, 2, 0).contiguous().numpy().tobytes())
     return h.hexdigest()
@@ -232,7 +234,7 @@ class RatingStore:
         recipe = recipe if recipe is not None else own
         feats = _featnet().features(_to_float(pixels)[None])[0].to(torch.float32)
         now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        sha = _pixel_hash(pixels)
+        sha = pixel_hash(pixels)
         self._query(
             "INSERT INTO ratings (sha256, path, rating, recipe, features, dim, featnet, width, height, rated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(sha256) DO UPDATE SET rating = excluded.rating, "
