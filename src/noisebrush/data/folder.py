@@ -333,6 +333,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
+to_rgb = _to_rgb  # public: the studio's upload reader converts exactly as training does
+
+
 def _has_transparency(img: Image.Image) -> bool:
     has = getattr(img, "has_transparency_data", None)
     if has is not None:
