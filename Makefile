@@ -7,7 +7,7 @@ TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.noisebrush-installed
 PROMPT ?= a red sun over purple mountains
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench clean studio browser
 
 setup: $(STAMP)
 
@@ -19,7 +19,21 @@ $(STAMP): pyproject.toml
 	  else $(PYTHON) -m venv $(VENV); fi; fi
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[test]"
+	@$(MAKE) --no-print-directory browser
 	@touch $(STAMP)
+
+# The studio's browser tests drive Debian's Chromium through Playwright (browsers cannot be downloaded here).
+# Installed with apt where missing and possible; otherwise those tests are skipped with the reason.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || \
+	     echo "note: could not install chromium with apt: the studio's browser tests will be skipped"; \
+	  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then \
+	     (sudo -n apt-get install -y -q chromium >/dev/null 2>&1 || \
+	     (sudo -n apt-get update -q >/dev/null 2>&1 && sudo -n apt-get install -y -q chromium >/dev/null 2>&1)) || \
+	     echo "note: could not install chromium with apt: the studio's browser tests will be skipped"; \
+	  else echo "note: no /usr/bin/chromium and no root to install it: the studio's browser tests will be skipped"; fi; fi
 
 test: setup
 	$(PY) -m pytest
@@ -27,6 +41,9 @@ test: setup
 demo: setup
 	$(VENV)/bin/noisebrush paint "$(PROMPT)" -n 4 --seed 7 --size 128 --out outputs
 	$(VENV)/bin/noisebrush paint "three small blue circles on a yellow background" -n 4 --seed 7 --out outputs
+
+studio: setup
+	$(VENV)/bin/noisebrush studio --gallery outputs
 
 bench: setup
 	$(PY) -m noisebrush.bench samplers --json outputs/bench-samplers.json

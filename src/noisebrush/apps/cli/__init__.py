@@ -37,7 +37,7 @@ except ImportError:  # pragma: no cover
     from click import exceptions as _cx
 
 # the command modules register their commands on `app` when imported; this order is the order of `--help`
-from noisebrush.apps.cli import paint, edit, upscale, info, eval, train, explain, finetune, prefs  # noqa: F401
+from noisebrush.apps.cli import paint, edit, upscale, info, eval, train, explain, finetune, prefs, studio  # noqa: F401
 from noisebrush import __version__
 from noisebrush.apps.cli.app import ARGV, app
 from noisebrush.errors import NoisebrushWarning, UserError

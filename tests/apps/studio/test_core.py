@@ -1,0 +1,224 @@
+"""The studio's core without a server: limits, model names, jobs (previews, cancel, errors), and the tabs' pure
+pieces (the mask from brush strokes, PNG info → form, dropped picture sets, a painting job end to end)."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from noisebrush.apps.studio.core import Cancelled, Job, Limits, Settings, Studio, preview_picture
+from noisebrush.errors import BadParameter, UserError
+
+
+@pytest.fixture()
+def studio(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOISEBRUSH_HOME", str(tmp_path / "nbhome"))
+    return Studio(Settings(gallery=tmp_path / "gallery", home=tmp_path / "home", ratings=tmp_path / "r.sqlite"))
+
+
+class Info:
+    def __init__(self, step, steps, x0):
+        self.step, self.steps, self.x0, self.sigma = step, steps, x0, 1.0
+
+
+def test_limits_are_bounded():
+    Limits().checked()
+    with pytest.raises(BadParameter, match="queue"):
+        Limits(queue=0).checked()
+    with pytest.raises(BadParameter, match="jobs"):
+        Limits(jobs=100).checked()
+
+
+def test_folders_made_and_checks(studio, tmp_path):
+    for sub in ("gallery", "home/models/runs", "home/uploads/datasets"):
+        assert (tmp_path / sub).is_dir()
+    assert studio.seed(-1) >= 0 and studio.seed("12") == 12
+    with pytest.raises(BadParameter, match="seed"):
+        studio.seed("x")
+    with pytest.raises(BadParameter, match="prompt: 301 characters"):
+        studio.prompt("a" * 301)
+    with pytest.raises(BadParameter, match="steps"):
+        studio.bounded("steps", 101, 1, "steps")
+    with pytest.raises(BadParameter, match="picture: drop a picture first"):
+        studio.upload(None, "picture")
+
+
+def test_model_names_refuse_anything_outside(studio, tmp_path):
+    assert studio.models.names() == ["builtin"]
+    for bad in ("../x", "/etc", "builtin-sr64", str(tmp_path), "runs/none/model"):
+        with pytest.raises(BadParameter, match="model: unknown"):
+            studio.models.path(bad)
+    with pytest.raises(BadParameter, match="lora: unknown"):
+        studio.models.lora_path("../../etc/passwd")
+
+
+def test_job_streams_previews_then_the_result():
+    import torch
+
+    def work(cb):
+        for i in range(5):
+            cb(Info(i, 5, torch.zeros(2, 3, 8, 8)))
+        return "done"
+    job = Job(work)
+    events = list(job.events())
+    assert events[-1] == ("done", "done")
+    previews = [v for k, v in events if k == "preview"]
+    assert previews and all(isinstance(p, Image.Image) for p in previews)
+    assert previews[0].width >= 256  # pixel-repeated so a small picture can be seen
+    assert job.first_preview is not None
+
+
+def test_job_cancel_stops_at_the_next_step():
+    import torch
+
+    reached = []
+    go = threading.Event()
+
+    def work(cb):
+        for i in range(1000):
+            cb(Info(i, 1000, torch.zeros(1, 3, 4, 4)))
+            reached.append(i)
+            go.set()
+            time.sleep(0.001)
+        return "finished"
+    job = Job(work)
+    events = job.events()
+    assert next(events)[0] == "preview"
+    go.wait(5)
+    job.cancel()
+    with pytest.raises(Cancelled):
+        for _ in events:
+            pass
+    assert len(reached) < 1000
+
+
+def test_job_errors_reach_the_page_and_the_lock_is_released():
+    lock = threading.Lock()
+
+    def work(cb):
+        raise UserError("x.png: not a picture")
+    with pytest.raises(UserError, match="not a picture"):
+        list(Job(work, lock=lock).events())
+    assert not lock.locked()
+
+
+def test_closing_the_stream_cancels_the_worker():
+    import torch
+
+    stopped = threading.Event()
+
+    def work(cb):
+        try:
+            for i in range(10_000):
+                cb(Info(i, 10_000, torch.zeros(1, 3, 4, 4)))
+                time.sleep(0.001)
+        except Cancelled:
+            stopped.set()
+            raise
+    events = Job(work).events()
+    next(events)
+    events.close()  # the page went away
+    assert stopped.wait(5)
+
+
+def test_preview_picture_grid():
+    import torch
+
+    p = preview_picture(torch.zeros(3, 3, 32, 32))
+    assert p.width >= 256 and p.width > p.height  # three pictures side by side
+
+
+def test_mask_from_brush_layers():
+    from noisebrush.apps.studio.tabs.edit import mask_from_layers
+
+    layer = Image.new("RGBA", (320, 320), (0, 0, 0, 0))
+    layer.paste((255, 0, 255, 255), (0, 0, 100, 100))  # the top-left 10×10 picture pixels
+    m = mask_from_layers({"layers": [layer]}, (32, 32))
+    a = np.asarray(m)
+    assert m.size == (32, 32) and a[:10, :10].min() == 255 and a[11:, 11:].max() == 0
+    with pytest.raises(BadParameter, match="mask: paint over"):
+        mask_from_layers({"layers": [Image.new("RGBA", (320, 320))]}, (32, 32))
+    with pytest.raises(BadParameter, match="mask"):
+        mask_from_layers(None, (32, 32))
+
+
+def test_dropped_picture_set(studio, tmp_path):
+    from noisebrush.apps.studio.tabs.train import save_dataset
+
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(src / "a.jpg")
+    (src / "a.txt").write_text("a  red\nsquare")
+    (src / "b.png").write_text("not a picture")
+    with pytest.raises(UserError, match="b.png"):
+        save_dataset(studio, "mine", [src / "a.jpg", src / "a.txt", src / "b.png"])
+    assert not (studio.settings.datasets / "mine").exists()  # nothing is written before every file was checked
+    folder = save_dataset(studio, "mine", [src / "a.jpg", src / "a.txt"])
+    assert (folder / "a.png").is_file() and (folder / "a.txt").read_text() == "a red square\n"
+    with pytest.raises(BadParameter, match="dataset name"):
+        save_dataset(studio, "", [src / "a.jpg"])
+
+
+def test_form_values_from_png_info():
+    from noisebrush.apps.studio.tabs.gallery import form_values
+
+    assert form_values({"prompt": "a cat", "steps": 20, "seed": None, "extra": {}}) == {"prompt": "a cat",
+                                                                                         "steps": 20}
+
+
+def test_a_painting_job_end_to_end(studio):
+    """The Paint tab's job: the built-in model paints into the gallery, with previews and the recipe."""
+    from noisebrush.apps.studio.tabs.paint import paint_job
+    from noisebrush.io.png import read_recipe
+
+    job, seed = paint_job(studio, "s1", prompt="a red circle", seed=5, n=1, steps=3)
+    events = list(job.events())
+    paths, recipes = events[-1][1]
+    assert seed == 5 and any(k == "preview" for k, _ in events)
+    assert len(paths) == 1 and paths[0].parent == studio.settings.gallery
+    rec = read_recipe(paths[0])
+    assert rec["seed"] == 5 and rec["prompt"] == "a red circle" and rec["steps"] == 3
+    assert [e["path"] for e in studio.gallery.query()] == [paths[0].name]
+    with pytest.raises(BadParameter, match="n"):
+        paint_job(studio, "s1", prompt="x", n=9)
+    with pytest.raises(BadParameter, match="size"):
+        paint_job(studio, "s1", prompt="x", size=1000)
+
+
+def test_repaint_from_the_gallery_and_foreign_models_refused(studio, tmp_path):
+    from noisebrush.apps.studio.tabs.gallery import recipe_models, repaint
+    from noisebrush.apps.studio.tabs.paint import paint_job
+
+    job, _ = paint_job(studio, "s1", prompt="a blue square", seed=3, n=1, steps=3)
+    (path,), _ = list(job.events())[-1][1]
+    out, same = repaint(studio, path)
+    assert same and out.name == f"{path.stem}-again.png" and out.parent == studio.settings.gallery
+    for rec in ({"model": str(tmp_path / "elsewhere")}, {"model": "builtin", "stages": [{"model": "/etc"}]},
+                {"model": "builtin", "lora": [{"file": "/etc/passwd"}]}):
+        with pytest.raises(BadParameter, match="studio's models folder"):
+            recipe_models(studio, rec, "x.png")
+    recipe_models(studio, {"model": "builtin", "stages": [{"model": "builtin-sr64"}]}, "x.png")
+
+
+def test_an_inpaint_job_keeps_the_unmasked_pixels_and_its_files(studio, tmp_path):
+    """The Edit tab's inpaint: the upload and the drawn mask are kept in the gallery (the recipe names them), and
+    every pixel outside the mask comes out as it went in."""
+    from noisebrush.apps.studio.tabs.edit import edit_job
+    from noisebrush.io.png import read_recipe
+
+    src = tmp_path / "mine.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(src)
+    stroke = Image.new("RGBA", (320, 320), (0, 0, 0, 0))
+    stroke.paste((255, 0, 255, 255), (100, 100, 200, 200))  # picture pixels 10…19
+    job, _ = edit_job(studio, "s1", mode="inpaint", picture=str(src), editor={"layers": [stroke]}, prompt="a moon",
+                      seed=2, n=1, steps=4, jumps=1)
+    (out,), _ = list(job.events())[-1][1]
+    rec = read_recipe(out)
+    assert (studio.settings.gallery / rec["source"]).is_file() and (studio.settings.gallery / rec["mask"]).is_file()
+    a, b = np.asarray(Image.open(src)), np.asarray(Image.open(out).convert("RGB"))
+    keep = np.ones((32, 32), bool)
+    keep[10:20, 10:20] = False
+    assert (a[keep] == b[keep]).all() and (a[~keep] != b[~keep]).any()
