@@ -13,9 +13,8 @@ from noisebrush.apps.studio.core import Cancelled, Studio
 from noisebrush.diffusion.samplers import SAMPLERS
 from noisebrush.errors import UserError
 
-__all__ = ["PAINTING", "painting_event", "page_errors", "stream", "session_of", "model_widgets", "seed_widgets",
-           "sampler_choices",
-           "gallery_items"]
+__all__ = ["PAINTING", "painting_event", "run_buttons", "results_column", "page_errors", "stream", "session_of",
+           "model_widgets", "seed_widgets", "sampler_choices", "gallery_items"]
 
 # every event that paints shares this queue: `Limits.jobs` of them run at once, `Limits.queue` may wait
 PAINTING = "painting"
@@ -126,3 +125,20 @@ def painting_event(studio: Studio, go, stop, fn, inputs, outputs, *, api_name: s
         studio.cancel(session_of(request))
     stop.click(halt, None, None, cancels=[ev], queue=False, api_name=False)
     return ev
+
+
+def run_buttons(key: str, label: str):
+    """The go and Stop buttons of a painting tab (ids ``KEY-go``, ``KEY-stop``)."""
+    with gr.Row():
+        go = gr.Button(label, variant="primary", elem_id=f"{key}-go")
+        stop = gr.Button("Stop", elem_id=f"{key}-stop")
+    return go, stop
+
+
+def results_column(key: str, label: str) -> dict:
+    """A painting tab's outputs: the live x̂₀ preview, the pictures and a line about them (ids ``KEY-preview``,
+    ``KEY-result``, ``KEY-info``). Call inside the column that holds them."""
+    return {"preview": gr.Image(label="live preview (x̂₀)", type="pil", format="png", interactive=False,
+                                elem_id=f"{key}-preview", height=300),
+            "result": gr.Gallery(label=label, columns=4, height=300, elem_id=f"{key}-result", format="png"),
+            "info": gr.Markdown(elem_id=f"{key}-info")}

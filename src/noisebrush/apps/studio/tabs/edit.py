@@ -18,7 +18,8 @@ from noisebrush.io.images import to_pil
 from noisebrush.io.png import read_picture
 from noisebrush.paint.cascade import upscale_image
 from noisebrush.apps.studio.tabs.common import (gallery_items, model_widgets, page_errors, painting_event,
-                                                sampler_choices, seed_widgets, session_of, stream)
+                                                results_column, run_buttons, sampler_choices, seed_widgets, session_of,
+                                                stream)
 from noisebrush.checks import number, whole
 from noisebrush.errors import BadParameter
 
@@ -206,14 +207,9 @@ def build(studio: Studio) -> dict:
                 c["steps"] = gr.Slider(0, studio.settings.limits.steps, value=0, step=1, label="steps (0: model's)")
             c["cfg"] = gr.Slider(0, 15, value=3.0, step=0.25, label="guidance (cfg)")
             c["seed"], _, _, c["last_seed"] = seed_widgets()
-            with gr.Row():
-                go = gr.Button("Run", variant="primary", elem_id="edit-go")
-                stop = gr.Button("Stop", elem_id="edit-stop")
+            go, stop = run_buttons("edit", "Run")
         with gr.Column(scale=1):
-            c["preview"] = gr.Image(label="live preview (x̂₀)", type="pil", format="png", interactive=False,
-                                    elem_id="edit-preview", height=300)
-            c["result"] = gr.Gallery(label="results", columns=4, height=300, elem_id="edit-result", format="png")
-            c["info"] = gr.Markdown(elem_id="edit-info")
+            c.update(results_column("edit", "results"))
 
     @page_errors
     def dropped(path):

@@ -15,7 +15,8 @@ from noisebrush.apps.studio.core import Studio
 from noisebrush.io import outputs
 from noisebrush.workflows.preference import best_of as pick_best, load_preference
 from noisebrush.apps.studio.tabs.common import (gallery_items, model_widgets, page_errors, painting_event,
-                                                sampler_choices, seed_widgets, session_of, stream)
+                                                results_column, run_buttons, sampler_choices, seed_widgets, session_of,
+                                                stream)
 from noisebrush.checks import number
 
 __all__ = ["build", "paint_job", "FORM"]
@@ -102,14 +103,9 @@ def build(studio: Studio) -> dict:
                     c["best_of"] = gr.Slider(1, studio.settings.limits.n, value=1, step=1,
                                              label="best of N (by your ratings)")
                     c["prefer"] = gr.Slider(0, 2, value=0.0, step=0.1, label="prefer what you like (guidance)")
-            with gr.Row():
-                go = gr.Button("Paint", variant="primary", elem_id="paint-go")
-                stop = gr.Button("Stop", elem_id="paint-stop")
+            go, stop = run_buttons("paint", "Paint")
         with gr.Column(scale=1):
-            c["preview"] = gr.Image(label="live preview (x̂₀)", type="pil", format="png", interactive=False,
-                                    elem_id="paint-preview", height=300)
-            c["result"] = gr.Gallery(label="pictures", columns=4, height=300, elem_id="paint-result", format="png")
-            c["info"] = gr.Markdown(elem_id="paint-info")
+            c.update(results_column("paint", "pictures"))
 
     add.click(lambda p, col: ",".join(x for x in [p.strip() if p else "", col] if x), [c["palette"], c["colour"]],
               c["palette"])
