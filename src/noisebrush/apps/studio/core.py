@@ -297,7 +297,6 @@ class Studio:
         self.models = Models(settings)
         self._jobs: dict[str, set[Job]] = {}
         self._jobs_guard = threading.Lock()
-        self.timings: list[dict] = []  # first preview / finished, per job (the page's responsiveness, measured)
 
     # -- checks ------------------------------------------------------------------------------------------------------
     def prompt(self, value, name: str = "prompt") -> str:
@@ -348,15 +347,13 @@ class Studio:
             job.cancel()
         return bool(jobs)
 
-    def finished(self, session: str, job: Job, **timing) -> None:
+    def finished(self, session: str, job: Job) -> None:
         with self._jobs_guard:
             mine = self._jobs.get(session)
             if mine is not None:
                 mine.discard(job)
                 if not mine:
                     del self._jobs[session]
-        entry = {"first_preview_s": job.first_preview, "total_s": time.perf_counter() - job.started, **timing}
-        self.timings = (self.timings + [entry])[-200:]
 
     # -- files -------------------------------------------------------------------------------------------------------
     def saved(self, paths) -> list[Path]:

@@ -29,13 +29,13 @@ MODES = ("vary", "inpaint", "outpaint", "upscale")
 MASK_SIDE = 384  # the picture is shown this large (pixel-repeated) to draw the mask on
 
 
-def source_in_gallery(studio: Studio, path, origin: str | None) -> Path:
+def source_in_gallery(studio: Studio, path, origin: str | None, pic: Image.Image) -> Path:
     """The file an edit reads, inside the gallery (so `noisebrush reproduce` finds it next to the results): the
     gallery picture it was sent from, or the dropped file — decoded once by the safe reader to check it, then kept
-    byte for byte (its recipe too) as ``source-SHA.EXT``, one file per distinct upload."""
+    byte for byte (its recipe too) as ``source-SHA.EXT``, one file per distinct upload. ``pic``: the dropped file
+    as the safe reader decoded it (:meth:`Studio.upload`)."""
     if origin:
         return studio.gallery.resolve(origin)
-    pic = studio.upload(path, "picture")
     data = Path(path).read_bytes()
     with Image.open(path) as im:  # the header only: the safe reader above has decoded it already
         ext = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp"}.get(im.format or "", None)
@@ -89,11 +89,12 @@ def edit_job(studio: Studio, session: str, *, mode, picture, origin=None, editor
 
     if mode not in MODES:
         raise BadParameter(f"mode: one of {', '.join(MODES)}, got {mode!r}")
-    width, height = studio.upload(studio.gallery.resolve(origin) if origin else picture, "picture").size
+    pic = studio.upload(studio.gallery.resolve(origin) if origin else picture, "picture")
+    width, height = pic.size
     if max(width, height) > 4 * studio.settings.limits.size:
         raise BadParameter(f"picture: {width}×{height}, above the studio's {4 * studio.settings.limits.size} px for "
                            f"an edit (upscale or crop it first)")
-    source = source_in_gallery(studio, picture, origin)  # only once the picture is known to be usable
+    source = source_in_gallery(studio, picture, origin, pic)  # only once the picture is known to be usable
     prompt = studio.prompt(prompt) or _own_prompt(source)
     negative = studio.prompt(negative, "negative")
     n = studio.bounded("n", n, 1, "n")

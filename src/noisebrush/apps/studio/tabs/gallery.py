@@ -12,6 +12,7 @@ from PIL import Image
 from noisebrush.apps.studio.core import Studio
 from noisebrush.apps.studio.tabs.common import page_errors, sampler_choices
 from noisebrush.apps.studio.tabs.edit import show_for_mask
+from noisebrush.apps.studio.tabs.paint import FORM
 from noisebrush.apps.studio.tabs.common import PAINTING
 from noisebrush.errors import BadParameter
 from noisebrush.io.model_folder import BUILTIN_MODELS
@@ -27,7 +28,7 @@ RATINGS = {"any": None, "liked": "up", "disliked": "down", "unrated": "unrated",
 def form_values(fields: dict) -> dict:
     """PNG info / a recipe → the Paint form's values (only what it carries)."""
     out = {}
-    for key in ("prompt", "negative", "steps", "sampler", "cfg", "seed", "size", "model", "n"):
+    for key in FORM:
         if fields.get(key) is not None:
             out[key] = fields[key]
     return out
