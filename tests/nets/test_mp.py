@@ -160,6 +160,16 @@ def test_mpconv_project_renormalises_stored_weight_and_forward_never_does():
     torch.testing.assert_close(cos, torch.ones(5))
 
 
+def test_mpconv_project_leaves_a_frozen_weight_exactly():
+    conv = MPConv(6, 4, (3, 3))
+    with torch.no_grad():
+        conv.weight.mul_(3.0)
+    conv.weight.requires_grad_(False)  # a weight a run does not train (train_only)
+    before = conv.weight.detach().clone()
+    conv.project_()
+    assert torch.equal(conv.weight, before)
+
+
 def test_mpconv_weights_start_projected():
     w = MPConv(12, 5, (3, 3)).weight.detach()
     torch.testing.assert_close(w.reshape(5, -1).square().mean(1).sqrt(), torch.ones(5), atol=1e-3, rtol=0)

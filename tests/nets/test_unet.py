@@ -36,11 +36,12 @@ def tiny(dims=2, resolution=8, cond=False, **kw) -> UNetConfig:
 
 
 def gains_to_one(net: torch.nn.Module) -> torch.nn.Module:
-    """out_gain and every emb_gain start at 0 (output exactly 0, no embedding modulation): switch them on."""
+    """out_gain, every emb_gain and a clip network's temporal gains start at 0 (output exactly 0, no embedding
+    modulation, no temporal mixing): switch them on (the temporal ones at 0.3, about where training takes them)."""
     with torch.no_grad():
         for name, p in net.named_parameters():
             if "gain" in name:
-                p.fill_(1.0)
+                p.fill_(0.3 if "time" in name else 1.0)
     return net
 
 
@@ -106,6 +107,53 @@ def test_factorized_never_pools_time():
     # H/W must still divide when factorised
     with pytest.raises(BadParameter):
         net(torch.randn(1, 3, 3, 8, 7), c)
+
+
+def test_a_new_clip_network_paints_every_frame_alone():
+    """The temporal convolutions and attention sit behind gains that start at 0: an untrained clip network is its
+    spatial network run on each frame (what inflating a picture network relies on)."""
+    net = UNet(tiny(dims=3, factorized=True, cond=True)).eval()
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if "gain" in name and "time" not in name:
+                p.fill_(1.0)
+    x, c = inputs((2, 3, 5, 8, 8))
+    cond = {k: v for k, v in conditions(2).items()}
+    y = _run(net, x, c, **cond)
+    frames = torch.stack([_run(net, x[:, :, t:t + 1], c, **cond)[:, :, 0] for t in range(5)], 2)
+    torch.testing.assert_close(y, frames, atol=1e-5, rtol=1e-5)
+
+
+def test_temporal_layers_mix_frames_and_a_one_frame_clip_skips_them():
+    net = live(tiny(dims=3, factorized=True))  # temporal gains on
+    x, c = inputs((1, 3, 4, 8, 8))
+    y = _run(net, x, c)
+    x2 = x.clone()
+    x2[:, :, 0] += 1.0
+    assert (_run(net, x2, c)[:, :, 3] - y[:, :, 3]).abs().max() > 1e-3  # frame 0 reaches frame 3
+    one = _run(net, x[:, :, :1], c)
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if ".time." in name or "time_attn." in name:
+                p.add_(torch.randn_like(p))
+    torch.testing.assert_close(_run(net, x[:, :, :1], c), one, rtol=0, atol=0)  # no temporal layer ran
+
+
+def test_inflate_checks_both_networks():
+    from noisebrush.nets.unet import inflate_image_weights
+
+    picture = UNet(tiny(dims=2))
+    clip = UNet(tiny(dims=3, factorized=True, cond_channels=4))
+    state = inflate_image_weights(picture.state_dict(), picture.config.to_dict(), clip)
+    assert set(state) == set(clip.state_dict())
+    assert torch.equal(state["enc.0.weight"][:, 3:7], torch.zeros_like(state["enc.0.weight"][:, 3:7]))
+    with pytest.raises(BadParameter, match="not a factorised"):
+        inflate_image_weights(picture.state_dict(), picture.config.to_dict(), UNet(tiny(dims=3)))
+    with pytest.raises(BadParameter, match="not a picture network"):
+        inflate_image_weights(clip.state_dict(), clip.config.to_dict(), clip)
+    wide = UNet(tiny(dims=2, channels=16))
+    with pytest.raises(BadParameter, match="channels"):
+        inflate_image_weights(wide.state_dict(), wide.config.to_dict(), clip)
 
 
 def test_scalar_and_per_sample_noise_level():

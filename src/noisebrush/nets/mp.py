@@ -157,7 +157,10 @@ class MPConv(torch.nn.Module):
     # -- the layer ------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def project_(self) -> None:
-        """Reset the stored weight to unit RMS per output channel (call after each optimizer step)."""
+        """Reset the stored weight to unit RMS per output channel (call after each optimizer step). A frozen weight
+        (``requires_grad`` off: a run that trains part of a network) is left exactly as it is."""
+        if not self.weight.requires_grad:
+            return
         self.weight.copy_(normalize(self.weight.to(torch.float32)))
         self.refresh_bake()
 

@@ -48,7 +48,7 @@ from noisebrush.errors import BadParameter
 from noisebrush.nets.mp import (MPConv, MPFourier, bake_weights_, mp_cat, mp_silu, mp_sum, normalize, project_weights_,
                                 resample)
 
-__all__ = ["UNetConfig", "UNet"]
+__all__ = ["UNetConfig", "UNet", "inflate_image_weights"]
 
 
 @dataclass
@@ -130,7 +130,9 @@ class UNetConfig:
 
 
 def _kernel(cfg: UNetConfig) -> tuple[int, ...]:
-    return (3,) * cfg.dims
+    """The kernel of the input and output convolutions: 3 per axis; a factorised clip network's are spatial only
+    (time is mixed by the temporal layers alone, so a 1-frame clip meets exactly a picture network)."""
+    return (1, 3, 3) if cfg.factorized else (3,) * cfg.dims
 
 
 # Activations and their magnitude-preserving gains 1/E[f(z)²]^½ for z ~ N(0, 1), applied through the next
@@ -146,21 +148,28 @@ def _balance(t: float) -> tuple[float, float]:
 
 
 class _Conv3(torch.nn.Module):
-    """3^d convolution, or for factorised clips a 1×3×3 spatial followed by a 3×1×1 temporal one."""
+    """3^d convolution, or for factorised clips a 1×3×3 spatial one followed by a residual 3×1×1 temporal one:
+    y = s + g·time(s) with s the spatial convolution's output and g a learned gain that starts at 0, so a new clip
+    network (or one inflated from a picture network, :func:`inflate_image_weights`) starts as the picture network
+    run on every frame. A 1-frame clip (a picture in joint training) skips the temporal convolution."""
 
     def __init__(self, cin: int, cout: int, cfg: UNetConfig):
         super().__init__()
+        self.factorized = cfg.factorized
         if cfg.factorized:
             self.space = MPConv(cin, cout, (1, 3, 3))
             self.time = MPConv(cout, cout, (3, 1, 1))
+            self.time_gain = torch.nn.Parameter(torch.zeros([]))
         else:
             self.conv = MPConv(cin, cout, _kernel(cfg))
-        self.factorized = cfg.factorized
 
     def forward(self, x, gain=1.0):
-        if self.factorized:
-            return self.time(self.space(x), gain=gain)
-        return self.conv(x, gain=gain)
+        if not self.factorized:
+            return self.conv(x, gain=gain)
+        y = self.space(x, gain=gain)
+        if y.shape[2] > 1:  # a shape, not a value: traceable
+            y = y + self.time(y, gain=self.time_gain)
+        return y
 
 
 def _attend(y: torch.Tensor, heads: int, mask=None, kv: torch.Tensor | None = None) -> torch.Tensor:
@@ -239,9 +248,12 @@ class _Block(torch.nn.Module):
         self.conv_res1 = _Conv3(cout, cout, cfg)
         self.conv_skip = MPConv(cin, cout, (1,) * cfg.dims) if cin != cout else None
         self.attn = torch.nn.ModuleList()
+        self.time_attn = None
         if attention:
-            if cfg.factorized:
-                self.attn.extend([_SelfAttention(cout, cfg, "space"), _SelfAttention(cout, cfg, "time")])
+            if cfg.factorized:  # over space within each frame, then (residual, gain from 0) over time
+                self.attn.append(_SelfAttention(cout, cfg, "space"))
+                self.time_attn = _SelfAttention(cout, cfg, "time")
+                self.time_attn_gain = torch.nn.Parameter(torch.zeros([]))
             else:
                 self.attn.append(_SelfAttention(cout, cfg))
         self.cross = _CrossAttention(cout, cfg.text_dim, cfg) if cross and cfg.text_dim else None
@@ -270,6 +282,8 @@ class _Block(torch.nn.Module):
         a, b = _balance(cfg.attn_balance)
         for attn in self.attn:
             x = torch.add(attn(x, gain=b), x, alpha=a)
+        if self.time_attn is not None and x.shape[2] > 1:  # temporal attention: skipped by a 1-frame clip
+            x = x + self.time_attn(x, gain=self.time_attn_gain)
         if self.cross is not None and text is not None:
             x = torch.add(self.cross(x, *text, gain=b), x, alpha=a)
         if cfg.clip_act:
@@ -429,7 +443,7 @@ class UNet(torch.nn.Module):
             """Elements a block's attention holds besides its input: qkv, normalised q/k/v, the output, its copy,
             the projection; plus the scores when they are materialised."""
             n = 0
-            for attn in block.attn:
+            for attn in [*block.attn, *([block.time_attn] if block.time_attn is not None else [])]:
                 n = max(n, 9 * c * p)
                 if attention_scores:
                     tokens = p if attn.axes == "all" else (p // size[0] if attn.axes == "space" else size[0])
@@ -551,3 +565,53 @@ class UNet(torch.nn.Module):
                 x = mp_cat(x, skips.pop(), t=cfg.concat_balance)
             x = block(x, emb, tokens)
         return self.out_conv(x, gain=self.out_gain)
+
+
+def inflate_image_weights(image_state: dict, image_config: dict, net: UNet) -> dict:
+    """A state dict for the factorised clip network ``net`` that paints every frame as the picture network of
+    ``image_state`` / ``image_config`` (a UNetConfig dict, dims=2) paints a picture: its spatial weights are the
+    picture network's (3×3 kernels become 1×3×3), its temporal convolutions and attention keep ``net``'s own
+    initial weights behind gains of 0, and the input columns of conditioning channels the picture network lacks
+    (``cond_channels``: given frames and their mask) start at 0. The clip network must otherwise have the picture
+    network's settings (channels, levels, attention, text); anything else is one BadParameter line.
+
+    Video Diffusion Models (Ho et al. 2022) and Make-A-Video (Singer et al. 2022) start clip networks from picture
+    networks the same way: the frames are good from the first step, and training learns the motion."""
+    cfg = net.config
+    if not cfg.factorized:
+        raise BadParameter("inflate: the target network is not a factorised clip network (dims=3, factorized)")
+    image = dict(image_config)
+    if int(image.get("dims", 2)) != 2 or int(image.get("cond_channels", 0)):
+        raise BadParameter("inflate: the source is not a picture network (dims=2, no conditioning picture)")
+    mine = cfg.to_dict()
+    skip = {"dims", "factorized", "cond_channels", "resolution", "extra", "dropout", "clip_act", "channels_last"}
+    differ = sorted(k for k in mine if k not in skip and k in image and _norm(image[k]) != _norm(mine[k]))
+    if differ:
+        raise BadParameter(f"inflate: the picture network differs from the clip network in {', '.join(differ)}")
+    own = net.state_dict()
+    out = {}
+    for key, target in own.items():
+        src_key = key.replace(".space.weight", ".conv.weight")
+        if ".time." in key or ".time_attn." in key or key.endswith(("time_gain", "time_attn_gain")):
+            out[key] = target.clone()  # temporal: the clip network's own start, gated by a gain of 0
+            continue
+        if src_key not in image_state:
+            raise BadParameter(f"inflate: the picture weights have no {src_key}")
+        w = image_state[src_key].to(target.dtype)
+        if key == "enc.0.weight":  # [x, (cond), ones] columns: the picture network has no cond columns
+            full = torch.zeros_like(target)
+            c_in = cfg.in_channels
+            full[:, :c_in] = w[:, :c_in].unsqueeze(2)
+            full[:, -1:] = w[:, c_in:c_in + 1].unsqueeze(2)
+            w = full
+        elif w.ndim + 1 == target.ndim and w.ndim >= 3:
+            w = w.unsqueeze(2)  # a 2-D kernel becomes a 1×k×k one
+        if w.shape != target.shape:
+            raise BadParameter(f"inflate: {key} has shape {tuple(w.shape)} in the picture network, "
+                               f"{tuple(target.shape)} in the clip network")
+        out[key] = w
+    return out
+
+
+def _norm(v):
+    return [_norm(x) for x in v] if isinstance(v, (list, tuple)) else v
