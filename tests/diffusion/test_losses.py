@@ -40,6 +40,21 @@ def test_edm_loss_hand_computation():
         assert loss[i].item() == pytest.approx(lam * (err**2).mean().item(), rel=1e-12)
 
 
+def test_edm_loss_mask_averages_over_the_counted_elements_only():
+    x0, eps = _data((2, 3, 4))
+    sigma = torch.tensor([0.5, 2.0], dtype=F64)
+    den = lambda x, s, **_: 0.9 * x
+    full = edm_loss(den, x0, sigma=sigma, noise=eps)
+    assert torch.allclose(edm_loss(den, x0, sigma=sigma, noise=eps, mask=torch.ones(1, 1, 4)), full, rtol=1e-6)
+    mask = torch.tensor([1.0, 1.0, 0.0, 0.0])  # the last two positions (a clip's given frames) do not count
+    part = edm_loss(den, x0, sigma=sigma, noise=eps, mask=mask)
+    half = edm_loss(den, x0[..., :2], sigma=sigma, noise=eps[..., :2])
+    torch.testing.assert_close(part, half, rtol=1e-12, atol=0)
+    moved = x0.clone()
+    moved[..., 2:] += 10
+    torch.testing.assert_close(edm_loss(den, moved, sigma=sigma, noise=eps, mask=mask), part, rtol=0, atol=0)
+
+
 def test_edm_loss_sigma_data_and_scalar_sigma():
     x0, eps = _data((3, 5))
     den = lambda x, s, **_: torch.zeros_like(x)

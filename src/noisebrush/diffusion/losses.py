@@ -35,8 +35,10 @@ def edm_weight(sigma: torch.Tensor, sigma_data: float = 0.5) -> torch.Tensor:
 
 def edm_loss(denoiser, x0: torch.Tensor, *, sigma: torch.Tensor | None = None, noise: torch.Tensor | None = None,
              generator: torch.Generator | None = None, P_mean: float = -1.2, P_std: float = 1.2,
-             sigma_data: float = 0.5, **cond) -> torch.Tensor:
-    """λ(σ)·‖D(x_0 + σε, σ) - x_0‖² averaged over elements, per sample. σ and ε are drawn when not given."""
+             sigma_data: float = 0.5, mask: torch.Tensor | None = None, **cond) -> torch.Tensor:
+    """λ(σ)·‖D(x_0 + σε, σ) - x_0‖² averaged over elements, per sample. σ and ε are drawn when not given.
+    ``mask`` (broadcastable to x_0, 1 = counted): average over the counted elements only (a clip's given frames are
+    not learned: the network gets them as a condition)."""
     if sigma is None:
         sigma = sample_edm_sigma(x0.shape[0], generator=generator, P_mean=P_mean, P_std=P_std, device=x0.device)
     sigma = torch.as_tensor(sigma, device=x0.device).reshape(-1).expand(x0.shape[0])
@@ -45,7 +47,11 @@ def edm_loss(denoiser, x0: torch.Tensor, *, sigma: torch.Tensor | None = None, n
     x = add_noise(x0, sigma, noise)
     d = denoiser(x, sigma, **cond)
     w = expand_sigma(edm_weight(sigma.to(torch.float64), sigma_data), x0).to(d.dtype)
-    return _flat_mean(w * (d - x0) ** 2)
+    if mask is None:
+        return _flat_mean(w * (d - x0) ** 2)
+    m = torch.broadcast_to(mask.to(device=d.device, dtype=d.dtype), x0.shape)
+    err = w * (d - x0) ** 2 * m
+    return err.reshape(x0.shape[0], -1).sum(1) / m.reshape(x0.shape[0], -1).sum(1).clamp(min=1)
 
 
 def min_snr_weight(snr: torch.Tensor, gamma: float | None, prediction: str) -> torch.Tensor:
