@@ -40,7 +40,7 @@ __all__ = ["TrainConfig", "TASKS", "CAPTIONS", "CONDITIONS", "PRECISIONS", "DEFA
            "check_type", "read_toml", "run_config", "merge_for_resume"]
 
 CONDITIONS = ("auto", "text", "label", "none")
-TASKS = ("image", "sr")
+TASKS = ("image", "sr", "video")
 CAPTIONS = ("template", "family")
 PRECISIONS = ("auto", "bf16", "fp16", "no")
 DEFAULT_WARMUP = 200  # the warmup of a run of ≥ 2000 steps when none is given (steps // 10 below that)
@@ -79,6 +79,14 @@ class TrainConfig:
                                        #   resolution picture ([-1, 1] units); the network is told σ_aug
     sr_blur: float = 0.0               # sr: Gaussian blur of up to this many low-resolution pixels on half the
                                        #   samples (CDM's augmentation for the higher stage); 0 = none
+    # task "video": a factorised space-time UNet on ProceduralClips (noisebrush.data.clips), text-conditioned, trained
+    # jointly on pictures and clips and, MCVD-style, on clips with some frames given (noisebrush.train.video)
+    frames: int = 16                   # video: frames per training clip (the model's default length)
+    joint_images: int = 0              # video: how many of each step's batch_size samples are pictures
+                                       #   (ProceduralArt, 1-frame clips: the temporal layers are skipped)
+    frame_masks: tuple[float, ...] = (0.5, 0.2, 0.15, 0.15)  # video: the shares of clips trained with no frame
+                                       #   given (text → clip), the first (picture → clip), the first and the last
+                                       #   (interpolation), and the first 2..frames/2 (extension)
     # progressive (coarse-to-fine) training of a picture model: the fractions of the run at which the training
     # resolution doubles, starting from resolution / 2^len(progressive); [] = off. [0.4, 0.7] at 128 px trains at
     # 32 px for the first 40% of the steps, at 64 px to 70%, then at 128 px (pictures box-averaged down)
@@ -105,6 +113,8 @@ class TrainConfig:
     ema_decay: float = 0.999
     mixed_precision: str = "auto"      # auto = bf16 where the hardware runs it fast, else no
     seed: int = 0
+    train_only: tuple[str, ...] = ()   # train only the weights whose names contain one of these strings (the rest
+                                       #   stay exactly as initialised); () = all
     init: str = ""                     # start from these weights: "builtin", a model folder or a checkpoint folder
                                        #   (same network; the optimizer, LR schedule and step start fresh)
     # output
@@ -156,6 +166,12 @@ class TrainConfig:
             self.superres()  # checks scale, crop_size, sr_aug_max, sr_blur
             if self.captions == "family":
                 raise BadParameter("captions: 'family' is for pictures (task = \"image\")")
+        self.frame_masks = tuple(float(f) for f in self.frame_masks)
+        self.train_only = tuple(str(t) for t in self.train_only)
+        if any(not t.strip() for t in self.train_only):
+            raise BadParameter(f"train_only: parts of weight names (non-empty), got {list(self.train_only)}")
+        if self.task == "video":
+            self._check_video()
         self.progressive = tuple(float(f) for f in self.progressive)
         if self.progressive:
             if self.task != "image":
@@ -186,6 +202,23 @@ class TrainConfig:
                                f"give a smaller warmup, or leave it out (it is then steps/10, at most "
                                f"{DEFAULT_WARMUP})")
 
+    def _check_video(self) -> None:
+        if not 1 <= self.frames <= 64:
+            raise BadParameter(f"frames: a whole number from 1 to 64, got {self.frames}")
+        if not 0 <= self.joint_images < self.batch_size:
+            raise BadParameter(f"joint_images: from 0 to batch_size - 1 ({self.batch_size - 1}), got "
+                               f"{self.joint_images}")
+        if len(self.frame_masks) != 4 or min(self.frame_masks) < 0 or abs(sum(self.frame_masks) - 1) > 1e-6:
+            raise BadParameter(f"frame_masks: four shares ≥ 0 that add up to 1 (none, first, first and last, "
+                               f"first few), got {list(self.frame_masks)}")
+        if self.data != "builtin":
+            raise BadParameter("task: \"video\" trains on the built-in clips (data = \"builtin\"); folders of clips "
+                               "are not read yet")
+        if self.condition not in ("auto", "text"):
+            raise BadParameter("condition: a video model is text-conditioned (\"text\" or \"auto\")")
+        if self.model.get("dims", 3) != 3 or self.model.get("factorized", True) is not True:
+            raise BadParameter("model: a video model is a factorised clip network (dims = 3, factorized = true)")
+
     def superres(self):
         """The super-resolution task of a ``task = "sr"`` config (:class:`noisebrush.data.superres.SuperRes`)."""
         sr = SuperRes(scale=self.scale, crop=self.crop_size, aug_max=self.sr_aug_max, blur_max=self.sr_blur)
@@ -209,6 +242,8 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["betas"] = list(self.betas)
         d["progressive"] = list(self.progressive)
+        d["frame_masks"] = list(self.frame_masks)
+        d["train_only"] = list(self.train_only)
         return d
 
     @classmethod

@@ -56,6 +56,7 @@ from noisebrush.seeding import mix
 from noisebrush.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from noisebrush.train.config import TrainConfig
 from noisebrush.train.objectives import EDMObjective, Objective, Part, Phase, build_dataset
+from noisebrush.train.video import VideoObjective
 
 __all__ = ["Loop", "Trainer", "StepResult", "SIGMA_BUCKETS", "leave_worker", "build_dataset",
            "resolve_precision"]
@@ -211,7 +212,8 @@ class Loop:
 
 class Trainer(Loop):
     """A training run: :class:`Loop` + a :class:`TrainConfig`, a run folder (log.csv, checkpoints, samples, the
-    exported model), exact resume and Ctrl-C. ``objective`` defaults to :class:`EDMObjective` over ``dataset``
+    exported model), exact resume and Ctrl-C. ``objective`` defaults to :class:`EDMObjective` (for ``task =
+    "video"``: :class:`~noisebrush.train.video.VideoObjective`) over ``dataset``
     (default: the config's) with ``text_encoder``; ``resume``: True (the latest checkpoint) or a checkpoint
     folder; ``accelerator``: an Accelerate ``Accelerator`` (default: one for this machine and the precision)."""
 
@@ -225,7 +227,9 @@ class Trainer(Loop):
         self.cfg = cfg = config
         self.precision = resolve_precision(cfg.mixed_precision)
         acc = accelerator or Accelerator(cpu=not has_accelerator(), mixed_precision=self.precision)
-        objective = objective if objective is not None else EDMObjective(dataset=dataset, text_encoder=text_encoder)
+        if objective is None:
+            kind = VideoObjective if cfg.task == "video" else EDMObjective
+            objective = kind(dataset=dataset, text_encoder=text_encoder)
         self._attach(objective, acc, cfg.batch_size, cfg.grad_accum, cfg.seed, None)
         self.out = Path(cfg.out_dir)
         if self.out.exists() and not self.out.is_dir():
@@ -391,7 +395,7 @@ class Trainer(Loop):
         if pictures is None:
             return None
         path = self.out / "samples" / f"step-{self.step:07d}.png"
-        save_image(make_grid(pictures, cols=4), path)
+        save_image(make_grid(pictures, cols=getattr(self.objective, "preview_cols", 0) or 4), path)
         return path
 
     def checkpoint(self) -> Path | None:

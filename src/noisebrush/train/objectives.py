@@ -65,7 +65,7 @@ from noisebrush.train.ema import EMA
 from noisebrush.train.lr import make_scheduler
 from noisebrush.train.stream import SampleStream
 
-__all__ = ["Part", "Phase", "Loss", "Objective", "EDMObjective", "build_dataset", "resolve_condition"]
+__all__ = ["Part", "Phase", "Loss", "Objective", "EDMObjective", "build_dataset", "resolve_condition", "read_init"]
 
 log = logging.getLogger("noisebrush.train")
 
@@ -177,6 +177,18 @@ def resolve_condition(cfg: TrainConfig, dataset) -> str:
     return "none"
 
 
+def read_init(source: str) -> tuple[dict | None, dict, dict, int]:
+    """(network config, weights, EMA weights, EMA updates) of the ``init`` a config names: a model folder
+    ("builtin" included; it holds the average only) or a checkpoint folder (raw weights and their average)."""
+    path = Path(source)
+    if path.is_dir() and (path / "state.json").is_file():
+        ck = load_checkpoint(path)
+        return ck["net_config"], ck["model"], ck["ema"], ck["ema_updates"]
+    path = model_folder.resolve(source)
+    state = model_folder.read_weights(path)
+    return model_folder.read_config(path).get("unet"), state, state, 0
+
+
 class EDMObjective(Objective):
     """EDM denoising (see the module docstring) on a :class:`~noisebrush.nets.unet.UNet` described by the config.
 
@@ -191,7 +203,14 @@ class EDMObjective(Objective):
     # -- set-up ----------------------------------------------------------------------------------------------------
     def build(self, loop) -> dict[str, Part]:
         self.loop = loop
-        self.cfg = cfg = loop.cfg
+        self.cfg = loop.cfg
+        self._prepare_data()
+        self.net_config = self._network_config()
+        return self._make_parts()
+
+    def _prepare_data(self) -> None:
+        """The data set, the condition, the caption mode and the sample stream of the run."""
+        cfg = self.cfg
         if self.dataset is None:
             self.dataset = build_dataset(cfg)
         if len(self.dataset) < 1:
@@ -208,22 +227,35 @@ class EDMObjective(Objective):
         self.stream = SampleStream(len(self.dataset), cfg.seed, P_mean=cfg.P_mean, P_std=cfg.P_std,
                                    cond_drop=cfg.cond_drop)
         self.sr = cfg.superres() if cfg.task == "sr" else None
+
+    def _network_config(self) -> UNetConfig:
+        cfg = self.cfg
         picture = {"cond_channels": int(cfg.model.get("in_channels", 3)), "aug_cond": True} if self.sr else {}
-        self.net_config = UNetConfig.from_dict({"resolution": cfg.resolution, **cfg.model, **self._cond_dims(),
-                                                **picture})
+        net_config = UNetConfig.from_dict({"resolution": cfg.resolution, **cfg.model, **self._cond_dims(), **picture})
         if self.sr:
-            self.sr.check_resolution(cfg.resolution, 2 ** (len(self.net_config.channel_mult) - 1))
+            self.sr.check_resolution(cfg.resolution, 2 ** (len(net_config.channel_mult) - 1))
+        return net_config
+
+    def _make_parts(self) -> dict[str, Part]:
+        """The network (seeded by the run's seed), its EMA, AdamW and the LR schedule."""
+        cfg = self.cfg
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(mix(cfg.seed, 0x1417))
             self.net = UNet(self.net_config)
         ema = EMA(self.net, cfg.ema_decay)
         decay, plain = [], []
-        for p in self.net.parameters():
+        for name, p in self.net.named_parameters():
+            if cfg.train_only and not any(t in name for t in cfg.train_only):
+                p.requires_grad_(False)  # frozen: no gradient, no update, no projection
+                continue
             (decay if p.ndim >= 2 else plain).append(p)
+        if not decay + plain:
+            raise UserError(f"train_only: no weight of the network has a name containing "
+                            f"{' or '.join(map(repr, cfg.train_only))}")
         self._l1_params = decay
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                  {"params": plain, "weight_decay": 0.0}], lr=cfg.lr, betas=cfg.betas)
-        plan = self.plan = getattr(loop, "lr_steps", None) or cfg.steps  # a resumed run keeps its schedule's plan
+        plan = self.plan = getattr(self.loop, "lr_steps", None) or cfg.steps  # a resumed run keeps its plan
         sched = make_scheduler(opt, cfg.lr_schedule, plan, warmup=cfg.warmup, final=cfg.lr_final)
         return {"model": Part(self.net, opt, sched, ema, grad_clip=cfg.grad_clip, project=True)}
 
@@ -294,18 +326,13 @@ class EDMObjective(Objective):
 
     def init_weights(self, source: str) -> None:
         """Load the weights of a model folder ("builtin" included) or a checkpoint into the network and its EMA."""
-        path = Path(source)
-        if path.is_dir() and (path / "state.json").is_file():  # a checkpoint: raw weights and their average
-            ck = load_checkpoint(path)
-            net_config, state, ema, updates = ck["net_config"], ck["model"], ck["ema"], ck["ema_updates"]
-        else:  # a model folder holds the average only
-            path = model_folder.resolve(source)
-            net_config = model_folder.read_config(path).get("unet")
-            state = model_folder.read_weights(path)
-            ema, updates = state, 0
+        net_config, state, ema, updates = read_init(source)
         if net_config != self.net_config.to_dict():
             raise UserError(f"init: {source} holds another network than this config describes (check [model], "
                             f"resolution and condition)")
+        self._load(source, state, ema, updates)
+
+    def _load(self, source: str, state: dict, ema: dict, updates: int) -> None:
         part = self.loop.parts["model"]
         try:
             self.net.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
