@@ -85,21 +85,25 @@ def tiny_sr_model(tmp_path_factory, condition: str = "none") -> Path:
     return _built[key]
 
 
-def write_model(path, *, factorized: bool, condition: str = "none", classes=None, schedule=None, **top):
+def write_model(path, *, factorized: bool, condition: str = "none", classes=None, schedule=None,
+                given_frames: bool = False, **top):
     """A tiny dims=3 model folder (a clip model when ``factorized``, else a volume model) with seeded random weights
-    and every gain switched on, so the network shapes every step."""
+    and every gain switched on (the temporal ones at 0.3), so the network shapes every step. ``given_frames``: a
+    clip model that reads given frames (``noisebrush train --task video``'s kind)."""
     cfg = UNetConfig(dims=3, factorized=factorized, in_channels=3, channels=8, channel_mult=(1, 2), blocks=1,
                      resolution=8, attn_resolutions=(4,), cross_attn_resolutions=(), channels_per_head=8,
-                     label_dim=len(classes or []))
+                     label_dim=len(classes or []), cond_channels=4 if given_frames else 0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(3)
         net = UNet(cfg)
     with torch.no_grad():
         for name, p in net.named_parameters():
             if "gain" in name:
-                p.fill_(1.0)
+                p.fill_(0.3 if "time" in name else 1.0)
     config = {"network": "unet", "unet": cfg.to_dict(), "sigma_data": 0.5, "resolution": 8, "condition": condition,
               "classes": classes, **top}
+    if given_frames:
+        config["video"] = {"given_frames": "channels", "frame_masks": [0.5, 0.2, 0.15, 0.15]}
     if schedule is not None:
         config["schedule"] = schedule
     return model_folder.write(path, net.state_dict(), config)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.io.outputs import (Keeper, bounce_frames, check_output_file, contact_sheet, free_path, morph_name,
-                                   output_folder, save_morph, save_set, slug)
+                                   output_folder, save_animation, save_set, slug)
 from noisebrush.io.png import read_recipe
 
 
@@ -100,17 +100,17 @@ def test_bounce_and_morph_name():
     assert morph_name("a red flower", "a red flower", 3, None) == "morph-a-red-flower-s3"
 
 
-def test_save_morph(tmp_path):
+def test_save_animation(tmp_path):
     frames = _images(3, size=8)
     recipe = {"mode": "morph", "prompt": "a", "seed": 1, "frames": 3}
-    gif, mp4, strip = save_morph(frames, recipe, tmp_path, "m", fps=10, zoom=8, bounce=True)
+    gif, mp4, strip = save_animation(frames, recipe, tmp_path, "m", fps=10, zoom=8, bounce=True)
     assert (gif.name, mp4.name, strip.name) == ("m.gif", "m.mp4", "m-strip.png")
     with Image.open(gif) as im:
         assert im.n_frames == 4 and im.size == (64, 64)  # forward and back: 0 1 2 1
     assert read_recipe(strip) == {**recipe, "bounce": True, "fps": 10}
     with Image.open(strip) as im:  # frames side by side at zoom // 4
         assert im.size == (3 * 8 * 2, 8 * 2)
-    again = save_morph(frames, recipe, tmp_path, "m", fps=10, zoom=4)
+    again = save_animation(frames, recipe, tmp_path, "m", fps=10, zoom=4)
     assert [p.name for p in again] == ["m-2.gif", "m-2.mp4", "m-2-strip.png"]
 
 

@@ -5,7 +5,7 @@ lists every picture, and a morph's GIF, MP4 and PNG strip. The command line and 
     path = check_output_file("report.json", what="--json")            # before the work: writable, a free name
     paths = save_set(images, recipes, folder, "a-red-sun", zoom=2)    # a-red-sun-s7.png … + a-red-sun-grid-s7.png
     name = morph_name("a red flower", "a blue flower", 1, 2)          # "morph-a-red-flower-to-a-blue-flower-s1-2"
-    gif, mp4, strip = save_morph(frames, recipe, folder, name, fps=12, zoom=8, bounce=True)
+    gif, mp4, strip = save_animation(frames, recipe, folder, name, fps=12, zoom=8, bounce=True)
 
 Names: ``free_path`` adds ``-2``, ``-3`` … before the suffix until the name is free, so nothing is ever
 overwritten (``check_output_file(…, force=True)`` is the one way to replace a file). ``slug`` keeps letters of
@@ -38,7 +38,7 @@ from noisebrush.io.images import make_grid, to_pil
 from noisebrush.io.png import save_png
 
 __all__ = ["slug", "free_path", "output_folder", "contact_sheet", "save_pictures", "save_sheet", "save_set",
-           "bounce_frames", "morph_name", "save_morph", "check_folder", "check_output_file", "Keeper"]
+           "bounce_frames", "morph_name", "save_animation", "check_folder", "check_output_file", "Keeper"]
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -224,19 +224,21 @@ def morph_name(prompt: str, to: str | None, seed: int, to_seed: int | None) -> s
         f"-s{seed}" + (f"-{to_seed}" if to_seed is not None else "")
 
 
-def save_morph(frames: torch.Tensor, recipe: dict, out, name: str, *, fps: float, zoom: int,
-               bounce: bool = False) -> tuple[Path, Path, Path]:
-    """A morph's frames (F×C×H×W in [-1, 1]) as ``NAME.gif`` and ``NAME.mp4`` (enlarged ``zoom`` times, played
-    forward then back with ``bounce``) and ``NAME-strip.png``: the frames side by side at zoom/4, with the recipe
-    plus ``bounce`` and ``fps``. Free variants of the names are used; returns (gif, mp4, strip). If ``out`` cannot
-    be written, all three are kept in a rescue folder and one UserError names it."""
+def save_animation(frames: torch.Tensor, recipe: dict, out, name: str, *, fps: float, zoom: int,
+                   bounce: bool = False, strip=None) -> tuple[Path, Path, Path]:
+    """Frames (F×C×H×W in [-1, 1]: a morph, a clip) as ``NAME.gif`` and ``NAME.mp4`` (enlarged ``zoom`` times,
+    played forward then back with ``bounce``) and ``NAME-strip.png`` with the recipe plus ``bounce`` and ``fps``:
+    ``strip`` when given (a PIL picture: a clip's film strip, which ``reproduce`` paints again), else the frames
+    side by side at zoom/4. Free variants of the names are used; returns (gif, mp4, strip). If ``out`` cannot be
+    written, all three are kept in a rescue folder and one UserError names it."""
     keep = Keeper(out)
     seq = bounce_frames(frames) if bounce else frames
     gif = keep.save(lambda p: save_gif(seq, p, fps=fps, zoom=zoom), f"{name}.gif")
     mp4 = keep.save(lambda p: save_mp4(seq, p, fps=fps, zoom=zoom), f"{gif.stem}.mp4")
-    strip = Image.fromarray(frames_uint8(frames, 1).transpose(1, 0, 2, 3).reshape(frames.shape[2], -1, 3))
-    zs = max(1, zoom // 4)
-    strip = strip.resize((strip.width * zs, strip.height * zs), resample=0)
+    if strip is None:
+        strip = Image.fromarray(frames_uint8(frames, 1).transpose(1, 0, 2, 3).reshape(frames.shape[2], -1, 3))
+        zs = max(1, zoom // 4)
+        strip = strip.resize((strip.width * zs, strip.height * zs), resample=0)
     png = keep.save(lambda p: save_png(strip, p, {**recipe, "bounce": bounce, "fps": fps}), f"{gif.stem}-strip.png")
     keep.done()
     return gif, mp4, png

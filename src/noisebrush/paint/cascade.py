@@ -48,7 +48,7 @@ from noisebrush.paint.pipeline import Pipeline, load
 from noisebrush.paint.upscale import MAX_AUG, as_pictures, is_stage, upscale
 
 __all__ = ["BUILTIN_STAGES", "Stage", "Cascade", "cascade", "stage_names", "load_stage", "replay_stages", "stages_of",
-           "upscale_image", "paste", "stages_strip", "MAX_STAGES"]
+           "upscale_image", "upscale_clip", "paste", "stages_strip", "MAX_STAGES"]
 
 BUILTIN_STAGES = {64: "builtin-sr64", 128: "builtin-sr128"}  # the built-in stages by the size they were trained at
 MAX_STAGES = 4
@@ -394,6 +394,19 @@ def upscale_image(image, *, scale: int = 2, prompt: str = "", stages=None, seed:
         recs.append({k: v for k, v in r[0].items() if k not in ("source", "source_sha256")})
     return x, {"mode": "upscale", "prompt": prompt, **note, "stages": recs, "width": x.shape[-1],
                "height": x.shape[-2]}
+
+
+def upscale_clip(clip: torch.Tensor, *, scale: int = 4, prompt: str = "", seed: int = 0, device=None,
+                 callback=None) -> torch.Tensor:
+    """A clip's frames (C×F×h×w in [-1, 1]) upscaled ``scale`` times through the built-in stages, frame by frame,
+    every frame with the same seed and projected onto its small frame's block averages (so the frames keep the
+    clip's motion and differ in detail only where the small frames do) → C×F×(scale·h)×(scale·w)."""
+    frames = []
+    for f in range(clip.shape[1]):
+        x, _ = upscale_image(clip[:, f][None], scale=scale, prompt=prompt, seed=seed, device=device,
+                             callback=callback)
+        frames.append(x[0])
+    return torch.stack(frames, 1)
 
 
 def stages_strip(steps: list[torch.Tensor], pad: int = 2) -> torch.Tensor:

@@ -50,7 +50,7 @@ from noisebrush.io.png import RECIPE_KEY, read_recipe
 from noisebrush.nets import registry
 from noisebrush.nets.lora import apply_loras, parse_lora_spec
 from noisebrush.nets.text import TextEncoder, parse_weights
-from noisebrush.paint import edit, upscale as stage
+from noisebrush.paint import animate as clips, edit, upscale as stage
 from noisebrush.paint.guides import Guide, guidance_recipes
 from noisebrush.paint.modality import modality_for
 from noisebrush.paint.options import PaintOptions, check_common, check_size, model_schedule
@@ -361,7 +361,10 @@ class Pipeline:
         noise = SampleNoise.from_seeds(seeds)
         sigmas = opts.sigmas()
         x = start(noise, self.modality.shape(opts.size), sigmas)  # the sampler runs on the CPU; only the net moves
-        den = self.denoiser(prompt, label=label, cfg=opts.cfg, guidance=guidance, negative=negative)
+        picture = None
+        if clips.conditioned(self):  # a clip model that reads given frames: here, none are given
+            picture = {"low": torch.zeros(1, self.channels + 1, *opts.size)}
+        den = self.denoiser(prompt, label=label, cfg=opts.cfg, guidance=guidance, negative=negative, picture=picture)
         out = sample(den, x, sigmas, noise, sampler=opts.sampler, callback=callback, stats=stats, steps=opts.steps)
         recipes = [self.recipe(prompt, seed=s, steps=opts.steps, sampler=opts.sampler, cfg=opts.cfg, size=opts.size,
                                sigma_min=opts.sigma_min, sigma_max=opts.sigma_max, label=label, guidance=guidance,
@@ -429,6 +432,11 @@ class Pipeline:
         """``image`` painted ``scale`` times larger by this super-resolution stage; see
         :func:`noisebrush.paint.upscale.upscale`."""
         return stage.upscale(self, image, prompt, **kwargs)
+
+    def animate(self, prompt: str = "", **kwargs):
+        """Clips from this clip model: text → clip, picture → clip (``first``), interpolation (``first``, ``last``),
+        longer clips and loops; see :func:`noisebrush.paint.animate.animate`."""
+        return clips.animate(self, prompt, **kwargs)
 
     def morph(self, prompt: str = "", **kwargs):
         """Frames between two seeds and/or two prompts; see :func:`noisebrush.paint.edit.morph`."""

@@ -33,7 +33,7 @@ import torch
 from noisebrush.errors import UserError
 from noisebrush.io.hashing import file_sha256
 from noisebrush.nets.text import escape_weights
-from noisebrush.paint import edit
+from noisebrush.paint import animate, edit
 from noisebrush.paint.guides import guides_from_recipe
 from noisebrush.paint import palette as _palette  # noqa: F401  (registers the palette guide for replays)
 from noisebrush.paint.cascade import Cascade, replay_stages, stages_of
@@ -43,7 +43,7 @@ from noisebrush.paint.upscale import as_pictures
 __all__ = ["pictures", "lora_files", "source_file", "load_pipeline", "replay", "EDIT_MODES"]
 
 EDIT_MODES = ("vary", "inpaint", "outpaint")
-MODES = (*EDIT_MODES, "upscale")
+MODES = (*EDIT_MODES, "upscale", "animate")
 
 
 def pictures(recipe: dict, *, where="recipe") -> list[dict]:
@@ -203,6 +203,9 @@ def _mode_options(pipe: Pipeline, rec: dict, mode: str | None) -> dict:
     opts["size"] = int(rec["resized_short"]) if rec.get("resized_from") else None
     if mode == "vary":
         return opts | {"strength": float(rec["strength"]), "sampler": _name(rec, "sampler")}
+    if mode == "animate":
+        opts.pop("size"), opts.pop("guidance")
+        return opts | {"sampler": _name(rec, "sampler"), "frames": int(rec["frames"]), "loop": bool(rec.get("loop"))}
     opts |= {"jump_length": int(rec["jump_length"]), "jumps": int(rec["jumps"])}
     return opts | ({"extend": rec["extend"]} if mode == "outpaint" else {})
 
@@ -229,6 +232,9 @@ def replay(pipe: Pipeline, recipe: dict, *, where="recipe", callback=None, searc
     prompt = opts.pop("prompt")
     if mode is None:
         return pipe.generate(prompt, callback=callback, **opts)
+    if mode == "animate":
+        return _replay_animation(pipe, recipe, prompt, opts, where=where, callback=callback, search=search,
+                                 files=files)
     source = source_file(recipe, "source", where=where, search=search, given=files.get("source"))
     mask = source_file(recipe, "mask", where=where, search=search, given=files.get("mask")) if mode == "inpaint" \
         else None
@@ -239,6 +245,15 @@ def replay(pipe: Pipeline, recipe: dict, *, where="recipe", callback=None, searc
         return edit.inpaint(pipe, source, mask, prompt, callback=callback, **opts)
     extend = opts.pop("extend")
     return edit.outpaint(pipe, source, extend, prompt, callback=callback, **opts)
+
+
+def _replay_animation(pipe: Pipeline, recipe: dict, prompt: str, opts: dict, *, where, callback, search, files):
+    """A clip painted by :func:`noisebrush.paint.animate.animate`: its pictures (``source``: the first frame,
+    ``to``: the last) found and checked, then the same windows painted again."""
+    first = source_file(recipe, "source", where=where, search=search, given=files.get("source")) \
+        if recipe.get("source") else None
+    last = source_file(recipe, "to", where=where, search=search, given=files.get("to")) if recipe.get("to") else None
+    return animate.animate(pipe, prompt, first=first, last=last, callback=callback, **opts)
 
 
 def _replay_cascade(pipe: Pipeline, recipe: dict, mode: str | None, *, where, callback, search, files: dict):

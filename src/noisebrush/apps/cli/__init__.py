@@ -5,6 +5,7 @@
     noisebrush inpaint picture.png "a yellow moon" --mask mask.png                morph)
     noisebrush outpaint picture.png --extend 16,0,16,0
     noisebrush morph "a red flower" --to "a blue flower" --seed 1 --to-seed 2
+    noisebrush animate "a red circle sliding left slowly on a blue background" --from start.png   (animate.py)
     noisebrush info outputs/a-red-sun-s7.png                                     (info.py: info, reproduce,
     noisebrush reproduce outputs/a-red-sun-s7.png                                 samplers, bench)
     noisebrush samplers
@@ -37,7 +38,8 @@ except ImportError:  # pragma: no cover
     from click import exceptions as _cx
 
 # the command modules register their commands on `app` when imported; this order is the order of `--help`
-from noisebrush.apps.cli import paint, edit, upscale, info, eval, train, explain, finetune, prefs, studio  # noqa: F401
+from noisebrush.apps.cli import (paint, edit, animate, upscale, info, eval, train, explain, finetune,  # noqa: F401
+                                 prefs, studio)
 from noisebrush import __version__
 from noisebrush.apps.cli.app import ARGV, app
 from noisebrush.errors import NoisebrushWarning, UserError

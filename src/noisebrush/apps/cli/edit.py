@@ -260,7 +260,7 @@ def morph(prompt: str = typer.Argument(..., metavar="PROMPT", help="where the mo
           sr_cfg: float = SR_CFG,
           device: str = DEVICE):
     """Morph between two seeds and/or two prompts: writes a GIF, an MP4 and a PNG strip of the frames."""
-    from noisebrush.io.outputs import morph_name, save_morph  # lazy: torch
+    from noisebrush.io.outputs import morph_name, save_animation  # lazy: torch
 
     if to is None and to_seed is None:
         raise BadParameter("--to / --to-seed: give another prompt and/or another seed to morph towards")
@@ -279,7 +279,7 @@ def morph(prompt: str = typer.Argument(..., metavar="PROMPT", help="where the mo
             pics, recipe = pipe.morph(prompt, to_prompt=to, seed=seed, to_seed=to_seed, frames=frames, steps=steps,
                                       sampler=sampler, cfg=cfg, size=size, guidance=guides or None, callback=cb,
                                       negative=negative or None)
-    files = save_morph(pics, recipe, out, morph_name(prompt, to, seed, to_seed), fps=fps, zoom=zoom, bounce=bounce)
+    files = save_animation(pics, recipe, out, morph_name(prompt, to, seed, to_seed), fps=fps, zoom=zoom, bounce=bounce)
     typer.echo(f"morphed {frames} frames (seed {seed}" + (f" to {to_seed}" if to_seed is not None else "")
                + f") in {time.perf_counter() - t:.1f}s")
     echo_paths(files)

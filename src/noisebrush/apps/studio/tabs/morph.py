@@ -7,7 +7,7 @@ import time
 import gradio as gr
 
 from noisebrush.apps.studio.core import Studio
-from noisebrush.io.outputs import morph_name, save_morph
+from noisebrush.io.outputs import morph_name, save_animation
 from noisebrush.apps.studio.tabs.common import painting_event, model_widgets, page_errors, session_of, stream
 from noisebrush.checks import number
 from noisebrush.errors import BadParameter
@@ -40,7 +40,7 @@ def morph_job(studio: Studio, session: str, *, prompt, to_prompt="", seed=-1, to
     def work(callback):
         pics, recipe = pipe.morph(prompt, to_prompt=to_prompt, seed=seed, to_seed=to_seed, frames=frames, steps=steps,
                                   cfg=float(cfg), size=own, callback=callback, negative=negative or None)
-        files = save_morph(pics, recipe, studio.settings.gallery, morph_name(prompt, to_prompt, seed, to_seed),
+        files = save_animation(pics, recipe, studio.settings.gallery, morph_name(prompt, to_prompt, seed, to_seed),
                            fps=fps, zoom=zoom, bounce=bool(bounce))
         return studio.saved(files)
 
