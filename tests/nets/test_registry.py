@@ -107,3 +107,60 @@ def test_an_unregistered_network_in_a_folder_is_one_line(tmp_path):
     with pytest.raises(UserError) as e:
         noisebrush.load(path, device="cpu")
     assert str(path / "config.json") in _one_line(e) and "'toy'" in str(e.value)
+
+
+# -- a folder built on a base (issue 16: the built-in animation model ships only what differs) ---------------------
+
+def _picture_and_clip(tmp_path):
+    """A picture model folder, and a clip network inflated from it whose temporal layers were then changed (what a
+    run with train_only = ["time"] leaves)."""
+    from noisebrush.nets.unet import inflate_image_weights
+
+    pic_cfg = UNetConfig(**dict(TINY_NET, resolution=16))
+    torch.manual_seed(1)
+    pic = UNet(pic_cfg)
+    pic_dir = model_folder.write(tmp_path / "pic", pic.state_dict(), dict(CONFIG))
+    clip_cfg = UNetConfig(**dict(TINY_NET, resolution=16, dims=3, factorized=True, cond_channels=4))
+    clip = UNet(clip_cfg)
+    state = inflate_image_weights(pic.state_dict(), pic_cfg.to_dict(), clip)
+    for k in state:
+        if "time" in k:
+            state[k] = state[k] + 0.5
+    conf = {**CONFIG, "unet": clip_cfg.to_dict(), "frames": 4}
+    return pic_dir, model_folder.write(tmp_path / "clip", state, conf), state
+
+
+def test_ship_with_a_base_keeps_only_what_differs_and_loads_whole(tmp_path):
+    from noisebrush.models.ship import ship
+
+    pic_dir, clip_dir, state = _picture_and_clip(tmp_path)
+    dest = ship(clip_dir, tmp_path / "shipped", "float32", base=str(pic_dir))
+    conf = model_folder.read_config(dest)
+    assert conf["base"] == {"model": str(pic_dir), "hash": model_folder.weights_hash(pic_dir)}
+    stored = model_folder.read_weights(dest)
+    assert stored and all("time" in k or k == "enc.0.weight" for k in stored)  # enc.0 gained the frame columns
+    with one_thread():
+        pipe = noisebrush.load(dest)
+    for k, v in pipe.net.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    with pytest.raises(UserError, match="not a picture network"):  # a base that does not fit: one line
+        ship(clip_dir, tmp_path / "other", "float32", base="builtin-sr128")
+
+
+def test_a_changed_or_nested_base_is_one_line(tmp_path):
+    from noisebrush.models.ship import ship
+
+    pic_dir, clip_dir, _ = _picture_and_clip(tmp_path)
+    dest = ship(clip_dir, tmp_path / "shipped", "float32", base=str(pic_dir))
+    conf = model_folder.read_config(dest)
+    model_folder.write_config(dest, {**conf, "base": {"model": str(pic_dir), "hash": "0000000000"}})
+    with pytest.raises(UserError) as e:
+        noisebrush.load(dest)
+    assert "is built on" in _one_line(e) and "0000000000" in str(e.value)
+    model_folder.write_config(dest, {**conf, "base": "builtin"})
+    with pytest.raises(UserError, match="base must name"):
+        noisebrush.load(dest)
+    model_folder.write_config(pic_dir, {**model_folder.read_config(pic_dir), "base": {"model": "builtin"}})
+    model_folder.write_config(dest, conf)
+    with pytest.raises(UserError, match="one level"):
+        noisebrush.load(dest)

@@ -40,7 +40,8 @@ _FORMAT_VERSION = 1  # what this noisebrush writes, and the newest it reads
 MODEL_FORMAT = f"noisebrush.model/{_FORMAT_VERSION}"
 BUILTIN = Path(__file__).parent.parent / "models" / "builtin"  # the model shipped in the package
 # every model shipped in the package, by the name a recipe records: the base model and the super-resolution stages
-BUILTIN_MODELS = {name: BUILTIN.parent / name for name in ("builtin", "builtin-sr64", "builtin-sr128")}
+BUILTIN_MODELS = {name: BUILTIN.parent / name for name in ("builtin", "builtin-sr64", "builtin-sr128",
+                                                            "builtin-video")}
 DEFAULT_NETWORK = "unet"  # folders written before config.json named its network hold a UNet
 
 _DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16}

@@ -21,6 +21,7 @@ import torch
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.io import model_folder
 from noisebrush.io.model_folder import BUILTIN, BUILTIN_MODELS
+from noisebrush.nets import registry
 
 LIMIT_MB = 16.0        # one built-in model
 TOTAL_LIMIT_MB = 32.0  # all of them together
@@ -32,9 +33,13 @@ def shipped_mb() -> float:
                if (p / "model.safetensors").is_file()) / 2**20
 
 
-def ship(src, dest=BUILTIN, dtype: str = "float16", *, steps: int | None = None, sampler: str | None = None) -> Path:
+def ship(src, dest=BUILTIN, dtype: str = "float16", *, steps: int | None = None, sampler: str | None = None,
+         base: str | None = None) -> Path:
     """Copy the model folder ``src`` to ``dest`` with its floating weights in ``dtype``; returns ``dest``. ``steps``
-    and ``sampler``: the sampling defaults to record instead of the trained ones.
+    and ``sampler``: the sampling defaults to record instead of the trained ones. ``base``: a model the weights
+    were trained from with part of them kept exactly (``train_only``; a picture model inflated into a clip network
+    counts): only the tensors that differ from it are written, and config.json names it with its weights hash
+    (:func:`noisebrush.nets.registry.load_weights` completes the folder when it is loaded).
 
     Raises UserError when the weights come out over ``LIMIT_MB``, or all built-in models over ``TOTAL_LIMIT_MB``
     (``dest`` then has no config.json)."""
@@ -46,7 +51,16 @@ def ship(src, dest=BUILTIN, dtype: str = "float16", *, steps: int | None = None,
     if dt is None:
         raise BadParameter(f"dtype: float16, bfloat16 or float32; got {dtype!r}")
     # the weights first, to learn their size; config.json (which records it) completes the folder
-    model_folder.write_weights(dest, model_folder.read_weights(src), dtype=dt)
+    state = model_folder.read_weights(src)
+    if base is not None:
+        net = registry.build(conf, source=src / "config.json")
+        kept = registry.base_weights(base, net)
+        same = [k for k, v in state.items() if k in kept and torch.equal(kept[k], v.to(torch.float32))]
+        if not same:
+            raise UserError(f"{src}: no weight is the same as in {base}; ship it without --base")
+        state = {k: v for k, v in state.items() if k not in same}
+        conf = {**conf, "base": {"model": str(base), "hash": model_folder.weights_hash(model_folder.resolve(base))}}
+    model_folder.write_weights(dest, state, dtype=dt)
     size = (dest / "model.safetensors").stat().st_size / 2**20
     if size > LIMIT_MB:
         raise UserError(f"{dest / 'model.safetensors'} is {size:.1f} MB, over the {LIMIT_MB:.0f} MB limit")
@@ -94,10 +108,12 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="float16")
     ap.add_argument("--steps", type=int, default=None, help="sampling steps to record (default: the trained ones)")
     ap.add_argument("--sampler", default=None, help="sampler to record (default: the trained one)")
+    ap.add_argument("--base", default=None, help="write only the weights that differ from this model (a run with "
+                                                 "train_only, e.g. builtin-video on builtin)")
     args = ap.parse_args(argv)
     try:
         dest = ship(args.model, args.dest or BUILTIN_MODELS[args.name], args.dtype, steps=args.steps,
-                    sampler=args.sampler)
+                    sampler=args.sampler, base=args.base)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -24,10 +24,12 @@ from pathlib import Path
 import torch
 
 from noisebrush.errors import BadParameter, UserError
+from noisebrush.io import model_folder
 from noisebrush.io.model_folder import network_name
-from noisebrush.nets.unet import UNet, UNetConfig
+from noisebrush.nets.unet import UNet, UNetConfig, inflate_image_weights
 
-__all__ = ["Network", "register", "unregister", "names", "get", "build", "activation_bytes"]
+__all__ = ["Network", "register", "unregister", "names", "get", "build", "activation_bytes", "load_weights",
+           "base_weights"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,46 @@ def activation_bytes(net: torch.nn.Module, size, batch: int = 1, dtype: torch.dt
     inputs, from the network's own ``activation_bytes`` (``options`` go to it); None when it has none."""
     estimate = getattr(net, "activation_bytes", None)
     return None if estimate is None else int(estimate(size, batch, dtype, **options))
+
+
+def load_weights(path, config: dict, net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The weights of the model folder ``path`` (its config.json as ``config``) for ``net``: model.safetensors,
+    completed by its base when config.json names one (``"base": {"model": NAME, "hash": SHA}``): a folder that
+    holds only what differs from another model (the built-in animation model keeps the built-in picture model's
+    spatial weights exactly and ships its own layers alone). A picture base under a clip network is inflated
+    (:func:`noisebrush.nets.unet.inflate_image_weights`)."""
+    path = Path(path)
+    state = model_folder.read_weights(path)
+    base = config.get("base")
+    if base is None:
+        return state
+    where = path / "config.json"
+    if not isinstance(base, dict) or not isinstance(base.get("model"), str) or not base["model"]:
+        raise UserError(f"{where}: base must name a model folder ({{\"model\": NAME, \"hash\": …}}), got {base!r:.60}")
+    return {**base_weights(base["model"], net, expect_hash=base.get("hash"), where=where), **state}
+
+
+def base_weights(model, net: torch.nn.Module, *, expect_hash: str | None = None, where="base") \
+        -> dict[str, torch.Tensor]:
+    """The weights of the model folder ``model`` as ``net`` takes them (float32): as stored when the networks
+    match, inflated when ``model`` is a picture network and ``net`` a factorised clip network. ``expect_hash``: the
+    weights hash a folder built on it recorded (a changed base is one UserError line)."""
+    path = model_folder.resolve(model)
+    if expect_hash and model_folder.weights_hash(path) != expect_hash:
+        raise UserError(f"{where}: is built on {model} weights {expect_hash}, but {path} has "
+                        f"{model_folder.weights_hash(path)}")
+    conf = model_folder.read_config(path)
+    if conf.get("base") is not None:
+        raise UserError(f"{where}: its base {model} is itself built on another model; one level is supported")
+    state = {k: v.to(torch.float32) for k, v in model_folder.read_weights(path).items()}
+    description = model_folder.network_description(conf)
+    own = getattr(net, "config", None)
+    if isinstance(own, UNetConfig) and own.factorized and int(description.get("dims", 2)) == 2:
+        try:
+            return inflate_image_weights(state, description, net)
+        except BadParameter as e:
+            raise UserError(f"{where}: {e}") from None
+    return state
 
 
 register("unet", UNet, UNetConfig)

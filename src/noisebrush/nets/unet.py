@@ -149,7 +149,8 @@ def _balance(t: float) -> tuple[float, float]:
 
 class _Conv3(torch.nn.Module):
     """3^d convolution, or for factorised clips a 1×3×3 spatial one followed by a residual 3×1×1 temporal one:
-    y = s + g·time(s) with s the spatial convolution's output and g a learned gain that starts at 0, so a new clip
+    y = s + g·time(s) with s the spatial convolution's output (time starts as a per-channel mean over three frames)
+    and g a learned gain that starts at 0, so a new clip
     network (or one inflated from a picture network, :func:`inflate_image_weights`) starts as the picture network
     run on every frame. A 1-frame clip (a picture in joint training) skips the temporal convolution."""
 
@@ -159,6 +160,10 @@ class _Conv3(torch.nn.Module):
         if cfg.factorized:
             self.space = MPConv(cin, cout, (1, 3, 3))
             self.time = MPConv(cout, cout, (3, 1, 1))
+            with torch.no_grad():  # starts as each channel's mean over three frames (Make-A-Video starts from an
+                # identity): the first gradient of the gain then says how much smoothing over time helps, where a
+                # random mixing of channels would tell it little
+                self.time.weight.copy_(normalize(torch.eye(cout)[:, :, None, None, None].expand(-1, -1, 3, 1, 1)))
             self.time_gain = torch.nn.Parameter(torch.zeros([]))
         else:
             self.conv = MPConv(cin, cout, _kernel(cfg))

@@ -466,7 +466,7 @@ def load(model="builtin", *, device=None, lora=None) -> Pipeline:
     path = model_folder.resolve(model)
     conf = model_folder.read_config(path)
     net = registry.build(conf, source=path / "config.json")
-    state = model_folder.read_weights(path)
+    state = registry.load_weights(path, conf, net)  # completed by its base when the folder names one
     try:
         net.load_state_dict({k: v.to(torch.float32) for k, v in state.items()})
     except RuntimeError as e:

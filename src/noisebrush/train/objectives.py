@@ -56,6 +56,7 @@ from noisebrush.diffusion.noise import SampleNoise
 from noisebrush.diffusion.sample import make_denoiser, sample, start
 from noisebrush.errors import UserError, warn
 from noisebrush.io import model_folder
+from noisebrush.nets import registry
 from noisebrush.nets.text import TextEncoder
 from noisebrush.nets.unet import UNet, UNetConfig
 from noisebrush.seeding import mix
@@ -177,16 +178,18 @@ def resolve_condition(cfg: TrainConfig, dataset) -> str:
     return "none"
 
 
-def read_init(source: str) -> tuple[dict | None, dict, dict, int]:
+def read_init(source: str, net: torch.nn.Module | None = None) -> tuple[dict | None, dict, dict, int]:
     """(network config, weights, EMA weights, EMA updates) of the ``init`` a config names: a model folder
-    ("builtin" included; it holds the average only) or a checkpoint folder (raw weights and their average)."""
+    ("builtin" included; it holds the average only; one built on a base is completed for ``net``) or a checkpoint
+    folder (raw weights and their average)."""
     path = Path(source)
     if path.is_dir() and (path / "state.json").is_file():
         ck = load_checkpoint(path)
         return ck["net_config"], ck["model"], ck["ema"], ck["ema_updates"]
     path = model_folder.resolve(source)
-    state = model_folder.read_weights(path)
-    return model_folder.read_config(path).get("unet"), state, state, 0
+    conf = model_folder.read_config(path)
+    state = registry.load_weights(path, conf, net) if net is not None else model_folder.read_weights(path)
+    return conf.get("unet"), state, state, 0
 
 
 class EDMObjective(Objective):
@@ -326,7 +329,7 @@ class EDMObjective(Objective):
 
     def init_weights(self, source: str) -> None:
         """Load the weights of a model folder ("builtin" included) or a checkpoint into the network and its EMA."""
-        net_config, state, ema, updates = read_init(source)
+        net_config, state, ema, updates = read_init(source, self.net)
         if net_config != self.net_config.to_dict():
             raise UserError(f"init: {source} holds another network than this config describes (check [model], "
                             f"resolution and condition)")

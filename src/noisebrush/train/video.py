@@ -117,7 +117,7 @@ class VideoObjective(EDMObjective):
 
     def init_weights(self, source: str) -> None:
         """A clip model or checkpoint of this network, or a picture model (``builtin``) inflated into it."""
-        net_config, state, ema, updates = read_init(source)
+        net_config, state, ema, updates = read_init(source, self.net)
         if net_config is not None and int(net_config.get("dims", 2)) == 2:
             try:
                 state = inflate_image_weights(state, net_config, self.net)
