@@ -35,8 +35,10 @@ browser:
 	     echo "note: could not install chromium with apt: the studio's browser tests will be skipped"; \
 	  else echo "note: no /usr/bin/chromium and no root to install it: the studio's browser tests will be skipped"; fi; fi
 
+# One test process per core (pytest-xdist), each on one torch thread (tests/conftest.py); a file's tests stay in one
+# process, so its module fixtures are built once.
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadfile
 
 demo: setup
 	$(VENV)/bin/noisebrush paint "$(PROMPT)" -n 4 --seed 7 --size 128 --out outputs

@@ -22,15 +22,20 @@ from noisebrush.checks import whole
 from noisebrush.devices import fast_dtype
 from noisebrush.diffusion import SampleNoise
 from noisebrush.diffusion.sample import make_denoiser, sample, start
+from noisebrush.data.clips import frame_condition
 from noisebrush.errors import BadParameter
+from noisebrush.paint.animate import KeepGiven, conditioned
 
 __all__ = ["sample_batch", "sample_batches", "sample_many", "batch_denoiser"]
 
 
-def batch_denoiser(pipe, cond: dict, cfg: float, *, fast: bool = True, guidance=None):
+def batch_denoiser(pipe, cond: dict, cfg: float, *, fast: bool = True, guidance=None, keep_given: bool = False):
     """``pipe``'s network as a batched denoiser (one call for the whole batch and its unconditional twins),
-    under bf16 autocast when ``fast`` and the device runs bf16 fast (:func:`noisebrush.devices.fast_dtype`)."""
-    return make_denoiser(pipe.den, cond, cfg=cfg, batched=True, dtype=fast_dtype(pipe.device) if fast else None,
+    under bf16 autocast when ``fast`` and the device runs bf16 fast (:func:`noisebrush.devices.fast_dtype`).
+    ``keep_given``: a clip model's given frames (conditions ``keep``/``keep_mask``) put back into every estimate
+    (:class:`noisebrush.paint.animate.KeepGiven`)."""
+    den = KeepGiven(pipe.den) if keep_given else pipe.den
+    return make_denoiser(den, cond, cfg=cfg, batched=True, dtype=fast_dtype(pipe.device) if fast else None,
                          device_type=pipe.device.type, guides=pipe.check_guidance(guidance))
 
 
@@ -57,7 +62,8 @@ def sample_batch(pipe, *, prompts: Sequence[str] | None = None, labels: Sequence
                  seeds: Sequence[int], steps: int = 20, sampler: str = "dpmpp_2m", cfg: float = 3.0,
                  size: int | None = None, sigma_min: float | None = None, sigma_max: float | None = None,
                  schedule: Callable | None = None, stats: dict | None = None, fast: bool = True,
-                 guidance=None) -> torch.Tensor:
+                 guidance=None, given: torch.Tensor | None = None, given_mask: torch.Tensor | None = None) \
+        -> torch.Tensor:
     """One batch: N pictures in [-1, 1] (N = len(seeds)), picture i from ``prompts[i]`` / ``labels[i]``.
 
     ``schedule(steps, sigma_min, sigma_max) -> σ tensor`` replaces Karras et al.'s schedule when given.
@@ -72,9 +78,23 @@ def sample_batch(pipe, *, prompts: Sequence[str] | None = None, labels: Sequence
     cond = _conditions(pipe, prompts, labels, n)
     noise = SampleNoise.from_seeds(list(seeds))
     sigmas = schedule(steps, sigma_min=o.sigma_min, sigma_max=o.sigma_max) if schedule else o.sigmas()
-    x = start(noise, pipe.modality.shape(o.size), sigmas)
-    den = batch_denoiser(pipe, cond, cfg, fast=fast, guidance=guidance)
-    return sample(den, x, sigmas, noise, sampler=sampler, stats=stats).clamp(-1, 1)
+    shape = pipe.modality.shape(o.size)
+    x = start(noise, shape, sigmas)
+    keep = given_mask is not None and bool(torch.as_tensor(given_mask).any())
+    if conditioned(pipe):
+        frames = torch.zeros(n, *shape) if given is None else given.to(torch.float32)
+        mask = torch.zeros(n, shape[1], dtype=torch.bool) if given_mask is None else \
+            torch.as_tensor(given_mask, dtype=torch.bool)
+        cond["low"] = frame_condition(frames, mask)
+        if keep:
+            cond |= {"keep": frames, "keep_mask": mask[:, None, :, None, None].to(torch.float32)}
+    elif keep:
+        raise BadParameter(f"given: {pipe.name} was not trained with given frames")
+    den = batch_denoiser(pipe, cond, cfg, fast=fast, guidance=guidance, keep_given=keep)
+    out = sample(den, x, sigmas, noise, sampler=sampler, stats=stats).clamp(-1, 1)
+    if keep:  # the given frames, exactly
+        out = torch.where(mask[:, None, :, None, None], frames, out)
+    return out
 
 
 def sample_batches(pipe, n: int, *, prompts=None, labels=None, seed: int = 0, batch: int = 64, progress=None,
