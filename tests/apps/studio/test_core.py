@@ -222,3 +222,45 @@ def test_an_inpaint_job_keeps_the_unmasked_pixels_and_its_files(studio, tmp_path
     keep = np.ones((32, 32), bool)
     keep[10:20, 10:20] = False
     assert (a[keep] == b[keep]).all() and (a[~keep] != b[~keep]).any()
+
+
+# -- the Animate tab (issue 16) ------------------------------------------------------------------------------------
+
+def test_clip_models_and_clip_previews(studio):
+    import torch
+
+    from _model_fixture import write_model
+
+    assert studio.models.clip_names() == ["builtin-video"] and studio.models.path("builtin-video") == "builtin-video"
+    write_model(studio.settings.models / "mine", factorized=True, condition="label", classes=["up"], frames=4)
+    write_model(studio.settings.models / "cube", factorized=False)
+    assert studio.models.clip_names() == ["builtin-video", "mine"]  # a volume model is not a clip model
+    strip = preview_picture(torch.zeros(2, 3, 5, 8, 8))
+    assert strip.width > 4 * strip.height  # the first clip's five frames side by side
+
+
+def test_an_animate_job_keeps_the_first_frame_and_writes_its_files(studio, tmp_path):
+    import imageio.v3 as iio
+
+    from _model_fixture import one_thread, write_model
+    from noisebrush.apps.studio.tabs.animate import animate_job
+    from noisebrush.io.png import read_recipe
+
+    write_model(studio.settings.models / "clip", factorized=True, condition="label", classes=["up", "down"],
+                frames=4, given_frames=True)
+    a = np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(a).save(tmp_path / "start.png")
+    with one_thread():
+        job, seed = animate_job(studio, "s1", prompt="up", seed=3, frames=6, first=tmp_path / "start.png",
+                                model="clip", steps=2)
+        events = list(job.events())
+    gif, mp4, strip = events[-1][1]
+    assert seed == 3 and any(k == "preview" for k, _ in events)
+    assert {p.parent for p in (gif, mp4, strip)} == {studio.settings.gallery}
+    assert np.array_equal(iio.imread(gif, index=0)[::8, ::8, :3], a)  # zoom 8; the first frame exactly
+    rec = read_recipe(strip)
+    assert rec["mode"] == "animate" and rec["frames"] == 6 and (studio.settings.gallery / rec["source"]).is_file()
+    with pytest.raises(BadParameter, match="not a clip model"):
+        animate_job(studio, "s1", prompt="up", model="builtin")
+    with pytest.raises(BadParameter, match="frames"):
+        animate_job(studio, "s1", prompt="up", model="clip", frames=1000)

@@ -9,6 +9,7 @@ run at once and how many may wait is gradio's queue (``jobs``, ``queue`` in :cla
 """
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -28,6 +29,7 @@ from noisebrush.seeding import pick_seed
 __all__ = ["Limits", "Settings", "Studio", "Models", "Job", "Cancelled", "MODEL_BUILTIN"]
 
 MODEL_BUILTIN = "builtin"
+MODEL_VIDEO = "builtin-video"  # the built-in animation model (the Animate tab's default)
 PREVIEW_SIDE = 256      # previews are pixel-repeated to at least this side, so 32 px pictures can be seen
 PREVIEW_EVERY = 0.15    # seconds between two previews sent to the page (the first and the last are always sent)
 
@@ -117,9 +119,18 @@ class Models:
                 out.append(p.relative_to(root).as_posix())
         return out
 
+    def clip_names(self) -> list[str]:
+        """The clip models the Animate tab offers: the built-in animation model and the clip model folders under
+        the models folder (their config.json describes a factorised space-time network)."""
+        root = self.settings.models
+        found = [p.relative_to(root).as_posix() for p in models_in(root) if _is_clip_model(p)] if root.is_dir() \
+            else []
+        return [MODEL_VIDEO] + sorted(found)
+
     def path(self, name: str) -> str:
-        """``builtin`` or the absolute folder of a model under the models folder; anything else is refused."""
-        if name == MODEL_BUILTIN:
+        """``builtin``, ``builtin-video`` or the absolute folder of a model under the models folder; anything else is
+        refused."""
+        if name in (MODEL_BUILTIN, MODEL_VIDEO):
             return name
         if not isinstance(name, str) or name not in self.names():
             raise BadParameter(f"model: unknown {name!r}; choose one from the list")
@@ -195,12 +206,26 @@ class Models:
             self._cache.popitem(last=False)
 
 
+def _is_clip_model(folder: Path) -> bool:
+    try:
+        net = json.loads((folder / "config.json").read_text()).get("unet") or {}
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(net, dict) and net.get("dims") == 3 and net.get("factorized") is True
+
+
 def preview_picture(x0) -> Image.Image:
-    """The x̂_0 of a batch (N×3×H×W in [-1, 1]) as one picture, pixel-repeated so it is at least
-    :data:`PREVIEW_SIDE` wide."""
+    """The x̂_0 of a batch (N×3×H×W in [-1, 1]; a clip's N×3×T×H×W shows the first clip's frames side by side) as
+    one picture, pixel-repeated so it is at least :data:`PREVIEW_SIDE` wide."""
     # lazy: noisebrush.io imports torch; only a running job makes previews
     from noisebrush.io.images import make_grid, to_pil
 
+    if x0.ndim == 5:
+        frames = to_pil(x0[0].detach().float().cpu().clamp(-1, 1).transpose(0, 1))
+        frames = frames if isinstance(frames, list) else [frames]
+        grid = make_grid(frames, cols=len(frames), pad=1)
+        z = max(1, -(-PREVIEW_SIDE // max(grid.width, 1)))
+        return grid.resize((grid.width * z, grid.height * z), resample=Image.NEAREST) if z > 1 else grid
     pics = to_pil(x0.detach().float().cpu().clamp(-1, 1))
     pics = pics if isinstance(pics, list) else [pics]
     grid = pics[0] if len(pics) == 1 else make_grid(pics, cols=min(len(pics), 4), pad=1)

@@ -41,7 +41,7 @@ def morph_job(studio: Studio, session: str, *, prompt, to_prompt="", seed=-1, to
         pics, recipe = pipe.morph(prompt, to_prompt=to_prompt, seed=seed, to_seed=to_seed, frames=frames, steps=steps,
                                   cfg=float(cfg), size=own, callback=callback, negative=negative or None)
         files = save_animation(pics, recipe, studio.settings.gallery, morph_name(prompt, to_prompt, seed, to_seed),
-                           fps=fps, zoom=zoom, bounce=bool(bounce))
+                               fps=fps, zoom=zoom, bounce=bool(bounce))
         return studio.saved(files)
 
     return studio.start(session, work, lock=lock), seed, to_seed
