@@ -103,7 +103,7 @@ def write_model(path, *, factorized: bool, condition: str = "none", classes=None
     config = {"network": "unet", "unet": cfg.to_dict(), "sigma_data": 0.5, "resolution": 8, "condition": condition,
               "classes": classes, **top}
     if given_frames:
-        config["video"] = {"given_frames": "channels", "frame_masks": [0.5, 0.2, 0.15, 0.15]}
+        config["video"] = {"given_frames": "channels", "frame_masks": [0.5, 0.2, 0.15, 0.15], "frame_noise": 0.5}
     if schedule is not None:
         config["schedule"] = schedule
     return model_folder.write(path, net.state_dict(), config)

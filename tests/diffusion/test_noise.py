@@ -101,3 +101,18 @@ def test_as_noise_rejects_single_generator_and_wrong_batch():
         as_noise([1, 2], batch=3)
     with pytest.raises(BadParameter, match="batch of 1"):
         as_noise(SampleNoise.from_seeds([1, 2]), batch=1)
+
+
+def test_correlate_frames_keeps_unit_variance_and_shares_a_part():
+    from noisebrush.diffusion.noise import correlate_frames
+
+    eps = torch.randn(4000, 3, 8, 2, 2, generator=torch.Generator().manual_seed(0))
+    n = correlate_frames(eps, 0.8)
+    assert abs(float(n.var()) - 1) < 0.02
+    a, b = n[:, :, 0].flatten(), n[:, :, 5].flatten()
+    corr = float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+    assert abs(corr - (0.8 - 0.2 / 7)) < 0.02
+    assert torch.equal(correlate_frames(eps, 0.0), eps) and torch.equal(correlate_frames(eps[:, :, :1], 0.8),
+                                                                       eps[:, :, :1])
+    with pytest.raises(BadParameter, match="rho"):
+        correlate_frames(eps, 1.0)

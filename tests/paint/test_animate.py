@@ -117,3 +117,16 @@ def test_bad_requests_are_one_line(pipe, plain_clip, tmp_path):
 def test_a_clip_model_without_given_frames_paints_text_to_clip(plain_clip):
     clips, _ = plain_clip.animate("up", frames=6, **FAST)
     assert clips.shape == (1, 3, 6, 8, 8)
+
+
+def test_clips_start_from_noise_correlated_as_the_model_was_trained(pipe, plain_clip):
+    from noisebrush.diffusion.noise import SampleNoise
+    from noisebrush.paint.animate import frame_noise, start_clip
+
+    assert frame_noise(pipe) == 0.5 and frame_noise(plain_clip) == 0.0
+    sig = torch.tensor([80.0, 0.0])
+    x = start_clip(pipe, SampleNoise.from_seeds(range(64)), (3, 4, 8, 8), sig)
+    corr = float(torch.corrcoef(torch.stack([x[:, :, 0].flatten(), x[:, :, 3].flatten()]))[0, 1])
+    assert 0.27 < corr < 0.4  # ρ − (1 − ρ)/(T − 1) = 1/3 for ρ = 0.5, T = 4
+    y = start_clip(plain_clip, SampleNoise.from_seeds(range(64)), (3, 4, 8, 8), sig)
+    assert abs(float(torch.corrcoef(torch.stack([y[:, :, 0].flatten(), y[:, :, 3].flatten()]))[0, 1])) < 0.1

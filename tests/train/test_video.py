@@ -67,6 +67,16 @@ def test_the_batch_puts_pictures_first_and_depends_on_seed_and_sample_only(make_
     assert torch.equal(low[:, :3] * (~given)[:, None, :, None, None], torch.zeros_like(low[:, :3]))
 
 
+def test_frame_noise_correlates_a_clips_frames_and_is_recorded(make_config):
+    tr = _trainer(make_config, frame_noise=0.9, batch_size=40, joint_images=0, data_size=40)
+    noise = tr.objective.batch(range(40))["clips"]["noise"]
+    corr = float(torch.corrcoef(torch.stack([noise[:, :, 0].flatten(), noise[:, :, 2].flatten()]))[0, 1])
+    assert 0.8 < corr < 0.95
+    assert tr.objective.model_config()["video"]["frame_noise"] == 0.9
+    with pytest.raises(BadParameter, match="frame_noise"):
+        make_config(**{**VIDEO, "frame_noise": 0.99})
+
+
 def test_draw_given_follows_the_shares():
     def kinds(shares, frames=8, n=40):
         return [draw_given(shares, frames, generator(5, k)) for k in range(n)]

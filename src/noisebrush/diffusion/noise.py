@@ -9,6 +9,7 @@ same picture whether it is rendered alone or in a batch of 8, at any position.
 """
 from __future__ import annotations
 
+import math
 from typing import Iterable, Sequence
 
 import torch
@@ -69,3 +70,21 @@ def as_noise(noise, batch: int | None = None) -> SampleNoise | None:
     if out is not None and batch is not None and len(out) != batch:
         raise BadParameter(f"noise: batch of {batch} but {len(out)} generators")
     return out
+
+
+def correlate_frames(eps: torch.Tensor, rho: float, dim: int = -3) -> torch.Tensor:
+    """Noise whose frames share a part: PYoCo's mixed noise prior (Ge et al. 2023, "Preserve Your Own
+    Correlation") for clip models fine-tuned from picture models. ``eps`` is i.i.d. N(0, 1) with frames along
+    ``dim``; the result is √ρ·(their mean·√T) + √(1−ρ)·(each frame's deviation from it·√(T/(T−1))): still N(0, 1)
+    per element (so EDM's preconditioning holds), any two frames correlated by ρ − (1−ρ)/(T−1). A deterministic
+    function of ``eps``: a sample's noise stays a function of its seed. ``rho`` 0 or a single frame: ``eps``.
+
+    The probability-flow ODE of x_σ = x_0 + σ·n with n ~ N(0, Σ) is dx/dσ = (x − D(x))/σ whatever Σ, so the
+    deterministic samplers paint a model trained on this noise unchanged, from a start drawn with it."""
+    if not 0 <= rho < 1:
+        raise BadParameter(f"rho: the frames' noise correlation, in [0, 1), got {rho}")
+    t = eps.shape[dim]
+    if rho == 0 or t == 1:
+        return eps
+    mean = eps.mean(dim, keepdim=True)
+    return math.sqrt(rho * t) * mean + math.sqrt((1 - rho) * t / (t - 1)) * (eps - mean)

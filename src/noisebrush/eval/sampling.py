@@ -24,7 +24,7 @@ from noisebrush.diffusion import SampleNoise
 from noisebrush.diffusion.sample import make_denoiser, sample, start
 from noisebrush.data.clips import frame_condition
 from noisebrush.errors import BadParameter
-from noisebrush.paint.animate import KeepGiven, conditioned
+from noisebrush.paint.animate import KeepGiven, conditioned, start_clip
 
 __all__ = ["sample_batch", "sample_batches", "sample_many", "batch_denoiser"]
 
@@ -79,7 +79,7 @@ def sample_batch(pipe, *, prompts: Sequence[str] | None = None, labels: Sequence
     noise = SampleNoise.from_seeds(list(seeds))
     sigmas = schedule(steps, sigma_min=o.sigma_min, sigma_max=o.sigma_max) if schedule else o.sigmas()
     shape = pipe.modality.shape(o.size)
-    x = start(noise, shape, sigmas)
+    x = start_clip(pipe, noise, shape, sigmas) if pipe.modality.kind == "clip" else start(noise, shape, sigmas)
     keep = given_mask is not None and bool(torch.as_tensor(given_mask).any())
     if conditioned(pipe):
         frames = torch.zeros(n, *shape) if given is None else given.to(torch.float32)

@@ -22,7 +22,8 @@ network does every job (MCVD's masking):
 * **a loop** (``loop``): after the clip, one more window given its last frame first and its first frame last;
   its ``T - 2`` inner frames lead back to the start, so the clip plays round without a jump.
 
-Clip i uses seed ``seed + i``; window w > 0 of it draws its noise from ``mix(seed + i, w, WINDOW_TAG)``. A clip model
+A model trained with correlated frame noise (``video.frame_noise``) starts from noise correlated the same way
+(:func:`start_clip`). Clip i uses seed ``seed + i``; window w > 0 of it draws its noise from ``mix(seed + i, w, WINDOW_TAG)``. A clip model
 without given frames (any ``dims = 3, factorized`` folder) paints text → clip of any length in one window.
 Pictures of another size than the model's are cropped to a square in the middle and resized (Lanczos) first; the
 recipe records that they were.
@@ -35,14 +36,14 @@ import torch
 
 from noisebrush.checks import limited
 from noisebrush.data.clips import frame_condition
-from noisebrush.diffusion.noise import SampleNoise
+from noisebrush.diffusion.noise import SampleNoise, correlate_frames
 from noisebrush.diffusion.sample import sample, start
 from noisebrush.errors import BadParameter, UserError, warn
 from noisebrush.io.images import to_pil
 from noisebrush.paint.upscale import as_pictures
 from noisebrush.seeding import mix
 
-__all__ = ["animate", "KeepGiven", "window", "conditioned", "WINDOW_TAG"]
+__all__ = ["animate", "KeepGiven", "window", "conditioned", "frame_noise", "start_clip", "WINDOW_TAG"]
 
 WINDOW_TAG = 0xA417  # the noise of the windows after the first
 
@@ -61,6 +62,19 @@ class KeepGiven(torch.nn.Module):
         if keep is None:
             return x0
         return torch.where(keep_mask.to(torch.bool), keep.to(x0.dtype), x0)
+
+
+def frame_noise(pipe) -> float:
+    """The correlation of a clip's frames' noise the model was trained with (``video.frame_noise``; 0: none)."""
+    video = pipe.config.get("video")
+    rho = video.get("frame_noise", 0.0) if isinstance(video, dict) else 0.0
+    return float(rho) if isinstance(rho, (int, float)) and not isinstance(rho, bool) and 0 <= rho < 1 else 0.0
+
+
+def start_clip(pipe, noise, shape, sigmas) -> torch.Tensor:
+    """x_T for clips of ``shape`` (C×T×H×W): the sampling core's start with the frames' noise correlated as the
+    model was trained (:func:`frame_noise`)."""
+    return correlate_frames(start(noise, shape, sigmas), frame_noise(pipe))
 
 
 def window(pipe) -> int:
@@ -173,7 +187,7 @@ def _one(pipe, prompt, seed, plan, pictures, o, label, negative, callback, offse
             keep[0, :, 0], keep[0, :, -1] = painted[:, -1], painted[:, 0]
             mask[0] = mask[-1] = True
         noise = SampleNoise.from_seeds([seed if w == 0 else mix(seed, w, WINDOW_TAG)])
-        x = start(noise, (C, L, H, W), sigmas)
+        x = start_clip(pipe, noise, (C, L, H, W), sigmas)
         picture = None
         if conditioned(pipe):
             m = mask[None, None, :, None, None].to(torch.float32)

@@ -360,7 +360,9 @@ class Pipeline:
         seeds = list(opts.seeds)
         noise = SampleNoise.from_seeds(seeds)
         sigmas = opts.sigmas()
-        x = start(noise, self.modality.shape(opts.size), sigmas)  # the sampler runs on the CPU; only the net moves
+        # the sampler runs on the CPU; only the net moves. A clip's frames start from noise correlated as trained
+        shape = self.modality.shape(opts.size)
+        x = clips.start_clip(self, noise, shape, sigmas) if self.modality.kind == "clip" else start(noise, shape, sigmas)
         picture = None
         if clips.conditioned(self):  # a clip model that reads given frames: here, none are given
             picture = {"low": torch.zeros(1, self.channels + 1, *opts.size)}

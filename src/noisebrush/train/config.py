@@ -84,6 +84,8 @@ class TrainConfig:
     frames: int = 16                   # video: frames per training clip (the model's default length)
     joint_images: int = 0              # video: how many of each step's batch_size samples are pictures
                                        #   (ProceduralArt, 1-frame clips: the temporal layers are skipped)
+    frame_noise: float = 0.0           # video: the correlation of a clip's frames' noise (PYoCo's mixed noise prior,
+                                       #   noisebrush.diffusion.noise.correlate_frames); 0 = independent
     frame_masks: tuple[float, ...] = (0.5, 0.2, 0.15, 0.15)  # video: the shares of clips trained with no frame
                                        #   given (text → clip), the first (picture → clip), the first and the last
                                        #   (interpolation), and the first 2..frames/2 (extension)
@@ -208,6 +210,8 @@ class TrainConfig:
         if not 0 <= self.joint_images < self.batch_size:
             raise BadParameter(f"joint_images: from 0 to batch_size - 1 ({self.batch_size - 1}), got "
                                f"{self.joint_images}")
+        if not 0 <= self.frame_noise <= 0.95:
+            raise BadParameter(f"frame_noise: in [0, 0.95], got {self.frame_noise}")
         if len(self.frame_masks) != 4 or min(self.frame_masks) < 0 or abs(sum(self.frame_masks) - 1) > 1e-6:
             raise BadParameter(f"frame_masks: four shares ≥ 0 that add up to 1 (none, first, first and last, "
                                f"first few), got {list(self.frame_masks)}")

@@ -19,6 +19,10 @@ things move. Three ideas from the literature, at a size two CPU cores can train:
   network does all four jobs; extension continues a clip by giving its last frames (masking, not reconstruction
   guidance: guidance needs a gradient through the network at every step, about 3× the work on a CPU, and masking is
   what the network was trained for).
+* **Correlated noise across frames** (``frame_noise`` = ρ; Ge et al. 2023, "PYoCo"): a clip's noise shares a part
+  between its frames (:func:`noisebrush.diffusion.noise.correlate_frames`), in training and at sampling. A picture
+  model run on every frame then already paints nearly the same picture in each, and training has only the motion
+  left to learn — with independent noise it must first learn to agree on one scene.
 * **Starting from the picture model** (``init = "builtin"``): :func:`noisebrush.nets.unet.inflate_image_weights`
   copies a picture network's weights into the spatial layers, so the untrained clip network already paints every
   frame as the picture model does and training learns the motion (Make-A-Video's and VDM's initialisation).
@@ -35,7 +39,7 @@ from noisebrush.data.captions import phrase
 from noisebrush.data.procedural import ProceduralArt
 from noisebrush.diffusion import EDMPrecond, karras
 from noisebrush.diffusion.losses import edm_loss
-from noisebrush.diffusion.noise import SampleNoise
+from noisebrush.diffusion.noise import SampleNoise, correlate_frames
 from noisebrush.diffusion.sample import make_denoiser, sample, start
 from noisebrush.errors import UserError
 from noisebrush.nets.text import TextEncoder
@@ -166,6 +170,7 @@ class VideoObjective(EDMObjective):
                 index, _ = self.stream.item(k)
                 x0 = self._clip(index)
                 sigma, noise, drop = self.stream.draws(k, x0.shape)
+                noise = correlate_frames(noise, self.cfg.frame_noise)  # a function of the stream's draw
                 given = draw_given(self.cfg.frame_masks, x0.shape[1], self.stream.condition_generator(k))
                 caption = self.dataset.caption(index)
             else:
@@ -230,12 +235,13 @@ class VideoObjective(EDMObjective):
         sigmas = karras(steps or cfg.sample_steps, sigma_min=0.002, sigma_max=80.0)
         cond = {k: v.to(dev) for k, v in self.preview_conditions(len(seeds)).items()}
         cond["low"] = torch.zeros(len(seeds), shape[0] + 1, *shape[1:], device=dev)
-        x = start(noise, shape, sigmas, device=dev)
+        x = correlate_frames(start(noise, shape, sigmas), cfg.frame_noise).to(dev)
         clips = sample(make_denoiser(den, cond), x, sigmas.to(dev), noise, sampler=cfg.sampler).clamp(-1, 1).cpu()
         return clips.transpose(1, 2).reshape(-1, shape[0], cfg.resolution, cfg.resolution)
 
     def model_config(self) -> dict:
         conf = super().model_config()
         return {**conf, "frames": self.cfg.frames, "task": "video",
-                "video": {"given_frames": "channels", "frame_masks": list(self.cfg.frame_masks)}}
+                "video": {"given_frames": "channels", "frame_masks": list(self.cfg.frame_masks),
+                          "frame_noise": self.cfg.frame_noise}}
 
