@@ -73,7 +73,6 @@ from __future__ import annotations
 import concurrent.futures
 import math
 import multiprocessing
-import operator
 import random
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
@@ -86,6 +85,10 @@ from noisebrush.data.procedural import (
     ATTRIBUTES,
     FAMILIES,
     Scene,
+    SceneSet,
+    _MAX_RES,
+    _MAX_SUPERSAMPLE,
+    _MIN_RES,
     _a,
     _freeze,
     _int_param,
@@ -148,9 +151,7 @@ _ROTATE = {"slowly": 0.04, "quickly": 0.1}            # rings, radians
 _TURN = {"slowly": 0.08, "quickly": 0.2}              # swirl, radians
 
 _MOTION_SALT = 0x6D6F74696F6E  # "motion" in ASCII
-_MIN_RES, _MAX_RES = 8, 1024
 _MAX_FRAMES = 256
-_MAX_SUPERSAMPLE = 8
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -398,7 +399,7 @@ def _render_clip_range(seed: int, resolution: int, frames: int, supersample: int
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class ProceduralClips(torch.utils.data.Dataset):
+class ProceduralClips(SceneSet):
     """``size`` captioned clips of ``frames`` frames; clip i depends only on (seed, i), and its still scene is
     ProceduralArt's item i of the same seed.
 
@@ -408,35 +409,12 @@ class ProceduralClips(torch.utils.data.Dataset):
 
     def __init__(self, resolution: int = 32, frames: int = 16, size: int = 20000, seed: int = 0,
                  supersample: int = 4):
-        self.resolution = _int_param("resolution", resolution, _MIN_RES, _MAX_RES)
+        super().__init__(resolution, size, seed, supersample)
         self.frames = _frames_param(frames)
-        self.size = _int_param("size", size, 1)
-        self.seed = _int_param("seed", seed, -(2**63), 2**64 - 1)
-        self.supersample = _int_param("supersample", supersample, 1, _MAX_SUPERSAMPLE)
-
-    def __len__(self) -> int:
-        return self.size
 
     def __repr__(self) -> str:
         return (f"ProceduralClips(resolution={self.resolution}, frames={self.frames}, size={self.size}, "
                 f"seed={self.seed}, supersample={self.supersample})")
-
-    @property
-    def num_classes(self) -> int:
-        return len(FAMILIES)
-
-    @property
-    def classes(self) -> list[str]:
-        return list(FAMILIES)
-
-    def _index(self, i) -> int:
-        try:
-            i = operator.index(i)
-        except TypeError:
-            raise TypeError(f"ProceduralClips indices must be integers, not {type(i).__name__}") from None
-        if not 0 <= i < self.size:
-            raise IndexError(f"index {i} is out of range for ProceduralClips of size {self.size}")
-        return i
 
     def clip(self, i: int) -> ClipScene:
         return make_clip(self.seed, self._index(i))
@@ -444,9 +422,6 @@ class ProceduralClips(torch.utils.data.Dataset):
     def caption(self, i: int) -> str:
         return self.clip(i).caption
 
-    def scene(self, i: int) -> Scene:
-        """The still scene of clip i (ProceduralArt's item i of the same seed)."""
-        return make_scene(self.seed, self._index(i))
 
     def render(self, i: int, resolution: int | None = None, frames: int | None = None) -> list[Image.Image]:
         """Clip i as RGB pictures, at this data set's resolution and length or others (same clip and motion)."""

@@ -64,6 +64,7 @@ __all__ = [
     "FAMILIES",
     "ProceduralArt",
     "Scene",
+    "SceneSet",
     "decode_attrs",
     "make_scene",
     "render_scene",
@@ -705,14 +706,11 @@ def _render_range(seed: int, resolution: int, supersample: int, start: int, stop
     return out
 
 
-class ProceduralArt(torch.utils.data.Dataset):
-    """``size`` procedural art pictures with captions and attribute labels; item i depends only on (seed, i).
+class SceneSet(torch.utils.data.Dataset):
+    """What ProceduralArt and ProceduralClips share: ``size`` items of ``seed``, each a scene of
+    :func:`make_scene` (item i depends only on (seed, i)), drawn at ``resolution`` with ``supersample``."""
 
-    ``resolution``: side in pixels (8..1024). ``supersample``: drawing scale before the box filter (1..8;
-    1 gives aliased edges). Items are rendered on demand; ``cache_uint8`` renders many at once.
-    """
-
-    def __init__(self, resolution: int = 32, size: int = 60000, seed: int = 0, supersample: int = 4):
+    def __init__(self, resolution: int, size: int, seed: int, supersample: int):
         self.resolution = _int_param("resolution", resolution, _MIN_RES, _MAX_RES)
         self.size = _int_param("size", size, 1)
         self.seed = _int_param("seed", seed, -(2**63), 2**64 - 1)
@@ -720,10 +718,6 @@ class ProceduralArt(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return self.size
-
-    def __repr__(self) -> str:
-        return (f"ProceduralArt(resolution={self.resolution}, size={self.size}, seed={self.seed}, "
-                f"supersample={self.supersample})")
 
     @property
     def num_classes(self) -> int:
@@ -734,16 +728,33 @@ class ProceduralArt(torch.utils.data.Dataset):
         return list(FAMILIES)
 
     def _index(self, i) -> int:
+        name = type(self).__name__
         try:
             i = operator.index(i)
         except TypeError:
-            raise TypeError(f"ProceduralArt indices must be integers, not {type(i).__name__}") from None
+            raise TypeError(f"{name} indices must be integers, not {type(i).__name__}") from None
         if not 0 <= i < self.size:
-            raise IndexError(f"index {i} is out of range for ProceduralArt of size {self.size}")
+            raise IndexError(f"index {i} is out of range for {name} of size {self.size}")
         return i
 
     def scene(self, i: int) -> Scene:
+        """The (still) scene of item i."""
         return make_scene(self.seed, self._index(i))
+
+
+class ProceduralArt(SceneSet):
+    """``size`` procedural art pictures with captions and attribute labels; item i depends only on (seed, i).
+
+    ``resolution``: side in pixels (8..1024). ``supersample``: drawing scale before the box filter (1..8;
+    1 gives aliased edges). Items are rendered on demand; ``cache_uint8`` renders many at once.
+    """
+
+    def __init__(self, resolution: int = 32, size: int = 60000, seed: int = 0, supersample: int = 4):
+        super().__init__(resolution, size, seed, supersample)
+
+    def __repr__(self) -> str:
+        return (f"ProceduralArt(resolution={self.resolution}, size={self.size}, seed={self.seed}, "
+                f"supersample={self.supersample})")
 
     def caption(self, i: int) -> str:
         return self.scene(i).caption
