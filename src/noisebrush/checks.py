@@ -45,7 +45,7 @@ class Limit:
 LIMITS: dict[str, Limit] = {
     "steps": Limit(1, 200, 10_000, "sampler steps of one picture"),
     "n": Limit(1, 64, 10_000, "pictures per prompt"),
-    "frames": Limit(2, 120, 2_000, "morph frames"),
+    "frames": Limit(2, 120, 2_000, "frames of a morph or a clip"),
     "jumps": Limit(1, 10, 100, "RePaint passes over each stretch"),
     "jump_length": Limit(1, 10, 1_000, "RePaint levels climbed back per jump"),
     "best_of": Limit(1, 16, 256, "candidates per picture"),

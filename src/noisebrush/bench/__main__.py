@@ -13,7 +13,8 @@ BENCHES = {"samplers": "noisebrush.bench.samplers", "train": "noisebrush.bench.t
            "quality": "noisebrush.bench.quality", "palette": "noisebrush.bench.palette",
            "inpaint": "noisebrush.bench.inpaint", "finetune": "noisebrush.bench.finetune",
            "preference": "noisebrush.bench.preference",
-           "cascade": "noisebrush.bench.cascade", "studio": "noisebrush.bench.studio"}
+           "cascade": "noisebrush.bench.cascade", "studio": "noisebrush.bench.studio",
+           "video": "noisebrush.bench.video"}
 
 
 def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
