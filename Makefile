@@ -6,6 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.noisebrush-installed
 PROMPT ?= a red sun over purple mountains
+CLIP   ?= a small yellow sun setting slowly in the centre over purple mountains at sunset
 
 .PHONY: setup test demo bench clean studio browser
 
@@ -43,6 +44,7 @@ test: setup
 demo: setup
 	$(VENV)/bin/noisebrush paint "$(PROMPT)" -n 4 --seed 7 --size 128 --out outputs
 	$(VENV)/bin/noisebrush paint "three small blue circles on a yellow background" -n 4 --seed 7 --out outputs
+	$(VENV)/bin/noisebrush animate "$(CLIP)" --seed 7 --out outputs
 
 studio: setup
 	$(VENV)/bin/noisebrush studio --gallery outputs

@@ -21,7 +21,6 @@ import torch
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.io import model_folder
 from noisebrush.io.model_folder import BUILTIN, BUILTIN_MODELS
-from noisebrush.nets import registry
 
 LIMIT_MB = 16.0        # one built-in model
 TOTAL_LIMIT_MB = 32.0  # all of them together
@@ -53,6 +52,8 @@ def ship(src, dest=BUILTIN, dtype: str = "float16", *, steps: int | None = None,
     # the weights first, to learn their size; config.json (which records it) completes the folder
     state = model_folder.read_weights(src)
     if base is not None:
+        from noisebrush.nets import registry  # lazy: only --base needs the network; shipping loads no model code
+
         net = registry.build(conf, source=src / "config.json")
         kept = registry.base_weights(base, net)
         same = [k for k, v in state.items() if k in kept and torch.equal(kept[k], v.to(torch.float32))]
