@@ -100,7 +100,11 @@ class ClipFeatureNet(nn.Module):
 
     Temporal averages make content and change blind to the order of frames; the flow is not: a clip played
     backwards gives the opposite flow. A hidden layer of ``dim`` units (Linear + ReLU) then gives the clip feature
-    (:meth:`features`), and one linear head per attribute reads it."""
+    (:meth:`features`), and one linear head per attribute reads it.
+
+    ``top`` (none in the shipped net) adds picture-only stages after the moving ones, FeatureNet's next stages
+    (``top=(256,)``: its fourth, copied by :meth:`init_from_pictures` too); *content* is then read from the last
+    of them, at 4 × 4, while change and flow stay on the moving stages."""
 
     def __init__(self, heads: dict[str, int] | None = None, widths=(32, 64, 128), dim: int = 192,
                  resolution: int = 32, flow: int = 32, top=()):
