@@ -70,9 +70,7 @@ a frame; a swirl frame takes about 1 ms, and a Mondrian clip is drawn once and r
 """
 from __future__ import annotations
 
-import concurrent.futures
 import math
-import multiprocessing
 import random
 from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
@@ -96,6 +94,7 @@ from noisebrush.data.procedural import (
     _to_uint8_chw,
     _where,
     make_scene,
+    render_in_chunks,
     render_scene,
 )
 from noisebrush.errors import BadParameter
@@ -451,26 +450,8 @@ class ProceduralClips(SceneSet):
         workers = _int_param("workers", workers, 1)
         chunk = _int_param("chunk", chunk, 1)
         out = torch.empty((n, 3, self.frames, self.resolution, self.resolution), dtype=torch.uint8)
-        ranges = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
-        args = (self.seed, self.resolution, self.frames, self.supersample)
-        done = 0
-        if workers == 1 or len(ranges) <= 1:
-            results = (_render_clip_range(*args, s, e) for s, e in ranges)
-            pool = None
-        else:
-            # spawn, not fork: forking a process that has started torch's thread pools can hang
-            pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-            results = pool.map(_render_clip_range, *zip(*[args + r for r in ranges]))
-        try:
-            for (s, e), block in zip(ranges, results):
-                out[s:e] = torch.from_numpy(block)
-                done += e - s
-                if progress is not None:
-                    progress(done, n)
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
-        return out
+        return render_in_chunks(out, _render_clip_range, (self.seed, self.resolution, self.frames, self.supersample),
+                                chunk, workers, progress)
 
 
 def frame_condition(clips: torch.Tensor, given: torch.Tensor) -> torch.Tensor:

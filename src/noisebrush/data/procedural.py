@@ -742,6 +742,33 @@ class SceneSet(torch.utils.data.Dataset):
         return make_scene(self.seed, self._index(i))
 
 
+def render_in_chunks(out: torch.Tensor, render, args: tuple, chunk: int, workers: int,
+                     progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """Fill ``out`` (items 0..len(out)-1) with ``render(*args, start, stop)`` blocks of ``chunk`` items, in
+    ``workers`` spawned processes when more than one (``render`` must be a top-level function); ``progress(done,
+    total)`` after each block. The result does not depend on ``workers``: each item depends only on its index."""
+    n = out.shape[0]
+    ranges = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
+    done = 0
+    if workers == 1 or len(ranges) <= 1:
+        results = (render(*args, s, e) for s, e in ranges)
+        pool = None
+    else:
+        # spawn, not fork: forking a process that has started torch's thread pools can hang
+        pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        results = pool.map(render, *zip(*[args + r for r in ranges]))
+    try:
+        for (s, e), block in zip(ranges, results):
+            out[s:e] = torch.from_numpy(block)
+            done += e - s
+            if progress is not None:
+                progress(done, n)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return out
+
+
 class ProceduralArt(SceneSet):
     """``size`` procedural art pictures with captions and attribute labels; item i depends only on (seed, i).
 
@@ -782,24 +809,5 @@ class ProceduralArt(SceneSet):
         workers = _int_param("workers", workers, 1)
         chunk = _int_param("chunk", chunk, 1)
         out = torch.empty((n, 3, self.resolution, self.resolution), dtype=torch.uint8)
-        ranges = [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
-        args = (self.seed, self.resolution, self.supersample)
-        done = 0
-        if workers == 1 or len(ranges) <= 1:
-            results = (_render_range(*args, s, e) for s, e in ranges)
-            pool = None
-        else:
-
-            # spawn, not fork: forking a process that has started torch's thread pools can hang
-            pool = concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-            results = pool.map(_render_range, *zip(*[args + r for r in ranges]))
-        try:
-            for (s, e), block in zip(ranges, results):
-                out[s:e] = torch.from_numpy(block)
-                done += e - s
-                if progress is not None:
-                    progress(done, n)
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
-        return out
+        return render_in_chunks(out, _render_range, (self.seed, self.resolution, self.supersample), chunk, workers,
+                                progress)
