@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from noisebrush.data.clips import MOTION_ATTRIBUTES
 from noisebrush.data.procedural import ATTRIBUTES
 from noisebrush.errors import UserError
-from noisebrush.io.atomic import atomic_path, atomic_write_text
 from noisebrush.eval.features import head_log_probs
+from noisebrush.io.atomic import atomic_path, atomic_write_text
 
 __all__ = ["ClipFeatureNet", "CLIPNET_DIR", "CLIPNET_FORMAT", "default_heads", "load_clip_features",
            "read_clip_features", "save_clip_features"]
