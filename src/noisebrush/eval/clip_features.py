@@ -24,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -32,8 +32,7 @@ import torch.nn.functional as F
 from noisebrush.data.clips import MOTION_ATTRIBUTES
 from noisebrush.data.procedural import ATTRIBUTES
 from noisebrush.errors import UserError
-from noisebrush.eval.features import head_log_probs
-from noisebrush.io.atomic import atomic_path, atomic_write_text
+from noisebrush.eval.features import head_log_probs, write_judge
 
 __all__ = ["ClipFeatureNet", "CLIPNET_DIR", "CLIPNET_FORMAT", "default_heads", "load_clip_features",
            "read_clip_features", "save_clip_features"]
@@ -246,14 +245,7 @@ class ClipFeatureNet(nn.Module):
 def save_clip_features(net: ClipFeatureNet, path, info: dict | None = None) -> Path:
     """Write config.json (the net's config plus ``info``) and model.safetensors (float32) into the folder ``path``,
     each atomically."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().float().contiguous() if v.is_floating_point() else v.contiguous()
-             for k, v in net.state_dict().items()}
-    with atomic_path(path / "model.safetensors") as tmp:
-        save_file(state, str(tmp))
-    atomic_write_text(path / "config.json", json.dumps({**net.config(), **(info or {})}, indent=2))
-    return path
+    return write_judge(path, net, {**net.config(), **(info or {})}, torch.float32)
 
 
 def read_clip_features(path) -> ClipFeatureNet:

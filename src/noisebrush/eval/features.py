@@ -151,21 +151,26 @@ def head_log_probs(batches, heads: dict[str, int]) -> dict[str, torch.Tensor]:
     return {k: torch.cat(v) if v else torch.zeros(0, heads[k]) for k, v in out.items()}
 
 
-def save_feature_net(net: FeatureNet, path, meta: dict | None = None) -> Path:
-    """Write config.json + model.safetensors (float16: the shipped copy stays small) atomically."""
-
-
+def write_judge(path, net: nn.Module, config: dict, dtype: torch.dtype) -> Path:
+    """Write a judge's folder ``path``: model.safetensors (the net's floating weights in ``dtype``) and config.json
+    (``config``), each atomically."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in net.state_dict().items()}
+    state = {k: (v.detach().to(dtype) if v.is_floating_point() else v).contiguous()
+             for k, v in net.state_dict().items()}
     with atomic_path(path / "model.safetensors") as tmp:
         save_file(state, str(tmp))
-    atomic_write_text(path / "config.json", json.dumps({**net.config(), **(meta or {})}, indent=2))
+    atomic_write_text(path / "config.json", json.dumps(config, indent=2))
     return path
 
 
-def read_feature_net(path) -> FeatureNet:
+def save_feature_net(net: FeatureNet, path, meta: dict | None = None) -> Path:
+    """Write config.json + model.safetensors (float16: the shipped copy stays small) atomically."""
+    return write_judge(path, net, {**net.config(), **(meta or {})}, torch.float16)
 
+
+def read_feature_net(path) -> FeatureNet:
+    """The feature net in the folder ``path`` (uncached), in eval mode; a one-line UserError if unreadable."""
     path = Path(path)
     try:
         conf = json.loads((path / "config.json").read_text())

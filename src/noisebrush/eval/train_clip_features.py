@@ -28,12 +28,11 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 from noisebrush.data.clips import ProceduralClips, make_clip
 from noisebrush.eval.clip_features import CLIPNET_DIR, ClipFeatureNet, default_heads, save_clip_features
 from noisebrush.eval.features import load_feature_net
-from noisebrush.eval.train_features import augment
+from noisebrush.eval.train_features import augment, fit_heads, head_accuracy
 
 __all__ = ["train_clip_features", "label_table", "augment_clips", "heldout_accuracy", "HELDOUT_SEED"]
 
@@ -59,12 +58,7 @@ def augment_clips(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 def heldout_accuracy(net: ClipFeatureNet, clips: torch.Tensor, table: torch.Tensor) -> dict[str, float]:
     """Accuracy of each head over the clips where its attribute applies (NaN where it applies to none)."""
-    pred = net.predict(clips)
-    out = {}
-    for j, name in enumerate(default_heads()):
-        m = table[:, j] >= 0
-        out[name] = float((pred[name][m] == table[m, j]).float().mean()) if m.any() else float("nan")
-    return out
+    return head_accuracy(net.predict(clips), table, default_heads())
 
 
 def _to_float(u8: torch.Tensor) -> torch.Tensor:
@@ -93,33 +87,13 @@ def train_clip_features(n: int = 16000, epochs: int = 1, batch: int = 32, lr: fl
     val_table = label_table(HELDOUT_SEED, val)
     render_seconds = time.perf_counter() - t0
     progress(f"rendered {n} + {val} clips in {render_seconds:.0f} s")
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    per_epoch = max(n // batch, 1)
-    steps = epochs * per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    g = torch.Generator().manual_seed(seed)
-    names = list(heads)
-    net.train()
-    step = 0
     t0 = time.perf_counter()
-    for epoch in range(epochs):
-        order = torch.randperm(n, generator=g)
-        for b in range(per_epoch):
-            idx = order[b * batch:(b + 1) * batch]
-            x = augment_clips(_to_float(clips[idx]), g).contiguous(memory_format=torch.channels_last_3d)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                _, logits = net(x)
-            loss = sum(F.cross_entropy(logits[k].float(), table[idx, j], ignore_index=-1)
-                       for j, k in enumerate(names) if (table[idx, j] >= 0).any())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            if step % 50 == 0 or step == steps:
-                el = time.perf_counter() - t0
-                progress(f"epoch {epoch + 1}/{epochs} step {step}/{steps} loss {loss.item():.3f} "
-                         f"({step * len(idx) / el:.0f} clips/s, {el / step * (steps - step):.0f} s left)")
+
+    def inputs(idx, g):
+        return augment_clips(_to_float(clips[idx]), g).contiguous(memory_format=torch.channels_last_3d)
+
+    fit_heads(net, n, inputs, table, list(heads), epochs=epochs, batch=batch, lr=lr, seed=seed, progress=progress,
+              unit="clips")
     train_seconds = time.perf_counter() - t0
     net.eval().requires_grad_(False)
     acc = heldout_accuracy(net, val_clips, val_table)

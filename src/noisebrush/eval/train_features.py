@@ -66,13 +66,49 @@ def augment(x: torch.Tensor, g: torch.Generator, blur_max: float | None = None) 
     return torch.where(flip[:, None, None, None], x.flip(-1), x).clamp(-1, 1)
 
 
-def _accuracy(net: FeatureNet, images: torch.Tensor, table: torch.Tensor) -> dict[str, float]:
-    pred = net.predict(images)
+def head_accuracy(pred: dict[str, torch.Tensor], table: torch.Tensor, names) -> dict[str, float]:
+    """Accuracy of each head (``names``, the table's column order) over the items where its attribute applies
+    (table ≥ 0); NaN where it applies to none."""
     out = {}
-    for j, name in enumerate(ATTRIBUTES):
+    for j, name in enumerate(names):
         m = table[:, j] >= 0
         out[name] = float((pred[name][m] == table[m, j]).float().mean()) if m.any() else float("nan")
     return out
+
+
+def fit_heads(net, n: int, inputs, table: torch.Tensor, names, *, epochs: int, batch: int, lr: float, seed: int,
+              progress, unit: str) -> None:
+    """Train a judge's heads with cross-entropy (a head whose attribute no item of a batch states is left out of
+    that batch's loss): AdamW with a one-cycle LR over ``epochs`` passes of ``n`` items in a seeded order;
+    ``inputs(idx, g)`` makes the batch of item indices ``idx`` (augmented with the generator ``g``), ``table`` is
+    N × heads of value indices (-1: not stated) in ``names`` order. bf16 autocast on the CPU; the net is left in
+    train mode."""
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    per_epoch = max(n // batch, 1)  # fewer items than a batch: one batch of all of them an epoch
+    steps = epochs * per_epoch
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
+    g = torch.Generator().manual_seed(seed)
+    net.train()
+    step = 0
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=g)
+        for b in range(per_epoch):
+            idx = order[b * batch:(b + 1) * batch]
+            x = inputs(idx, g)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                _, logits = net(x)
+            loss = sum(F.cross_entropy(logits[k].float(), table[idx, j], ignore_index=-1)
+                       for j, k in enumerate(names) if (table[idx, j] >= 0).any())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if step % 50 == 0 or step == steps:
+                el = time.perf_counter() - t0
+                progress(f"epoch {epoch + 1}/{epochs} step {step}/{steps} loss {loss.item():.3f} "
+                         f"({step * batch / el:.0f} {unit}/s, {el / step * (steps - step):.0f} s left)")
 
 
 def train_feature_net(n: int = 30000, epochs: int = 3, batch: int = 128, lr: float = 2e-3, seed: int = 0,
@@ -92,33 +128,15 @@ def train_feature_net(n: int = 30000, epochs: int = 3, batch: int = 128, lr: flo
     val_images = held.cache_uint8(val, workers=workers).float() / 127.5 - 1
     val_table = attribute_table(held, val)
     progress(f"rendered {n} + {val} pictures in {time.perf_counter() - t0:.0f} s")
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    steps = epochs * (n // batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
-    g = torch.Generator().manual_seed(seed)
-    net.train()
-    step = 0
     t0 = time.perf_counter()
-    for epoch in range(epochs):
-        order = torch.randperm(n, generator=g)
-        for b in range(n // batch):
-            idx = order[b * batch:(b + 1) * batch]
-            x = augment(images[idx].float() / 127.5 - 1, g, blur_max).contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                _, logits = net(x)
-            loss = sum(F.cross_entropy(logits[k].float(), table[idx, j], ignore_index=-1)
-                       for j, k in enumerate(ATTRIBUTES))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            if step % 50 == 0 or step == steps:
-                el = time.perf_counter() - t0
-                progress(f"epoch {epoch + 1}/{epochs} step {step}/{steps} loss {loss.item():.3f} "
-                         f"({step * batch / el:.0f} img/s, {el / step * (steps - step):.0f} s left)")
+
+    def inputs(idx, g):
+        return augment(images[idx].float() / 127.5 - 1, g, blur_max).contiguous(memory_format=torch.channels_last)
+
+    fit_heads(net, n, inputs, table, list(ATTRIBUTES), epochs=epochs, batch=batch, lr=lr, seed=seed,
+              progress=progress, unit="img")
     net.eval()
-    acc = _accuracy(net, val_images, val_table)
+    acc = head_accuracy(net.predict(val_images), val_table, ATTRIBUTES)
     report = {"resolution": net.resolution, "blur_max": blur_max, "train_items": n, "epochs": epochs, "batch": batch, "lr": lr, "seed": seed,
               "train_seconds": round(time.perf_counter() - t0, 1),
               "held_out": {"items": val, "data_seed": 12345, "accuracy": {k: round(v, 4) for k, v in acc.items()}}}
