@@ -139,6 +139,17 @@ def test_temporal_layers_mix_frames_and_a_one_frame_clip_skips_them():
     torch.testing.assert_close(_run(net, x[:, :, :1], c), one, rtol=0, atol=0)  # no temporal layer ran
 
 
+def test_configs_compare_as_networks():
+    """A folder written before a setting existed (the key absent) describes the same network as one that spells
+    out the default; another value, or a dict that is no config at all, does not."""
+    d = tiny(dims=3, factorized=True).to_dict()
+    old = {k: v for k, v in d.items() if k != "aug_cond"}
+    assert UNetConfig.same(old, d) and UNetConfig.same(d, old)
+    assert UNetConfig.same({**d, "channel_mult": tuple(d["channel_mult"])}, d)  # a tuple is the list it was
+    assert not UNetConfig.same(old, {**d, "aug_cond": True})
+    assert not UNetConfig.same(d, {**d, "no_such_key": 1}) and not UNetConfig.same(d, {"dims": 7})
+
+
 def test_inflate_checks_both_networks():
     from noisebrush.nets.unet import inflate_image_weights
 

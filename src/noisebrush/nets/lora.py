@@ -362,13 +362,6 @@ def parse_lora_spec(text: str) -> tuple[Path, float]:
     return Path(text), 1.0
 
 
-def _same_network(a: dict, b: dict) -> bool:
-    try:
-        return UNetConfig.from_dict(dict(a)).to_dict() == UNetConfig.from_dict(dict(b)).to_dict()
-    except (UserError, TypeError, ValueError):
-        return False
-
-
 def apply_loras(net: torch.nn.Module, model_config: dict, model_hash: str,
                 specs: list[tuple[Path, float]]) -> list[dict]:
     """Merge each LoRA file into ``net`` (a plain UNet with its base weights) in place: W ← W + w·(α/r)·B·A.
@@ -385,7 +378,7 @@ def apply_loras(net: torch.nn.Module, model_config: dict, model_hash: str,
             raise BadParameter(f"--lora: the weight of {path} must be a finite number, got {weight!r}")
         lo = read_lora(path)
         meta = lo["meta"]
-        if not _same_network(lo["unet"], model_config.get("unet") or {}):
+        if not UNetConfig.same(lo["unet"], model_config.get("unet") or {}):
             raise UserError(f"{path}: a LoRA for another network (made for {meta.get('base_model') or '?'}); it "
                             f"does not fit this model")
         for name, (a, b) in lo["adapters"].items():

@@ -128,6 +128,16 @@ class UNetConfig:
             raise BadParameter(f"unknown UNet config keys: {', '.join(unknown)}")
         return cls(**d)
 
+    @classmethod
+    def same(cls, a: dict, b: dict) -> bool:
+        """Whether two config dicts describe the same network: compared as configs, so a folder written before a
+        setting existed (the key absent, its default meant) equals one that spells the default out. A dict that is
+        not a valid config equals nothing."""
+        try:
+            return cls.from_dict(dict(a)).to_dict() == cls.from_dict(dict(b)).to_dict()
+        except (BadParameter, TypeError, ValueError):
+            return False
+
 
 def _kernel(cfg: UNetConfig) -> tuple[int, ...]:
     """The kernel of the input and output convolutions: 3 per axis; a factorised clip network's are spatial only

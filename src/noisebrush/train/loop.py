@@ -296,7 +296,7 @@ class Trainer(Loop):
         """Load the checkpoint's weights, EMA, scheduler, counters and RNG; returns the optimizer states (they are
         loaded once Accelerate has prepared the optimizers)."""
         ck = load_checkpoint(path)
-        if ck["net_config"] != self.objective.describe():
+        if not self.objective.same_networks(ck["net_config"]):
             raise UserError(f"{path}: the checkpoint's network differs from this config; resume with the same model")
         names = list(self.parts)
         states = {}

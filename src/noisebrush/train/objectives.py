@@ -117,8 +117,12 @@ class Objective:
         raise NotImplementedError
 
     def describe(self) -> dict:
-        """A JSON description of the networks: stored in checkpoints, compared on resume."""
+        """A JSON description of the networks: stored in checkpoints, compared on resume (:meth:`same_networks`)."""
         return {}
+
+    def same_networks(self, saved: dict) -> bool:
+        """Whether ``saved`` (a checkpoint's :meth:`describe`) describes this run's networks."""
+        return saved == self.describe()
 
     def run_info(self) -> dict:
         """What the run folder's config.json records besides the training config."""
@@ -321,6 +325,9 @@ class EDMObjective(Objective):
     def describe(self) -> dict:
         return self.net_config.to_dict()
 
+    def same_networks(self, saved: dict) -> bool:
+        return UNetConfig.same(saved, self.describe())  # a checkpoint from before a setting existed still resumes
+
     def run_info(self) -> dict:
         return {"network": self.net_config.to_dict(), "condition": self.condition}
 
@@ -330,7 +337,7 @@ class EDMObjective(Objective):
     def init_weights(self, source: str) -> None:
         """Load the weights of a model folder ("builtin" included) or a checkpoint into the network and its EMA."""
         net_config, state, ema, updates = read_init(source, self.net)
-        if net_config != self.net_config.to_dict():
+        if not UNetConfig.same(net_config or {}, self.net_config.to_dict()):
             raise UserError(f"init: {source} holds another network than this config describes (check [model], "
                             f"resolution and condition)")
         self._load(source, state, ema, updates)

@@ -129,7 +129,7 @@ class VideoObjective(EDMObjective):
             except Exception as e:  # BadParameter: the picture network does not match this config
                 raise UserError(f"init: {source}: {e}") from None
             updates = 0
-        elif net_config != self.net_config.to_dict():
+        elif not UNetConfig.same(net_config or {}, self.net_config.to_dict()):
             raise UserError(f"init: {source} holds another network than this config describes (check [model], "
                             f"resolution and frames)")
         self._load(source, state, ema, updates)
