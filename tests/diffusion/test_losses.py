@@ -55,35 +55,6 @@ def test_edm_loss_mask_averages_over_the_counted_elements_only():
     torch.testing.assert_close(edm_loss(den, moved, sigma=sigma, noise=eps, mask=mask), part, rtol=0, atol=0)
 
 
-def test_edm_loss_motion_term_weighs_the_error_in_what_changes_between_frames():
-    """motion·λ(σ)·‖Δ_t(D − x_0)‖² over pairs of counted frames: by hand; 0 for a denoiser whose error is the same
-    in every frame; it charges a denoiser that paints every frame alike for the motion it missed; pictures and
-    pairs with a given frame do not count."""
-    x0, eps = _data((2, 3, 4, 2, 2))  # N×C×T×H×W
-    sigma = torch.tensor([0.5, 2.0], dtype=F64)
-    den = lambda x, s, **_: 0.9 * x
-    plain = edm_loss(den, x0, sigma=sigma, noise=eps)
-    both = edm_loss(den, x0, sigma=sigma, noise=eps, motion=3.0)
-    for i, s in enumerate([0.5, 2.0]):
-        lam = (s * s + 0.25) / (s * 0.5) ** 2
-        e = 0.9 * (x0[i] + s * eps[i]) - x0[i]
-        change = ((e[:, 1:] - e[:, :-1]) ** 2).mean()
-        assert both[i].item() == pytest.approx(plain[i].item() + 3.0 * lam * change.item(), rel=1e-12)
-    offset = torch.randn(2, 3, 1, 2, 2, dtype=F64)
-    steady = lambda x, s, **_: x0 + offset  # wrong by the same amount in every frame: every change right
-    torch.testing.assert_close(edm_loss(steady, x0, sigma=sigma, noise=eps, motion=3.0),
-                               edm_loss(steady, x0, sigma=sigma, noise=eps), rtol=0, atol=0)
-    still = lambda x, s, **_: x0[:, :, :1].expand_as(x0)  # the first frame four times: the motion missed
-    assert (edm_loss(still, x0, sigma=sigma, noise=eps, motion=3.0) >
-            edm_loss(still, x0, sigma=sigma, noise=eps) + 1e-6).all()
-    mask = torch.tensor([0.0, 1.0, 1.0, 1.0])[None, None, :, None, None]  # frame 0 given: pairs (1,2), (2,3)
-    masked = edm_loss(den, x0, sigma=sigma, noise=eps, mask=mask, motion=3.0)
-    rest = edm_loss(den, x0[:, :, 1:], sigma=sigma, noise=eps[:, :, 1:], motion=3.0)
-    torch.testing.assert_close(masked, rest, rtol=1e-12, atol=0)
-    one = edm_loss(den, x0[:, :, :1], sigma=sigma, noise=eps[:, :, :1])  # a picture: no pairs, no term
-    torch.testing.assert_close(edm_loss(den, x0[:, :, :1], sigma=sigma, noise=eps[:, :, :1], motion=3.0), one)
-
-
 def test_edm_loss_sigma_data_and_scalar_sigma():
     x0, eps = _data((3, 5))
     den = lambda x, s, **_: torch.zeros_like(x)

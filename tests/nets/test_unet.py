@@ -139,38 +139,6 @@ def test_temporal_layers_mix_frames_and_a_one_frame_clip_skips_them():
     torch.testing.assert_close(_run(net, x[:, :, :1], c), one, rtol=0, atol=0)  # no temporal layer ran
 
 
-def test_the_frame_embedding_starts_off_and_then_tells_frames_apart():
-    """frame_embedding: each frame's modulation also gets its offset from the clip's middle, through a map that
-    starts at 0. At 0 the network is the one without it, and training moves the map (its gradient is not 0);
-    moved, it paints a frame differently by where the frame is even with every temporal layer off, and a 1-frame
-    clip (a picture) never meets it."""
-    plain = UNet(tiny(dims=3, factorized=True))
-    framed = UNet(tiny(dims=3, factorized=True, frame_embedding=True))
-    state = {**framed.state_dict(), **plain.state_dict()}
-    framed.load_state_dict(state)
-    for net in (plain, framed):
-        with torch.no_grad():
-            for name, p in net.named_parameters():
-                if "gain" in name and "time" not in name:
-                    p.fill_(1.0)
-        net.eval()
-    x, c = inputs((2, 3, 4, 8, 8))
-    same = x[:, :, :1].expand(-1, -1, 4, -1, -1).contiguous()  # four equal frames
-    torch.testing.assert_close(_run(framed, x, c), _run(plain, x, c), rtol=0, atol=0)
-    assert (_run(plain, same, c) - _run(plain, same, c)[:, :, :1]).abs().max() == 0  # no clock: equal frames
-    framed.train()
-    framed(x, c).square().mean().backward()
-    assert framed.emb_frame.weight.grad.abs().max() > 0
-    framed.eval()
-    with torch.no_grad():
-        framed.emb_frame.weight.normal_()
-    y = _run(framed, same, c)
-    assert (y[:, :, 0] - y[:, :, 3]).abs().max() > 1e-3  # the first and last of equal frames now differ
-    torch.testing.assert_close(_run(framed, x[:, :, :1], c), _run(plain, x[:, :, :1], c), rtol=0, atol=0)
-    with pytest.raises(BadParameter, match="frame_embedding"):
-        tiny(dims=2, frame_embedding=True)
-
-
 def test_configs_compare_as_networks():
     """A folder written before a setting existed (the key absent) describes the same network as one that spells
     out the default; another value, or a dict that is no config at all, does not."""
@@ -189,9 +157,6 @@ def test_inflate_checks_both_networks():
     clip = UNet(tiny(dims=3, factorized=True, cond_channels=4))
     state = inflate_image_weights(picture.state_dict(), picture.config.to_dict(), clip)
     assert set(state) == set(clip.state_dict())
-    framed = UNet(tiny(dims=3, factorized=True, cond_channels=4, frame_embedding=True))
-    grown = inflate_image_weights(picture.state_dict(), picture.config.to_dict(), framed)
-    assert set(grown) == set(framed.state_dict()) and not grown["emb_frame.weight"].any()  # the clip's own start
     assert torch.equal(state["enc.0.weight"][:, 3:7], torch.zeros_like(state["enc.0.weight"][:, 3:7]))
     with pytest.raises(BadParameter, match="not a factorised"):
         inflate_image_weights(picture.state_dict(), picture.config.to_dict(), UNet(tiny(dims=3)))

@@ -44,7 +44,7 @@ def test_a_tiny_video_run_trains_and_exports_a_clip_model(make_config):
     conf = json.loads((path / "config.json").read_text())
     assert conf["task"] == "video" and conf["frames"] == 4 and conf["condition"] == "text"
     assert conf["unet"]["factorized"] and conf["unet"]["dims"] == 3 and conf["unet"]["cond_channels"] == 4
-    assert conf["video"]["frame_masks"] == [0.5, 0.2, 0.15, 0.15] and conf["video"]["motion_loss"] == 0
+    assert conf["video"]["frame_masks"] == [0.5, 0.2, 0.15, 0.15]
     previews = tr.sample(n=2, steps=2)
     assert previews.shape == (2 * 4, 3, 16, 16) and tr.objective.preview_cols == 4
 
@@ -102,16 +102,6 @@ def test_given_frames_do_not_count_in_the_loss(make_config):
     assert (tr.objective.loss({"clips": moved}, 0, 1).per_sample > base).all()
 
 
-def test_motion_loss_adds_to_the_clips_loss_only(make_config):
-    plain = _trainer(make_config, "plain")
-    moving = _trainer(make_config, "moving", motion_loss=2.0)
-    batch = plain.objective.batch(range(6))  # samples 0, 1 are pictures, 2..5 clips
-    assert list(batch) == ["clips", "pictures"]  # the per-sample losses come in this order
-    a = plain.objective.loss(batch, 0, 1).per_sample
-    b = moving.objective.loss(batch, 0, 1).per_sample
-    assert torch.equal(a[4:], b[4:]) and (b[:4] > a[:4]).all()
-
-
 def test_train_only_keeps_every_other_weight_exactly(make_config):
     tr = _trainer(make_config, steps=2, train_only=["time"])
     before = {k: v.clone() for k, v in tr.net.state_dict().items()}
@@ -150,25 +140,6 @@ def test_init_from_a_picture_model_paints_its_frames(make_config, tmp_path):
         _trainer(make_config, "wide", init=str(other))
 
 
-def test_init_adds_the_frame_embedding_to_a_clip_model_without_it(make_config, tmp_path):
-    """A clip model trained before frame_embedding existed starts a run with it: its weights load, the
-    embedding starts at 0 (so the network paints as the source does), and only that difference is
-    accepted."""
-    source = _trainer(make_config, "old", steps=1)
-    folder = source.fit()
-    conf = json.loads((folder / "config.json").read_text())
-    conf["unet"].pop("frame_embedding")  # as a folder written before the setting existed
-    (folder / "config.json").write_text(json.dumps(conf))
-    tr = _trainer(make_config, "new", init=str(folder), model={**NET, "frame_embedding": True})
-    old = source.ema.state_dict()
-    new = tr.ema.state_dict()
-    assert all(torch.equal(new[k], v) for k, v in old.items())
-    assert not new["emb_frame.weight"].any()
-    assert _trainer(make_config, "same", init=str(folder)).step == 0  # the same network loads as it is
-    with pytest.raises(UserError, match="another network"):
-        _trainer(make_config, "wide", init=str(folder), model={**NET, "channels": 16})
-
-
 def test_a_video_run_resumes_bit_identically(make_config, tmp_path):
     kw = dict(steps=4, checkpoint_every=2, log_every=1, keep_last=4, lr_schedule="cosine", warmup=1)
     ref = _trainer(make_config, "ref", **kw)
@@ -191,8 +162,7 @@ def test_a_video_run_resumes_bit_identically(make_config, tmp_path):
 
 @pytest.mark.parametrize("kw,match", [
     (dict(frames=0), "frames"), (dict(frames=65), "frames"), (dict(joint_images=6), "joint_images"),
-    (dict(frame_masks=[0.5, 0.5, 0.5, 0]), "frame_masks"), (dict(motion_loss=-1), "motion_loss"),
-    (dict(motion_loss=101), "motion_loss"), (dict(frame_masks=[1, 0, 0]), "frame_masks"),
+    (dict(frame_masks=[0.5, 0.5, 0.5, 0]), "frame_masks"), (dict(frame_masks=[1, 0, 0]), "frame_masks"),
     (dict(data="/some/folder"), "built-in clips"), (dict(condition="label"), "text"),
     (dict(model=dict(dims=2, factorized=False)), "factorised"), (dict(train_only=[""]), "train_only"),
 ])

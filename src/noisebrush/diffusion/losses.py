@@ -35,18 +35,10 @@ def edm_weight(sigma: torch.Tensor, sigma_data: float = 0.5) -> torch.Tensor:
 
 def edm_loss(denoiser, x0: torch.Tensor, *, sigma: torch.Tensor | None = None, noise: torch.Tensor | None = None,
              generator: torch.Generator | None = None, P_mean: float = -1.2, P_std: float = 1.2,
-             sigma_data: float = 0.5, mask: torch.Tensor | None = None, motion: float = 0.0,
-             **cond) -> torch.Tensor:
+             sigma_data: float = 0.5, mask: torch.Tensor | None = None, **cond) -> torch.Tensor:
     """λ(σ)·‖D(x_0 + σε, σ) - x_0‖² averaged over elements, per sample. σ and ε are drawn when not given.
     ``mask`` (broadcastable to x_0, 1 = counted): average over the counted elements only (a clip's given frames are
-    not learned: the network gets them as a condition).
-
-    ``motion`` (clips, N×C×T×…): adds motion·λ(σ)·‖Δ_t(D − x_0)‖², the error in what changes from each frame to
-    the next, averaged over the pairs of frames that are both counted. A clip's motion is a small part of its
-    pixels, so the plain loss barely sees it (a model that paints the same frame sixteen times is almost as good);
-    this term is 0 for any D that gets every change right, whatever its error in what stays, and weighs a
-    frame-to-frame error by itself. The same idea as MotionDirector's appearance-debiased temporal loss (Zhao et
-    al. 2023), on the denoiser's output."""
+    not learned: the network gets them as a condition)."""
     if sigma is None:
         sigma = sample_edm_sigma(x0.shape[0], generator=generator, P_mean=P_mean, P_std=P_std, device=x0.device)
     sigma = torch.as_tensor(sigma, device=x0.device).reshape(-1).expand(x0.shape[0])
@@ -55,22 +47,11 @@ def edm_loss(denoiser, x0: torch.Tensor, *, sigma: torch.Tensor | None = None, n
     x = add_noise(x0, sigma, noise)
     d = denoiser(x, sigma, **cond)
     w = expand_sigma(edm_weight(sigma.to(torch.float64), sigma_data), x0).to(d.dtype)
-    m = None if mask is None else torch.broadcast_to(mask.to(device=d.device, dtype=d.dtype), x0.shape)
-    if m is None:
-        per = _flat_mean(w * (d - x0) ** 2)
-    else:
-        err = w * (d - x0) ** 2 * m
-        per = err.reshape(x0.shape[0], -1).sum(1) / m.reshape(x0.shape[0], -1).sum(1).clamp(min=1)
-    if motion and x0.ndim == 5 and x0.shape[2] > 1:  # a shape, not a value
-        e = d - x0
-        change = (e[:, :, 1:] - e[:, :, :-1]) ** 2 * w
-        if m is not None:
-            pair = m[:, :, 1:] * m[:, :, :-1]
-            per = per + motion * (change * pair).reshape(x0.shape[0], -1).sum(1) / \
-                pair.reshape(x0.shape[0], -1).sum(1).clamp(min=1)
-        else:
-            per = per + motion * _flat_mean(change)
-    return per
+    if mask is None:
+        return _flat_mean(w * (d - x0) ** 2)
+    m = torch.broadcast_to(mask.to(device=d.device, dtype=d.dtype), x0.shape)
+    err = w * (d - x0) ** 2 * m
+    return err.reshape(x0.shape[0], -1).sum(1) / m.reshape(x0.shape[0], -1).sum(1).clamp(min=1)
 
 
 def min_snr_weight(snr: torch.Tensor, gamma: float | None, prediction: str) -> torch.Tensor:

@@ -48,7 +48,7 @@ from noisebrush.errors import BadParameter
 from noisebrush.nets.mp import (MPConv, MPFourier, bake_weights_, mp_cat, mp_silu, mp_sum, normalize, project_weights_,
                                 resample)
 
-__all__ = ["UNetConfig", "UNet", "inflate_image_weights", "FRAME_KEYS", "FRAME_SCALE"]
+__all__ = ["UNetConfig", "UNet", "inflate_image_weights"]
 
 
 @dataclass
@@ -70,8 +70,6 @@ class UNetConfig:
     cond_channels: int = 0              # channels of a conditioning picture (``low``) concatenated to the input
     aug_cond: bool = False              # embed a per-sample augmentation level (``aug``) next to the noise level
     factorized: bool = False            # dims=3 only: space/time factorised convolutions and attention
-    frame_embedding: bool = False       # factorised clips only: each frame's embedding also says where in the clip
-                                        #   the frame is (see UNet._embed)
     channels_last: bool = True          # run 2-D/3-D convolutions in channels_last memory format
     activation: str = "hardswish"       # or "silu" (EDM2's); see ACTIVATIONS
     res_balance: float = 0.3
@@ -90,8 +88,6 @@ class UNetConfig:
             raise BadParameter(f"dims: 1, 2 or 3; got {self.dims}")
         if self.factorized and self.dims != 3:
             raise BadParameter("factorized: only for dims=3 (clips)")
-        if self.frame_embedding and not self.factorized:
-            raise BadParameter("frame_embedding: only for factorised clip networks (dims=3, factorized)")
         for name in ("in_channels", "channels", "blocks", "resolution", "channels_per_head"):
             if int(getattr(self, name)) < 1:
                 raise BadParameter(f"{name}: must be ≥ 1, got {getattr(self, name)}")
@@ -152,9 +148,6 @@ def _kernel(cfg: UNetConfig) -> tuple[int, ...]:
 # Activations and their magnitude-preserving gains 1/E[f(z)²]^½ for z ~ N(0, 1), applied through the next
 # convolution's gain. hardswish (Howard et al. 2019) is a piecewise-polynomial SiLU; bf16 SiLU is a slow kernel on
 # CPUs (about 2× a hardswish forward + backward here), so it is the default.
-# frames of offset from a clip's middle frame that the frame embedding maps to ±1 (a 16-frame clip spans ±0.94)
-FRAME_SCALE = 8.0
-
 ACTIVATIONS = {"silu": (F.silu, 1 / 0.5966), "hardswish": (F.hardswish, 1 / 0.5759)}
 
 
@@ -293,9 +286,7 @@ class _Block(torch.nn.Module):
         act, k = ACTIVATIONS[cfg.activation]
         y = self.conv_res0(act(x), gain=k)
         c = self.emb_linear(emb, gain=self.emb_gain) + 1
-        # N×C, or N×T×C when every frame has its own embedding (UNetConfig.frame_embedding) → N×C×T×1×1
-        c = c.reshape(*c.shape, *([1] * cfg.dims)) if c.ndim == 2 else c.transpose(1, 2)[..., None, None]
-        y = act(y * c.to(y.dtype))
+        y = act(y * c.reshape(*c.shape, *([1] * cfg.dims)).to(y.dtype))
         if self.training and cfg.dropout:
             y = F.dropout(y, p=cfg.dropout)
         a, b = _balance(cfg.res_balance)
@@ -338,14 +329,6 @@ class UNet(torch.nn.Module):
         # the augmentation level of the conditioning picture: Fourier features of ln(σ_aug + 1e-3) / 4, as c_noise
         self.emb_aug_fourier = MPFourier(cfg.channels, seed=1) if cfg.aug_cond else None
         self.emb_aug = MPConv(cfg.channels, emb) if cfg.aug_cond else None
-        # where a frame is in its clip: Fourier features of its offset from the middle frame through a linear map
-        # that starts at 0 (so the network starts as the one without it). Not an MPConv behind a gain of 0, whose
-        # weights get no gradient while the gain is 0 and whose gain's gradient only sees a random direction:
-        # trained that way the gain stayed at 0 (measured); a zero map's gradient is the full signal
-        self.emb_frame_fourier = MPFourier(cfg.channels, seed=2) if cfg.frame_embedding else None
-        self.emb_frame = torch.nn.Linear(cfg.channels, emb, bias=False) if cfg.frame_embedding else None
-        if self.emb_frame is not None:
-            torch.nn.init.zeros_(self.emb_frame.weight)
 
         def res(level):
             return cfg.resolution >> level
@@ -388,7 +371,7 @@ class UNet(torch.nn.Module):
         self.out_conv = MPConv(cout, cfg.out, _kernel(cfg))
 
     # -- conditioning -------------------------------------------------------------------------------------------
-    def _embed(self, c_noise, n, dtype, device, labels, vector, text, text_mask, drop, aug=None, frames=1):
+    def _embed(self, c_noise, n, dtype, device, labels, vector, text, text_mask, drop, aug=None):
         cfg = self.config
         emb = self.emb_noise(self.emb_fourier(c_noise.reshape(-1).expand(n)))
         if self.emb_aug is not None:
@@ -422,13 +405,6 @@ class UNet(torch.nn.Module):
         if conds:
             cond = sum(conds) / math.sqrt(len(conds))
             emb = mp_sum(emb, cond.to(emb.dtype), cfg.cond_balance)
-        if self.emb_frame is not None and frames > 1:  # a shape, not a value: traceable
-            # N×E → N×T×E: frame f adds the features of (f − (T−1)/2) / FRAME_SCALE, the clip data's own
-            # clock (its motions are centred on the middle frame), so that the modulation of every block can
-            # place what moves without the temporal layers having to count frames
-            offset = (torch.arange(frames, device=device, dtype=torch.float32) - (frames - 1) / 2) / FRAME_SCALE
-            f = self.emb_frame(self.emb_frame_fourier(offset) / math.sqrt(cfg.channels))
-            emb = emb[:, None, :] + f.to(emb.dtype)[None]
         return mp_silu(emb), tokens
 
     def project_(self) -> None:
@@ -588,8 +564,7 @@ class UNet(torch.nn.Module):
         self._check_shapes(x, c_noise, labels, vector, text, low, aug)
         n = x.shape[0]
         c_noise = torch.as_tensor(c_noise, device=x.device, dtype=torch.float32)
-        emb, tokens = self._embed(c_noise, n, x.dtype, x.device, labels, vector, text, text_mask, drop, aug,
-                                  frames=x.shape[2] if cfg.factorized else 1)
+        emb, tokens = self._embed(c_noise, n, x.dtype, x.device, labels, vector, text, text_mask, drop, aug)
         if cfg.channels_last and x.ndim in (4, 5):
             fmt = torch.channels_last if x.ndim == 4 else torch.channels_last_3d
             x = x.contiguous(memory_format=fmt)
@@ -605,9 +580,6 @@ class UNet(torch.nn.Module):
                 x = mp_cat(x, skips.pop(), t=cfg.concat_balance)
             x = block(x, emb, tokens)
         return self.out_conv(x, gain=self.out_gain)
-
-
-FRAME_KEYS = ("emb_frame.", "emb_frame_fourier.")  # the frame embedding's weights (a clip's own)
 
 
 def inflate_image_weights(image_state: dict, image_config: dict, net: UNet) -> dict:
@@ -627,8 +599,7 @@ def inflate_image_weights(image_state: dict, image_config: dict, net: UNet) -> d
     if int(image.get("dims", 2)) != 2 or int(image.get("cond_channels", 0)):
         raise BadParameter("inflate: the source is not a picture network (dims=2, no conditioning picture)")
     mine = cfg.to_dict()
-    skip = {"dims", "factorized", "frame_embedding", "cond_channels", "resolution", "extra", "dropout", "clip_act",
-            "channels_last"}
+    skip = {"dims", "factorized", "cond_channels", "resolution", "extra", "dropout", "clip_act", "channels_last"}
     differ = sorted(k for k in mine if k not in skip and k in image and _norm(image[k]) != _norm(mine[k]))
     if differ:
         raise BadParameter(f"inflate: the picture network differs from the clip network in {', '.join(differ)}")
@@ -636,8 +607,7 @@ def inflate_image_weights(image_state: dict, image_config: dict, net: UNet) -> d
     out = {}
     for key, target in own.items():
         src_key = key.replace(".space.weight", ".conv.weight")
-        if ".time." in key or ".time_attn." in key or key.endswith(("time_gain", "time_attn_gain")) or \
-                key.startswith(FRAME_KEYS):
+        if ".time." in key or ".time_attn." in key or key.endswith(("time_gain", "time_attn_gain")):
             out[key] = target.clone()  # temporal: the clip network's own start, gated by a gain of 0
             continue
         if src_key not in image_state:

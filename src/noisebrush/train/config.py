@@ -89,8 +89,6 @@ class TrainConfig:
     frame_masks: tuple[float, ...] = (0.5, 0.2, 0.15, 0.15)  # video: the shares of clips trained with no frame
                                        #   given (text → clip), the first (picture → clip), the first and the last
                                        #   (interpolation), and the first 2..frames/2 (extension)
-    motion_loss: float = 0.0           # video: weight of the frame-difference term of the loss (the error in what
-                                       #   changes from one frame to the next; noisebrush.diffusion.losses.edm_loss)
     # progressive (coarse-to-fine) training of a picture model: the fractions of the run at which the training
     # resolution doubles, starting from resolution / 2^len(progressive); [] = off. [0.4, 0.7] at 128 px trains at
     # 32 px for the first 40% of the steps, at 64 px to 70%, then at 128 px (pictures box-averaged down)
@@ -214,8 +212,6 @@ class TrainConfig:
                                f"{self.joint_images}")
         if not 0 <= self.frame_noise <= 0.95:
             raise BadParameter(f"frame_noise: in [0, 0.95], got {self.frame_noise}")
-        if not 0 <= self.motion_loss <= 100:
-            raise BadParameter(f"motion_loss: in [0, 100], got {self.motion_loss}")
         if len(self.frame_masks) != 4 or min(self.frame_masks) < 0 or abs(sum(self.frame_masks) - 1) > 1e-6:
             raise BadParameter(f"frame_masks: four shares ≥ 0 that add up to 1 (none, first, first and last, "
                                f"first few), got {list(self.frame_masks)}")

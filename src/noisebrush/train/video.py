@@ -43,7 +43,7 @@ from noisebrush.diffusion.noise import SampleNoise, correlate_frames
 from noisebrush.diffusion.sample import make_denoiser, sample, start
 from noisebrush.errors import UserError
 from noisebrush.nets.text import TextEncoder
-from noisebrush.nets.unet import FRAME_KEYS, UNetConfig, inflate_image_weights
+from noisebrush.nets.unet import UNetConfig, inflate_image_weights
 from noisebrush.train.objectives import EDMObjective, Loss, read_init
 from noisebrush.train.stream import SampleStream
 
@@ -120,9 +120,7 @@ class VideoObjective(EDMObjective):
         return {"text_dim": self.text.dim, "label_dim": 0}
 
     def init_weights(self, source: str) -> None:
-        """A clip model or checkpoint of this network, or a picture model (``builtin``) inflated into it, or a
-        clip model of this network without the frame embedding (the embedding starts at 0, so the network paints as
-        the source does until training moves it)."""
+        """A clip model or checkpoint of this network, or a picture model (``builtin``) inflated into it."""
         net_config, state, ema, updates = read_init(source, self.net)
         if net_config is not None and int(net_config.get("dims", 2)) == 2:
             try:
@@ -131,11 +129,6 @@ class VideoObjective(EDMObjective):
             except Exception as e:  # BadParameter: the picture network does not match this config
                 raise UserError(f"init: {source}: {e}") from None
             updates = 0
-        elif self.net_config.frame_embedding and UNetConfig.same({**(net_config or {}), "frame_embedding": True},
-                                                                  self.net_config.to_dict()) \
-                and not (net_config or {}).get("frame_embedding"):
-            own = {k: v for k, v in self.net.state_dict().items() if k.startswith(FRAME_KEYS)}
-            state, ema = {**own, **state}, {**own, **ema}
         elif not UNetConfig.same(net_config or {}, self.net_config.to_dict()):
             raise UserError(f"init: {source} holds another network than this config describes (check [model], "
                             f"resolution and frames)")
@@ -208,16 +201,14 @@ class VideoObjective(EDMObjective):
 
     # -- the loss --------------------------------------------------------------------------------------------------
     def loss(self, batch: dict, micro: int, accum: int) -> Loss:
-        """EDM's loss over the frames that are not given (every frame of a picture), per sample, with
-        ``motion_loss`` times the frame-difference term for clips (:func:`noisebrush.diffusion.losses.edm_loss`);
-        pictures and clips count alike."""
+        """EDM's loss over the frames that are not given (every frame of a picture), per sample; pictures and clips
+        count alike."""
         pers, sigmas = [], []
         for group in batch.values():
             counted = (~group["given"]).to(torch.float32)[:, None, :, None, None]
             with self.loop.autocast():
                 per = edm_loss(self.den, group["x0"], sigma=group["sigma"], noise=group["noise"],
-                               sigma_data=self.cfg.sigma_data, mask=counted, motion=self.cfg.motion_loss,
-                               **group["cond"])
+                               sigma_data=self.cfg.sigma_data, mask=counted, **group["cond"])
             pers.append(per.float()), sigmas.append(group["sigma"])
         per = torch.cat(pers)
         loss = per.mean() / accum
@@ -252,5 +243,5 @@ class VideoObjective(EDMObjective):
         conf = super().model_config()
         return {**conf, "frames": self.cfg.frames, "task": "video",
                 "video": {"given_frames": "channels", "frame_masks": list(self.cfg.frame_masks),
-                          "frame_noise": self.cfg.frame_noise, "motion_loss": self.cfg.motion_loss}}
+                          "frame_noise": self.cfg.frame_noise}}
 
