@@ -54,6 +54,8 @@ SHAPE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
 }
 FLOOR = -0.85     # every object stands on this plane (y is up); the grid spans [-1, 1] on each axis
 TRUNCATION = 0.2  # |sdf| beyond this is clipped: the grid holds sdf / TRUNCATION in [-1, 1]
+_THIN = 0.045     # the half thickness of the thinnest parts (a lamp's stem, a rocket's fins): a 32³ grid's cell
+                  #   centres are 0.0625 apart, so a part this thick always holds one (thinner ones vanished)
 _SALT = 0x5A17E   # the shapes' own random stream
 _MIN_RES, _MAX_RES = 8, 128
 
@@ -235,7 +237,7 @@ def _lamp(p, q):
     h, w, sh = q["h"], q["w"], q["shade"]
     out = sd_cylinder(p, (0, FLOOR + 0.04, 0), q["base"], 0.04)
     top = FLOOR + h
-    out = np.minimum(out, sd_cylinder(p, (0, (FLOOR + top - sh) / 2, 0), 0.04, (top - sh - FLOOR) / 2))
+    out = np.minimum(out, sd_cylinder(p, (0, (FLOOR + top - sh) / 2, 0), _THIN, (top - sh - FLOOR) / 2))
     r0, r1 = w / 2, w / 2 * q["taper"]
     shade = sd_revolve(p, (0, top - sh, 0), [(0, 0), (r0, 0), (r1, sh), (0, sh)])
     return np.minimum(out, shade)
@@ -336,7 +338,7 @@ def _rocket(p, q):
     f, out = q["fin"], body
     for k in range(q["fins"]):
         pk = rotate_y(p, 2 * math.pi * k / q["fins"])
-        fin = sd_extrude(pk[..., [0, 1, 2]], (0, y0, 0), [(r * 0.5, 0), (r + f, 0), (r + f, f * 0.6), (r * 0.5, f * 1.8)], 0.03)
+        fin = sd_extrude(pk[..., [0, 1, 2]], (0, y0, 0), [(r * 0.5, 0), (r + f, 0), (r + f, f * 0.6), (r * 0.5, f * 1.8)], _THIN)
         out = np.minimum(out, fin)
     return out
 
