@@ -150,6 +150,43 @@ def test_configs_compare_as_networks():
     assert not UNetConfig.same(d, {**d, "no_such_key": 1}) and not UNetConfig.same(d, {"dims": 7})
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 8), (2, 3, 8, 12), (2, 1, 4, 8, 16)])
+def test_fold_is_space_to_depth_and_unfold_its_inverse(shape):
+    from noisebrush.nets.unet import _fold, _unfold
+
+    x = torch.randn(shape, generator=gen(0))
+    y = _fold(x, 2)
+    assert y.shape == (shape[0], shape[1] * 2 ** (len(shape) - 2), *[s // 2 for s in shape[2:]])
+    assert torch.equal(_unfold(y, 2), x)
+    if len(shape) == 4:
+        assert torch.equal(y, torch.nn.functional.pixel_unshuffle(x, 2))  # PyTorch's own, for pictures
+    # channel c·p^d + (offsets in the block, row-major) at a position is that cell of the block there
+    if len(shape) == 3:
+        assert y[1, 2 * 2 + 1, 3] == x[1, 2, 3 * 2 + 1]
+    if len(shape) == 5:
+        assert y[1, 0 * 8 + (1 * 4 + 0 * 2 + 1), 1, 2, 3] == x[1, 0, 1 * 2 + 1, 2 * 2 + 0, 3 * 2 + 1]
+
+
+def test_a_patch_network_paints_the_full_size_and_has_its_size_rule():
+    cfg = tiny(dims=3, resolution=16, patch=2)
+    assert cfg.step == 4 and tiny(dims=3).step == 2
+    net = live(cfg)
+    x, c = inputs((2, 3, 16, 16, 8))
+    assert net(x, c).shape == x.shape
+    assert net.enc[0].weight.shape[1] == 3 * 8 + 1 and net.out_conv.weight.shape[0] == 3 * 8
+    with pytest.raises(BadParameter, match="divisible by 4"):
+        net(torch.randn(1, 3, 16, 16, 6), c[:1])
+    for kw, match in ((dict(patch=3), "patch"), (dict(dims=3, factorized=True, patch=2), "factorised")):
+        with pytest.raises(BadParameter, match=match):
+            tiny(**kw)
+    from noisebrush.paint.modality import modality_for
+
+    m = modality_for({"unet": cfg.to_dict(), "resolution": 16})
+    assert m.kind == "volume" and m.step == 4
+    # the memory estimate walks the folded grid: a patch network holds less than the same network unfolded
+    assert 0 < net.activation_bytes((16, 16, 16)) < UNet(tiny(dims=3, resolution=16)).activation_bytes((16, 16, 16))
+
+
 def test_inflate_checks_both_networks():
     from noisebrush.nets.unet import inflate_image_weights
 

@@ -60,7 +60,8 @@ class UNetConfig:
     channels: int = 64
     channel_mult: tuple[int, ...] = (1, 2, 2)
     blocks: int = 2                     # residual blocks per level (decoder: blocks + 1)
-    attn_resolutions: tuple[int, ...] = (8,)  # self-attention at these sizes (EDM2: resolution/4 and /8)
+    attn_resolutions: tuple[int, ...] = (8,)  # self-attention at these sizes of the network's grid (resolution /
+                                        #   patch at the first level; EDM2: resolution/4 and /8)
     cross_attn_resolutions: tuple[int, ...] = (16, 8)
     channels_per_head: int = 64
     dropout: float = 0.0
@@ -70,6 +71,8 @@ class UNetConfig:
     cond_channels: int = 0              # channels of a conditioning picture (``low``) concatenated to the input
     aug_cond: bool = False              # embed a per-sample augmentation level (``aug``) next to the noise level
     factorized: bool = False            # dims=3 only: space/time factorised convolutions and attention
+    patch: int = 1                      # 1, 2 or 4: the network runs on patch^dims-cell blocks folded into channels
+                                        #   (space-to-depth in, depth-to-space out; see UNet.forward)
     channels_last: bool = True          # run 2-D/3-D convolutions in channels_last memory format
     activation: str = "hardswish"       # or "silu" (EDM2's); see ACTIVATIONS
     res_balance: float = 0.3
@@ -88,6 +91,10 @@ class UNetConfig:
             raise BadParameter(f"dims: 1, 2 or 3; got {self.dims}")
         if self.factorized and self.dims != 3:
             raise BadParameter("factorized: only for dims=3 (clips)")
+        if self.patch not in (1, 2, 4):
+            raise BadParameter(f"patch: 1, 2 or 4; got {self.patch}")
+        if self.patch > 1 and self.factorized:
+            raise BadParameter("patch: not for factorised clip networks (time is never folded)")
         for name in ("in_channels", "channels", "blocks", "resolution", "channels_per_head"):
             if int(getattr(self, name)) < 1:
                 raise BadParameter(f"{name}: must be ≥ 1, got {getattr(self, name)}")
@@ -112,6 +119,11 @@ class UNetConfig:
     @property
     def out(self) -> int:
         return self.out_channels or self.in_channels
+
+    @property
+    def step(self) -> int:
+        """Every spatial size the network takes is a multiple of this: 2 per level below the first, times patch."""
+        return 2 ** (len(self.channel_mult) - 1) * self.patch
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -330,12 +342,13 @@ class UNet(torch.nn.Module):
         self.emb_aug_fourier = MPFourier(cfg.channels, seed=1) if cfg.aug_cond else None
         self.emb_aug = MPConv(cfg.channels, emb) if cfg.aug_cond else None
 
-        def res(level):
-            return cfg.resolution >> level
+        def res(level):  # the side of the network's own grid at a level (patch folds the input first)
+            return (cfg.resolution // cfg.patch) >> level
 
         self.enc = torch.nn.ModuleList()
         skips = []
-        cout = cfg.in_channels + cfg.cond_channels + 1
+        fold = cfg.patch ** cfg.dims  # cells per patch
+        cout = (cfg.in_channels + cfg.cond_channels) * fold + 1
         for level, c in enumerate(ch):
             if level == 0:
                 self.enc.append(MPConv(cout, c, _kernel(cfg)))
@@ -368,7 +381,7 @@ class UNet(torch.nn.Module):
                                        cross=r in cfg.cross_attn_resolutions))
                 self.dec_takes_skip.append(True)
                 cout = c
-        self.out_conv = MPConv(cout, cfg.out, _kernel(cfg))
+        self.out_conv = MPConv(cout, cfg.out * fold, _kernel(cfg))
 
     # -- conditioning -------------------------------------------------------------------------------------------
     def _embed(self, c_noise, n, dtype, device, labels, vector, text, text_mask, drop, aug=None):
@@ -469,7 +482,9 @@ class UNet(torch.nn.Module):
             return n
 
         level, peak = 0, 0
-        c_in = cfg.in_channels + cfg.cond_channels
+        fold = cfg.patch ** cfg.dims
+        size = tuple(max(1, s // cfg.patch) for s in size)  # the network's own grid (patch: blocks as channels)
+        c_in = (cfg.in_channels + cfg.cond_channels) * fold
         # the input, its channels-last copy and the copy with the ones channel, then the first convolution's output
         first = self.enc[0]
         x = width(first)[1] * pixels(0)
@@ -506,7 +521,7 @@ class UNet(torch.nn.Module):
             work = max(residual, cat + cout * p + attention(block, cout, p))
             peak = max(peak, held + x + work)
             x = cout * p
-        peak = max(peak, x + 2 * cfg.out * pixels(0))
+        peak = max(peak, x + 2 * cfg.out * fold * pixels(0))
         return int(1.75 * peak * batch * item)
 
     def check_inputs(self, x, c_noise, *, labels=None, vector=None, text=None, text_mask=None, drop=None, low=None,
@@ -527,7 +542,7 @@ class UNet(torch.nn.Module):
         if x.ndim != cfg.dims + 2 or x.shape[1] != cfg.in_channels:
             raise BadParameter(f"input: expected N×{cfg.in_channels}×(… {cfg.dims} spatial axes), got "
                                f"{tuple(x.shape)}")
-        step = 2 ** (len(cfg.channel_mult) - 1)
+        step = cfg.step
         axes = x.shape[3:] if cfg.factorized else x.shape[2:]
         if any(s % step for s in axes):
             raise BadParameter(f"input: spatial size {tuple(x.shape[2:])} must be divisible by {step}")
@@ -565,6 +580,9 @@ class UNet(torch.nn.Module):
         n = x.shape[0]
         c_noise = torch.as_tensor(c_noise, device=x.device, dtype=torch.float32)
         emb, tokens = self._embed(c_noise, n, x.dtype, x.device, labels, vector, text, text_mask, drop, aug)
+        if cfg.patch > 1:  # space-to-depth: the network sees blocks of patch^dims cells as channels
+            x = _fold(x, cfg.patch)
+            low = None if low is None else _fold(low.to(x.dtype), cfg.patch)
         if cfg.channels_last and x.ndim in (4, 5):
             fmt = torch.channels_last if x.ndim == 4 else torch.channels_last_3d
             x = x.contiguous(memory_format=fmt)
@@ -579,7 +597,28 @@ class UNet(torch.nn.Module):
             if takes:
                 x = mp_cat(x, skips.pop(), t=cfg.concat_balance)
             x = block(x, emb, tokens)
-        return self.out_conv(x, gain=self.out_gain)
+        x = self.out_conv(x, gain=self.out_gain)
+        return _unfold(x, cfg.patch) if cfg.patch > 1 else x
+
+
+def _fold(x: torch.Tensor, p: int) -> torch.Tensor:
+    """Space-to-depth: N×C×(S₁…S_d) → N×(C·p^d)×(S₁/p…S_d/p), each p^d block of cells becoming channels (as
+    pixel_unshuffle does for pictures, for 1, 2 or 3 axes). Reshapes only: traceable and exact."""
+    n, c, *size = x.shape
+    d = len(size)
+    x = x.reshape(n, c, *[v for s in size for v in (s // p, p)])
+    order = [0, 1, *[3 + 2 * i for i in range(d)], *[2 + 2 * i for i in range(d)]]
+    return x.permute(order).reshape(n, c * p**d, *[s // p for s in size])
+
+
+def _unfold(x: torch.Tensor, p: int) -> torch.Tensor:
+    """Depth-to-space, the inverse of :func:`_fold`."""
+    n, cf, *size = x.shape
+    d = len(size)
+    c = cf // p**d
+    x = x.reshape(n, c, *([p] * d), *size)
+    order = [0, 1, *[v for i in range(d) for v in (2 + d + i, 2 + i)]]
+    return x.permute(order).reshape(n, c, *[s * p for s in size])
 
 
 def inflate_image_weights(image_state: dict, image_config: dict, net: UNet) -> dict:

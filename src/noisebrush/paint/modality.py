@@ -267,7 +267,7 @@ def modality_for(config: dict) -> Modality:
     net = network_description(config)  # config["unet"] for a UNet
     dims = int(net.get("dims", 2))
     resolution = int(config.get("resolution", net.get("resolution", 32)))
-    step = 2 ** (len(net.get("channel_mult", [1, 2, 2])) - 1)
+    step = 2 ** (len(net.get("channel_mult", [1, 2, 2])) - 1) * int(net.get("patch", 1))
     common = dict(channels=int(net.get("in_channels", 3)), resolution=resolution, step=step)
     if dims == 2:
         return Image(**common, default=(resolution, resolution))

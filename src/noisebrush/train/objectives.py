@@ -240,7 +240,7 @@ class EDMObjective(Objective):
         picture = {"cond_channels": int(cfg.model.get("in_channels", 3)), "aug_cond": True} if self.sr else {}
         net_config = UNetConfig.from_dict({"resolution": cfg.resolution, **cfg.model, **self._cond_dims(), **picture})
         if self.sr:
-            self.sr.check_resolution(cfg.resolution, 2 ** (len(net_config.channel_mult) - 1))
+            self.sr.check_resolution(cfg.resolution, net_config.step)
         return net_config
 
     def _make_parts(self) -> dict[str, Part]:
