@@ -152,7 +152,7 @@ def test_merge_for_resume():
 # -- the super-resolution task --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(task="movie"), "task: one of image, sr, video; got 'movie'"),
+    (dict(task="movie"), "task: one of image, sr, video, shape; got 'movie'"),
     (dict(task="SR"), "task"),
     (dict(task="sr", scale=3), "scale: one of 2, 4; got 3"),
     (dict(task="sr", scale=1), "scale"),

@@ -40,7 +40,7 @@ __all__ = ["TrainConfig", "TASKS", "CAPTIONS", "CONDITIONS", "PRECISIONS", "DEFA
            "check_type", "read_toml", "run_config", "merge_for_resume"]
 
 CONDITIONS = ("auto", "text", "label", "none")
-TASKS = ("image", "sr", "video")
+TASKS = ("image", "sr", "video", "shape")
 CAPTIONS = ("template", "family")
 PRECISIONS = ("auto", "bf16", "fp16", "no")
 DEFAULT_WARMUP = 200  # the warmup of a run of ≥ 2000 steps when none is given (steps // 10 below that)
@@ -71,7 +71,8 @@ class TrainConfig:
     text_noise: float = 0.0            # std of Gaussian noise added to every real token embedding in training
                                        #   (MiniLM token states have RMS ≈ 0.42); 0 = off
     # task: "image" paints pictures; "sr" is a super-resolution stage (noisebrush.data.superres): it learns the
-    # resolution-px pictures from their box-averaged 1/scale copies, on crop_size crops (0 = whole pictures)
+    # resolution-px pictures from their box-averaged 1/scale copies, on crop_size crops (0 = whole pictures);
+    # "video" clips (noisebrush.train.video); "shape" 3-D shapes as signed-distance grids (noisebrush.train.shape)
     task: str = "image"
     scale: int = 2                     # sr: the upscaling factor (2 or 4)
     crop_size: int = 0                 # sr: side of the high-resolution crops it trains on; 0 = whole pictures
@@ -174,6 +175,8 @@ class TrainConfig:
             raise BadParameter(f"train_only: parts of weight names (non-empty), got {list(self.train_only)}")
         if self.task == "video":
             self._check_video()
+        if self.task == "shape":
+            self._check_shape()
         self.progressive = tuple(float(f) for f in self.progressive)
         if self.progressive:
             if self.task != "image":
@@ -222,6 +225,17 @@ class TrainConfig:
             raise BadParameter("condition: a video model is text-conditioned (\"text\" or \"auto\")")
         if self.model.get("dims", 3) != 3 or self.model.get("factorized", True) is not True:
             raise BadParameter("model: a video model is a factorised clip network (dims = 3, factorized = true)")
+
+    def _check_shape(self) -> None:
+        if self.data != "builtin":
+            raise BadParameter("task: \"shape\" trains on the built-in shapes (data = \"builtin\"); folders of "
+                               "meshes are not read yet")
+        if self.condition not in ("auto", "text"):
+            raise BadParameter("condition: a shape model is text-conditioned (\"text\" or \"auto\")")
+        if self.model.get("dims", 3) != 3 or self.model.get("factorized", False):
+            raise BadParameter("model: a shape model is a volumetric network (dims = 3, factorized = false)")
+        if self.captions != "template":
+            raise BadParameter("captions: a shape trains on its one caption (\"template\")")
 
     def superres(self):
         """The super-resolution task of a ``task = "sr"`` config (:class:`noisebrush.data.superres.SuperRes`)."""

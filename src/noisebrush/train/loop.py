@@ -56,6 +56,7 @@ from noisebrush.seeding import mix
 from noisebrush.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from noisebrush.train.config import TrainConfig
 from noisebrush.train.objectives import EDMObjective, Objective, Part, Phase, build_dataset
+from noisebrush.train.shape import ShapeObjective
 from noisebrush.train.video import VideoObjective
 
 __all__ = ["Loop", "Trainer", "StepResult", "SIGMA_BUCKETS", "leave_worker", "build_dataset",
@@ -213,7 +214,8 @@ class Loop:
 class Trainer(Loop):
     """A training run: :class:`Loop` + a :class:`TrainConfig`, a run folder (log.csv, checkpoints, samples, the
     exported model), exact resume and Ctrl-C. ``objective`` defaults to :class:`EDMObjective` (for ``task =
-    "video"``: :class:`~noisebrush.train.video.VideoObjective`) over ``dataset``
+    "video"``: :class:`~noisebrush.train.video.VideoObjective`; ``"shape"``:
+    :class:`~noisebrush.train.shape.ShapeObjective`) over ``dataset``
     (default: the config's) with ``text_encoder``; ``resume``: True (the latest checkpoint) or a checkpoint
     folder; ``accelerator``: an Accelerate ``Accelerator`` (default: one for this machine and the precision)."""
 
@@ -228,7 +230,7 @@ class Trainer(Loop):
         self.precision = resolve_precision(cfg.mixed_precision)
         acc = accelerator or Accelerator(cpu=not has_accelerator(), mixed_precision=self.precision)
         if objective is None:
-            kind = VideoObjective if cfg.task == "video" else EDMObjective
+            kind = {"video": VideoObjective, "shape": ShapeObjective}.get(cfg.task, EDMObjective)
             objective = kind(dataset=dataset, text_encoder=text_encoder)
         self._attach(objective, acc, cfg.batch_size, cfg.grad_accum, cfg.seed, None)
         self.out = Path(cfg.out_dir)

@@ -111,8 +111,9 @@ def train(config: Optional[Path] = typer.Option(None, "--config", "-c", help="TO
                                                                                  "cosine"),
           precision: Optional[str] = typer.Option(None, "--precision", help="auto, bf16, fp16, no"),
           seed: Optional[int] = typer.Option(None, "--seed"),
-          task: Optional[str] = typer.Option(None, "--task", help="image (default) or sr: a super-resolution stage "
-                                                                  "(see configs/sr64.toml)"),
+          task: Optional[str] = typer.Option(None, "--task", help="image (default); sr: a super-resolution stage "
+                                                                  "(configs/sr64.toml); video: clips "
+                                                                  "(configs/video.toml); shape: 3-D shapes"),
           scale: Optional[int] = typer.Option(None, "--scale", help="sr: the upscaling factor, 2 or 4"),
           resume: bool = typer.Option(False, "--resume", help="continue the latest checkpoint in the run folder, "
                                                               "with the run's own settings (--steps may change)"),
