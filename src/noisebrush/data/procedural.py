@@ -706,6 +706,18 @@ def _render_range(seed: int, resolution: int, supersample: int, start: int, stop
     return out
 
 
+def item_index(ds, i) -> int:
+    """``i`` as an index into the data set ``ds`` (it has ``size``): TypeError / IndexError as a sequence's."""
+    name = type(ds).__name__
+    try:
+        i = operator.index(i)
+    except TypeError:
+        raise TypeError(f"{name} indices must be integers, not {type(i).__name__}") from None
+    if not 0 <= i < ds.size:
+        raise IndexError(f"index {i} is out of range for {name} of size {ds.size}")
+    return i
+
+
 class SceneSet(torch.utils.data.Dataset):
     """What ProceduralArt and ProceduralClips share: ``size`` items of ``seed``, each a scene of
     :func:`make_scene` (item i depends only on (seed, i)), drawn at ``resolution`` with ``supersample``."""
@@ -728,14 +740,7 @@ class SceneSet(torch.utils.data.Dataset):
         return list(FAMILIES)
 
     def _index(self, i) -> int:
-        name = type(self).__name__
-        try:
-            i = operator.index(i)
-        except TypeError:
-            raise TypeError(f"{name} indices must be integers, not {type(i).__name__}") from None
-        if not 0 <= i < self.size:
-            raise IndexError(f"index {i} is out of range for {name} of size {self.size}")
-        return i
+        return item_index(self, i)
 
     def scene(self, i: int) -> Scene:
         """The (still) scene of item i."""

@@ -26,7 +26,6 @@ its own (never ``hash()``): the same (seed, i) gives the same shape in any proce
 from __future__ import annotations
 
 import math
-import operator
 import random
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -34,7 +33,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
-from noisebrush.data.procedural import _int_param, _splitmix64
+from noisebrush.data.procedural import _int_param, _splitmix64, item_index
 
 __all__ = ["CATEGORIES", "SHAPE_ATTRIBUTES", "FLOOR", "TRUNCATION", "ShapeScene", "ProceduralShapes", "make_shape",
            "grid_points", "sdf_grid"]
@@ -442,13 +441,7 @@ class ProceduralShapes(torch.utils.data.Dataset):
         return list(CATEGORIES)
 
     def _index(self, i) -> int:
-        try:
-            i = operator.index(i)
-        except TypeError:
-            raise TypeError(f"ProceduralShapes indices must be integers, not {type(i).__name__}") from None
-        if not 0 <= i < self.size:
-            raise IndexError(f"index {i} is out of range for ProceduralShapes of size {self.size}")
-        return i
+        return item_index(self, i)
 
     def shape(self, i: int) -> ShapeScene:
         return make_shape(self.seed, self._index(i))
