@@ -2,12 +2,13 @@
 arms, handle, roof, crown, fins) from a signed-distance grid — text adherence of the shape model, and the feature
 space of distances between sets of shapes (issue 17).
 
-    from noisebrush.eval.shape_features import ShapeFeatureNet, train_shape_features, read_shape_features
+    from noisebrush.eval.shape_features import load_shape_features, train_shape_features
+    net = load_shape_features()     # the shipped one (src/noisebrush/eval/shapenet)
+    net.predict(grids)              # grids N×1×R×R×R (sdf / 0.2 in [-1, 1]; other sizes are resized to 32³)
+    net.features(grids)             # N × 192, float64
     net, report = train_shape_features(n=8000, epochs=4)   # report["held_out"]["accuracy"]: per attribute
-    net.predict(grids)         # grids N×1×R×R×R (sdf / 0.2 in [-1, 1]; other sizes are resized to 32³)
-    net.features(grids)        # N × 192, float64
 
-    python -m noisebrush.eval.shape_features --out DIR [--n 8000 --epochs 4]
+    python -m noisebrush.eval.shape_features --out src/noisebrush/eval/shapenet --n 8000 --epochs 4  # the shipped
 
 Grids are computed as they are needed (``noisebrush.data.shapes``); held out are items of another data seed. The
 augmentation is a random turn about the vertical axis by a multiple of 90° (the shapes' attributes do not depend
@@ -19,6 +20,7 @@ import argparse
 import json
 import sys
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -32,9 +34,11 @@ from noisebrush.errors import UserError
 from noisebrush.eval.features import head_log_probs, write_judge
 from noisebrush.eval.train_features import fit_heads, head_accuracy
 
-__all__ = ["ShapeFeatureNet", "train_shape_features", "read_shape_features", "shape_table", "SHAPENET_FORMAT"]
+__all__ = ["ShapeFeatureNet", "train_shape_features", "read_shape_features", "load_shape_features", "shape_table",
+           "SHAPENET_FORMAT", "SHAPENET_DIR"]
 
 SHAPENET_FORMAT = "noisebrush.shapenet/1"
+SHAPENET_DIR = Path(__file__).parent / "shapenet"  # the shipped judge
 _RES = 32
 
 
@@ -143,6 +147,15 @@ def read_shape_features(path) -> ShapeFeatureNet:
     net = ShapeFeatureNet(conf["heads"], conf["widths"], conf["dim"])
     net.load_state_dict({k: v.float() for k, v in state.items()})
     return net.eval().requires_grad_(False)
+
+
+@lru_cache(maxsize=2)
+def load_shape_features(path: str | None = None) -> ShapeFeatureNet:
+    """The shipped shape judge (or the one in ``path``), in eval mode, cached."""
+    p = Path(path) if path else SHAPENET_DIR
+    if not (p / "model.safetensors").is_file():
+        raise UserError(f"{p}: no shape judge here (train one: python -m noisebrush.eval.shape_features --out {p})")
+    return read_shape_features(p)
 
 
 def main(argv=None) -> int:
