@@ -19,12 +19,9 @@ on 16-frame clips, whose frame rate sets what "slowly" and "quickly" mean.
 """
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -32,7 +29,7 @@ import torch.nn.functional as F
 from noisebrush.data.clips import MOTION_ATTRIBUTES
 from noisebrush.data.procedural import ATTRIBUTES
 from noisebrush.errors import UserError
-from noisebrush.eval.features import head_log_probs, write_judge
+from noisebrush.eval.features import head_log_probs, one_line, read_judge, write_judge
 
 __all__ = ["ClipFeatureNet", "CLIPNET_DIR", "CLIPNET_FORMAT", "default_heads", "load_clip_features",
            "read_clip_features", "save_clip_features"]
@@ -250,27 +247,14 @@ def save_clip_features(net: ClipFeatureNet, path, info: dict | None = None) -> P
 
 def read_clip_features(path) -> ClipFeatureNet:
     """The clip feature net in the folder ``path`` (uncached), in eval mode; a one-line UserError if unreadable."""
-    path = Path(path)
-    try:
-        conf = json.loads((path / "config.json").read_text())
-        state = load_file(str(path / "model.safetensors"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, SafetensorError) as e:
-        raise UserError(f"{path}: unreadable clip feature network ({_one_line(e)})") from None
-    if not isinstance(conf, dict) or conf.get("format") != CLIPNET_FORMAT:
-        found = conf.get("format") if isinstance(conf, dict) else None
-        raise UserError(f"{path}: clip feature network format {found!r}, expected {CLIPNET_FORMAT!r}")
+    conf, state = read_judge(path, CLIPNET_FORMAT, "clip feature network")
     try:
         net = ClipFeatureNet(conf["heads"], conf["widths"], conf["dim"], conf["resolution"], conf["flow"],
                              conf["top"])
         net.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise UserError(f"{path}: clip feature network does not match its config ({_one_line(e)})") from None
+        raise UserError(f"{path}: clip feature network does not match its config ({one_line(e)})") from None
     return net.eval().requires_grad_(False)
-
-
-def _one_line(e: Exception) -> str:
-    text = " ".join(str(e).split())
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 @lru_cache(maxsize=4)

@@ -164,6 +164,27 @@ def write_judge(path, net: nn.Module, config: dict, dtype: torch.dtype) -> Path:
     return path
 
 
+def read_judge(path, fmt: str, what: str) -> tuple[dict, dict]:
+    """(config, weights) of the judge folder ``path`` that :func:`write_judge` wrote, whose config says format
+    ``fmt``; a one-line UserError naming ``what`` and the folder when it cannot be read or is another format."""
+    path = Path(path)
+    try:
+        conf = json.loads((path / "config.json").read_text())
+        state = load_file(str(path / "model.safetensors"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, SafetensorError) as e:
+        raise UserError(f"{path}: unreadable {what} ({one_line(e)})") from None
+    if not isinstance(conf, dict) or conf.get("format") != fmt:
+        found = conf.get("format") if isinstance(conf, dict) else None
+        raise UserError(f"{path}: {what} format {found!r}, expected {fmt!r}")
+    return conf, state
+
+
+def one_line(e: Exception) -> str:
+    """An exception's message on one line, at most 200 characters."""
+    text = " ".join(str(e).split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def save_feature_net(net: FeatureNet, path, meta: dict | None = None) -> Path:
     """Write config.json + model.safetensors (float16: the shipped copy stays small) atomically."""
     return write_judge(path, net, {**net.config(), **(meta or {})}, torch.float16)
@@ -171,14 +192,7 @@ def save_feature_net(net: FeatureNet, path, meta: dict | None = None) -> Path:
 
 def read_feature_net(path) -> FeatureNet:
     """The feature net in the folder ``path`` (uncached), in eval mode; a one-line UserError if unreadable."""
-    path = Path(path)
-    try:
-        conf = json.loads((path / "config.json").read_text())
-        state = load_file(str(path / "model.safetensors"))
-    except (OSError, json.JSONDecodeError, SafetensorError) as e:
-        raise UserError(f"{path}: unreadable feature network ({e})") from None
-    if conf.get("format") != FEATNET_FORMAT:
-        raise UserError(f"{path}: feature network format {conf.get('format')!r}, expected {FEATNET_FORMAT!r}")
+    conf, state = read_judge(path, FEATNET_FORMAT, "feature network")
     # a config without "stem" (every net saved before stems existed) has none, whatever its resolution
     net = FeatureNet(conf["heads"], conf["widths"], conf["resolution"], stem=conf.get("stem", []))
     net.load_state_dict({k: (v.float() if v.is_floating_point() else v) for k, v in state.items()})

@@ -25,13 +25,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
 from noisebrush.data.shapes import SHAPE_ATTRIBUTES, ProceduralShapes
 from noisebrush.errors import UserError
-from noisebrush.eval.features import head_log_probs, write_judge
+from noisebrush.eval.features import head_log_probs, read_judge, write_judge
 from noisebrush.eval.train_features import fit_heads, head_accuracy
 
 __all__ = ["ShapeFeatureNet", "train_shape_features", "read_shape_features", "load_shape_features", "shape_table",
@@ -136,14 +134,7 @@ def train_shape_features(n: int = 8000, epochs: int = 4, batch: int = 64, lr: fl
 
 def read_shape_features(path) -> ShapeFeatureNet:
     """The shape judge in the folder ``path``, in eval mode; a one-line UserError if unreadable."""
-    path = Path(path)
-    try:
-        conf = json.loads((path / "config.json").read_text())
-        state = load_file(str(path / "model.safetensors"))
-    except (OSError, json.JSONDecodeError, SafetensorError) as e:
-        raise UserError(f"{path}: unreadable shape judge ({e})") from None
-    if conf.get("format") != SHAPENET_FORMAT:
-        raise UserError(f"{path}: shape judge format {conf.get('format')!r}, expected {SHAPENET_FORMAT!r}")
+    conf, state = read_judge(path, SHAPENET_FORMAT, "shape judge")
     net = ShapeFeatureNet(conf["heads"], conf["widths"], conf["dim"])
     net.load_state_dict({k: v.float() for k, v in state.items()})
     return net.eval().requires_grad_(False)
