@@ -86,13 +86,14 @@ def tiny_sr_model(tmp_path_factory, condition: str = "none") -> Path:
 
 
 def write_model(path, *, factorized: bool, condition: str = "none", classes=None, schedule=None,
-                given_frames: bool = False, **top):
+                given_frames: bool = False, in_channels: int = 3, resolution: int = 8, **top):
     """A tiny dims=3 model folder (a clip model when ``factorized``, else a volume model) with seeded random weights
     and every gain switched on (the temporal ones at 0.3), so the network shapes every step. ``given_frames``: a
-    clip model that reads given frames (``noisebrush train --task video``'s kind)."""
-    cfg = UNetConfig(dims=3, factorized=factorized, in_channels=3, channels=8, channel_mult=(1, 2), blocks=1,
-                     resolution=8, attn_resolutions=(4,), cross_attn_resolutions=(), channels_per_head=8,
-                     label_dim=len(classes or []), cond_channels=4 if given_frames else 0)
+    clip model that reads given frames (``noisebrush train --task video``'s kind); a shape model is a volume model
+    with ``in_channels=1`` and ``task="shape"``."""
+    cfg = UNetConfig(dims=3, factorized=factorized, in_channels=in_channels, channels=8, channel_mult=(1, 2),
+                     blocks=1, resolution=resolution, attn_resolutions=(resolution // 2,), cross_attn_resolutions=(),
+                     channels_per_head=8, label_dim=len(classes or []), cond_channels=4 if given_frames else 0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(3)
         net = UNet(cfg)
@@ -100,8 +101,8 @@ def write_model(path, *, factorized: bool, condition: str = "none", classes=None
         for name, p in net.named_parameters():
             if "gain" in name:
                 p.fill_(0.3 if "time" in name else 1.0)
-    config = {"network": "unet", "unet": cfg.to_dict(), "sigma_data": 0.5, "resolution": 8, "condition": condition,
-              "classes": classes, **top}
+    config = {"network": "unet", "unet": cfg.to_dict(), "sigma_data": 0.5, "resolution": resolution,
+              "condition": condition, "classes": classes, **top}
     if given_frames:
         config["video"] = {"given_frames": "channels", "frame_masks": [0.5, 0.2, 0.15, 0.15], "frame_noise": 0.5}
     if schedule is not None:

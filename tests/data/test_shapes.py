@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from noisebrush.data import shapes
-from noisebrush.data.shapes import (CATEGORIES, FLOOR, SHAPE_ATTRIBUTES, TRUNCATION, ProceduralShapes, grid_points,
-                                    make_shape, sdf_grid)
+from noisebrush.data.shapes import (CATEGORIES, FLOOR, SHAPE_ATTRIBUTES, TRUNCATION, ProceduralShapes, make_shape,
+                                    sdf_grid)
 from noisebrush.errors import BadParameter
-from noisebrush.io.mesh import grid_to_mesh
+from noisebrush.io.mesh import grid_points, grid_to_mesh
 
 
 def _p(*xyz):

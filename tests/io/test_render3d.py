@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from noisebrush.data.shapes import ProceduralShapes, grid_points
+from noisebrush.data.shapes import ProceduralShapes
+from noisebrush.io.mesh import grid_points
 from noisebrush.errors import BadParameter
 from noisebrush.io.render3d import render_grid, turntable
 

@@ -34,9 +34,10 @@ import numpy as np
 import torch
 
 from noisebrush.data.procedural import _int_param, _splitmix64, item_index
+from noisebrush.io.mesh import grid_points
 
 __all__ = ["CATEGORIES", "SHAPE_ATTRIBUTES", "FLOOR", "TRUNCATION", "ShapeScene", "ProceduralShapes", "make_shape",
-           "grid_points", "sdf_grid"]
+           "sdf_grid"]
 
 CATEGORIES = ("chair", "table", "lamp", "vase", "cup", "tree", "house", "rocket", "tower", "mushroom", "bottle")
 SHAPE_ATTRIBUTES: dict[str, tuple[str, ...]] = {
@@ -406,18 +407,10 @@ def make_shape(seed: int, index: int) -> ShapeScene:
     return ShapeScene(cat, {"category": cat, **attrs}, caption, tuple(sorted(prm.items())))
 
 
-def grid_points(resolution: int) -> np.ndarray:
-    """The cell centres of a resolution³ grid over [-1, 1]³: float32 D×H×W×3, the last axis (x, y, z), so that the
-    grid is indexed [z, y, x]."""
-    resolution = _int_param("resolution", resolution, _MIN_RES, _MAX_RES)
-    c = (np.arange(resolution, dtype=np.float32) + 0.5) / resolution * 2 - 1
-    z, y, x = np.meshgrid(c, c, c, indexing="ij")
-    return np.stack([x, y, z], -1)
-
-
 def sdf_grid(scene: ShapeScene, resolution: int = 32) -> np.ndarray:
     """The truncated signed distance (sdf / TRUNCATION, clipped to [-1, 1]; negative inside) at the cell centres of
     a resolution³ grid over [-1, 1]³, float32, indexed [z, y, x]."""
+    resolution = _int_param("resolution", resolution, _MIN_RES, _MAX_RES)
     return np.clip(scene.sdf(grid_points(resolution)) / TRUNCATION, -1, 1).astype(np.float32)
 
 

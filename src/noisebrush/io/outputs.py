@@ -1,11 +1,12 @@
 """Pictures out: file names that never overwrite, one PNG per picture with its recipe, contact sheets whose recipe
-lists every picture, and a morph's GIF, MP4 and PNG strip. The command line and (later) the studio both save here.
+lists every picture, a morph's GIF, MP4 and PNG strip, and a shape's mesh, turntable and view. The command line and (later) the studio both save here.
 
     folder = output_folder("outputs")                                 # made if missing; a UserError if not writable
     path = check_output_file("report.json", what="--json")            # before the work: writable, a free name
     paths = save_set(images, recipes, folder, "a-red-sun", zoom=2)    # a-red-sun-s7.png … + a-red-sun-grid-s7.png
     name = morph_name("a red flower", "a blue flower", 1, 2)          # "morph-a-red-flower-to-a-blue-flower-s1-2"
     gif, mp4, strip = save_animation(frames, recipe, folder, name, fps=12, zoom=8, bounce=True)
+    mesh, gif, png = save_shape(mesh, "glb", turntable, view, recipe, folder, "a-tall-chair-s3")
 
 Names: ``free_path`` adds ``-2``, ``-3`` … before the suffix until the name is free, so nothing is ever
 overwritten (``check_output_file(…, force=True)`` is the one way to replace a file). ``slug`` keeps letters of
@@ -33,8 +34,9 @@ from PIL import Image
 from noisebrush.checks import whole
 from noisebrush.errors import UserError
 from noisebrush.io.animation import frames_uint8, save_gif, save_mp4
-from noisebrush.io.atomic import check_writable, rescue_folder, why_not_writable
+from noisebrush.io.atomic import atomic_write_bytes, check_writable, rescue_folder, why_not_writable
 from noisebrush.io.images import make_grid, to_pil
+from noisebrush.io.mesh import mesh_bytes
 from noisebrush.io.png import save_png
 
 __all__ = ["slug", "free_path", "output_folder", "contact_sheet", "save_pictures", "save_sheet", "save_set",
@@ -62,15 +64,20 @@ def slug(text: str, limit: int = 40) -> str:
     return s[:limit].rstrip("-") or "image"
 
 
-def free_path(path) -> Path:
-    """``path``, or ``name-2.png``, ``name-3.png`` … if it exists (never overwrite a picture)."""
+def free_path(path, also: tuple[str, ...] = ()) -> Path:
+    """``path``, or ``name-2.png``, ``name-3.png`` … if it exists (never overwrite a picture). ``also``: other
+    suffixes that must be free under the same stem (files written together: a mesh, its GIF and its PNG)."""
     path = Path(path)
-    if not os.path.lexists(path):
+
+    def free(p: Path) -> bool:
+        return not any(os.path.lexists(p.with_suffix(s)) for s in (p.suffix, *also))
+
+    if free(path):
         return path
     k = 2
     while True:
         p = path.with_name(f"{path.stem}-{k}{path.suffix}")
-        if not os.path.lexists(p):
+        if free(p):
             return p
         k += 1
 
@@ -136,21 +143,22 @@ class Keeper:
         self.rescue: Path | None = None
         self.why: str | None = None
 
-    def place(self, name: str) -> Path:
-        """A free path for the file ``name``: in ``out``, or in the rescue folder once ``out`` failed."""
+    def place(self, name: str, also: tuple[str, ...] = ()) -> Path:
+        """A free path for the file ``name``: in ``out``, or in the rescue folder once ``out`` failed. ``also``:
+        suffixes of files to be written beside it under the same stem, which must be free too."""
         if self.rescue is None:
             why = _cannot_write(self.out)
             if why is None:
-                return self.out / name if self.force else free_path(self.out / name)
+                return self.out / name if self.force else free_path(self.out / name, also)
             self.why = why
             self.rescue = free_path(rescue_folder() / (self.out.absolute().name or "outputs"))
             self.rescue.mkdir(parents=True, exist_ok=True)
-        return free_path(self.rescue / name)
+        return free_path(self.rescue / name, also)
 
-    def save(self, write, name: str) -> Path:
-        """``write(path)`` at :meth:`place` (``name``); records and returns the path written (the one ``write``
-        returns, when it returns a path)."""
-        path = self.place(name)
+    def save(self, write, name: str, also: tuple[str, ...] = ()) -> Path:
+        """``write(path)`` at :meth:`place` (``name``, ``also``); records and returns the path written (the one
+        ``write`` returns, when it returns a path)."""
+        path = self.place(name, also)
         result = write(path)
         path = Path(result) if isinstance(result, (str, os.PathLike)) else path  # a writer may move it
         self.written.append(path)
@@ -242,3 +250,20 @@ def save_animation(frames: torch.Tensor, recipe: dict, out, name: str, *, fps: f
     png = keep.save(lambda p: save_png(strip, p, {**recipe, "bounce": bounce, "fps": fps}), f"{gif.stem}-strip.png")
     keep.done()
     return gif, mp4, png
+
+
+def save_shape(mesh, fmt: str, frames: list, preview: Image.Image, recipe: dict, out, name: str, *,
+               fps: float = 12.0) -> tuple[Path, Path, Path]:
+    """A shape as ``NAME.FMT`` (the mesh: obj, ply, stl or glb), ``NAME.gif`` (its turntable: uint8 H×W×3 frames or
+    PIL pictures) and ``NAME.png`` (one view with the recipe, plus the mesh file's ``format`` and ``mesh`` name, so
+    ``reproduce`` finds and compares it). Free variants of the names; written atomically; returns (mesh, gif, png).
+    If ``out`` cannot be written, all three are kept in a rescue folder and one UserError names it."""
+    keep = Keeper(out)
+    data = mesh_bytes(mesh, fmt)
+    shown = [f if isinstance(f, Image.Image) else Image.fromarray(f) for f in frames]
+    mesh_path = keep.save(lambda p: atomic_write_bytes(p, data), f"{name}.{fmt}", also=(".gif", ".png"))
+    gif = keep.save(lambda p: save_gif(shown, p, fps=fps), f"{mesh_path.stem}.gif")
+    png = keep.save(lambda p: save_png(preview, p, {**recipe, "format": fmt, "mesh": mesh_path.name}),
+                    f"{mesh_path.stem}.png")
+    keep.done()
+    return mesh_path, gif, png

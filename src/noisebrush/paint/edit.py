@@ -59,7 +59,7 @@ from noisebrush.nets.text import parse_weights
 from noisebrush.paint.options import check_memory, check_size
 
 __all__ = ["load_image", "load_mask", "working_size", "vary", "inpaint", "outpaint", "morph", "slerp",
-           "strength_start", "parse_extend", "JUMP_LENGTH", "MAX_EXTEND"]
+           "strength_start", "sdedit", "repaint_known", "check_jumps", "parse_extend", "JUMP_LENGTH", "MAX_EXTEND"]
 
 JUMP_LENGTH = 4  # RePaint's levels per jump unless told (fewer when the schedule has fewer steps)
 MAX_EXTEND = 4   # outpainting adds at most this many times the picture's side on each side
@@ -211,27 +211,37 @@ def vary(pipe, image, prompt: str = "", *, strength: float = 0.6, steps: int | N
     x0, note = load_image(pipe, image, size=size)
     hw = tuple(x0.shape[-2:])
     o = _options(pipe, steps, sampler, cfg, seed, n, prompt, label, hw, size=size, negative=negative)
-    steps, seed, n, cfg, sampler, sigmas, lo, hi = o.steps, o.seed, o.n, o.cfg, o.sampler, o.sigmas(), o.sigma_min, \
-        o.sigma_max
+    steps, n, cfg, sampler, lo, hi = o.steps, o.n, o.cfg, o.sampler, o.sigma_min, o.sigma_max
     guidance = pipe.check_guidance(guidance)
-    seeds = [seed + i for i in range(n)]
+    seeds = list(o.seeds)
     k = strength_start(steps, strength)
     extra = {"mode": "vary", "strength": strength, **note}
     recipes = _recipes(pipe, prompt, seeds, steps=steps, sampler=sampler, cfg=cfg, hw=hw, sigma_min=lo, sigma_max=hi,
                        label=label, guidance=guidance, extra=extra, negative=negative)
     if k >= steps:  # strength 0: the picture itself
         return x0.expand(n, -1, -1, -1).clone(), recipes
-    noise = SampleNoise.from_seeds(seeds)
+    return sdedit(pipe, x0, prompt, o, k, label=label, guidance=guidance, negative=negative, callback=callback), \
+        recipes
+
+
+def sdedit(pipe, x0: torch.Tensor, prompt: str, o, k: int, *, label=None, guidance=None, negative=None,
+           callback=None) -> torch.Tensor:
+    """SDEdit's walk for any modality: ``x0`` (1×C×(axes) in [-1, 1]) noised to σ = ``o.sigmas()[k]`` with each
+    seed's own noise, then ``o.sampler`` down the rest of the schedule; ``k`` 0 starts from pure noise (ignores
+    ``x0``). Returns N×C×(axes) in [-1, 1], one per seed of ``o`` (:class:`noisebrush.paint.options.PaintOptions`)."""
+    sigmas = o.sigmas()
+    noise = SampleNoise.from_seeds(list(o.seeds))
     eps = noise.randn(x0.shape[1:])
     sigma = float(sigmas[k])
     x = eps * sigma if k == 0 else x0 + eps * sigma  # strength 1 ignores the picture
-    den = pipe.denoiser(prompt, label=label, cfg=cfg, guidance=guidance, negative=negative)
-    out = sample(den, x, sigmas[k:], noise, sampler=sampler, callback=callback or None, step_offset=k, steps=steps)
-    return out.clamp(-1, 1), recipes
+    den = pipe.denoiser(prompt, label=label, cfg=o.cfg, guidance=guidance, negative=negative)
+    out = sample(den, x, sigmas[k:], noise, sampler=o.sampler, callback=callback or None, step_offset=k,
+                 steps=o.steps)
+    return out.clamp(-1, 1)
 
 
 # -- inpainting -----------------------------------------------------------------------------------------------------
-def _check_jumps(steps: int, jump_length, jumps) -> tuple[int, int]:
+def check_jumps(steps: int, jump_length, jumps) -> tuple[int, int]:
     """(jump_length, jumps) validated against the number of steps; ``jump_length`` None: :data:`JUMP_LENGTH`, or
     steps - 1 when that is smaller and there is resampling to do."""
     jumps = limited("jumps", jumps, "jumps")
@@ -275,19 +285,28 @@ def _inpaint(pipe, x0, hole, prompt, *, steps, jump_length, jumps, seed, n, cfg,
     hw = tuple(x0.shape[-2:])
     o = _options(pipe, steps, "ddpm", cfg, seed, n, prompt, label, hw, size=size, name=name, given=given,
                  negative=negative)
-    steps, seed, n, cfg, sigmas, lo, hi = o.steps, o.seed, o.n, o.cfg, o.sigmas(), o.sigma_min, o.sigma_max
-    jump_length, jumps = _check_jumps(steps, jump_length, jumps)
+    steps, cfg, lo, hi = o.steps, o.cfg, o.sigma_min, o.sigma_max
+    jump_length, jumps = check_jumps(steps, jump_length, jumps)
     guidance = pipe.check_guidance(guidance)
-    seeds = [seed + i for i in range(n)]
+    seeds = list(o.seeds)
     extra = {**note, "jump_length": jump_length, "jumps": jumps}
     recipes = _recipes(pipe, prompt, seeds, steps=steps, sampler="repaint", cfg=cfg, hw=hw, sigma_min=lo,
                        sigma_max=hi, label=label, guidance=guidance, extra=extra, negative=negative)
-    den = pipe.denoiser(prompt, label=label, cfg=cfg, guidance=guidance, negative=negative)
-    noise = SampleNoise.from_seeds(seeds)
-    out = sample(den, start(noise, x0.shape[1:], sigmas), sigmas, noise, sampler=repaint, callback=callback,
-                 steps=repaint_moves(steps, jump_length, jumps), known=x0.expand(n, -1, -1, -1),
-                 keep=~hole.expand(n, 1, *hw), jump_length=jump_length, jumps=jumps)
+    out = repaint_known(pipe, x0, ~hole, prompt, o, jump_length=jump_length, jumps=jumps, label=label,
+                        guidance=guidance, negative=negative, callback=callback)
     return out, recipes
+
+
+def repaint_known(pipe, x0: torch.Tensor, keep: torch.Tensor, prompt: str, o, *, jump_length: int, jumps: int,
+                  label=None, guidance=None, negative=None, callback=None) -> torch.Tensor:
+    """RePaint for any modality: ``x0`` (1×C×(axes)) kept where ``keep`` (bool 1×1×(axes)) is true — exactly, to
+    the bit — and the rest painted from each seed of ``o`` to agree with it. Returns N×C×(axes)."""
+    n, sigmas = o.n, o.sigmas()
+    den = pipe.denoiser(prompt, label=label, cfg=o.cfg, guidance=guidance, negative=negative)
+    noise = SampleNoise.from_seeds(list(o.seeds))
+    return sample(den, start(noise, x0.shape[1:], sigmas), sigmas, noise, sampler=repaint, callback=callback,
+                  steps=repaint_moves(o.steps, jump_length, jumps), known=x0.expand(n, *x0.shape[1:]),
+                  keep=keep.expand(n, *keep.shape[1:]), jump_length=jump_length, jumps=jumps)
 
 
 def parse_extend(text, hw: tuple[int, int] | None = None) -> tuple[int, int, int, int]:

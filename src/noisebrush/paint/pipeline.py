@@ -50,7 +50,7 @@ from noisebrush.io.png import RECIPE_KEY, read_recipe
 from noisebrush.nets import registry
 from noisebrush.nets.lora import apply_loras, parse_lora_spec
 from noisebrush.nets.text import TextEncoder, parse_weights
-from noisebrush.paint import animate as clips, edit, upscale as stage
+from noisebrush.paint import animate as clips, edit, sculpt as shapes, upscale as stage
 from noisebrush.paint.guides import Guide, guidance_recipes
 from noisebrush.paint.modality import modality_for
 from noisebrush.paint.options import PaintOptions, check_common, check_size, model_schedule
@@ -439,6 +439,11 @@ class Pipeline:
         """Clips from this clip model: text → clip, picture → clip (``first``), interpolation (``first``, ``last``),
         longer clips and loops; see :func:`noisebrush.paint.animate.animate`."""
         return clips.animate(self, prompt, **kwargs)
+
+    def sculpt(self, prompt: str = "", **kwargs):
+        """Shapes from this shape model: text → shape, variations of a mesh (``source``, ``strength``), completion
+        of part of one (``source``, ``keep``); see :func:`noisebrush.paint.sculpt.sculpt`."""
+        return shapes.sculpt(self, prompt, **kwargs)
 
     def morph(self, prompt: str = "", **kwargs):
         """Frames between two seeds and/or two prompts; see :func:`noisebrush.paint.edit.morph`."""

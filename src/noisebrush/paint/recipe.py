@@ -33,7 +33,7 @@ import torch
 from noisebrush.errors import UserError
 from noisebrush.io.hashing import file_sha256
 from noisebrush.nets.text import escape_weights
-from noisebrush.paint import animate, edit
+from noisebrush.paint import animate, edit, sculpt
 from noisebrush.paint.guides import guides_from_recipe
 from noisebrush.paint import palette as _palette  # noqa: F401  (registers the palette guide for replays)
 from noisebrush.paint.cascade import Cascade, replay_stages, stages_of
@@ -43,7 +43,7 @@ from noisebrush.paint.upscale import as_pictures
 __all__ = ["pictures", "lora_files", "source_file", "load_pipeline", "replay", "EDIT_MODES"]
 
 EDIT_MODES = ("vary", "inpaint", "outpaint")
-MODES = (*EDIT_MODES, "upscale", "animate")
+MODES = (*EDIT_MODES, "upscale", "animate", "sculpt")
 
 
 def pictures(recipe: dict, *, where="recipe") -> list[dict]:
@@ -206,6 +206,13 @@ def _mode_options(pipe: Pipeline, rec: dict, mode: str | None) -> dict:
     if mode == "animate":
         opts.pop("size"), opts.pop("guidance")
         return opts | {"sampler": _name(rec, "sampler"), "frames": int(rec["frames"]), "loop": bool(rec.get("loop"))}
+    if mode == "sculpt":
+        opts.pop("size"), opts.pop("guidance")
+        opts["resolution"] = int(rec["resolution"])
+        if rec.get("keep") is not None:
+            return opts | {"keep": str(rec["keep"]), "jump_length": int(rec["jump_length"]), "jumps": int(rec["jumps"])}
+        opts |= {"sampler": _name(rec, "sampler"), "sigma_min": rec.get("sigma_min"), "sigma_max": rec.get("sigma_max")}
+        return opts | ({"strength": float(rec["strength"])} if "strength" in rec else {})
     opts |= {"jump_length": int(rec["jump_length"]), "jumps": int(rec["jumps"])}
     return opts | ({"extend": rec["extend"]} if mode == "outpaint" else {})
 
@@ -232,6 +239,10 @@ def replay(pipe: Pipeline, recipe: dict, *, where="recipe", callback=None, searc
     prompt = opts.pop("prompt")
     if mode is None:
         return pipe.generate(prompt, callback=callback, **opts)
+    if mode == "sculpt":
+        shape = source_file(recipe, "source", where=where, search=search, given=files.get("source")) \
+            if recipe.get("source") else None
+        return sculpt.sculpt(pipe, prompt, source=shape, callback=callback, **opts)
     if mode == "animate":
         return _replay_animation(pipe, recipe, prompt, opts, where=where, callback=callback, search=search,
                                  files=files)

@@ -6,6 +6,7 @@
     noisebrush outpaint picture.png --extend 16,0,16,0
     noisebrush morph "a red flower" --to "a blue flower" --seed 1 --to-seed 2
     noisebrush animate "a red circle sliding left slowly on a blue background" --from start.png   (animate.py)
+    noisebrush sculpt "a tall round table with three legs" --format glb                          (sculpt.py)
     noisebrush info outputs/a-red-sun-s7.png                                     (info.py: info, reproduce,
     noisebrush reproduce outputs/a-red-sun-s7.png                                 samplers, bench)
     noisebrush samplers
@@ -38,8 +39,8 @@ except ImportError:  # pragma: no cover
     from click import exceptions as _cx
 
 # the command modules register their commands on `app` when imported; this order is the order of `--help`
-from noisebrush.apps.cli import (paint, edit, animate, upscale, info, eval, train, explain, finetune,  # noqa: F401
-                                 prefs, studio)
+from noisebrush.apps.cli import (paint, edit, animate, sculpt, upscale, info, eval, train, explain,  # noqa: F401
+                                 finetune, prefs, studio)
 from noisebrush import __version__
 from noisebrush.apps.cli.app import ARGV, app
 from noisebrush.errors import NoisebrushWarning, UserError

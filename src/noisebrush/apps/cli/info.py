@@ -72,6 +72,8 @@ def reproduce(image: Path = typer.Argument(..., help="a PNG written by noisebrus
     sheet = "sheet" in recipe
     pipe = recipes.load_pipeline(recipe, model=model, device=device, where=str(image))
     keep = Keeper(out)
+    if recipe.get("mode") == "sculpt" and not sheet:
+        return _reproduce_shape(pipe, recipe, image, keep, source)
     try:
         pics, agains = [], []
         for rec in parts:
@@ -98,13 +100,58 @@ def reproduce(image: Path = typer.Argument(..., help="a PNG written by noisebrus
         raise typer.Exit(1)
 
 
-def _replay_one(pipe, rec: dict, image: Path, files: dict):
-    """Paint one picture of IMAGE's recipe again (:func:`noisebrush.paint.recipe.replay`) under a progress bar:
-    (the picture, a preview for clips and volumes; the recipe the painting returned)."""
+def _reproduce_shape(pipe, recipe: dict, image: Path, keep, source: Optional[Path]) -> None:
+    """A shape's view (``noisebrush sculpt``): sculpted again, its mesh written as ``STEM-again.FMT`` beside
+    ``STEM-again.png``, and both compared — the view pixel for pixel, the mesh byte for byte with the file the recipe
+    names next to IMAGE."""
+    from noisebrush.io.atomic import atomic_write_bytes  # lazy: torch
+    from noisebrush.io.mesh import MESH_FORMATS, mesh_bytes  # lazy: numpy, trimesh
+    from noisebrush.io.png import save_png  # lazy: torch
+    from noisebrush.paint.sculpt import preview, to_mesh  # lazy: torch
+
+    fmt = recipe.get("format", "obj")
+    if fmt not in MESH_FORMATS:
+        raise UserError(f"{image}: unknown mesh format {fmt!r} in its recipe")
+    rec = {k: v for k, v in recipe.items() if k not in ("format", "mesh")}
+    grids, again = _replay(pipe, rec, image, {"source": source, "mask": None})
+    with Image.open(image) as shown:
+        side = shown.width
+    view = preview(pipe, grids[0], size=side)
+    data = mesh_bytes(to_mesh(grids[0], again[0]["resolution"]), fmt)
+    stem = f"{image.stem}-again"
+    mesh_path = keep.save(lambda p: atomic_write_bytes(p, data), f"{stem}.{fmt}")
+    main = keep.save(lambda p: save_png(view, p, {**again[0], "format": fmt, "mesh": mesh_path.name}), f"{stem}.png")
+    keep.done()
+    with Image.open(image) as a, Image.open(main) as b:
+        same = a.size == b.size and a.convert("RGB").tobytes() == b.convert("RGB").tobytes()
+    typer.echo(f"{main}: {'pixel-identical to' if same else 'DIFFERS from'} {image}")
+    original = image.parent / str(recipe.get("mesh", ""))
+    if recipe.get("mesh") and original.is_file():
+        same_mesh = original.read_bytes() == data
+        typer.echo(f"{mesh_path}: {'byte-identical to' if same_mesh else 'DIFFERS from'} {original}")
+        same = same and same_mesh
+    else:
+        typer.echo(f"{mesh_path}: written (the mesh {recipe.get('mesh')!r} is not next to {image}; not compared)")
+    if not same:
+        raise typer.Exit(1)
+
+
+def _replay(pipe, rec: dict, image: Path, files: dict):
+    """:func:`noisebrush.paint.recipe.replay` of one recipe under a progress bar, with an incomplete recipe as one
+    line."""
     from noisebrush.paint.recipe import replay  # lazy: torch
 
-    with LazyBar("painting") as cb:
-        images, again = replay(pipe, rec, where=str(image), callback=cb, files=files)
+    try:
+        with LazyBar("painting") as cb:
+            return replay(pipe, rec, where=str(image), callback=cb, files=files)
+    except (KeyError, TypeError, ValueError) as e:  # ValueError includes BadParameter
+        raise UserError(f"{image}: incomplete noisebrush parameters ({e})") from None
+
+
+def _replay_one(pipe, rec: dict, image: Path, files: dict):
+    """Paint one picture of IMAGE's recipe again (:func:`_replay`): (the picture, a preview for clips and volumes;
+    the recipe the painting returned)."""
+    images, again = _replay(pipe, rec, image, files)
     return pipe.modality.preview(images)[0], again[0]
 
 
