@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from noisebrush.errors import BadParameter, UserError
+from noisebrush.io import model_folder
 from noisebrush.io.atomic import atomic_write_text
 
-__all__ = ["BenchParser", "comma_separated", "check_report_path", "write_report", "finish", "MODULE_PROG", "PROG"]
+__all__ = ["BenchParser", "comma_separated", "check_report_path", "write_report", "finish", "training_of",
+           "MODULE_PROG", "PROG"]
 
 T = TypeVar("T")
 
@@ -78,3 +80,13 @@ def finish(report, show: Callable[[dict], None], path=None, *, indent: int = 2, 
     if path:
         write_report(path, report, indent=indent, note=note)
     return 0
+
+
+def training_of(model: str) -> dict:
+    """What the model folder's provenance says about its training (steps, seconds, hardware, processes,
+    precision); {} when it records none."""
+    try:
+        prov = model_folder.read_config(model_folder.resolve(model)).get("provenance") or {}
+    except Exception:  # noqa: BLE001 - a folder without provenance: nothing to report
+        return {}
+    return {k: prov.get(k) for k in ("steps", "train_seconds", "hardware", "processes", "precision") if k in prov}

@@ -39,7 +39,7 @@ from rich.console import Console
 from rich.table import Table
 
 from noisebrush.bench import common
-from noisebrush.bench.common import BenchParser, check_report_path, finish
+from noisebrush.bench.common import BenchParser, check_report_path, finish, training_of
 from noisebrush.checks import number, whole
 from noisebrush.data.clips import MOTION_ATTRIBUTES, ProceduralClips
 from noisebrush.data.procedural import ATTRIBUTES
@@ -49,7 +49,6 @@ from noisebrush.diffusion.sample import sample
 from noisebrush.errors import UserError
 from noisebrush.eval.clips import clip_frechet, frame_fd, motion_adherence, temporal_consistency
 from noisebrush.eval.sampling import batch_denoiser, sample_batch
-from noisebrush.io import model_folder
 from noisebrush.paint.edit import slerp
 from noisebrush.paint.pipeline import load
 
@@ -142,14 +141,6 @@ def judge(name: str, kind: str, clips: torch.Tensor, wanted, real, *, seconds=No
     return row
 
 
-def _training(name: str) -> dict:
-    try:
-        prov = model_folder.read_config(model_folder.resolve(name)).get("provenance") or {}
-    except Exception:  # noqa: BLE001 - a folder without provenance: nothing to report
-        return {}
-    return {k: prov.get(k) for k in ("steps", "train_seconds", "hardware", "processes", "precision") if k in prov}
-
-
 def run(*, model: str = "builtin-video", picture_model: str = "builtin", n: int = 48, steps: int = 20,
         cfg: float = 3.0, batch: int = 8, cli_clip: bool = True, command: str = "", log=None) -> dict:
     """The whole benchmark (see the module docstring) as a report dict."""
@@ -216,7 +207,7 @@ def run(*, model: str = "builtin-video", picture_model: str = "builtin", n: int 
             "settings": {"model": model, "picture_model": picture_model, "n": n, "frames": frames, "steps": steps,
                          "cfg": cfg, "data_seed": DATA_SEED, "batch": batch,
                          "dtype": str(fast_dtype(video.device) or torch.float32).replace("torch.", "")},
-            "rows": rows, "summary": summary, "cli_seconds_per_clip": cli, "training": _training(model)}
+            "rows": rows, "summary": summary, "cli_seconds_per_clip": cli, "training": training_of(model)}
 
 
 def _f(v, fmt=".3f") -> str:
