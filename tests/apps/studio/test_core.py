@@ -264,3 +264,71 @@ def test_an_animate_job_keeps_the_first_frame_and_writes_its_files(studio, tmp_p
         animate_job(studio, "s1", prompt="up", model="builtin")
     with pytest.raises(BadParameter, match="frames"):
         animate_job(studio, "s1", prompt="up", model="clip", frames=1000)
+
+
+# -- the Sculpt tab (issue 17) -------------------------------------------------------------------------------------
+
+def _shape_model(studio, name="vase-maker"):
+    from _model_fixture import write_model
+    from noisebrush.data.shapes import TRUNCATION
+
+    return write_model(studio.settings.models / name, factorized=False, in_channels=1, resolution=16, task="shape",
+                       shape={"truncation": TRUNCATION})
+
+
+def test_shape_models_and_shape_previews(studio):
+    import torch
+
+    from _model_fixture import write_model
+
+    assert studio.models.shape_names() == ["builtin-shape"] and studio.models.path("builtin-shape") == "builtin-shape"
+    _shape_model(studio)
+    write_model(studio.settings.models / "clip", factorized=True, frames=4)
+    assert studio.models.shape_names() == ["builtin-shape", "vase-maker"]  # a clip model is not a shape model
+    assert studio.models.clip_names() == ["builtin-video", "clip"]
+    g = torch.ones(1, 1, 16, 16, 16)
+    g[:, :, 4:12, 4:12, 4:12] = -1  # a cube
+    view = preview_picture(g)
+    assert view.size == (256, 256) and len(set(view.getdata())) > 10  # shaded, not a flat backdrop
+
+
+def test_a_sculpt_job_completes_a_dropped_mesh_and_writes_its_files(studio, tmp_path):
+    from _model_fixture import one_thread
+    from noisebrush.apps.studio.tabs.sculpt import sculpt_job
+    from noisebrush.data.shapes import make_shape, sdf_grid
+    from noisebrush.io.mesh import grid_to_mesh, read_mesh, write_mesh
+    from noisebrush.io.png import read_recipe
+
+    _shape_model(studio)
+    scene = next(s for s in map(lambda i: make_shape(3, i), range(60)) if s.category == "cup")
+    write_mesh(grid_to_mesh(sdf_grid(scene, 16)), tmp_path / "cup.stl")
+    with one_thread():
+        job, seed = sculpt_job(studio, "s1", prompt="a cup", seed=4, mesh=tmp_path / "cup.stl", keep="bottom",
+                               share=0.5, fmt="obj", model="vase-maker", steps=2)
+        events = list(job.events())
+    mesh, gif, png, glb = events[-1][1]
+    assert seed == 4 and any(k == "preview" for k, _ in events)
+    assert {p.parent for p in (mesh, gif, png, glb)} == {studio.settings.gallery}
+    assert mesh.suffix == ".obj" and glb.name.endswith(".view.glb") and read_mesh(glb).is_watertight
+    rec = read_recipe(png)
+    assert rec["keep"] == "bottom:0.5" and rec["mesh"] == mesh.name
+    assert (studio.settings.gallery / rec["source"]).is_file()  # the dropped mesh is kept beside, for reproduce
+
+
+@pytest.mark.parametrize("kw,match", [(dict(model="nope"), "not a shape model"), (dict(fmt="fbx"), "format"),
+                                      (dict(keep="sideways"), "keep"), (dict(resolution=48), "resolution")])
+def test_bad_sculpt_forms_are_one_line(studio, kw, match):
+    from noisebrush.apps.studio.tabs.sculpt import sculpt_job
+
+    _shape_model(studio)
+    with pytest.raises(BadParameter, match=match):
+        sculpt_job(studio, "s1", prompt="a cup", **{"model": "vase-maker", **kw})
+
+
+def test_a_broken_mesh_is_refused_before_the_job(studio, tmp_path):
+    from noisebrush.apps.studio.tabs.sculpt import sculpt_job
+
+    _shape_model(studio)
+    (tmp_path / "bad.ply").write_bytes(b"ply\nnonsense\n")
+    with pytest.raises(UserError, match="bad.ply"):
+        sculpt_job(studio, "s1", prompt="a cup", mesh=tmp_path / "bad.ply", model="vase-maker")

@@ -8,13 +8,13 @@ from __future__ import annotations
 import gradio as gr
 
 from noisebrush.apps.studio.core import Studio
-from noisebrush.apps.studio.tabs import animate, edit, explain, gallery, morph, paint, train
+from noisebrush.apps.studio.tabs import animate, edit, explain, gallery, morph, paint, sculpt, train
 
 __all__ = ["build", "TABS", "THEME", "CSS"]
 
 # (id, title, module): the tabs that paint; Gallery and Train follow (they send to / fill these)
 TABS = (("paint", "Paint", paint), ("edit", "Edit", edit), ("morph", "Morph", morph), ("animate", "Animate", animate),
-        ("explain", "Explain", explain))
+        ("sculpt", "Sculpt", sculpt), ("explain", "Explain", explain))
 
 # system fonts only: a Google font would make every page load reach the network
 THEME = gr.themes.Soft(font=[gr.themes.Font("system-ui"), gr.themes.Font("sans-serif")],

@@ -26,12 +26,15 @@ from noisebrush.checks import text, whole
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.seeding import pick_seed
 
-__all__ = ["Limits", "Settings", "Studio", "Models", "Job", "Cancelled", "MODEL_BUILTIN"]
+__all__ = ["Limits", "Settings", "Studio", "Models", "Job", "Cancelled", "MODEL_BUILTIN", "MODEL_VIDEO",
+           "MODEL_SHAPE"]
 
 MODEL_BUILTIN = "builtin"
 MODEL_VIDEO = "builtin-video"  # the built-in animation model (the Animate tab's default)
+MODEL_SHAPE = "builtin-shape"  # the built-in shape model (the Sculpt tab's default)
 PREVIEW_SIDE = 256      # previews are pixel-repeated to at least this side, so 32 px pictures can be seen
 PREVIEW_EVERY = 0.15    # seconds between two previews sent to the page (the first and the last are always sent)
+SHAPE_PREVIEW = 96      # a shape's live view is traced at this side (~0.06 s), then enlarged
 
 
 @dataclass(frozen=True)
@@ -122,15 +125,22 @@ class Models:
     def clip_names(self) -> list[str]:
         """The clip models the Animate tab offers: the built-in animation model and the clip model folders under
         the models folder (their config.json describes a factorised space-time network)."""
+        return [MODEL_VIDEO] + self._of_kind("clip")
+
+    def shape_names(self) -> list[str]:
+        """The shape models the Sculpt tab offers: the built-in shape model and the volume model folders under the
+        models folder (a 3-D network that is not factorised)."""
+        return [MODEL_SHAPE] + self._of_kind("volume")
+
+    def _of_kind(self, kind: str) -> list[str]:
         root = self.settings.models
-        found = [p.relative_to(root).as_posix() for p in models_in(root) if _is_clip_model(p)] if root.is_dir() \
-            else []
-        return [MODEL_VIDEO] + sorted(found)
+        return sorted(p.relative_to(root).as_posix() for p in models_in(root) if _network_kind(p) == kind) \
+            if root.is_dir() else []
 
     def path(self, name: str) -> str:
-        """``builtin``, ``builtin-video`` or the absolute folder of a model under the models folder; anything else is
-        refused."""
-        if name in (MODEL_BUILTIN, MODEL_VIDEO):
+        """``builtin``, ``builtin-video``, ``builtin-shape`` or the absolute folder of a model under the models
+        folder; anything else is refused."""
+        if name in (MODEL_BUILTIN, MODEL_VIDEO, MODEL_SHAPE):
             return name
         if not isinstance(name, str) or name not in self.names():
             raise BadParameter(f"model: unknown {name!r}; choose one from the list")
@@ -206,20 +216,29 @@ class Models:
             self._cache.popitem(last=False)
 
 
-def _is_clip_model(folder: Path) -> bool:
+def _network_kind(folder: Path) -> str | None:
+    """"clip" (a factorised 3-D network), "volume" (another 3-D network) or None, from the folder's config.json."""
     try:
         net = json.loads((folder / "config.json").read_text()).get("unet") or {}
     except (OSError, ValueError, AttributeError):
-        return False
-    return isinstance(net, dict) and net.get("dims") == 3 and net.get("factorized") is True
+        return None
+    if not isinstance(net, dict) or net.get("dims") != 3:
+        return None
+    return "clip" if net.get("factorized") is True else "volume"
 
 
 def preview_picture(x0) -> Image.Image:
-    """The x̂_0 of a batch (N×3×H×W in [-1, 1]; a clip's N×3×T×H×W shows the first clip's frames side by side) as
-    one picture, pixel-repeated so it is at least :data:`PREVIEW_SIDE` wide."""
+    """The x̂_0 of a batch (N×3×H×W in [-1, 1]; a clip's N×3×T×H×W shows the first clip's frames side by side; a
+    shape's N×1×D×H×W grid, the first shape shaded from the front, :data:`SHAPE_PREVIEW` px) as one picture,
+    pixel-repeated so it is at least :data:`PREVIEW_SIDE` wide."""
     # lazy: noisebrush.io imports torch; only a running job makes previews
     from noisebrush.io.images import make_grid, to_pil
 
+    if x0.ndim == 5 and x0.shape[1] == 1:
+        from noisebrush.io.render3d import render_grid  # lazy: as above
+
+        view = Image.fromarray(render_grid(x0[0, 0].detach().float().cpu().clamp(-1, 1).numpy(), size=SHAPE_PREVIEW))
+        return view.resize((PREVIEW_SIDE, PREVIEW_SIDE), resample=Image.BILINEAR)
     if x0.ndim == 5:
         frames = to_pil(x0[0].detach().float().cpu().clamp(-1, 1).transpose(0, 1))
         frames = frames if isinstance(frames, list) else [frames]
