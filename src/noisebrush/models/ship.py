@@ -5,8 +5,8 @@
 
 The weights are stored in float16 (the network is evaluated in float32 after loading; its weights are unit-RMS, so
 float16 keeps them to about 1e-3 relative), which keeps the built-in network (8.2 M parameters) at 15.7 MiB, under the
-16 MiB the package allows for one model; all built-in models together (the base and its super-resolution stages)
-stay under 32 MiB. ``--steps`` / ``--sampler`` set the sampling defaults the folder records (``schedule``), chosen by
+16 MiB the package allows for one model; the picture cascade (the base and its super-resolution stages) stays under
+32 MiB, and every built-in model together (with the animation and shape models) under 64 MiB. ``--steps`` / ``--sampler`` set the sampling defaults the folder records (``schedule``), chosen by
 measurement after training (the shipped config says so). config.json keeps the training provenance and records the conversion; a model trained
 from the built-in one also keeps the provenance of the stages before it.
 """
@@ -22,13 +22,16 @@ from noisebrush.errors import BadParameter, UserError
 from noisebrush.io import model_folder
 from noisebrush.io.model_folder import BUILTIN, BUILTIN_MODELS
 
-LIMIT_MB = 16.0        # one built-in model
-TOTAL_LIMIT_MB = 32.0  # all of them together
+LIMIT_MB = 16.0          # one built-in model
+CASCADE_LIMIT_MB = 32.0  # the picture cascade: the base and its super-resolution stages (issue 15)
+TOTAL_LIMIT_MB = 64.0    # every built-in model together
+CASCADE = ("builtin", "builtin-sr64", "builtin-sr128")
 
 
-def shipped_mb() -> float:
-    """MiB of weights of every built-in model in the package."""
-    return sum((p / "model.safetensors").stat().st_size for p in BUILTIN_MODELS.values()
+def shipped_mb(names=None) -> float:
+    """MiB of weights of the built-in models ``names`` (default: every one) in the package."""
+    paths = [BUILTIN_MODELS[n] for n in names] if names is not None else BUILTIN_MODELS.values()
+    return sum((p / "model.safetensors").stat().st_size for p in paths
                if (p / "model.safetensors").is_file()) / 2**20
 
 
@@ -65,6 +68,9 @@ def ship(src, dest=BUILTIN, dtype: str = "float16", *, steps: int | None = None,
     size = (dest / "model.safetensors").stat().st_size / 2**20
     if size > LIMIT_MB:
         raise UserError(f"{dest / 'model.safetensors'} is {size:.1f} MB, over the {LIMIT_MB:.0f} MB limit")
+    if dest.parent == BUILTIN.parent and shipped_mb(CASCADE) > CASCADE_LIMIT_MB:
+        raise UserError(f"the picture cascade ({', '.join(CASCADE)}) comes to {shipped_mb(CASCADE):.1f} MB, over "
+                        f"the {CASCADE_LIMIT_MB:.0f} MB limit")
     if dest.parent == BUILTIN.parent and shipped_mb() > TOTAL_LIMIT_MB:
         raise UserError(f"the built-in models come to {shipped_mb():.1f} MB, over the {TOTAL_LIMIT_MB:.0f} MB limit")
     conf = dict(conf)
