@@ -1,6 +1,6 @@
 """The shape objective (issue 17): text-conditioned EDM on ProceduralShapes' signed-distance grids through the
-same trainer — a tiny run trains, previews as shaded views and exports a volume model; a sample's grid and
-caption are functions of (seed, sample); settings that do not fit a shape model are refused."""
+same trainer — a tiny run trains, previews as shaded views, exports a volume model and resumes bit for bit; a
+sample's grid and caption are functions of (seed, sample); settings that do not fit a shape model are refused."""
 import json
 
 import pytest
@@ -45,6 +45,26 @@ def test_the_batch_is_the_shapes_grids_and_captions(make_config):
         assert batch["captions"][j] == ds.caption(index)
     again = _trainer(make_config, "again").objective.batch(range(2, 4))
     assert torch.equal(again["x0"], batch["x0"][2:]) and torch.equal(again["noise"], batch["noise"][2:])
+
+
+def test_a_shape_run_resumes_bit_identically(make_config):
+    kw = dict(steps=4, checkpoint_every=2, log_every=1, keep_last=4, lr_schedule="cosine", warmup=1)
+    ref = _trainer(make_config, "ref", **kw)
+    ref.fit()
+
+    def crash(step, row):
+        if step == 3:
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        _trainer(make_config, "run", **kw).fit(crash)
+    tr = Trainer(make_config("run", **{**SHAPE, **kw}), resume=True, objective=ShapeObjective(text_encoder=_Text()))
+    assert tr.step == 2
+    tr.fit()
+    for k, v in ref.net.state_dict().items():
+        assert torch.equal(tr.net.state_dict()[k], v), k
+    for k, v in ref.ema.state_dict().items():
+        assert torch.equal(tr.ema.state_dict()[k], v), k
 
 
 @pytest.mark.parametrize("kw,match", [
