@@ -34,7 +34,7 @@ def _run(args, capsys):
 def test_sculpt_completes_a_mesh_and_reproduce_finds_the_same_bytes(model, vase, tmp_path, capsys):
     out = tmp_path / "out"
     code, io = _run(["sculpt", "a vase", "-m", str(model), "--from", str(vase), "--keep", "bottom:0.5", "--seed", "3",
-                     "--steps", "3", "--format", "glb", "--frames", "4", "--size", "48", "--resolution", "32",
+                     "--steps", "3", "--jumps", "2", "--format", "glb", "--frames", "4", "--size", "48", "--resolution", "32",
                      "--out", str(out)], capsys)
     assert code == 0, io.err
     mesh, gif, png = (out / f"a-vase-s3{ext}" for ext in (".glb", ".gif", ".png"))
@@ -42,7 +42,7 @@ def test_sculpt_completes_a_mesh_and_reproduce_finds_the_same_bytes(model, vase,
     assert "sculpted 1 shape (seed 3)" in io.out
     rec = read_recipe(png)
     assert rec["mode"] == "sculpt" and rec["format"] == "glb" and rec["mesh"] == "a-vase-s3.glb"
-    assert rec["keep"] == "bottom:0.5" and rec["source"] == "vase.ply" and rec["resolution"] == 32
+    assert rec["keep"] == "bottom:0.5" and rec["source"] == "vase.ply" and rec["resolution"] == 32 and rec["jumps"] == 2
     assert read_mesh(mesh).is_watertight
     frames = iio.imread(gif, index=None)
     assert frames.shape[:3] == (4, 48, 48)
@@ -72,6 +72,7 @@ def test_a_variation_and_every_format(model, vase, tmp_path, capsys):
     (["--from", "nowhere.obj"], "--from nowhere.obj: no such file"),
     (["--frames", "0"], "--frames"),
     (["--size", "8"], "--size"),
+    (["--jumps", "5"], "--jumps: only with --keep"),
 ])
 def test_bad_flags_are_one_line(model, tmp_path, capsys, args, match):
     code, io = _run(["sculpt", "x", "-m", str(model), "--out", str(tmp_path), *args], capsys)

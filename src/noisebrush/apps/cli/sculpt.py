@@ -44,6 +44,10 @@ def sculpt(prompt: str = typer.Argument("", metavar="PROMPT", help="the object, 
                                                                    "(bottom, top, left, right, back, front; share "
                                                                    "of the grid, default 0.5); the rest is "
                                                                    "sculpted to fit it"),
+           jumps: int = typer.Option(3, "--jumps", help="with --keep: RePaint passes over each stretch of the "
+                                                         "schedule (as inpaint)"),
+           jump_length: Optional[int] = typer.Option(None, "--jump-length", help="with --keep: levels climbed back "
+                                                                                 "per jump (default 4)"),
            model: str = typer.Option(SHAPE_MODEL, "--model", "-m", help="a shape model folder (default: the "
                                                                         "built-in shape model)"),
            steps: Optional[int] = typer.Option(None, "--steps", help="default: the model's"),
@@ -72,6 +76,8 @@ def sculpt(prompt: str = typer.Argument("", metavar="PROMPT", help="the object, 
                            f"complete)")
     if source is not None and not source.is_file():
         raise UserError(f"--from {source}: no such file")
+    if keep is None and (jumps != 3 or jump_length is not None):
+        raise BadParameter(f"{'--jumps' if jumps != 3 else '--jump-length'}: only with --keep (a completion)")
     if strength is not None:
         number("--strength", strength, 0.0, 1.0)
     if keep is not None:
@@ -88,7 +94,8 @@ def sculpt(prompt: str = typer.Argument("", metavar="PROMPT", help="the object, 
         with LazyBar("sculpting") as cb:
             grids, recipes = pipe.sculpt(prompt, seed=seed, n=n, steps=steps, sampler=sampler, cfg=cfg,
                                          negative=negative or None, resolution=resolution, source=source,
-                                         strength=strength, keep=keep, callback=cb)
+                                         strength=strength, keep=keep, jumps=jumps, jump_length=jump_length,
+                                         callback=cb)
         sculpted = time.perf_counter() - t
         made = 0
         for grid, rec in zip(grids, recipes):
