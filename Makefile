@@ -7,6 +7,7 @@ TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.noisebrush-installed
 PROMPT ?= a red sun over purple mountains
 CLIP   ?= a small yellow sun setting slowly in the centre over purple mountains at sunset
+SHAPE  ?= a short wide round table with four legs
 
 .PHONY: setup test demo bench clean studio browser
 
@@ -45,6 +46,7 @@ demo: setup
 	$(VENV)/bin/noisebrush paint "$(PROMPT)" -n 4 --seed 7 --size 128 --out outputs
 	$(VENV)/bin/noisebrush paint "three small blue circles on a yellow background" -n 4 --seed 7 --out outputs
 	$(VENV)/bin/noisebrush animate "$(CLIP)" --seed 7 --out outputs
+	$(VENV)/bin/noisebrush sculpt "$(SHAPE)" --seed 7 --format glb --out outputs
 
 studio: setup
 	$(VENV)/bin/noisebrush studio --gallery outputs

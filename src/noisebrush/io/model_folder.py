@@ -41,7 +41,7 @@ MODEL_FORMAT = f"noisebrush.model/{_FORMAT_VERSION}"
 BUILTIN = Path(__file__).parent.parent / "models" / "builtin"  # the model shipped in the package
 # every model shipped in the package, by the name a recipe records: the base model and the super-resolution stages
 BUILTIN_MODELS = {name: BUILTIN.parent / name for name in ("builtin", "builtin-sr64", "builtin-sr128",
-                                                            "builtin-video")}
+                                                            "builtin-video", "builtin-shape")}
 DEFAULT_NETWORK = "unet"  # folders written before config.json named its network hold a UNet
 
 _DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16}
