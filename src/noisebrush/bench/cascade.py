@@ -56,7 +56,7 @@ from safetensors.torch import save as safetensors_bytes
 from rich.table import Table
 
 from noisebrush.bench import common
-from noisebrush.bench.common import BenchParser, check_report_path, comma_separated, finish
+from noisebrush.bench.common import BenchParser, cell, check_report_path, comma_separated, finish, table_console
 from noisebrush.checks import number, whole
 from noisebrush.data.folder import ImageFolder
 from noisebrush.data.procedural import ProceduralArt
@@ -483,14 +483,12 @@ def suggest(rows: list[dict], bicubic: dict, base_adherence: float) -> dict | No
 
 # -- showing -------------------------------------------------------------------------------------------------------
 def _f(v, fmt=".2f") -> str:
-    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+    return cell(v, fmt)  # this table's numbers have two decimals
 
 
 def print_table(r: dict) -> None:
     s = r["settings"]
-    con = Console()
-    if not con.is_terminal:  # a log file or a pipe: wide enough for the table rather than 80 columns
-        con = Console(width=max(con.width, 170))
+    con = table_console(170)
     t = Table(title=f"cascade {s['base_resolution']} → {s['size']} px ({s['n']} held-out prompts, data seed "
                     f"{s['data_seed']}; base {s['base_steps']} steps, cfg {s['cfg']:g}) against the real renders")
     for c in ("row", "SWD", "SWD finest", "fd_art@128", "KID", "P", "R", "adherence@32", "adherence@128", "PSNR back (mean/min)",

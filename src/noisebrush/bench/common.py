@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Callable, TypeVar
+
+from rich.console import Console
 
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.io import model_folder
 from noisebrush.io.atomic import atomic_write_text
 
-__all__ = ["BenchParser", "comma_separated", "check_report_path", "write_report", "finish", "training_of",
-           "MODULE_PROG", "PROG"]
+__all__ = ["BenchParser", "comma_separated", "check_report_path", "write_report", "finish", "training_of", "cell",
+           "table_console", "MODULE_PROG", "PROG"]
 
 T = TypeVar("T")
 
@@ -90,3 +93,15 @@ def training_of(model: str) -> dict:
     except Exception:  # noqa: BLE001 - a folder without provenance: nothing to report
         return {}
     return {k: prov.get(k) for k in ("steps", "train_seconds", "hardware", "processes", "precision") if k in prov}
+
+
+def cell(v, fmt: str = ".3f") -> str:
+    """A number as a table cell: ``fmt``, or "—" for None or NaN (not measured)."""
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def table_console(width: int = 160) -> Console:
+    """A rich console for a benchmark's tables: the terminal's, or — into a log file or a pipe — one at least
+    ``width`` columns wide, so the table is not folded to 80."""
+    con = Console()
+    return con if con.is_terminal else Console(width=max(con.width, width))

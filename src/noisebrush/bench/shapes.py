@@ -35,11 +35,10 @@ import time
 
 import numpy as np
 import torch
-from rich.console import Console
 from rich.table import Table
 
 from noisebrush.bench import common
-from noisebrush.bench.common import BenchParser, check_report_path, finish, training_of
+from noisebrush.bench.common import BenchParser, cell, check_report_path, finish, table_console, training_of
 from noisebrush.checks import number, whole
 from noisebrush.data.shapes import CATEGORIES, SHAPE_ATTRIBUTES, ProceduralShapes
 from noisebrush.devices import fast_dtype, hardware_name, use_all_cores
@@ -224,24 +223,19 @@ def run(*, model: str = "builtin-shape", per_category: int = 20, steps: int = 20
             "rows": rows, "summary": summary, "cli_seconds_per_shape": cli, "training": training_of(model)}
 
 
-def _f(v, fmt=".3f") -> str:
-    return "—" if v is None else format(v, fmt)
-
 
 def print_table(r: dict) -> None:
     s = r["settings"]
-    con = Console()
-    if not con.is_terminal:
-        con = Console(width=max(con.width, 160))
+    con = table_console()
     t = Table(title=f"shapes: {s['n']} held-out prompts ({s['per_category']} per category, data seed "
                     f"{s['data_seed']}), {s['points']} points, {s['steps']} steps, cfg {s['cfg']:g}, {s['dtype']}")
     for c in ("row", "1-NNA", "COV", "MMD-CD", "adherence", "category", "watertight", "near-copy", "s/shape"):
         t.add_column(c, justify="left" if c == "row" else "right")
     for row in r["rows"]:
         a = row["adherence"]
-        t.add_row(row["name"], _f(row["one_nna"]), _f(row["cov"]), _f(row["mmd"], ".2e"), _f(a["adherence"]),
-                  _f(a["per_attribute"].get("category")), _f(row["watertight"]), _f(row["near_copy"]),
-                  _f(row.get("seconds_per_shape"), ".2f"))
+        t.add_row(row["name"], cell(row["one_nna"]), cell(row["cov"]), cell(row["mmd"], ".2e"), cell(a["adherence"]),
+                  cell(a["per_attribute"].get("category")), cell(row["watertight"]), cell(row["near_copy"]),
+                  cell(row.get("seconds_per_shape"), ".2f"))
     con.print(t)
     per = Table(title="per category: 1-NNA / COV")
     per.add_column("row", justify="left")

@@ -35,11 +35,10 @@ import sys
 import time
 
 import torch
-from rich.console import Console
 from rich.table import Table
 
 from noisebrush.bench import common
-from noisebrush.bench.common import BenchParser, check_report_path, finish, training_of
+from noisebrush.bench.common import BenchParser, cell, check_report_path, finish, table_console, training_of
 from noisebrush.checks import number, whole
 from noisebrush.data.clips import MOTION_ATTRIBUTES, ProceduralClips
 from noisebrush.data.procedural import ATTRIBUTES
@@ -210,15 +209,10 @@ def run(*, model: str = "builtin-video", picture_model: str = "builtin", n: int 
             "rows": rows, "summary": summary, "cli_seconds_per_clip": cli, "training": training_of(model)}
 
 
-def _f(v, fmt=".3f") -> str:
-    return "—" if v is None else format(v, fmt)
-
 
 def print_table(r: dict) -> None:
     s = r["settings"]
-    con = Console()
-    if not con.is_terminal:
-        con = Console(width=max(con.width, 160))
+    con = table_console()
     t = Table(title=f"video: {s['n']} held-out prompts (data seed {s['data_seed']}), {s['frames']} frames, "
                     f"{s['steps']} steps, cfg {s['cfg']:g}, {s['dtype']}")
     for c in ("row", "adherence", "motion only", "kind", "direction", "speed", "Δframe", "jitter", "jitter²",
@@ -227,10 +221,10 @@ def print_table(r: dict) -> None:
     for row in r["rows"]:
         a, tc = row["adherence"], row["temporal"]
         per = a.get("per_attribute", {})
-        t.add_row(row["name"], _f(a["adherence"]), _f(a["motion_only"]), _f(per.get("motion")),
-                  _f(per.get("direction")), _f(per.get("speed")),
-                  _f(tc["mad"], ".4f"), _f(tc["jitter"]), _f(tc["jitter2"]), _f(row["clip_fd"], ".4g"),
-                  _f(row["frame_fd"], ".4g"), _f(row.get("seconds_per_clip"), ".2f"))
+        t.add_row(row["name"], cell(a["adherence"]), cell(a["motion_only"]), cell(per.get("motion")),
+                  cell(per.get("direction")), cell(per.get("speed")),
+                  cell(tc["mad"], ".4f"), cell(tc["jitter"]), cell(tc["jitter2"]), cell(row["clip_fd"], ".4g"),
+                  cell(row["frame_fd"], ".4g"), cell(row.get("seconds_per_clip"), ".2f"))
     con.print(t)
     sm = r["summary"]
     con.print(f"adherence {sm['motion_adherence']:.3f} (goal ≥ {sm['goal_adherence']}; motion alone "
