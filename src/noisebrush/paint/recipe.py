@@ -208,10 +208,11 @@ def _mode_options(pipe: Pipeline, rec: dict, mode: str | None) -> dict:
         return opts | {"sampler": _name(rec, "sampler"), "frames": int(rec["frames"]), "loop": bool(rec.get("loop"))}
     if mode == "sculpt":
         opts.pop("size"), opts.pop("guidance")
-        opts["resolution"] = int(rec["resolution"])
+        opts |= {"resolution": int(rec["resolution"]), "sigma_min": rec.get("sigma_min"),
+                 "sigma_max": rec.get("sigma_max")}
         if rec.get("keep") is not None:
             return opts | {"keep": str(rec["keep"]), "jump_length": int(rec["jump_length"]), "jumps": int(rec["jumps"])}
-        opts |= {"sampler": _name(rec, "sampler"), "sigma_min": rec.get("sigma_min"), "sigma_max": rec.get("sigma_max")}
+        opts["sampler"] = _name(rec, "sampler")
         return opts | ({"strength": float(rec["strength"])} if "strength" in rec else {})
     opts |= {"jump_length": int(rec["jump_length"]), "jumps": int(rec["jumps"])}
     return opts | ({"extend": rec["extend"]} if mode == "outpaint" else {})
