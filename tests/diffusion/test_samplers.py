@@ -18,7 +18,8 @@ import torch
 
 from noisebrush.diffusion.noise import SampleNoise
 from noisebrush.diffusion.oracle import GaussianMixture
-from noisebrush.diffusion.samplers import SAMPLERS, adaptive, dpmpp_2m, dpmpp_2m_sde, dpmpp_3m, get_sampler
+from noisebrush.diffusion.samplers import DIFFUSION_SAMPLERS, SAMPLERS, adaptive, dpmpp_2m, dpmpp_2m_sde, dpmpp_3m
+from noisebrush.diffusion.samplers import get_sampler
 from noisebrush.diffusion.samplers import ddim, ddpm, euler, euler_ancestral
 from noisebrush.diffusion.schedules import karras
 from noisebrush.errors import BadParameter
@@ -26,8 +27,8 @@ from noisebrush.eval.swd import sliced_wasserstein
 
 F64 = torch.float64
 SIGMA_MIN, SIGMA_MAX = 0.01, 40.0
-NAMES = list(SAMPLERS)
-STOCHASTIC = [n for n, i in SAMPLERS.items() if i.stochastic]
+NAMES = list(DIFFUSION_SAMPLERS)  # the GAN chain (a generator with a latent) has its own tests (test_gan_sampler.py)
+STOCHASTIC = [n for n in NAMES if SAMPLERS[n].stochastic]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -257,6 +257,23 @@ def test_other_bad_parameters():
 def test_append_zero_and_registry():
     out = append_zero(torch.tensor([2.0, 1.0]))
     assert out.dtype == torch.float64 and out.tolist() == [2.0, 1.0, 0.0]
-    assert set(SCHEDULES) == {"karras", "exponential", "vp_linear", "vp_cosine"}
+    assert set(SCHEDULES) == {"karras", "exponential", "vp_linear", "vp_cosine", "ddgan"}
     for name, fn in SCHEDULES.items():
         check_sigmas(fn(8))
+
+
+def test_ddgan_ladder_is_the_papers_vp_chain_as_sigmas():
+    from noisebrush.diffusion.schedules import ddgan
+
+    four = ddgan(4)
+    assert four.dtype == torch.float64 and float(four[-1]) == 0.0 and len(four) == 5
+    # Xiao et al.'s β(t) from 0.1 to 20: ᾱ(t) = exp(-0.1 t - 9.95 t²), σ = sqrt(1/ᾱ - 1)
+    for i, t in enumerate((1.0, 0.75, 0.5, 0.25)):
+        want = math.sqrt(math.exp(0.1 * t + 9.95 * t * t) - 1)
+        assert float(four[i]) == pytest.approx(want, rel=1e-12)
+    assert [round(float(s), 2) for s in four[:-1]] == [152.17, 17.02, 3.41, 0.95]
+    assert ddgan(1).tolist() == [pytest.approx(152.1669702839464), 0.0]
+    assert ddgan(8)[0] == four[0] and torch.equal(ddgan(8)[2::2], four[1:])  # t = 3/4, 1/2, 1/4 and the end
+    for bad in (0, 9.5, True):
+        with pytest.raises(BadParameter, match="steps"):
+            ddgan(bad)

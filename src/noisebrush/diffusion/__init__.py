@@ -22,6 +22,7 @@ from noisebrush.diffusion.noise import SampleNoise
 from noisebrush.diffusion.oracle import GaussianMixture
 from noisebrush.diffusion.precond import EDMPrecond, edm_coefficients
 from noisebrush.diffusion.samplers import (
+    DIFFUSION_SAMPLERS,
     SAMPLERS,
     adaptive,
     ddim,
@@ -31,6 +32,7 @@ from noisebrush.diffusion.samplers import (
     dpmpp_3m,
     euler,
     euler_ancestral,
+    gan,
     get_sampler,
     heun,
     langevin,
@@ -46,6 +48,7 @@ from noisebrush.diffusion.schedules import (
     SCHEDULES,
     alphas_cumprod_to_sigmas,
     cosine_alphas_cumprod,
+    ddgan,
     exponential,
     karras,
     linear_alphas_cumprod,

@@ -101,18 +101,28 @@ class Denoiser:
         flat = {f"{i}.{k}": v for i, c in enumerate(self.conds) for k, v in c.items()}
         return flat | {f"neg.{k}": v for k, v in (self.negative or {}).items()}
 
-    def _unflatten(self, flat: dict) -> tuple[list[dict], Optional[dict]]:
-        conds, neg = [{} for _ in self.conds], {}
+    def _unflatten(self, flat: dict) -> tuple[list[dict], Optional[dict], dict]:
+        """(conditions, negative, inputs): a key without a dot is a per-picture input of the network that is not a
+        condition (a GAN generator's latent ``z``): every condition, the negative and the unconditional half get
+        the same rows of it."""
+        conds, neg, inputs = [{} for _ in self.conds], {}, {}
         for key, v in flat.items():
+            if "." not in key:
+                inputs[key] = v
+                continue
             i, k = key.split(".", 1)
             if i == "neg":
                 neg[k] = v
             else:
                 conds[int(i)][k] = v
-        return conds, neg or None
+        return conds, neg or None, inputs
 
     def __call__(self, x: torch.Tensor, sigma, **extra) -> torch.Tensor:
-        return self._fn(x, per_sample_sigma(sigma, x), **(extra or self.extra_args))
+        """x̂_0 of x at σ; ``extra``: the flattened conditions (a sampler passes :attr:`extra_args`, sliced with x),
+        default: the ones it was made with, plus any per-picture inputs (keys without a dot, such as ``z``)."""
+        if not any("." in k for k in extra):
+            extra = {**self.extra_args, **extra}
+        return self._fn(x, per_sample_sigma(sigma, x), **extra)
 
     def _net(self, x, sigma, **kw):
         if self.dtype is None:
@@ -120,17 +130,20 @@ class Denoiser:
         with torch.autocast(self.device_type, dtype=self.dtype):
             return self.den(x, sigma, **kw).float()
 
-    def _one_call(self, x, sigma, conds: list[dict], neg: Optional[dict]) -> torch.Tensor:
+    def _one_call(self, x, sigma, conds: list[dict], neg: Optional[dict], inputs: dict) -> torch.Tensor:
         if not conds[0]:
-            return self._net(x, sigma)
+            return self._net(x, sigma, **inputs)
+        conds = [{**c, **inputs} for c in conds]  # guidance stacks the halves: each gets the same inputs
+        neg = None if neg is None else {**neg, **inputs}
         return guided_call(self._net, x, sigma, conds, self.cfg, weights=self.weights, mix=self.mix, uncond=neg)
 
     def _guided(self, x, sigma, **flat):
-        (conds, neg), n = self._unflatten(flat), x.shape[0]
+        (conds, neg, inputs), n = self._unflatten(flat), x.shape[0]
         if self.batched:
-            return self._one_call(x, sigma, [_rows(c, n) for c in conds], None if neg is None else _rows(neg, n))
+            return self._one_call(x, sigma, [_rows(c, n) for c in conds], None if neg is None else _rows(neg, n),
+                                  _rows(inputs, n))
         return torch.cat([self._one_call(x[i:i + 1], sigma[i:i + 1], [_rows(c, n, i) for c in conds],
-                                         None if neg is None else _rows(neg, n, i))
+                                         None if neg is None else _rows(neg, n, i), _rows(inputs, n, i))
                           for i in range(n)])
 
 

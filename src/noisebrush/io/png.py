@@ -115,7 +115,7 @@ def read_recipe(path) -> dict:
 # dropped: a model folder records its schedule. SDE and ancestral variants map to our stochastic sampler of the
 # nearest order; names with no counterpart (LMS, PLMS, UniPC, DPM2 …) are not mapped.
 _OUR_SAMPLERS = ("euler", "ddim", "heun", "dpmpp_2m", "dpmpp_3m", "ddpm", "euler_ancestral", "dpmpp_2m_sde",
-                 "langevin", "adaptive")
+                 "langevin", "adaptive", "gan")
 _SAMPLER_NAMES = {
     "euler a": "euler_ancestral", "euler ancestral": "euler_ancestral", "euler_a": "euler_ancestral",
     "euler": "euler", "heun": "heun", "ddim": "ddim", "ddpm": "ddpm",

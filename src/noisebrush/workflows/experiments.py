@@ -35,7 +35,7 @@ from typing import Callable
 import torch
 
 from noisebrush.data.procedural import ProceduralArt
-from noisebrush.diffusion import EDMPrecond, SAMPLERS, get_sampler
+from noisebrush.diffusion import DIFFUSION_SAMPLERS, EDMPrecond, SAMPLERS, get_sampler
 from noisebrush.diffusion.schedules import exponential, karras, vp_cosine, vp_linear
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.eval.evaluation import adherence_scores, reference_split
@@ -434,7 +434,7 @@ def exp_samplers(out: Path, *, model="builtin", samplers=None, nfes=(5, 10, 20, 
                  ref_steps=100, log=print, fnet=None, device=None, force=False) -> dict:
 
     nfes, n = _check_list("nfe", nfes), _whole("n", n, 4)
-    names = list(samplers) if samplers else [s for s in SAMPLERS if SAMPLERS[s].fixed_cost]
+    names = list(samplers) if samplers else [s for s in DIFFUSION_SAMPLERS if SAMPLERS[s].fixed_cost]
     infos = [get_sampler(s) for s in names]
     pipe = _load(model, device)
     ref = _Reference(n, pipe.resolution, seed, fnet or _fnet())

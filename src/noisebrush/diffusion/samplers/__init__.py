@@ -19,6 +19,7 @@ from typing import Callable
 from noisebrush.diffusion.samplers.adaptive import adaptive
 from noisebrush.diffusion.samplers.ancestral import ddpm, euler_ancestral
 from noisebrush.diffusion.samplers.dpmpp import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m
+from noisebrush.diffusion.samplers.gan import gan
 from noisebrush.diffusion.samplers.langevin import langevin, langevin_correct
 from noisebrush.diffusion.samplers.ode import ddim, euler, heun
 from noisebrush.diffusion.samplers.repaint import repaint, repaint_moves, repaint_path
@@ -32,6 +33,8 @@ class SamplerInfo:
     summary: str
     stochastic: bool
     order: int | None  # order of convergence of the deterministic solve; None where it does not apply
+    models: str = "diffusion"  # the models it paints: "diffusion" (any denoiser) or "gan" (a diffusion GAN's
+                               #   generator, which takes a latent z: see noisebrush.diffusion.samplers.gan)
 
     @property
     def fixed_cost(self) -> bool:
@@ -60,9 +63,14 @@ SAMPLERS: dict[str, SamplerInfo] = {
         SamplerInfo("euler_ancestral", euler_ancestral, "Euler step plus fresh noise (η, s_noise); 1 NFE/step", True, None),
         SamplerInfo("dpmpp_2m_sde", dpmpp_2m_sde, "DPM-Solver++(2M) for the reverse SDE (η); 1 NFE/step", True, None),
         SamplerInfo("langevin", langevin, "predictor-corrector: Langevin random walk until steady state per level", True, None),
+        SamplerInfo("gan", gan, "a diffusion GAN's posterior chain: generator x̂_0 with a fresh latent z, then the "
+                    "exact posterior (its model's own few steps); 1 NFE/step", True, None, "gan"),
         SamplerInfo("adaptive", adaptive, "adaptive steps with rtol/atol error control (embedded DDIM/Heun pair)", False, 2),
     ]
 }
+
+#: the samplers of diffusion models (every denoiser D(x, σ)): all but the GAN chain
+DIFFUSION_SAMPLERS: tuple[str, ...] = tuple(n for n, i in SAMPLERS.items() if i.models == "diffusion")
 
 
 def get_sampler(name: str) -> SamplerInfo:
@@ -72,5 +80,5 @@ def get_sampler(name: str) -> SamplerInfo:
         raise BadParameter(f"sampler: unknown {name!r}; choose one of {', '.join(SAMPLERS)}") from None
 
 
-__all__ = ["SAMPLERS", "SamplerInfo", "get_sampler", "langevin_correct", "repaint", "repaint_moves",
+__all__ = ["SAMPLERS", "DIFFUSION_SAMPLERS", "SamplerInfo", "get_sampler", "langevin_correct", "repaint", "repaint_moves",
            "repaint_path"] + list(SAMPLERS)

@@ -21,7 +21,8 @@ class Denoise:
     """Calls ``denoiser(x, sigma[N], **extra_args)`` and counts network evaluations per sample.
 
     ``sigma`` is passed as a float64 tensor with one value per sample. ``subset`` evaluates only some batch
-    items; tensors in ``extra_args`` whose first dimension is the batch size are sliced alongside.
+    items; tensors in ``extra_args`` whose first dimension is the batch size are sliced alongside. Keyword
+    ``inputs`` go to the denoiser with this call only (the ``gan`` sampler's latent z, one row per sample of x).
     """
 
     def __init__(self, denoiser, batch: int, extra_args: Optional[dict]):
@@ -30,7 +31,7 @@ class Denoise:
         self.extra_args = dict(extra_args or {})
         self.nfe = torch.zeros(batch, dtype=torch.long)
 
-    def __call__(self, x: torch.Tensor, sigma, index: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, sigma, index: Optional[torch.Tensor] = None, **inputs) -> torch.Tensor:
         n = x.shape[0]
         s = torch.as_tensor(sigma, dtype=torch.float64, device=x.device).reshape(-1)
         s = s.expand(n) if s.numel() == 1 else s
@@ -41,7 +42,7 @@ class Denoise:
             self.nfe[index.cpu()] += 1
         else:
             self.nfe += 1
-        out = self.denoiser(x, s, **args)
+        out = self.denoiser(x, s, **args, **inputs)  # inputs: per-sample tensors of this call (a GAN's latent z)
         if out.shape != x.shape:
             raise BadParameter(f"denoiser: returned shape {tuple(out.shape)} for input {tuple(x.shape)}")
         return out
