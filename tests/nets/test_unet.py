@@ -853,3 +853,40 @@ def test_activation_bytes_counts_the_conditioning_channels():
         assert a <= b < w, (size, a, b, w)
         # the input alone: N × (3 + cond) channels in float32
         assert b > 2 * (3 + 3) * size[0] * size[1] * 4
+
+
+# -- a generator's latent (diffusion GANs) ----------------------------------------------------------------------------
+
+def _generator(**kw):
+    torch.manual_seed(0)
+    return UNet(UNetConfig(channels=8, channel_mult=(1, 2), blocks=1, attn_resolutions=(), cross_attn_resolutions=(),
+                           label_dim=3, latent_dim=4, **kw))
+
+
+def test_a_generator_takes_a_latent_that_starts_with_no_effect_and_then_modulates_every_block():
+    net = _generator()
+    x, c, y = torch.randn(2, 3, 8, 8), torch.zeros(2), torch.tensor([0, 1])
+    z1, z2 = torch.randn(2, 4), torch.randn(2, 4)
+    assert torch.equal(net(x, c, labels=y, z=z1), net(x, c, labels=y, z=z2))  # gain 0: the denoiser it is built from
+    with torch.no_grad():  # as after some training: every gain (they start at 0) opened
+        for name, p in net.named_parameters():
+            if name.endswith("gain"):
+                p.fill_(1.0)
+    assert not torch.allclose(net(x, c, labels=y, z=z1), net(x, c, labels=y, z=z2))
+    # the latent's length does not matter (it is normalised), its direction does
+    assert torch.allclose(net(x, c, labels=y, z=z1), net(x, c, labels=y, z=3 * z1), atol=1e-3)
+
+
+def test_a_generator_checks_its_latent():
+    net = _generator()
+    x, c = torch.randn(2, 3, 8, 8), torch.zeros(2)
+    with pytest.raises(BadParameter, match=r"z: this network is a generator and needs a latent of shape \(2, 4\), got none"):
+        net(x, c)
+    with pytest.raises(BadParameter, match=r"got \(2, 5\)"):
+        net(x, c, z=torch.randn(2, 5))
+    plain = UNet(UNetConfig(channels=8, channel_mult=(1, 2), blocks=1, attn_resolutions=(), cross_attn_resolutions=()))
+    with pytest.raises(BadParameter, match="z: this network was built without a latent input"):
+        plain(x, c, z=torch.randn(2, 4))
+    with pytest.raises(BadParameter, match="latent_dim"):
+        UNetConfig(latent_dim=-1)
+    assert "emb_latent.weight" in net.state_dict() and "emb_latent.weight" not in plain.state_dict()

@@ -26,6 +26,7 @@ import torch
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.io import model_folder
 from noisebrush.io.model_folder import network_name
+from noisebrush.nets.disc import DiscConfig, Discriminator
 from noisebrush.nets.unet import UNet, UNetConfig, inflate_image_weights
 
 __all__ = ["Network", "register", "unregister", "names", "get", "build", "activation_bytes", "load_weights",
@@ -146,3 +147,4 @@ def base_weights(model, net: torch.nn.Module, *, expect_hash: str | None = None,
 
 
 register("unet", UNet, UNetConfig)
+register("disc", Discriminator, DiscConfig)  # the GANs' discriminator (noisebrush.train.gan); never exported

@@ -70,6 +70,8 @@ class UNetConfig:
     text_dim: int = 0
     cond_channels: int = 0              # channels of a conditioning picture (``low``) concatenated to the input
     aug_cond: bool = False              # embed a per-sample augmentation level (``aug``) next to the noise level
+    latent_dim: int = 0                 # a generator's latent z (N×latent_dim, N(0, I)) modulating every block
+                                        #   through the embedding (a diffusion GAN's G; never dropped)
     factorized: bool = False            # dims=3 only: space/time factorised convolutions and attention
     patch: int = 1                      # 1, 2 or 4: the network runs on patch^dims-cell blocks folded into channels
                                         #   (space-to-depth in, depth-to-space out; see UNet.forward)
@@ -102,7 +104,7 @@ class UNetConfig:
             raise BadParameter(f"channel_mult: positive integers, got {self.channel_mult}")
         if not 0 <= self.dropout < 1:
             raise BadParameter(f"dropout: in [0, 1), got {self.dropout}")
-        for name in ("label_dim", "vector_dim", "text_dim", "cond_channels"):
+        for name in ("label_dim", "vector_dim", "text_dim", "cond_channels", "latent_dim"):
             if int(getattr(self, name)) < 0:
                 raise BadParameter(f"{name}: must be ≥ 0, got {getattr(self, name)}")
         if self.activation not in ACTIVATIONS:
@@ -341,6 +343,10 @@ class UNet(torch.nn.Module):
         # the augmentation level of the conditioning picture: Fourier features of ln(σ_aug + 1e-3) / 4, as c_noise
         self.emb_aug_fourier = MPFourier(cfg.channels, seed=1) if cfg.aug_cond else None
         self.emb_aug = MPConv(cfg.channels, emb) if cfg.aug_cond else None
+        self.emb_latent = MPConv(cfg.latent_dim, emb) if cfg.latent_dim else None
+        # the latent's gain starts at 0: a new generator — or one started from a diffusion model's weights — begins
+        # as the denoiser it is built from and learns how much z moves it
+        self.latent_gain = torch.nn.Parameter(torch.zeros([])) if cfg.latent_dim else None
 
         def res(level):  # the side of the network's own grid at a level (patch folds the input first)
             return (cfg.resolution // cfg.patch) >> level
@@ -384,9 +390,11 @@ class UNet(torch.nn.Module):
         self.out_conv = MPConv(cout, cfg.out * fold, _kernel(cfg))
 
     # -- conditioning -------------------------------------------------------------------------------------------
-    def _embed(self, c_noise, n, dtype, device, labels, vector, text, text_mask, drop, aug=None):
+    def _embed(self, c_noise, n, dtype, device, labels, vector, text, text_mask, drop, aug=None, z=None):
         cfg = self.config
         emb = self.emb_noise(self.emb_fourier(c_noise.reshape(-1).expand(n)))
+        if self.emb_latent is not None:  # z ~ N(0, I), normalised to unit variance per value
+            emb = emb + self.emb_latent(normalize(z.to(torch.float32).reshape(n, -1)), gain=self.latent_gain).to(emb.dtype)
         if self.emb_aug is not None:
             level = torch.zeros(n, device=device) if aug is None else \
                 torch.as_tensor(aug, device=device, dtype=torch.float32).reshape(-1).expand(n)
@@ -525,18 +533,18 @@ class UNet(torch.nn.Module):
         return int(1.75 * peak * batch * item)
 
     def check_inputs(self, x, c_noise, *, labels=None, vector=None, text=None, text_mask=None, drop=None, low=None,
-                     aug=None) -> None:
+                     aug=None, z=None) -> None:
         """Raise :class:`BadParameter` for inputs this network cannot take, including the checks that read tensor
         values (class indices in range), which :meth:`forward` leaves out so that it never branches on a value
         (``torch.export`` / ONNX). Callers with untrusted inputs call this first; the Pipeline validates labels
         itself and the trainer's data is valid by construction."""
-        self._check_shapes(x, c_noise, labels, vector, text, low, aug)
+        self._check_shapes(x, c_noise, labels, vector, text, low, aug, z)
         if labels is not None and labels.ndim == 1 and labels.numel() and \
                 (int(labels.min()) < 0 or int(labels.max()) >= self.config.label_dim):
             raise BadParameter(f"labels: class indices must be in [0, {self.config.label_dim}), got "
                                f"{labels.tolist()}")
 
-    def _check_shapes(self, x, c_noise, labels, vector, text, low=None, aug=None) -> None:
+    def _check_shapes(self, x, c_noise, labels, vector, text, low=None, aug=None, z=None) -> None:
         """The input checks that depend on shapes only (forward runs them; they are free to trace)."""
         cfg = self.config
         if x.ndim != cfg.dims + 2 or x.shape[1] != cfg.in_channels:
@@ -566,20 +574,27 @@ class UNet(torch.nn.Module):
                                f"{(n, cfg.cond_channels, *x.shape[2:])}, got {got}")
         if low is not None and not cfg.cond_channels:
             raise BadParameter("low: this network was built without a conditioning picture")
+        if cfg.latent_dim and (z is None or tuple(z.shape) != (n, cfg.latent_dim)):
+            got = "none" if z is None else tuple(z.shape)
+            raise BadParameter(f"z: this network is a generator and needs a latent of shape {(n, cfg.latent_dim)}, "
+                               f"got {got}")
+        if z is not None and not cfg.latent_dim:
+            raise BadParameter("z: this network was built without a latent input")
         if aug is not None and not cfg.aug_cond:
             raise BadParameter("aug: this network was built without an augmentation level")
         if aug is not None and torch.as_tensor(aug).numel() not in (1, n):
             raise BadParameter(f"aug: one value or one per sample ({n}), got {torch.as_tensor(aug).numel()}")
 
     def forward(self, x, c_noise, *, labels=None, vector=None, text=None, text_mask=None, drop=None, low=None,
-                aug=None):
+                aug=None, z=None):
         """F(x, c_noise | conditions). Checks shapes but never reads tensor values (so it can be exported):
-        call :meth:`check_inputs` first on inputs that may hold out-of-range class indices."""
+        call :meth:`check_inputs` first on inputs that may hold out-of-range class indices. ``z``: a generator's
+        latent (networks built with ``latent_dim``)."""
         cfg = self.config
-        self._check_shapes(x, c_noise, labels, vector, text, low, aug)
+        self._check_shapes(x, c_noise, labels, vector, text, low, aug, z)
         n = x.shape[0]
         c_noise = torch.as_tensor(c_noise, device=x.device, dtype=torch.float32)
-        emb, tokens = self._embed(c_noise, n, x.dtype, x.device, labels, vector, text, text_mask, drop, aug)
+        emb, tokens = self._embed(c_noise, n, x.dtype, x.device, labels, vector, text, text_mask, drop, aug, z)
         if cfg.patch > 1:  # space-to-depth: the network sees blocks of patch^dims cells as channels
             x = _fold(x, cfg.patch)
             low = None if low is None else _fold(low.to(x.dtype), cfg.patch)
