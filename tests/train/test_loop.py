@@ -569,12 +569,19 @@ def _logged_steps(run):
     return [int(x.split(",")[0]) for x in lines if x.split(",")[0].isdigit()]
 
 
-def test_exact_resume_after_sigkill(make_config, tmp_path, subprocess_env, run_script):
+# a GAN's two networks, two optimizers and (Diffusion-GAN) its adaptive depth must come back as exactly
+GAN_KW = {"ddgan": dict(method="ddgan", disc=dict(channels=8, channel_mult=[1, 2, 2]), r1_every=3),
+          "diffusion-gan": dict(method="diffusion-gan", disc=dict(channels=8, channel_mult=[1, 2, 2]), r1_every=3,
+                                ada_every=2, ada_kimg=0.05, ada_t_min=10)}
+
+
+@pytest.mark.parametrize("method", ["diffusion", "ddgan", "diffusion-gan"])
+def test_exact_resume_after_sigkill(make_config, tmp_path, subprocess_env, run_script, method):
     script = _script(tmp_path)
     # dropout, condition dropout, several epochs over the data (12 × 8 samples of 32) and a warmup + cosine LR:
     # every piece of randomness and state has to come back
     kw = dict(steps=12, checkpoint_every=4, log_every=2, keep_last=5, lr_schedule="cosine", warmup=3,
-              model=dict(dropout=0.1), cond_drop=0.25)
+              model=dict(dropout=0.1), cond_drop=0.25, **GAN_KW.get(method, {}))
     ref_cfg, run_cfg = make_config("ref", **kw).to_dict(), make_config("run", **kw).to_dict()
     run = tmp_path / "run"
 
@@ -608,10 +615,15 @@ def test_exact_resume_after_sigkill(make_config, tmp_path, subprocess_env, run_s
     _assert_same(_tensors(run / "model" / "model.safetensors"), _tensors(ref_dir / "model" / "model.safetensors"),
                  "exported EMA")
     last, ref_last = run / "checkpoints" / "step-0000012", ref_dir / "checkpoints" / "step-0000012"
-    for name in ("model.safetensors", "ema.safetensors", "state.safetensors"):  # weights, EMA, Adam moments, RNG
+    names = ["model.safetensors", "ema.safetensors", "state.safetensors"]  # weights, EMA, Adam moments, RNG
+    if method != "diffusion":
+        names.append("part-disc.safetensors")  # the discriminator and its optimizer
+    for name in names:
         _assert_same(_tensors(last / name), _tensors(ref_last / name), name)
     a, b = (json.loads((p / "state.json").read_text()) for p in (last, ref_last))
-    for key in ("step", "skipped", "data", "optimizer", "scheduler", "ema_updates", "config"):
+    if method == "diffusion-gan":  # the depth moved, and came back
+        assert a["objective"] == b["objective"] and a["objective"]["ada_t"] != 10.0
+    for key in ("step", "skipped", "data", "optimizer", "scheduler", "ema_updates", "config", "objective"):
         if key == "config":
             a[key]["out_dir"] = b[key]["out_dir"]
         assert a[key] == b[key], key
@@ -620,7 +632,8 @@ def test_exact_resume_after_sigkill(make_config, tmp_path, subprocess_env, run_s
     assert [int(r["step"]) for r in rows] == [2, 4, 6, 8, 10, 12]  # no duplicated rows after the resume
     for r, q in zip(rows, ref_rows):
         for k in ("step", "loss", "loss_s0", "loss_s1", "loss_s2", "loss_s3", "loss_s4", "loss_s5", "lr",
-                  "grad_norm", "skipped"):
+                  "grad_norm", "skipped", *(("d_loss", "g_loss", "d_real", "d_fake", "r1", "ada_t", "r_d")
+                                            if method != "diffusion" else ())):
             assert r[k] == q[k], (k, r, q)
 
 
@@ -628,9 +641,11 @@ def _train(run_script, script, cfg, launcher=()):
     return _result(run_script(script, json.dumps({"config": cfg}), launcher=launcher, timeout=600))
 
 
-def test_two_processes_match_one(make_config, tmp_path, run_script, free_port):
+@pytest.mark.parametrize("method", ["diffusion", "ddgan"])
+def test_two_processes_match_one(make_config, tmp_path, run_script, free_port, method):
     script = _script(tmp_path)
-    kw = dict(steps=4, batch_size=8, lr_schedule="cosine", warmup=1, log_every=2, model=dict(dropout=0.0))
+    kw = dict(steps=4, batch_size=8, lr_schedule="cosine", warmup=1, log_every=2, model=dict(dropout=0.0),
+              **GAN_KW.get(method, {}))
     one = _train(run_script, script, make_config("one", **kw).to_dict())
     two = _train(run_script, script, make_config("two", **kw).to_dict(),
                  launcher=("-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
@@ -638,7 +653,8 @@ def test_two_processes_match_one(make_config, tmp_path, run_script, free_port):
     assert one["processes"] == 1 and one["micro"] == 8
     assert two["processes"] == 2 and two["micro"] == 4 and "MULTI_CPU" in two["distributed"]
     for sub in ("model/model.safetensors", "checkpoints/step-0000004/model.safetensors",
-                "checkpoints/step-0000004/ema.safetensors"):
+                "checkpoints/step-0000004/ema.safetensors",
+                *(("checkpoints/step-0000004/part-disc.safetensors",) if method != "diffusion" else ())):
         a, b = _tensors(tmp_path / "one" / sub), _tensors(tmp_path / "two" / sub)
         assert a.keys() == b.keys()
         for k in a:

@@ -36,10 +36,13 @@ from noisebrush.nets import registry
 from noisebrush.train.checkpoint import latest_checkpoint
 from noisebrush.train.lr import LR_SCHEDULES
 
-__all__ = ["TrainConfig", "TASKS", "CAPTIONS", "CONDITIONS", "PRECISIONS", "DEFAULT_WARMUP", "RESUME_MAY_CHANGE",
+__all__ = ["TrainConfig", "METHODS", "METHOD_DEFAULTS", "TASKS", "CAPTIONS", "CONDITIONS", "PRECISIONS", "DEFAULT_WARMUP", "RESUME_MAY_CHANGE",
            "check_type", "read_toml", "run_config", "merge_for_resume"]
 
 CONDITIONS = ("auto", "text", "label", "none")
+METHODS = ("diffusion", "ddgan", "diffusion-gan", "gan")
+# the optimiser settings a method gets unless told (lr: the main network's; a GAN's discriminator has d_lr)
+METHOD_DEFAULTS = {"diffusion": {"lr": 1e-2, "betas": (0.9, 0.99)}, "gan": {"lr": 2e-3, "betas": (0.5, 0.9)}}
 TASKS = ("image", "sr", "video", "shape")
 CAPTIONS = ("template", "family")
 PRECISIONS = ("auto", "bf16", "fp16", "no")
@@ -104,9 +107,10 @@ class TrainConfig:
     steps: int = 10_000
     batch_size: int = 64               # global batch per optimizer step (all processes, all accumulation steps)
     grad_accum: int = 1
-    lr: float = 1e-2                   # Adam on unit-RMS (magnitude-preserving) weights: 1e-2 learns ~2× faster
-                                       #   than 2e-3 here (eval loss 0.43 vs 0.73 after 80 steps)
-    betas: tuple[float, float] = (0.9, 0.99)
+    lr: float | None = None            # None: the method's (METHOD_DEFAULTS). Diffusion: 1e-2 — Adam on unit-RMS
+                                       #   (magnitude-preserving) weights learns ~2× faster than at 2e-3 here (eval
+                                       #   loss 0.43 vs 0.73 after 80 steps); a GAN's generator: 2e-3
+    betas: tuple[float, float] | None = None  # None: the method's ((0.9, 0.99); GANs (0.5, 0.9))
     lr_schedule: str = "cosine"
     warmup: int | None = None          # None: min(200, steps // 10), to fit the run
     lr_final: float = 0.05             # final LR as a fraction of lr (linear, exponential, cosine)
@@ -120,6 +124,22 @@ class TrainConfig:
                                        #   stay exactly as initialised); () = all
     init: str = ""                     # start from these weights: "builtin", a model folder or a checkpoint folder
                                        #   (same network; the optimizer, LR schedule and step start fresh)
+    # method: "diffusion" (EDM denoising); the diffusion GANs of noisebrush.train.gan: "ddgan" (a generator learns
+    # each of gan_steps large denoising steps against a discriminator), "diffusion-gan" (a one-step generator, the
+    # discriminator reading diffused pictures at an adaptive depth), "gan" (the plain conditional GAN: DDGAN's T = 1)
+    method: str = "diffusion"
+    gan_steps: int = 4                 # ddgan: T, the steps of the chain (1-8; painting takes exactly these)
+    latent_dim: int = 64               # GANs: the size of the generator's latent z
+    disc: dict = field(default_factory=dict)  # GANs: discriminator settings (noisebrush.nets.disc.DiscConfig:
+                                       #   channels, channel_mult, mbstd_group)
+    d_lr: float = 2e-4                 # GANs: the discriminator's learning rate (AdamW, the run's betas)
+    r1: float = 0.05                   # GANs: R1 weight γ (γ/2·‖∇D(real)‖²); 0 = off
+    r1_every: int = 4                  # GANs: lazy R1, every this many steps (weighted by it)
+    ada_target: float = 0.6            # diffusion-gan: the target of r_d = E[sign(D(real))]
+    ada_every: int = 4                 # diffusion-gan: update T every this many steps
+    ada_kimg: float = 20.0             # diffusion-gan: thousands of pictures for T to move across 1000 levels
+    ada_t_min: int = 5                 # diffusion-gan: T's bounds (levels of DDPM's 1000-step table)
+    ada_t_max: int = 500
     # output
     out_dir: str = "runs/default"
     log_every: int = 25
@@ -131,7 +151,13 @@ class TrainConfig:
 
     def __post_init__(self):
         self._check_types()
-        self.betas = tuple(float(b) for b in self.betas)
+        if self.method not in METHODS:
+            raise BadParameter(f"method: one of {', '.join(METHODS)}; got {self.method!r}")
+        defaults = METHOD_DEFAULTS["diffusion" if self.method == "diffusion" else "gan"]
+        self.lr = defaults["lr"] if self.lr is None else self.lr
+        self.betas = tuple(float(b) for b in (defaults["betas"] if self.betas is None else self.betas))
+        if self.method != "diffusion":
+            self._check_gan()
         self.model = dict(self.model)
         _check_model(self.model)
         if self.warmup is None and isinstance(self.steps, int) and self.steps >= 1:
@@ -206,6 +232,34 @@ class TrainConfig:
             raise BadParameter(f"warmup: {self.warmup} steps is not shorter than the run (steps = {self.steps}); "
                                f"give a smaller warmup, or leave it out (it is then steps/10, at most "
                                f"{DEFAULT_WARMUP})")
+
+    def _check_gan(self) -> None:
+        if self.task != "image":
+            raise BadParameter(f"method: {self.method} trains pictures (task = \"image\"), not {self.task!r}")
+        if not 1 <= self.gan_steps <= 8:
+            raise BadParameter(f"gan_steps: from 1 to 8, got {self.gan_steps}")
+        if not 1 <= self.latent_dim <= 1024:
+            raise BadParameter(f"latent_dim: from 1 to 1024, got {self.latent_dim}")
+        if not self.d_lr > 0:
+            raise BadParameter(f"d_lr: must be > 0, got {self.d_lr}")
+        if not 0 <= self.r1 <= 100:
+            raise BadParameter(f"r1: in [0, 100], got {self.r1}")
+        for name in ("r1_every", "ada_every"):
+            if not 1 <= getattr(self, name) <= 1000:
+                raise BadParameter(f"{name}: from 1 to 1000, got {getattr(self, name)}")
+        if not 0 < self.ada_target < 1:
+            raise BadParameter(f"ada_target: in (0, 1), got {self.ada_target}")
+        if not 0 < self.ada_kimg <= 100_000:
+            raise BadParameter(f"ada_kimg: in (0, 100000], got {self.ada_kimg}")
+        if not 0 <= self.ada_t_min <= self.ada_t_max <= 1000:
+            raise BadParameter(f"ada_t_min/ada_t_max: need 0 ≤ ada_t_min ≤ ada_t_max ≤ 1000, got {self.ada_t_min}, "
+                               f"{self.ada_t_max}")
+        if self.progressive:
+            raise BadParameter(f"progressive: not for {self.method} (its generator learns the full size)")
+        try:
+            registry.get("disc").make_config({"resolution": self.resolution, **self.disc})
+        except (BadParameter, TypeError) as e:
+            raise BadParameter(f"disc: {e}") from None
 
     def _check_video(self) -> None:
         if not 1 <= self.frames <= 64:

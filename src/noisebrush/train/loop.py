@@ -55,6 +55,7 @@ from noisebrush.io.images import make_grid, save_image
 from noisebrush.seeding import mix
 from noisebrush.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from noisebrush.train.config import TrainConfig
+from noisebrush.train.gan import GANObjective
 from noisebrush.train.objectives import EDMObjective, Objective, Part, Phase, build_dataset
 from noisebrush.train.shape import ShapeObjective
 from noisebrush.train.video import VideoObjective
@@ -78,6 +79,7 @@ class StepResult:
     grad_norm: float
     skipped: bool
     lr: float
+    stats: dict | None = None  # this step's averages of the objective's log_fields (GANs: D and G losses, …)
 
 
 def resolve_precision(asked: str) -> str:
@@ -146,24 +148,27 @@ class Loop:
     # -- one optimizer step ---------------------------------------------------------------------------------------
     def train_step(self) -> StepResult:
         t0 = time.perf_counter()
-        first, skipped = None, False
+        first, skipped, stats = None, False, {}
         for p, phase in enumerate(self.objective.phases(self.step)):
             res = self._run_phase(p, phase)
             first = first or res
             skipped = skipped or res["skipped"]
+            stats.update(res["stats"])
         if skipped:
             self.skipped += 1
         self.step += 1
+        stats.update({k: torch.tensor([float(v)]) for k, v in self.objective.step_done(self.step).items()})
         dt = time.perf_counter() - t0
         self.train_seconds += dt
-        self._record(first["logged"], first["sigma"], dt, first["gnorm"], skipped)
-        return StepResult(self.step, float(first["logged"].mean()), first["gnorm"], skipped, first["lr"])
+        self._record(first["logged"], first["sigma"], dt, first["gnorm"], skipped, stats)
+        return StepResult(self.step, float(first["logged"].mean()), first["gnorm"], skipped, first["lr"],
+                          {k: float(v.float().mean()) for k, v in stats.items()} or None)
 
     def _accumulate(self, p: int, phase: Phase, part: Part) -> dict:
         """Forward and backward over the phase's micro-batches (this process's slices of the global batch)."""
         acc = self.acc
         world, rank, accum, b = acc.num_processes, acc.process_index, self.grad_accum, self.micro
-        per_sample, logged, sigma = [], [], []
+        per_sample, logged, sigma, stats = [], [], [], {}
         for a in range(accum):
             start = self.step * self.batch_size + (a * world + rank) * b
             batch = phase.batch(range(start, start + b))
@@ -179,8 +184,10 @@ class Loop:
             logged.append(loss.per_sample if loss.logged is None else loss.logged)
             if loss.sigma is not None:
                 sigma.append(loss.sigma)
+            for k, v in (loss.stats or {}).items():
+                stats.setdefault(k, []).append(v.detach().float().reshape(-1).cpu())
         return {"per": torch.cat(per_sample), "logged": torch.cat(logged),
-                "sigma": torch.cat(sigma) if sigma else None}
+                "sigma": torch.cat(sigma) if sigma else None, "stats": {k: torch.cat(v) for k, v in stats.items()}}
 
     def _run_phase(self, p: int, phase: Phase) -> dict:
         acc, part = self.acc, self.parts[phase.part]
@@ -207,7 +214,7 @@ class Loop:
             part.scheduler.step()
         return {**out, "gnorm": float(gnorm), "skipped": not ok, "lr": lr}
 
-    def _record(self, per, sigma, dt, gnorm, skipped) -> None:
+    def _record(self, per, sigma, dt, gnorm, skipped, stats=None) -> None:
         """What a step leaves for the log (a Trainer keeps a window of it)."""
 
 
@@ -231,6 +238,8 @@ class Trainer(Loop):
         acc = accelerator or Accelerator(cpu=not has_accelerator(), mixed_precision=self.precision)
         if objective is None:
             kind = {"video": VideoObjective, "shape": ShapeObjective}.get(cfg.task, EDMObjective)
+            if cfg.method != "diffusion":
+                kind = GANObjective
             objective = kind(dataset=dataset, text_encoder=text_encoder)
         self._attach(objective, acc, cfg.batch_size, cfg.grad_accum, cfg.seed, None)
         self.out = Path(cfg.out_dir)
@@ -239,6 +248,9 @@ class Trainer(Loop):
         if not resume and latest_checkpoint(self.out) is not None:
             raise UserError(f"{self.out} already holds checkpoints; resume it (--resume) or choose another out_dir")
         self.command: str | None = None  # how the run was started, recorded in the model's provenance
+        # monitor(trainer) -> {column: value}: measured every sample_every steps into the log's objective columns
+        # (a GAN's recall estimate: noisebrush.eval.monitor.recall_monitor; the train layer cannot import eval)
+        self.monitor = None
         self.init_from: str | None = None
         checkpoint = self._checkpoint_to_resume(resume) if resume else None
         # the LR schedule's plan: this run's steps, or the resumed run's (a resume may stop elsewhere; past the
@@ -317,6 +329,7 @@ class Trainer(Loop):
         self.train_seconds = float(ck.get("train_seconds", 0.0))
         if ck.get("rng_torch") is not None:
             torch.set_rng_state(ck["rng_torch"])
+        self.objective.load_state(ck.get("objective"))
         self._truncate_log()
         log.info("resumed from %s at step %d", path, self.step)
         return states
@@ -326,10 +339,17 @@ class Trainer(Loop):
         nb = len(SIGMA_BUCKETS) + 1
         return {"loss": 0.0, "n": 0, "bucket_sum": torch.zeros(nb, dtype=torch.float64),
                 "bucket_n": torch.zeros(nb, dtype=torch.float64), "seconds": 0.0, "images": 0, "gnorm": 0.0,
-                "steps": 0, "skipped": 0}
+                "steps": 0, "skipped": 0, "stats": torch.zeros(2 * len(self.objective.log_fields),
+                                                               dtype=torch.float64)}
 
-    def _record(self, per, sigma, dt, gnorm, skipped):
+    def _record(self, per, sigma, dt, gnorm, skipped, stats=None):
         w = self._window
+        for i, name in enumerate(self.objective.log_fields):  # sums and counts of the objective's own columns
+            v = (stats or {}).get(name)
+            if v is not None and v.numel():
+                v = v.to(torch.float64)[torch.isfinite(v)]
+                w["stats"][2 * i] += float(v.sum())
+                w["stats"][2 * i + 1] += v.numel()
         finite = torch.isfinite(per).cpu()
         per64 = per.to(torch.float64).cpu()[finite]
         w["loss"] += float(per64.sum())
@@ -344,26 +364,37 @@ class Trainer(Loop):
         w["steps"] += 1
         w["skipped"] += int(skipped)
 
+    def _note(self, values: dict) -> None:
+        """Add measured values of the objective's log columns to the log's window (a monitor's)."""
+        for i, name in enumerate(self.objective.log_fields):
+            if name in values:
+                self._window["stats"][2 * i] += float(values[name])
+                self._window["stats"][2 * i + 1] += 1
+
     def _flush_log(self, tb=None) -> dict:
         w = self._window
         if not w["steps"]:
             return {}
         # all processes saw different samples: sum the window over processes
-        stats = torch.cat([torch.tensor([w["loss"], w["n"]], dtype=torch.float64), w["bucket_sum"], w["bucket_n"]])
+        stats = torch.cat([torch.tensor([w["loss"], w["n"]], dtype=torch.float64), w["bucket_sum"], w["bucket_n"],
+                           w["stats"]])
         stats = self.acc.reduce(stats.to(self.acc.device), "sum").cpu()
         nb = len(SIGMA_BUCKETS) + 1
+        own = stats[2 + 2 * nb:]
         loss = float(stats[0] / max(stats[1], 1))
-        buckets = stats[2:2 + nb] / stats[2 + nb:].clamp(min=1)
+        buckets = stats[2:2 + nb] / stats[2 + nb:2 + 2 * nb].clamp(min=1)
         row = {"step": self.step, "loss": loss, "lr": self.opt.param_groups[0]["lr"],
                "grad_norm": w["gnorm"] / w["steps"], "img_s": w["images"] / max(w["seconds"], 1e-9),
                "skipped": self.skipped, "time": round(self.train_seconds, 3)}
         for i in range(nb):
             row[f"loss_s{i}"] = float(buckets[i]) if stats[2 + nb + i] > 0 else ""
+        for i, name in enumerate(self.objective.log_fields):
+            row[name] = float(own[2 * i] / own[2 * i + 1]) if own[2 * i + 1] > 0 else ""
         if self.acc.is_main_process:
             path = self.out / "log.csv"
             new = not path.exists()
             with open(path, "a", newline="") as f:
-                wr = csv.DictWriter(f, fieldnames=_LOG_FIELDS)
+                wr = csv.DictWriter(f, fieldnames=self._log_fields())
                 if new:
                     wr.writeheader()
                 wr.writerow(row)
@@ -374,6 +405,9 @@ class Trainer(Loop):
         self._window = self._new_window()
         return row
 
+    def _log_fields(self) -> list[str]:
+        return _LOG_FIELDS + list(self.objective.log_fields)
+
     def _truncate_log(self) -> None:
         """After a resume, drop log rows written after the checkpoint (they will be written again)."""
         path = self.out / "log.csv"
@@ -382,7 +416,7 @@ class Trainer(Loop):
         with open(path, newline="") as f:
             rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
         buf = io.StringIO()
-        wr = csv.DictWriter(buf, fieldnames=_LOG_FIELDS)
+        wr = csv.DictWriter(buf, fieldnames=self._log_fields())
         wr.writeheader()
         wr.writerows(rows)
         atomic_write_text(path, buf.getvalue())
@@ -408,7 +442,7 @@ class Trainer(Loop):
                      "data": {"seed": self.cfg.seed, "samples_seen": self.step * self.cfg.batch_size,
                               "size": self.objective.data_size()},
                      "net_config": self.objective.describe(), "config": self.cfg.to_dict(),
-                     "lr_steps": self.lr_steps}
+                     "lr_steps": self.lr_steps, "objective": self.objective.state()}
             (_, main), *others = self.parts.items()
             extra = {name: {"model": p.net, "ema": p.ema, "optimizer": p.optimizer, "scheduler": p.scheduler}
                      for name, p in others}
@@ -456,11 +490,16 @@ class Trainer(Loop):
         try:
             while self.step < cfg.steps:
                 res = self.train_step()
+                if self.monitor is not None and cfg.sample_every and self.step % cfg.sample_every == 0:
+                    measured = self.monitor(self)
+                    self._note(measured)
+                    res.stats = {**(res.stats or {}), **measured}
                 row = {}
                 if cfg.log_every and self.step % cfg.log_every == 0:
                     row = self._flush_log(tb)
                 if progress is not None:
-                    progress(self.step, {"loss": res.loss, "lr": res.lr, "skipped": self.skipped, "log": row})
+                    progress(self.step, {"loss": res.loss, "lr": res.lr, "skipped": self.skipped, "log": row,
+                                         "stats": res.stats})
                 if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                     self.checkpoint()
                 if cfg.sample_every and self.step % cfg.sample_every == 0 and self.acc.is_main_process:

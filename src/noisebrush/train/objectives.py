@@ -23,7 +23,10 @@ Ctrl-C. An objective owns the rest, through a small interface:
   discriminator phase and a generator phase; EDM has one phase.
 * :meth:`Objective.describe` — a JSON description of the networks (checkpoints record it; resume checks it);
   :meth:`Objective.model_config` — the config.json of the exported model (``None``: nothing to export);
-  optional: :meth:`Objective.sample` (preview pictures), :meth:`Objective.init_weights`, :meth:`Objective.prepared`.
+  optional: :meth:`Objective.sample` (preview pictures), :meth:`Objective.init_weights`, :meth:`Objective.prepared`,
+  :meth:`Objective.state` / :meth:`Objective.load_state` (adaptive settings a checkpoint keeps),
+  :meth:`Objective.step_done` and ``log_fields`` (the log's extra columns, averaged from ``Loss.stats``).
+  :class:`noisebrush.train.gan.GANObjective` (DDGAN, Diffusion-GAN, the plain GAN) uses all of them.
 
 Randomness: the loop seeds torch's global RNG per micro-batch from (seed, step, micro-batch, process[, phase]) for
 dropout masks; everything else an objective draws should come from :mod:`noisebrush.train.stream` (a function of
@@ -96,6 +99,7 @@ class Loss:
     per_sample: torch.Tensor
     sigma: torch.Tensor | None = None
     logged: torch.Tensor | None = None
+    stats: dict[str, torch.Tensor] | None = None  # per-sample values of the objective's log_fields (averaged)
 
 
 @dataclass
@@ -109,6 +113,8 @@ class Phase:
 
 class Objective:
     """The interface the loop trains (see the module docstring). Subclass it; override what you need."""
+
+    log_fields: tuple[str, ...] = ()  # the log's extra columns: averages of Loss.stats and of step_done's values
 
     def build(self, loop) -> dict[str, Part]:
         raise NotImplementedError
@@ -134,6 +140,17 @@ class Objective:
 
     def prepared(self, loop) -> None:
         """Called once the parts' networks and optimizers went through Accelerate (``part.module`` is set)."""
+
+    def state(self) -> dict:
+        """What a checkpoint keeps besides weights, optimizers and the step (JSON; an adaptive setting, say)."""
+        return {}
+
+    def load_state(self, state: dict | None) -> None:
+        """Restore :meth:`state` on resume (None: a checkpoint without one)."""
+
+    def step_done(self, step: int) -> dict:
+        """Called after each optimizer step (``step`` counts it); returns values for the log's extra columns."""
+        return {}
 
     def init_weights(self, source: str) -> None:
         raise UserError(f"init: {type(self).__name__} cannot start from other weights ({source})")

@@ -76,7 +76,7 @@ from noisebrush.seeding import generator, mix
 from noisebrush.train.ema import EMA
 from noisebrush.train.loop import Loop
 from noisebrush.train.lr import make_scheduler
-from noisebrush.train.objectives import Loss, Part, Phase
+from noisebrush.train.objectives import Loss, Objective, Part, Phase
 from noisebrush.train.stream import SampleStream
 from noisebrush.workflows.finetune_defaults import DEFAULTS
 
@@ -297,11 +297,11 @@ def _trained_on_builtin(config: dict) -> bool:
 
 # -- the objective -----------------------------------------------------------------------------------------------------
 
-class FinetuneObjective:
-    """Fine-tuning as an objective of the trainer's loop (:class:`noisebrush.train.objectives.Objective`'s
-    interface; not a subclass only so that importing this module stays light): a copy of the base network (with
-    LoRA adapters when ``opts.lora``), AdamW, a cosine schedule, EMA; each step's batch is B of the user's pictures
-    and, with prior preservation, B class pictures; loss = mean L_data + λ·mean L_prior (DreamBooth, eq. 2)."""
+class FinetuneObjective(Objective):
+    """Fine-tuning as an objective of the trainer's loop (:class:`noisebrush.train.objectives.Objective`): a copy
+    of the base network (with LoRA adapters when ``opts.lora``), AdamW, a cosine schedule, EMA; each step's batch
+    is B of the user's pictures and, with prior preservation, B class pictures; loss = mean L_data + λ·mean
+    L_prior (DreamBooth, eq. 2)."""
 
     def __init__(self, pics: _Pictures, prior: dict | None, opts: _Options):
         self.pics, self.prior, self.opts = pics, prior, opts
