@@ -14,7 +14,7 @@ from PIL import Image
 import noisebrush
 from _model_fixture import one_thread, tiny_model
 from noisebrush.devices import pick_device
-from noisebrush.diffusion import SAMPLERS
+from noisebrush.diffusion import DIFFUSION_SAMPLERS
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.io.model_folder import BUILTIN, MODEL_FORMAT, read_config, resolve, weights_hash
 from noisebrush.paint.pipeline import Pipeline, StepInfo
@@ -126,9 +126,9 @@ def test_batch_invariance_text_cfg(text_pipe, sampler):
     assert not torch.equal(batch[0], batch[1]) and not torch.equal(batch[1], batch[2])
 
 
-@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
+@pytest.mark.parametrize("sampler", sorted(DIFFUSION_SAMPLERS))
 def test_batch_invariance_every_sampler(label_pipe, sampler):
-    """Every sampler the CLI offers: seed s alone is bit-identical to seed s inside a batch (label model, CFG 2)."""
+    """Every diffusion sampler the CLI offers (the gan sampler: tests/paint/test_gan_painting.py): seed s alone is bit-identical to seed s inside a batch (label model, CFG 2)."""
     kw = dict(steps=2, sampler=sampler, cfg=2.0)
     alone, _ = label_pipe.generate("rings", seed=21, n=1, **kw)
     batch, _ = label_pipe.generate("rings", seed=20, n=3, **kw)

@@ -91,7 +91,7 @@ def sample_batch(pipe, *, prompts: Sequence[str] | None = None, labels: Sequence
     elif keep:
         raise BadParameter(f"given: {pipe.name} was not trained with given frames")
     den = batch_denoiser(pipe, cond, cfg, fast=fast, guidance=guidance, keep_given=keep)
-    out = sample(den, x, sigmas, noise, sampler=sampler, stats=stats).clamp(-1, 1)
+    out = sample(den, x, sigmas, noise, sampler=sampler, stats=stats, **pipe.sampler_options(sampler)).clamp(-1, 1)
     if keep:  # the given frames, exactly
         out = torch.where(mask[:, None, :, None, None], frames, out)
     return out

@@ -236,7 +236,7 @@ def sdedit(pipe, x0: torch.Tensor, prompt: str, o, k: int, *, label=None, guidan
     x = eps * sigma if k == 0 else x0 + eps * sigma  # strength 1 ignores the picture
     den = pipe.denoiser(prompt, label=label, cfg=o.cfg, guidance=guidance, negative=negative)
     out = sample(den, x, sigmas[k:], noise, sampler=o.sampler, callback=callback or None, step_offset=k,
-                 steps=o.steps)
+                 steps=o.steps, **pipe.sampler_options(o.sampler))
     return out.clamp(-1, 1)
 
 
@@ -261,6 +261,7 @@ def inpaint(pipe, image, mask, prompt: str = "", *, steps: int | None = None, ju
             guidance=None, callback=None, negative: str | None = None) -> tuple[torch.Tensor, list[dict]]:
     """Repaint where ``mask`` is white (RePaint). The other pixels come out exactly as they went in. An all-black
     mask (nothing to repaint) is refused. ``negative``: a negative prompt (as ``generate``)."""
+    pipe.needs_diffusion("inpainting")
     x0, note = load_image(pipe, image, size=size)
     hw = tuple(x0.shape[-2:])
     src_hw = tuple(note["resized_from"]) if "resized_from" in note else hw
@@ -341,6 +342,7 @@ def outpaint(pipe, image, extend, prompt: str = "", *, steps: int | None = None,
     """Paint ``extend`` = (left, top, right, bottom) pixels beyond the picture's edges; the picture itself is kept
     exactly (``negative``: a negative prompt, as ``generate``). Each side adds at most :data:`MAX_EXTEND` × the picture's side; the new canvas's sides must be
     multiples of the network's size step and at most the modality's largest size."""
+    pipe.needs_diffusion("outpainting")
     parse_extend(extend)
     x0, note = load_image(pipe, image, size=size)
     h, w = x0.shape[-2:]
@@ -388,6 +390,7 @@ def morph(pipe, prompt: str = "", *, to_prompt: str | None = None, seed: int = 0
     ``generate`` paints from prompt/seed; the last frame the one from to_prompt/to_seed. Weighted prompts mix as
     their (condition, weight) lists (:meth:`noisebrush.paint.pipeline.Pipeline.condition_mix`); ``negative`` (one
     negative prompt for every frame) takes the unconditional twin's place."""
+    pipe.needs_diffusion("a morph")
     frames = limited("frames", frames, "frames")
     to_prompt = prompt if to_prompt is None else to_prompt
     to_seed = seed if to_seed is None else to_seed

@@ -49,14 +49,19 @@ MAX_N = int(LIMITS["n"].hard)
 MAX_CFG = 100.0
 MAX_SIGMA = 10_000.0
 MAX_SEED = 2 ** 64 - 1
-SCHEDULE_KINDS = ("karras", "exponential")  # the schedules of diffusion.SCHEDULES that run between sigma_min and sigma_max
+# the schedules a model folder may name: two that run between sigma_min and sigma_max, and a diffusion GAN's own
+# ladder ("ddgan": fixed by its number of steps; the σ range it records is what it spans)
+SCHEDULE_KINDS = ("karras", "exponential", "ddgan")
 
 
 def schedule_sigmas(kind: str, steps: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
-    """The σ values (float64, ending in 0) of ``kind``: "karras" (Karras et al. 2022, eq. 5, with ``rho``) or
-    "exponential" (evenly spaced in log σ; ``rho`` unused)."""
+    """The σ values (float64, ending in 0) of ``kind``: "karras" (Karras et al. 2022, eq. 5, with ``rho``),
+    "exponential" (evenly spaced in log σ; ``rho`` unused) or "ddgan" (a diffusion GAN's ladder of ``steps`` steps,
+    :func:`noisebrush.diffusion.schedules.ddgan`; the σ range and ``rho`` unused)."""
     if kind not in SCHEDULE_KINDS:
         raise BadParameter(f"schedule: one of {', '.join(SCHEDULE_KINDS)}; got {kind!r}")
+    if kind == "ddgan":
+        return SCHEDULES[kind](steps)
     extra = {"rho": rho} if kind == "karras" else {}
     return SCHEDULES[kind](steps, sigma_min=sigma_min, sigma_max=sigma_max, **extra)
 

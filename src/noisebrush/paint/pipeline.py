@@ -137,6 +137,13 @@ class Pipeline:
         self.superres = config.get("superres") or {}
         self.scale = int(self.superres.get("scale", 1))
         self.schedule = model_schedule(config, path / "config.json")  # σ schedule, sampler, steps unless told
+        # "diffusion", or a diffusion GAN ("ddgan", "diffusion-gan", "gan": noisebrush.train.gan): its generator
+        # paints in its own few steps with the `gan` sampler, drawing a latent of `latent` values per step
+        self.method = config.get("method", "diffusion")
+        self.latent = int((config.get("gan") or {}).get("latent", 0))
+        if self.method != "diffusion" and (self.latent < 1 or self.schedule.sampler != "gan"):
+            raise UserError(f"{path / 'config.json'}: a {self.method} model needs \"gan\": {{\"latent\": N}} and "
+                            f"the gan sampler in its schedule")
         try:
             self.modality = modality_for(config)  # image, clip, volume: shape, size rule, recipe fields, decoding
         except (TypeError, ValueError) as e:  # BadParameter, or a description no network was built from
@@ -248,8 +255,11 @@ class Pipeline:
         need is checked (:func:`noisebrush.paint.options.check_size`) unless ``memory=False`` (the edits, which paint
         at a picture's own size, check that size themselves). A text model's prompt weights and ``negative`` are
         checked too (:func:`noisebrush.nets.text.parse_weights`; a negative takes no weights)."""
+        self._check_method(steps, sampler, sigma_min, sigma_max)
         common = check_common(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, sigma_min=sigma_min,
                               sigma_max=sigma_max, schedule=self.schedule)
+        if self.is_gan and common["cfg"] != 1.0:
+            common["cfg"] = self._no_guidance(common["cfg"])
         batch = None
         if negative is not None:
             checks.text("negative", negative)
@@ -265,6 +275,46 @@ class Pipeline:
         if not self.conditional:
             common["cfg"] = self._ignored_by_unconditional(prompt, common["cfg"])
         return PaintOptions(**common, size=size, label=label)
+
+    @property
+    def is_gan(self) -> bool:
+        """Whether the model is a diffusion GAN's generator (painted by the ``gan`` sampler in its own steps)."""
+        return self.method != "diffusion"
+
+    def _check_method(self, steps, sampler, sigma_min, sigma_max) -> None:
+        """A GAN model paints its own ladder with the gan sampler; a diffusion model never takes the gan sampler."""
+        if not self.is_gan:
+            if sampler == "gan":
+                raise BadParameter(f"sampler: gan paints diffusion-GAN models; {self.name} is a diffusion model")
+            return
+        what = f"this {self.method} model"
+        if sampler is not None and sampler != "gan":
+            raise BadParameter(f"sampler: {what} paints with the gan sampler (its generator's chain), got {sampler!r}")
+        if steps is not None and steps != self.schedule.steps:
+            raise BadParameter(f"steps: {what} paints in exactly {self.schedule.steps} step"
+                               f"{'s' * (self.schedule.steps != 1)} (the noise levels its generator learned), "
+                               f"got {steps!r}")
+        own = (self.schedule.sigma_min, self.schedule.sigma_max)  # what its recipes record: a replay gives them
+        if (sigma_min is not None and sigma_min != own[0]) or (sigma_max is not None and sigma_max != own[1]):
+            raise BadParameter(f"sigma_min/sigma_max: {what} paints on its own noise levels")
+
+    def _no_guidance(self, cfg: float) -> float:
+        """A GAN's generator learned no unconditional prediction: guidance does not apply (said once unless the
+        scale is the default); returns 1, what the recipe records."""
+        if cfg != DEFAULT_CFG:
+            self._warn_once(f"this {self.method} model paints without guidance: --cfg {cfg:g} is ignored")
+        return 1.0
+
+    def needs_diffusion(self, what: str) -> None:
+        """One UserError line when ``what`` (inpainting, a morph, …) is asked of a GAN model: those walks take many
+        small steps of a denoiser, which a GAN's generator does not have."""
+        if self.is_gan:
+            raise UserError(f"{self.name}: {what} needs a diffusion model; this is a {self.method} model (it paints "
+                            f"and varies pictures)")
+
+    def sampler_options(self, sampler: str) -> dict:
+        """What the sampler needs besides the denoiser: the gan sampler the generator's latent size."""
+        return {"latent": self.latent} if sampler == "gan" else {}
 
     @property
     def conditional(self) -> bool:
@@ -367,7 +417,8 @@ class Pipeline:
         if clips.conditioned(self):  # a clip model that reads given frames: here, none are given
             picture = {"low": torch.zeros(1, self.channels + 1, *opts.size)}
         den = self.denoiser(prompt, label=label, cfg=opts.cfg, guidance=guidance, negative=negative, picture=picture)
-        out = sample(den, x, sigmas, noise, sampler=opts.sampler, callback=callback, stats=stats, steps=opts.steps)
+        out = sample(den, x, sigmas, noise, sampler=opts.sampler, callback=callback, stats=stats, steps=opts.steps,
+                     **self.sampler_options(opts.sampler))
         recipes = [self.recipe(prompt, seed=s, steps=opts.steps, sampler=opts.sampler, cfg=opts.cfg, size=opts.size,
                                sigma_min=opts.sigma_min, sigma_max=opts.sigma_max, label=label, guidance=guidance,
                                negative=negative)
@@ -412,7 +463,8 @@ class Pipeline:
                     callback=None, stats: dict | None = None, steps: int | None = None) -> torch.Tensor:
         """Run ``sampler`` from x at sigmas[0] down the schedule; ``callback(StepInfo)`` once per step
         (:func:`noisebrush.diffusion.sample.sample`)."""
-        return sample(den, x, sigmas, noise, sampler=sampler, callback=callback, stats=stats, steps=steps)
+        return sample(den, x, sigmas, noise, sampler=sampler, callback=callback, stats=stats, steps=steps,
+                      **self.sampler_options(sampler))
 
     # -- personal art: variations, inpainting, outpainting, morphs (noisebrush.paint.edit) ------------------------------
     def vary(self, image, prompt: str = "", **kwargs):

@@ -332,3 +332,20 @@ def test_a_broken_mesh_is_refused_before_the_job(studio, tmp_path):
     (tmp_path / "bad.ply").write_bytes(b"ply\nnonsense\n")
     with pytest.raises(UserError, match="bad.ply"):
         sculpt_job(studio, "s1", prompt="a cup", mesh=tmp_path / "bad.ply", model="vase-maker")
+
+
+def test_a_gan_model_in_the_models_folder_paints_with_its_own_sampler(studio):
+    """A diffusion GAN (issue 18) trained into the models folder: the Paint tab paints it in its own steps with
+    the gan sampler (the form's blank sampler and steps)."""
+    from _model_fixture import TINY_NET, one_thread, train_tiny
+    from noisebrush.apps.studio.tabs.paint import paint_job
+    from noisebrush.io.png import read_recipe
+
+    with one_thread():
+        train_tiny(studio.settings.models / "fast", "label", steps=1, method="ddgan", gan_steps=2,
+                   disc=dict(channels=8, channel_mult=[1, 2, 2]), model=dict(TINY_NET))
+    assert "fast/model" in studio.models.names()
+    job, _ = paint_job(studio, "s1", prompt="flower", model="fast/model", size=16, seed=2, n=1)
+    (path,), _ = list(job.events())[-1][1]
+    rec = read_recipe(path)
+    assert rec["sampler"] == "gan" and rec["steps"] == 2 and rec["model"].endswith("fast/model")

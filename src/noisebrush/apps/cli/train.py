@@ -115,6 +115,10 @@ def train(config: Optional[Path] = typer.Option(None, "--config", "-c", help="TO
                                                                   "(configs/sr64.toml); video: clips "
                                                                   "(configs/video.toml); shape: 3-D shapes"),
           scale: Optional[int] = typer.Option(None, "--scale", help="sr: the upscaling factor, 2 or 4"),
+          method: Optional[str] = typer.Option(None, "--method", help="diffusion (default); ddgan: a diffusion GAN "
+                                                                      "that paints in 4 steps (--set gan_steps=2 or "
+                                                                      "8); diffusion-gan: one step, D on diffused "
+                                                                      "pictures; gan: a plain conditional GAN"),
           resume: bool = typer.Option(False, "--resume", help="continue the latest checkpoint in the run folder, "
                                                               "with the run's own settings (--steps may change)"),
           set_: List[str] = typer.Option([], "--set", help="any option as KEY=VALUE (VALUE in TOML syntax); "
@@ -123,14 +127,19 @@ def train(config: Optional[Path] = typer.Option(None, "--config", "-c", help="TO
     from noisebrush.train import Trainer  # lazy: torch (see the module docstring)
 
     over = {"data": data, "out_dir": out, "steps": steps, "batch_size": batch_size, "lr": lr,
-            "lr_schedule": lr_schedule, "mixed_precision": precision, "seed": seed, "task": task, "scale": scale}
+            "lr_schedule": lr_schedule, "mixed_precision": precision, "seed": seed, "task": task, "scale": scale,
+            "method": method}
     flags = {"data": "--data", "out_dir": "--out", "steps": "--steps", "batch_size": "--batch-size", "lr": "--lr",
              "lr_schedule": "--lr-schedule", "mixed_precision": "--precision", "seed": "--seed", "task": "--task",
-             "scale": "--scale"}
+             "scale": "--scale", "method": "--method"}
     cfg = _train_config(config, over, parse_sets(set_), resume=resume, flags=flags)
     check_writable(cfg.out_dir, what="--out", folder=True)  # before any work: one line, not a traceback at the end
     trainer = Trainer(cfg, resume=resume)
     trainer.command = command_line()
+    if cfg.method != "diffusion" and cfg.sample_every:  # a GAN's recall estimate in the log and the progress bar
+        from noisebrush.eval.monitor import recall_monitor  # lazy: torch
+
+        trainer.monitor = recall_monitor(trainer.dataset)
     if trainer.acc.is_main_process:  # one process of a multi-process run says it
         if resume:
             typer.echo(f"resumed from step {trainer.step} of {cfg.out_dir}", err=True)
@@ -153,6 +162,8 @@ def _train_config(config: Optional[Path], over: dict, extra: dict, *, resume: bo
     if isinstance(model, dict):
         names.update({f"model.{k}": f"model.{k} (in {config})" for k in model})
     sets_model = extra.pop("model", {})
+    if isinstance(given.get("disc"), dict) and "disc" in extra:  # --set disc.KEY on top of the file's [disc]
+        extra["disc"] = {**given["disc"], **extra["disc"]}
     given.update(extra)
     names.update({k: f"--set {k}" for k in extra})
     names.update({f"model.{k}": f"--set model.{k}" for k in sets_model})
@@ -197,10 +208,11 @@ def _fit(trainer, cfg) -> None:
     task = bar.add_task("train", total=cfg.steps, completed=start, info="")
     t0 = time.perf_counter()
     interrupted = False
+    shown: dict = {}  # the last measured values the bar keeps showing
     with stop_at_step_end() as check:
         def progress(step, row):
             rate = (step - start) * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
-            bar.update(task, completed=step, info=f"loss {row['loss']:.4f}  {rate:.1f} img/s  lr {row['lr']:.2e}")
+            bar.update(task, completed=step, info=f"{_losses(row, shown)}  {rate:.1f} img/s  lr {row['lr']:.2e}")
             check()
 
         try:
@@ -220,6 +232,25 @@ def _fit(trainer, cfg) -> None:
     _leave(trainer, 0)
 
 
+def _losses(row: dict, shown: dict) -> str:
+    """The progress line's losses: the loss, or a GAN's D and G losses, D's accuracy on real and fake, R1, its
+    Diffusion-GAN depth T and the last recall estimate when the run measures them."""
+    stats = row.get("stats") or {}
+    if "d_loss" not in stats:
+        return f"loss {row['loss']:.4f}"
+    text = f"D {stats['d_loss']:.3f} G {stats.get('g_loss', float('nan')):.3f}  D acc {stats.get('d_real', 0):.2f}/" \
+           f"{stats.get('d_fake', 0):.2f}"
+    if "r1" in stats:
+        text += f"  R1 {stats['r1']:.3g}"
+    if "ada_t" in stats:
+        text += f"  T {stats['ada_t']:.0f}"
+    if "recall" in stats:
+        shown["recall"] = stats["recall"]  # measured every sample_every steps: shown until the next
+    if "recall" in shown:
+        text += f"  recall {shown['recall']:.2f}"
+    return text
+
+
 def _leave(trainer, code: int) -> None:
     """A worker of a multi-process run exits without torch's teardown (see ``noisebrush.train.leave_worker``)."""
     if trainer.acc.num_processes > 1:
@@ -232,7 +263,7 @@ _BARE_WORD = re.compile(r"^[A-Za-z0-9_\-./:]+$")
 
 
 def parse_sets(items: list[str]) -> dict:
-    """``--set KEY=VALUE`` items as a dict (VALUE in TOML syntax; ``model.KEY`` nests). A value that is not TOML is
+    """``--set KEY=VALUE`` items as a dict (VALUE in TOML syntax; ``model.KEY`` and ``disc.KEY`` nest). A value that is not TOML is
     taken as a string only when it is a bare word (letters, digits, ``_ - . / :``, e.g. a path); anything else
     (``[1,2``) is one BadParameter line naming the key."""
     out: dict = {}
@@ -251,8 +282,9 @@ def parse_sets(items: list[str]) -> dict:
             if not _BARE_WORD.match(value.strip()):
                 raise BadParameter(f"--set {key}: not a TOML value: {value}") from None
             parsed = value.strip()  # a bare word: a string
-        if key.startswith("model."):
-            out.setdefault("model", {})[key[6:]] = parsed
+        if key.startswith(("model.", "disc.")):  # the network's settings; a GAN's discriminator's
+            table, _, name = key.partition(".")
+            out.setdefault(table, {})[name] = parsed
         else:
             out[key] = parsed
     return out
