@@ -81,8 +81,8 @@ def fit_heads(net, n: int, inputs, table: torch.Tensor, names, *, epochs: int, b
     """Train a judge's heads with cross-entropy (a head whose attribute no item of a batch states is left out of
     that batch's loss): AdamW with a one-cycle LR over ``epochs`` passes of ``n`` items in a seeded order;
     ``inputs(idx, g)`` makes the batch of item indices ``idx`` (augmented with the generator ``g``), ``table`` is
-    N × heads of value indices (-1: not stated) in ``names`` order. bf16 autocast on the CPU; the net is left in
-    train mode."""
+    N × heads of value indices (-1: not stated) in ``names`` order. bf16 autocast on the CPU (float32 from the
+    first step whose bf16 gradient is not finite, said through ``progress``); the net is left in train mode."""
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     per_epoch = max(n // batch, 1)  # fewer items than a batch: one batch of all of them an epoch
     steps = epochs * per_epoch
@@ -91,17 +91,26 @@ def fit_heads(net, n: int, inputs, table: torch.Tensor, names, *, epochs: int, b
     net.train()
     step = 0
     t0 = time.perf_counter()
+    half = True  # bf16 autocast, until a step's gradient is not finite (seen on a CPU with AVX-512 BF16 but no
+    # AMX: the shape judge's last 2³ convolution got a NaN weight gradient at the first step): then float32
     for epoch in range(epochs):
         order = torch.randperm(n, generator=g)
         for b in range(per_epoch):
             idx = order[b * batch:(b + 1) * batch]
             x = inputs(idx, g)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                _, logits = net(x)
-            loss = sum(F.cross_entropy(logits[k].float(), table[idx, j], ignore_index=-1)
-                       for j, k in enumerate(names) if (table[idx, j] >= 0).any())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            for _ in range(2):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=half):
+                    _, logits = net(x)
+                loss = sum(F.cross_entropy(logits[k].float(), table[idx, j], ignore_index=-1)
+                           for j, k in enumerate(names) if (table[idx, j] >= 0).any())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                finite = bool(torch.isfinite(loss)) and all(torch.isfinite(p.grad).all() for p in net.parameters()
+                                                            if p.grad is not None)
+                if finite or not half:
+                    break
+                half = False
+                progress("bf16 gave a non-finite gradient on this CPU: training in float32 from here")
             opt.step()
             sched.step()
             step += 1
