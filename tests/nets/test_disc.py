@@ -54,9 +54,11 @@ def test_minibatch_std_groups():
     h = torch.randn(8, 3, 2, 2)
     s = _minibatch_std(h, 4)
     assert s.shape == (8, 1, 2, 2)
-    # group j holds samples j, j + 2, j + 4, j + 6 (n / g = 2 groups of 4 members)
-    want = h.reshape(4, 2, 3, 2, 2).var(0, unbiased=False).add(1e-8).sqrt().mean((1, 2, 3))
-    assert torch.allclose(s[:, 0, 0, 0], want.repeat(4))
+    # group j holds samples 4j … 4j + 3: a batch split in two halves makes the same groups
+    want = torch.stack([h[:4].var(0, unbiased=False).add(1e-8).sqrt().mean(), h[4:].var(0, unbiased=False)
+                        .add(1e-8).sqrt().mean()])
+    assert torch.allclose(s[:, 0, 0, 0], want.repeat_interleave(4))
+    assert torch.allclose(torch.cat([_minibatch_std(h[:4], 4), _minibatch_std(h[4:], 4)]), s)
     assert _minibatch_std(h[:6], 4).shape == (6, 1, 2, 2)  # 6 samples: groups of 2
     assert torch.allclose(_minibatch_std(h[:1], 4), torch.full((1, 1, 2, 2), 1e-4))  # one sample: no spread
 

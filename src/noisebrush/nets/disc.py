@@ -165,9 +165,11 @@ class Discriminator(torch.nn.Module):
 
 def _minibatch_std(h: torch.Tensor, group: int) -> torch.Tensor:
     """One channel holding, for each group of samples, the mean over features of their standard deviation
-    (a group is ``group`` samples, or fewer when the batch does not divide; its own members share the value)."""
+    (a group is ``group`` consecutive samples, or fewer when the batch does not divide; its members share the
+    value). Consecutive, not strided as in StyleGAN: a global batch split over processes or accumulation steps
+    into slices that ``group`` divides makes the same groups, so D's output does not depend on the split."""
     n = h.shape[0]
     g = math.gcd(n, group)
-    y = h.float().reshape(g, n // g, *h.shape[1:])               # sample i of group j is h[i·(n/g) + j]
-    std = (y.var(0, unbiased=False) + 1e-8).sqrt().mean((1, 2, 3))  # one value per group
-    return std.repeat(g)[:, None, None, None].expand(n, 1, *h.shape[2:]).to(h.dtype)
+    y = h.float().reshape(n // g, g, *h.shape[1:])               # group j holds samples j·g … j·g + g − 1
+    std = (y.var(1, unbiased=False) + 1e-8).sqrt().mean((1, 2, 3))  # one value per group
+    return std.repeat_interleave(g)[:, None, None, None].expand(n, 1, *h.shape[2:]).to(h.dtype)

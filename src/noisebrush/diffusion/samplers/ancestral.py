@@ -14,7 +14,7 @@ import torch
 from noisebrush.diffusion.samplers._common import ancestral_sigmas, prepare, require_noise
 from noisebrush.errors import BadParameter
 
-__all__ = ["ddpm", "euler_ancestral"]
+__all__ = ["ddpm", "euler_ancestral", "posterior_step"]
 
 
 def ddpm(denoiser, x, sigmas, *, extra_args=None, callback=None, noise=None):
@@ -26,9 +26,16 @@ def ddpm(denoiser, x, sigmas, *, extra_args=None, callback=None, noise=None):
         x0 = D(x, sig)
         if callback is not None:
             callback(x, x0, sig, i)
-        x = torch.lerp(x0, x, (nxt / sig) ** 2)
-        if nxt > 0:
-            x = x + (nxt / sig) * math.sqrt(sig**2 - nxt**2) * noise.randn_like(x)
+        x = posterior_step(x, x0, sig, nxt, noise)
+    return x
+
+
+def posterior_step(x, x0, sig: float, nxt: float, noise):
+    """One draw of x_{σ'} ~ q(x_{σ'} | x_σ, x̂_0) of the VE chain (``nxt`` = σ' < ``sig`` = σ; σ' = 0 gives x̂_0),
+    the fresh noise from each sample's own generator: ddpm's step, and the gan sampler's."""
+    x = torch.lerp(x0, x, (nxt / sig) ** 2)
+    if nxt > 0:
+        x = x + (nxt / sig) * math.sqrt(sig**2 - nxt**2) * noise.randn_like(x)
     return x
 
 

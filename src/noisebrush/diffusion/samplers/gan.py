@@ -11,11 +11,8 @@ levels only.
 """
 from __future__ import annotations
 
-import math
-
-import torch
-
 from noisebrush.diffusion.samplers._common import prepare, require_noise
+from noisebrush.diffusion.samplers.ancestral import posterior_step
 from noisebrush.errors import BadParameter
 
 __all__ = ["gan"]
@@ -34,7 +31,5 @@ def gan(denoiser, x, sigmas, *, latent: int | None = None, extra_args=None, call
         x0 = D(x, sig, z=z)
         if callback is not None:
             callback(x, x0, sig, i)
-        x = torch.lerp(x0, x, (nxt / sig) ** 2)
-        if nxt > 0:
-            x = x + (nxt / sig) * math.sqrt(sig**2 - nxt**2) * noise.randn_like(x)
+        x = posterior_step(x, x0, sig, nxt, noise)
     return x
