@@ -132,3 +132,14 @@ def test_a_resumed_run_keeps_its_method(make_config):
     with pytest.raises(BadParameter, match="method: the run was trained with \"ddgan\""):
         merge_for_resume(run, {"method": "gan"})
     assert merge_for_resume(run, {"steps": 9})["method"] == "ddgan"
+
+
+def test_a_gan_trains_on_a_folder_of_pictures(make_config, tmp_path):
+    from noisebrush.bench.finetune import make_style_folder
+
+    folder = make_style_folder(tmp_path / "pictures", n=6, resolution=16, captions=False)
+    tr = Trainer(_gan(make_config, "folder", data=str(folder), condition="auto", steps=2))
+    assert tr.condition == "none" and len(tr.dataset) == 6
+    path = tr.fit()
+    conf = json.loads((path / "config.json").read_text())
+    assert conf["method"] == "ddgan" and conf["condition"] == "none" and tr.skipped == 0

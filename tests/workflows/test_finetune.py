@@ -115,6 +115,16 @@ def test_label_models_are_refused(tmp_path_factory, folder, tmp_path):
         finetune(label, folder, tmp_path / "a", steps=1)
 
 
+def test_gan_models_are_refused_with_the_way_to_train_them(folder, tmp_path):
+    from _model_fixture import TINY_NET, train_tiny
+
+    with one_thread():
+        gan = train_tiny(tmp_path / "gan", "none", steps=1, method="ddgan",
+                         disc=dict(channels=8, channel_mult=[1, 2, 2]), model=dict(TINY_NET))
+    with pytest.raises(UserError, match="a ddgan model; fine-tuning trains diffusion models .* --method ddgan"):
+        finetune(gan, folder, tmp_path / "a", steps=1)
+
+
 def test_cli_finetune_end_to_end(tiny, folder, tmp_path, capsys):
     import noisebrush.apps.cli.finetune  # noqa: F401 - registers the command on the app
     from noisebrush.apps.cli import main

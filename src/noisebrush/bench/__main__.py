@@ -14,7 +14,7 @@ BENCHES = {"samplers": "noisebrush.bench.samplers", "train": "noisebrush.bench.t
            "inpaint": "noisebrush.bench.inpaint", "finetune": "noisebrush.bench.finetune",
            "preference": "noisebrush.bench.preference",
            "cascade": "noisebrush.bench.cascade", "studio": "noisebrush.bench.studio",
-           "video": "noisebrush.bench.video", "shapes": "noisebrush.bench.shapes"}
+           "video": "noisebrush.bench.video", "shapes": "noisebrush.bench.shapes", "gan": "noisebrush.bench.gan"}
 
 
 def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:

@@ -171,7 +171,7 @@ def reference_split(size: int, n: int, seed: int) -> tuple[list[int], list[int]]
     return order[:n].tolist(), prompts.tolist()
 
 
-def check_options(pipe, *, data=None, n=None, steps=20, sampler=None, cfg=3.0, seed=0, batch=64, prompts=None,
+def check_options(pipe, *, data=None, n=None, steps=None, sampler=None, cfg=3.0, seed=0, batch=64, prompts=None,
                   per_prompt=None) -> str:
     """Validate evaluation options before any work (BadParameter / UserError naming the first bad one); returns
     the sampler to use (default: the model's). ``prompts``: the list of :class:`~noisebrush.eval.prompts.PromptItem`
@@ -203,9 +203,9 @@ def check_options(pipe, *, data=None, n=None, steps=20, sampler=None, cfg=3.0, s
     return sampler
 
 
-def evaluate(model="builtin", *, data=None, n: int | None = None, steps: int = 20, sampler: str | None = None,
-             cfg: float = 3.0, seed: int = 0, batch: int = 64, memorization: bool = True, feature_net=None,
-             progress=None, pipe=None, prompts=None, per_prompt: int | None = None) -> dict:
+def evaluate(model="builtin", *, data=None, n: int | None = None, steps: int | None = None,
+             sampler: str | None = None, cfg: float = 3.0, seed: int = 0, batch: int = 64, memorization: bool = True,
+             feature_net=None, progress=None, pipe=None, prompts=None, per_prompt: int | None = None) -> dict:
     """The metrics of ``model`` against ``data`` (``n`` pictures, default 500), or with ``prompts`` (a prompt file or
     a list of (prompt, attributes) pairs, see :mod:`noisebrush.eval.prompts`) the adherence to a prompt set, each
     prompt painted ``per_prompt`` times (default 1); see the module docstring. ``progress(stage, done, total)``."""
@@ -214,6 +214,8 @@ def evaluate(model="builtin", *, data=None, n: int | None = None, steps: int = 2
     if pipe is None:
 
         pipe = load(model)
+    steps = pipe.schedule.steps if steps is None else steps  # the model's own (20 for the built-in)
+    cfg = 1.0 if pipe.is_gan else cfg  # a GAN paints without guidance: the report says what was used
     sampler = check_options(pipe, data=data, n=n, steps=steps, sampler=sampler, cfg=cfg, seed=seed, batch=batch,
                             prompts=items, per_prompt=per_prompt)
     fnet = feature_net or load_feature_net()

@@ -364,6 +364,11 @@ class Trainer(Loop):
         w["steps"] += 1
         w["skipped"] += int(skipped)
 
+    def flush_log(self) -> dict:
+        """Write the log's row for the steps since the last one (what ``fit`` does every ``log_every`` steps), for a
+        caller that drives :meth:`train_step` itself; returns the row ({} when no step was taken)."""
+        return self._flush_log()
+
     def _note(self, values: dict) -> None:
         """Add measured values of the objective's log columns to the log's window (a monitor's)."""
         for i, name in enumerate(self.objective.log_fields):

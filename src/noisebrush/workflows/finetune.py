@@ -243,6 +243,10 @@ def _load_pictures(base, data, opts: _Options, dev) -> _Pictures:
 
 
     pipe = load(base, device=dev)
+    if pipe.is_gan:  # fine-tuning is denoising; a GAN's generator learns against its discriminator
+        raise UserError(f"{base}: a {pipe.method} model; fine-tuning trains diffusion models — train it further "
+                        f"on your pictures with `noisebrush train --method {pipe.method} --data DIR --set "
+                        f"init={base}`")
     if pipe.condition == "label":
         raise UserError(f"{base}: a class-label model; fine-tuning supports text-conditioned and unconditional "
                         f"models")
