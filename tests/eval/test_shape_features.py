@@ -25,8 +25,10 @@ def test_the_judge_learns_the_attributes_of_the_shapes_it_sees(small):
     torch.manual_seed(0)
     net = ShapeFeatureNet(widths=(8, 16, 32, 32), dim=64)
     before = head_accuracy(net.eval().predict(grids), table, SHAPE_ATTRIBUTES)["category"]
-    fit_heads(net, 48, lambda idx, g: grids[idx], table, list(SHAPE_ATTRIBUTES), epochs=25, batch=16, lr=5e-3,
-              seed=0, progress=lambda s: None, unit="shapes")
+    # float32: where bf16 turns a gradient non-finite mid-run, how far the judge gets depends on the step it
+    # happened at (the thread count moves it); the test is about learning, not the precision
+    fit_heads(net, 48, lambda idx, g: grids[idx], table, list(SHAPE_ATTRIBUTES), epochs=40, batch=16, lr=5e-3,
+              seed=0, progress=lambda s: None, unit="shapes", half=False)
     after = head_accuracy(net.eval().predict(grids), table, SHAPE_ATTRIBUTES)
     assert after["category"] >= 0.8 and after["category"] > before + 0.3
     assert net.features(grids[:5]).shape == (5, 64) and net.features(grids[:5]).dtype == torch.float64

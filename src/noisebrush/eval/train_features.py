@@ -77,12 +77,13 @@ def head_accuracy(pred: dict[str, torch.Tensor], table: torch.Tensor, names) -> 
 
 
 def fit_heads(net, n: int, inputs, table: torch.Tensor, names, *, epochs: int, batch: int, lr: float, seed: int,
-              progress, unit: str) -> None:
+              progress, unit: str, half: bool = True) -> None:
     """Train a judge's heads with cross-entropy (a head whose attribute no item of a batch states is left out of
     that batch's loss): AdamW with a one-cycle LR over ``epochs`` passes of ``n`` items in a seeded order;
     ``inputs(idx, g)`` makes the batch of item indices ``idx`` (augmented with the generator ``g``), ``table`` is
-    N × heads of value indices (-1: not stated) in ``names`` order. bf16 autocast on the CPU (float32 from the
-    first step whose bf16 gradient is not finite, said through ``progress``); the net is left in train mode."""
+    N × heads of value indices (-1: not stated) in ``names`` order. ``half``: bf16 autocast on the CPU (float32
+    from the first step whose bf16 gradient is not finite, said through ``progress``); the net is left in train
+    mode."""
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     per_epoch = max(n // batch, 1)  # fewer items than a batch: one batch of all of them an epoch
     steps = epochs * per_epoch
@@ -91,8 +92,8 @@ def fit_heads(net, n: int, inputs, table: torch.Tensor, names, *, epochs: int, b
     net.train()
     step = 0
     t0 = time.perf_counter()
-    half = True  # bf16 autocast, until a step's gradient is not finite (seen on a CPU with AVX-512 BF16 but no
-    # AMX: the shape judge's last 2³ convolution got a NaN weight gradient at the first step): then float32
+    # half: bf16 autocast, until a step's gradient is not finite (seen on a CPU with AVX-512 BF16 but no AMX: the
+    # shape judge's last 2³ convolution got a NaN weight gradient), then float32; False: float32 throughout
     for epoch in range(epochs):
         order = torch.randperm(n, generator=g)
         for b in range(per_epoch):

@@ -38,7 +38,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from noisebrush.diffusion import EDMPrecond, SampleNoise
+from noisebrush.diffusion import EDMPrecond, SampleNoise, edm_coefficients, expand_sigma
 from noisebrush.diffusion.sample import make_denoiser, sample, start
 from noisebrush.diffusion.schedules import alphas_cumprod_to_sigmas, ddgan, linear_alphas_cumprod
 from noisebrush.errors import UserError
@@ -48,9 +48,8 @@ from noisebrush.seeding import mix
 from noisebrush.train.lr import make_scheduler
 from noisebrush.train.objectives import EDMObjective, Loss, Part, Phase, read_init
 
-__all__ = ["GANObjective", "GAN_METHODS", "GAN_LOG", "gan_steps_of"]
+__all__ = ["GANObjective", "GAN_LOG", "gan_steps_of"]
 
-GAN_METHODS = ("ddgan", "diffusion-gan", "gan")
 # the log's extra columns: D's and G's losses, D's accuracy on real and on fake, R1 (when computed), Diffusion-GAN's
 # T and r_d, and the recall estimate of a monitor (noisebrush.eval.monitor; the CLI sets one)
 GAN_LOG = ("d_loss", "g_loss", "d_real", "d_fake", "r1", "ada_t", "r_d", "recall")
@@ -63,14 +62,18 @@ def gan_steps_of(method: str, gan_steps: int) -> int:
 
 
 def _c_in(sigma: torch.Tensor, sigma_data: float, like: torch.Tensor) -> torch.Tensor:
-    """EDM's c_in(σ) = 1/sqrt(σ² + σ_d²) per sample, shaped to multiply ``like``."""
-    c = 1 / (sigma.to(torch.float64) ** 2 + sigma_data**2).sqrt()
-    return c.reshape(-1, *([1] * (like.ndim - 1))).to(like.dtype)
+    """EDM's c_in(σ) per sample, shaped to multiply ``like``."""
+    return expand_sigma(edm_coefficients(sigma, sigma_data)[2], like).to(like.dtype)
 
 
 def _c_noise(sigma: torch.Tensor) -> torch.Tensor:
-    """The noise level as the networks read it (¼·ln σ), with σ = 0 read as the smallest level painted (0.002)."""
-    return (sigma.to(torch.float64).clamp(min=0.002).log() / 4).to(torch.float32)
+    """The noise level as the networks read it (EDM's c_noise), with σ = 0 read as the smallest level painted."""
+    return edm_coefficients(sigma.clamp(min=0.002), 1.0)[3].to(torch.float32)
+
+
+def _per_sample(sigma: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """σ per sample, shaped and typed to multiply ``like``."""
+    return expand_sigma(sigma, like).to(like.dtype)
 
 
 class GANObjective(EDMObjective):
@@ -81,13 +84,7 @@ class GANObjective(EDMObjective):
     def _prepare_data(self) -> None:
         super()._prepare_data()
         cfg = self.cfg
-        self.method = cfg.method
-        if self.method not in GAN_METHODS:
-            raise UserError(f"method: {self.method!r} is not a GAN method ({', '.join(GAN_METHODS)})")
-        if cfg.task != "image":
-            raise UserError(f"method: {self.method} trains pictures (task = \"image\"), not {cfg.task!r}")
-        if cfg.progressive:
-            raise UserError(f"progressive: not for {self.method} (its generator learns the full size from the start)")
+        self.method = cfg.method  # TrainConfig checked it with the task and the rest of the GAN's settings
         self.T = gan_steps_of(self.method, cfg.gan_steps)
         self.ladder = ddgan(self.T)                      # σ_T … σ_1, 0 (float64)
         self.levels = self.ladder.flip(0)                # σ_0 = 0, σ_1 … σ_T
@@ -186,14 +183,15 @@ class GANObjective(EDMObjective):
     def _generate(self, b: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(x_t, σ_t, x̂_0): the generator's input and its prediction for the micro-batch (with gradients)."""
         n = b["x0"].shape[0]
+        x0 = b["x0"]
         if self.T == 1:
-            sig = torch.full((n,), float(self.levels[1]), dtype=torch.float64, device=b["x0"].device)
-            x_t = sig.to(b["x0"].dtype)[:, None, None, None] * b["eps_b"]
+            sig = torch.full((n,), float(self.levels[1]), dtype=torch.float64, device=x0.device)
+            x_t = _per_sample(sig, x0) * b["eps_b"]
         else:
-            sig = self.levels[b["t"]].to(b["x0"].device)
-            prev = self.levels[b["t"] - 1].to(b["x0"].device)
-            x_prev = b["x0"] + prev.to(b["x0"].dtype)[:, None, None, None] * b["eps_a"]
-            x_t = x_prev + (sig**2 - prev**2).sqrt().to(b["x0"].dtype)[:, None, None, None] * b["eps_b"]
+            sig = self.levels[b["t"]].to(x0.device)
+            prev = self.levels[b["t"] - 1].to(x0.device)
+            x_prev = x0 + _per_sample(prev, x0) * b["eps_a"]
+            x_t = x_prev + _per_sample((sig**2 - prev**2).sqrt(), x0) * b["eps_b"]
         with self.loop.autocast():
             x0_hat = self.den(x_t, sig, z=b["z"], **b["cond"]).float()
         return x_t, sig, x0_hat
@@ -204,14 +202,12 @@ class GANObjective(EDMObjective):
         sd = self.cfg.sigma_data
         if self.method == "diffusion-gan":
             s = self.table[b["t"]].to(x_t.device)
-            real = (b["x0"] + s.to(x_t.dtype)[:, None, None, None] * b["eps_a"]) * _c_in(s, sd, x_t)
-            fake = (x0_hat + s.to(x_t.dtype)[:, None, None, None] * b["eps_a"]) * _c_in(s, sd, x_t)
-            return real, fake, s
+            noise, scale = _per_sample(s, x_t) * b["eps_a"], _c_in(s, sd, x_t)
+            return (b["x0"] + noise) * scale, (x0_hat + noise) * scale, s
         prev = self.levels[b["t"] - 1].to(x_t.device) if self.T > 1 else torch.zeros_like(sig)
-        x_prev = b["x0"] + prev.to(x_t.dtype)[:, None, None, None] * b["eps_a"] if self.T > 1 else b["x0"]
-        r = (prev / sig).to(x_t.dtype)[:, None, None, None]
-        fake_prev = torch.lerp(x0_hat, x_t, r**2) + r * (sig**2 - prev**2).sqrt().to(x_t.dtype)[:, None, None, None] \
-            * b["eps_c"]
+        x_prev = b["x0"] + _per_sample(prev, x_t) * b["eps_a"] if self.T > 1 else b["x0"]
+        r = _per_sample(prev / sig, x_t)  # the posterior q(x_{t−1} | x_t, x̂_0), as the gan sampler draws it
+        fake_prev = torch.lerp(x0_hat, x_t, r**2) + r * _per_sample((sig**2 - prev**2).sqrt(), x_t) * b["eps_c"]
         xt_in = x_t * _c_in(sig, sd, x_t)
         real = torch.cat([x_prev * _c_in(prev, sd, x_t), xt_in], 1)
         fake = torch.cat([fake_prev * _c_in(prev, sd, x_t), xt_in], 1)
