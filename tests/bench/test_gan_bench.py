@@ -1,6 +1,7 @@
 """`python -m noisebrush.bench gan` (issue 18) with a tiny network and seconds of training: every method trains in
 turns for the same training time, exports a model folder that paints with its own sampler, and is evaluated at its
 NFEs; the summary's ratios come from the rows; bad flags are one line."""
+import dataclasses
 import json
 
 import pytest
@@ -85,3 +86,39 @@ def test_bad_flags_are_one_line(args, match, capsys):
 def test_reuse_needs_the_earlier_models(tmp_path, capsys):
     assert main(["gan", "--reuse", "--out", str(tmp_path), "--methods", "gan"]) == 2
     assert "no model here from an earlier race" in capsys.readouterr().err
+
+
+def test_the_fine_tuned_race_puts_a_ddgan_against_the_model_it_started_from(tiny, tmp_path, capsys):
+    from noisebrush.errors import UserError
+    from noisebrush.train import Trainer
+
+    logs = []
+    base = race.run(minutes=0.01, n=16, slice_s=0.3, batch=4, methods=["diffusion"], out=str(tmp_path / "runs"),
+                    log=logs.append)["training"]["diffusion"]["model"]
+    cfg = dataclasses.replace(race._config("ddgan", tmp_path / "runs", 0.0, 0, 4), steps=2, warmup=0, init=base)
+    fast = Trainer(cfg).fit()
+    r = race.race_fast(str(fast), n=16, picture=str(tmp_path / "fast.png"), log=logs.append)
+    assert r["mode"] == "fast" and r["settings"]["base"] == base  # read from the DDGAN's provenance
+    rows = r["rows"]
+    assert [(x["method"], x["nfe"], x["sampler"], x["schedule"], x["cfg"]) for x in rows] == [
+        ("diffusion", 4, "dpmpp_2m", "karras", 3.0), ("diffusion", 10, "dpmpp_2m", "karras", 3.0),
+        ("diffusion", 35, "dpmpp_2m", "karras", 3.0), ("diffusion", 4, "ddpm", "ddgan", 1.0),
+        ("diffusion", 4, "ddpm", "ddgan", 3.0), ("ddgan", 4, "gan", "ddgan", 1.0)]
+    assert [x["evaluations"] for x in rows] == [8, 20, 70, 4, 8, 4]
+    best4 = min(x["fd_art"] for x in rows if x["method"] == "diffusion" and x["nfe"] == 4)
+    assert r["summary"]["ddgan_vs_diffusion4_fd"] == pytest.approx(rows[-1]["fd_art"] / best4)
+    assert r["training"]["ddgan"]["steps"] == 2 and (tmp_path / "fast.png").stat().st_size > 0
+    race.print_table(r)
+    assert "fine-tuned gan race" in capsys.readouterr().out
+    with pytest.raises(UserError, match="the fine-tuned race takes a DDGAN"):
+        race.race_fast(base, n=16)
+    with pytest.raises(UserError, match="--base: .* is a ddgan model"):
+        race.race_fast(str(fast), str(fast), n=16)
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--base", "builtin"], "--base: only with --fast"), (["--fast", "x", "--quick"], "--fast: races a trained"),
+])
+def test_fine_tuned_race_flags_are_one_line(args, match, capsys):
+    assert main(["gan", *args]) == 2
+    assert match in capsys.readouterr().err

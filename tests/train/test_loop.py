@@ -303,6 +303,10 @@ def test_init_from_a_model_folder_or_a_checkpoint(make_config, tmp_path):
     second = tr.fit()
     conf = json.loads((second / "config.json").read_text())
     assert conf["provenance"]["init"] == str(model) and conf["provenance"]["steps"] == 2
+    # a resumed run's weights still descend from its init: its provenance says so
+    resumed = Trainer(make_config("second", steps=3, init=str(model)), resume=True).fit()
+    conf = json.loads((resumed / "config.json").read_text())
+    assert conf["provenance"]["init"] == str(model) and conf["provenance"]["steps"] == 3
     # from a checkpoint: raw weights for the network, the average for the EMA (with its update count)
     ck = tmp_path / "first" / "checkpoints" / "step-0000003"
     tr = Trainer(make_config("third", steps=2, init=str(ck)))

@@ -4,6 +4,7 @@ for the same CPU minutes on the same data with the same generator, then measured
     python -m noisebrush.bench gan --minutes 10 --json docs/bench/gan-cpu.json
     python -m noisebrush.bench gan --minutes 1 --n 64 --quick          # a quick look (minutes of work)
     python -m noisebrush.bench gan --out RUNS --reuse --picture gan.png  # evaluate an earlier race's models again
+    python -m noisebrush.bench gan --fast runs/fast/model                # a DDGAN against the model it started from
 
 Every method trains ProceduralArt at 32 px, text-conditional (the built-in set's captions), through the one trainer
 (:mod:`noisebrush.train.gan` for the GANs), with the same UNet as generator or denoiser (:data:`RACE_NET`, smaller
@@ -24,9 +25,17 @@ batched):
 Goals (issue 18): DDGAN at 4 NFE has fd_art ≤ 0.5× diffusion's at 4 NFE and ≤ 1.5× diffusion's at 35, with recall
 ≥ 0.8× diffusion's (at 35); Diffusion-GAN beats the plain GAN on fd_art and on recall. The JSON records the
 settings, each method's training (steps, seconds, precision) and the CPU's features.
+
+**The fine-tuned race** (``--fast MODEL``): a DDGAN trained from a diffusion model (``noisebrush train --method ddgan
+--set init=BASE``; BASE is read from the DDGAN's provenance, or ``--base``) against that model, on the same
+prompts: BASE with dpmpp_2m and guidance at 4, 10 and 35 steps, and BASE with ddpm's posterior steps on the DDGAN's
+own 4-step ladder (the chain the DDGAN's generator starts as), with and without guidance; the DDGAN at its steps.
+"Diffusion at 4 steps" in the goals is the best of BASE's 4-step rows (lowest fd_art). The table counts network
+evaluations per picture too: a step with guidance is two.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import shutil
@@ -125,17 +134,21 @@ def trained_before(names, out: Path) -> dict:
 PICTURE_ITEMS, PICTURE_SEED = range(6), 1
 
 
-def side_by_side(models: dict, path, *, zoom: int = 3) -> Path:
+def side_by_side(models: dict, path, *, zoom: int = 3, schedules: dict | None = None) -> Path:
     """One row per method (``models``: label → (model folder, NFE)), one column per held-out caption, the same seed
-    in a column; each row labelled with its method and NFE. Written atomically."""
+    in a column; each row labelled with its method and NFE. ``schedules``: label → (schedule kind, sampler, cfg)
+    for a diffusion row painted otherwise than at the model's defaults (dpmpp_2m, cfg 3). Written atomically."""
     ds = ProceduralArt(resolution=32, size=60_000, seed=PICTURE_SEED)
     prompts = [ds.caption(i) for i in PICTURE_ITEMS]
     rows = []
     for label, (model, nfe) in models.items():
         pipe = load(model)
+        kind, sampler, cfg = (schedules or {}).get(label, (None, None, 3.0))
+        if kind and kind != pipe.schedule.kind:
+            pipe.schedule = dataclasses.replace(pipe.schedule, kind=kind)
         pics = []
         for j, prompt in enumerate(prompts):
-            x, _ = pipe.generate(prompt, seed=j, steps=None if pipe.is_gan else nfe)
+            x, _ = pipe.generate(prompt, seed=j, steps=None if pipe.is_gan else nfe, sampler=sampler, cfg=cfg)
             pics.append(to_pil(x[0]).resize((32 * zoom, 32 * zoom), resample=Image.NEAREST))
         rows.append((label, make_grid(pics, cols=len(pics))))
     width = max(g.width for _, g in rows) + 150
@@ -201,8 +214,66 @@ def run(*, minutes: float = 10.0, n: int = 500, slice_s: float = 60.0, seed: int
             "training": trained, "rows": rows, "painting": speed, "summary": summarize(rows, speed)}
 
 
+# the fine-tuned race's rows for the diffusion model: (steps, sampler, schedule kind or None for the model's, cfg)
+BASE_ROWS = [(4, "dpmpp_2m", None, 3.0), (10, "dpmpp_2m", None, 3.0), (35, "dpmpp_2m", None, 3.0),
+             (4, "ddpm", "ddgan", 1.0), (4, "ddpm", "ddgan", 3.0)]
+
+
+def _measure(pipe, method: str, steps: int, sampler: str, cfg: float, *, n: int, seed: int, kind=None) -> dict:
+    r = evaluate(pipe=pipe, n=n, steps=steps, sampler=sampler, cfg=cfg, seed=seed, memorization=False)
+    return {"method": method, "nfe": steps, "sampler": sampler, "cfg": r.get("cfg", cfg),
+            "schedule": kind or pipe.schedule.kind, "evaluations": steps * (1 if r.get("cfg", cfg) == 1 else 2),
+            **{k: r.get(k) for k in ("fd_art", "kid", "precision", "recall", "adherence", "seconds_per_image")}}
+
+
+def race_fast(fast: str, base: str | None = None, *, n: int = 500, seed: int = 0, picture: str | None = None,
+              command: str = "", log=print) -> dict:
+    """The fine-tuned race (see the module docstring): the DDGAN folder ``fast`` against the diffusion model it was
+    trained from (``base``, default its provenance's ``init``)."""
+    use_all_cores()
+    fpipe = load(fast)
+    if fpipe.method != "ddgan":
+        raise UserError(f"--fast: {fast} is a {fpipe.method} model; the fine-tuned race takes a DDGAN")
+    prov = fpipe.config.get("provenance") or {}
+    base = base or prov.get("init")
+    if not base:
+        raise UserError(f"--fast: {fast} records no model it started from; name it with --base")
+    bpipe = load(base)
+    if bpipe.is_gan:
+        raise UserError(f"--base: {base} is a {bpipe.method} model; the race needs the diffusion model")
+    bprov = bpipe.config.get("provenance") or {}
+    training = {"diffusion": {"model": str(base), "steps": bprov.get("steps"),
+                              "train_seconds": bprov.get("train_seconds"), "precision": bprov.get("precision")},
+                "ddgan": {"model": str(fast), "steps": prov.get("steps"), "train_seconds": prov.get("train_seconds"),
+                          "precision": prov.get("precision")}}
+    rows = []
+    own = bpipe.schedule
+    for steps, sampler, kind, cfg in BASE_ROWS:
+        log(f"evaluating {base} with {sampler} at {steps} steps (cfg {cfg:g}{', ' + kind + ' ladder' if kind else ''})")
+        bpipe.schedule = dataclasses.replace(own, kind=kind) if kind else own
+        rows.append(_measure(bpipe, "diffusion", steps, sampler, cfg, n=n, seed=seed, kind=kind))
+    bpipe.schedule = own
+    log(f"evaluating {fast} at its {fpipe.schedule.steps} steps")
+    rows.append(_measure(fpipe, "ddgan", fpipe.schedule.steps, "gan", 1.0, n=n, seed=seed))
+    log("painting speed at each model's defaults")
+    speed = painting_speed({"diffusion": base, "ddgan": fast})
+    if picture:
+        best4 = _row(rows, "diffusion", 4)
+        side_by_side({"diffusion (35 steps)": (base, 35), f"diffusion (4, {best4['sampler']})": (base, 4),
+                      f"DDGAN ({fpipe.schedule.steps} steps)": (fast, fpipe.schedule.steps)}, picture,
+                     schedules={f"diffusion (4, {best4['sampler']})": (best4["schedule"], best4["sampler"],
+                                                                        best4["cfg"])})
+        log(f"side by side → {picture}")
+    return {"bench": "gan", "mode": "fast", "command": command, "hardware": hardware_name(torch.device("cpu")),
+            "cpu_bf16_native": cpu_bf16_fast(),
+            "settings": {"n": n, "seed": seed, "fast": str(fast), "base": str(base)},
+            "training": training, "rows": rows, "painting": speed, "summary": summarize(rows, speed)}
+
+
 def _row(rows, method: str, nfe: int) -> dict | None:
-    return next((r for r in rows if r["method"] == method and r["nfe"] == nfe), None)
+    """The row of ``method`` at ``nfe``; of several (samplers), the one with the lowest fd_art."""
+    found = [r for r in rows if r["method"] == method and r["nfe"] == nfe]
+    return min(found, key=lambda r: r["fd_art"]) if found else None
 
 
 def summarize(rows, speed: dict | None = None) -> dict:
@@ -238,15 +309,24 @@ def summarize(rows, speed: dict | None = None) -> dict:
 def print_table(r: dict) -> None:
     s = r["settings"]
     con = table_console()
-    t = Table(title=f"gan race: {s['minutes']:g} CPU min each, {s['n']} prompts of the built-in set, batch "
-                    f"{s['batch']} ({r['hardware']})")
-    for c in ("method", "NFE", "train steps", "fd_art", "KID", "precision", "recall", "adherence", "s/picture"):
-        t.add_column(c, justify="left" if c == "method" else "right")
+    if r.get("mode") == "fast":
+        title = (f"fine-tuned gan race: {s['fast']} against {s['base']}, {s['n']} prompts of the built-in set "
+                 f"({r['hardware']})")
+    else:
+        title = (f"gan race: {s['minutes']:g} CPU min each, {s['n']} prompts of the built-in set, batch "
+                 f"{s['batch']} ({r['hardware']})")
+    t = Table(title=title)
+    for c in ("method", "steps", "sampler", "cfg", "evals", "train steps", "fd_art", "KID", "precision", "recall",
+              "adherence", "s/picture"):
+        t.add_column(c, justify="left" if c in ("method", "sampler") else "right")
     for row in r["rows"]:
         tr = r["training"][row["method"]]
-        t.add_row(row["method"], str(row["nfe"]), str(tr["steps"]), cell(row["fd_art"], ".1f"), cell(row["kid"]),
-                  cell(row["precision"]), cell(row["recall"]), cell(row["adherence"]),
-                  cell(row["seconds_per_image"], ".4f"))
+        sampler = row["sampler"] + (f" ({row['schedule']})" if row.get("schedule") == "ddgan" and
+                                    row["method"] == "diffusion" else "")
+        evals = row.get("evaluations") or row["nfe"] * (1 if row["cfg"] == 1 else 2)
+        t.add_row(row["method"], str(row["nfe"]), sampler, f"{row['cfg']:g}", str(evals), str(tr["steps"]),
+                  cell(row["fd_art"], ".1f"), cell(row["kid"]), cell(row["precision"]), cell(row["recall"]),
+                  cell(row["adherence"]), cell(row["seconds_per_image"], ".4f"))
     con.print(t)
     for name, v in (r.get("painting") or {}).items():
         con.print(f"painting at its defaults, one picture per call: {name} {v['seconds_per_picture']:.3f} s "
@@ -271,6 +351,10 @@ def main(argv=None) -> int:
     ap.add_argument("--picture", default=None, metavar="PNG", help="also write the methods side by side on the same "
                                                                    "held-out prompts")
     ap.add_argument("--quick", action="store_true", help="diffusion, ddgan and the plain GAN only")
+    ap.add_argument("--fast", default=None, metavar="MODEL", help="the fine-tuned race: this DDGAN folder against "
+                                                                  "the diffusion model it was trained from")
+    ap.add_argument("--base", default=None, metavar="MODEL", help="with --fast: the diffusion model to race "
+                                                                  "(default: the DDGAN's provenance init)")
     ap.add_argument("--json", default=None, metavar="FILE")
     a = ap.parse_args(argv)
     number("--minutes", a.minutes, 0.2, 600.0)
@@ -289,10 +373,19 @@ def main(argv=None) -> int:
         check_report_path(a.json)
     if a.picture:
         check_report_path(a.picture, "--picture")
+    if a.base and not a.fast:
+        ap.error("--base: only with --fast MODEL")
+    if a.fast and (a.reuse or a.quick or a.out):
+        ap.error("--fast: races a trained DDGAN; --reuse, --quick and --out belong to the race from scratch")
     t0 = time.perf_counter()
+    prog = f"{common.PROG[0]} gan {shlex.join(argv)}".strip()
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    if a.fast:
+        report = race_fast(a.fast, a.base, n=a.n, seed=a.seed, picture=a.picture, command=prog, log=log)
+        report["seconds"] = round(time.perf_counter() - t0, 1)
+        return finish(report, print_table, a.json, note="report → {path}")
     report = run(minutes=a.minutes, n=a.n, slice_s=a.slice, seed=a.seed, batch=a.batch, methods=methods, out=a.out,
-                 reuse=a.reuse, picture=a.picture, command=f"{common.PROG[0]} gan {shlex.join(argv)}".strip(),
-                 log=lambda s: print(s, file=sys.stderr, flush=True))
+                 reuse=a.reuse, picture=a.picture, command=prog, log=log)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return finish(report, print_table, a.json, note="report → {path}")
 

@@ -251,7 +251,8 @@ class Trainer(Loop):
         # monitor(trainer) -> {column: value}: measured every sample_every steps into the log's objective columns
         # (a GAN's recall estimate: noisebrush.eval.monitor.recall_monitor; the train layer cannot import eval)
         self.monitor = None
-        self.init_from: str | None = None
+        # where the weights descend from (provenance), also after a resume: the run's own config names it
+        self.init_from: str | None = str(cfg.init) if cfg.init else None
         checkpoint = self._checkpoint_to_resume(resume) if resume else None
         # the LR schedule's plan: this run's steps, or the resumed run's (a resume may stop elsewhere; past the
         # plan the LR holds its final value)
@@ -262,7 +263,6 @@ class Trainer(Loop):
             optimizer_states = self._resume(checkpoint)
         elif cfg.init:
             objective.init_weights(cfg.init)
-            self.init_from = str(cfg.init)
             log.info("initialised from %s", cfg.init)
         self._prepare(optimizer_states)
         self._window = self._new_window()
