@@ -10,7 +10,9 @@ CUDA device, its free memory plus what torch's allocator holds unused. ``NOISEBR
 "1.5GB", "2GiB" or bytes) replaces the measurement (:data:`MEMORY_LIMIT_ENV`).
 
 Every choice of precision goes through :func:`cpu_bf16_fast` / :func:`fast_dtype`: on a CPU without native bf16
-(AVX2 only) bf16 is emulated and runs about 100× slower than float32, so nothing may assume it.
+(AVX2 only) bf16 is emulated and runs about 100× slower than float32, so nothing may assume it. What a CPU offers
+is recorded with what it made — model provenance and benchmark reports — by :func:`cpu_features`; a benchmark asks
+:func:`emulated` before it times a dtype.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import torch
 from noisebrush.errors import BadParameter, UserError
 
 __all__ = ["pick_device", "use_all_cores", "has_accelerator", "cpu_bf16_fast", "fast_dtype", "hardware_name",
+           "cpu_features", "emulated", "CPU_FLAGS",
            "MEMORY_LIMIT_ENV", "parse_bytes", "format_bytes", "free_memory"]
 
 MEMORY_LIMIT_ENV = "NOISEBRUSH_MEMORY_LIMIT"
@@ -80,6 +83,49 @@ def fast_dtype(device: torch.device) -> torch.dtype | None:
     if device.type == "cuda" or (device.type == "cpu" and cpu_bf16_fast()):
         return torch.bfloat16
     return None
+
+
+# the CPU flags that decide how fast noisebrush's dtypes run: AVX2/FMA (float32), AVX-512, and native bf16
+# (AVX-512 BF16, AMX); recorded by cpu_features
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16")
+
+
+def cpu_features(cpuinfo: str = "/proc/cpuinfo") -> dict:
+    """What this CPU offers for the dtypes noisebrush runs: ``model`` (its name), ``flags`` (those of
+    :data:`CPU_FLAGS` it has, from ``cpuinfo``; None where that file cannot be read, e.g. not Linux) and
+    ``bf16_native`` (:func:`cpu_bf16_fast`, oneDNN's answer: the one precision choices follow)."""
+    model, flags = platform.processor() or platform.machine(), None
+    try:
+        text = open(cpuinfo, encoding="utf-8", errors="replace").read()
+    except OSError:
+        text = None
+    if text is not None:
+        have: set[str] = set()
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and value.strip():
+                model = value.strip()
+            elif key == "flags":
+                have.update(value.split())
+        flags = [f for f in CPU_FLAGS if f in have]
+    return {"model": model, "flags": flags, "bf16_native": cpu_bf16_fast()}
+
+
+def emulated(dtype: torch.dtype, device: torch.device | str = "cpu") -> bool:
+    """``dtype`` would be emulated on ``device`` — bf16 (or float16) on a CPU without native support, where it runs
+    orders of magnitude slower than float32: a benchmark labels it and does not time it. float32 never is."""
+    dev = torch.device(device)
+    if dev.type != "cpu" or dtype in (torch.float32, torch.float64):
+        return False
+    if dtype == torch.bfloat16:
+        return not cpu_bf16_fast()
+    if dtype == torch.float16:
+        try:
+            return not bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+        except Exception:  # pragma: no cover - older builds
+            return True
+    return False
 
 
 def hardware_name(device: torch.device) -> str:

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from noisebrush.bench.common import BenchParser, check_report_path, comma_separated, finish, write_report
+from noisebrush.bench.common import BenchParser, check_report_path, comma_separated, finish, machine, write_report
 from noisebrush.errors import BadParameter, UserError
 
 
@@ -32,10 +32,13 @@ def test_report_path_and_write(tmp_path, capsys):
     out = check_report_path(tmp_path / "sub" / "r.json")
     assert out.parent.is_dir()
     write_report(out, {"a": [1, 2]})
-    assert json.loads(out.read_text()) == {"a": [1, 2]}
+    got = json.loads(out.read_text())
+    assert got["a"] == [1, 2] and got["machine"] == machine()  # every report says what it was measured on
+    assert set(got["machine"]) == {"hardware", "cpu", "threads", "torch"}
+    assert set(got["machine"]["cpu"]) == {"model", "flags", "bf16_native"}
     assert capsys.readouterr().out == f"wrote {out}\n"
-    write_report(out, {"b": 1}, indent=1, note="report → {path}")
-    assert out.read_text() == '{\n "b": 1\n}' and capsys.readouterr().out == f"report → {out}\n"
+    write_report(out, {"b": 1, "machine": "given"}, indent=1, note="report → {path}")  # a report's own is kept
+    assert out.read_text() == '{\n "b": 1,\n "machine": "given"\n}' and capsys.readouterr().out == f"report → {out}\n"
 
 
 def test_finish_shows_then_writes_when_asked(tmp_path, capsys):
@@ -44,7 +47,7 @@ def test_finish_shows_then_writes_when_asked(tmp_path, capsys):
     assert shown == [{"x": 1}] and capsys.readouterr().out == ""
     out = tmp_path / "r.json"
     assert finish({"x": 2}, lambda r: print("table", r["x"]), out, note="\nwrote {path}") == 0
-    assert json.loads(out.read_text()) == {"x": 2} and capsys.readouterr().out == f"table 2\n\nwrote {out}\n"
+    assert json.loads(out.read_text())["x"] == 2 and capsys.readouterr().out == f"table 2\n\nwrote {out}\n"
 
 
 def test_bench_parser_prog_follows_the_entry_point():

@@ -108,3 +108,10 @@ def test_bad_flags_are_one_line_errors(argv, match, capsys):
     assert bench_main(["quality", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and match in err and "\n" not in err
+
+
+def test_bf16_sampling_is_refused_where_the_cpu_would_emulate_it(monkeypatch, capsys):
+    monkeypatch.setattr(bench, "emulated", lambda dtype, device="cpu": dtype == torch.bfloat16)
+    assert bench_main(["quality", "--minutes", "1", "--sample-precision", "bf16"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --sample-precision bf16: this CPU has no native bf16") and "\n" not in err

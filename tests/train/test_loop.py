@@ -362,6 +362,7 @@ def test_exported_model_folder(make_config, tmp_path):
     assert prov["steps"] == 3 and prov["data"] == "builtin" and prov["processes"] == 1
     assert prov["precision"] == "no" and prov["config"] == cfg.to_dict()
     assert {"noisebrush", "train_seconds", "hardware"} <= prov.keys()
+    assert set(prov["cpu"]) == {"model", "flags", "bf16_native"}  # what the CPU offers, beside what was used
 
     with safetensors.safe_open(str(path / "model.safetensors"), framework="pt") as f:
         keys = set(f.keys())

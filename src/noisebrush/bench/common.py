@@ -20,13 +20,16 @@ import math
 from pathlib import Path
 from typing import Callable, TypeVar
 
+import torch
 from rich.console import Console
 
+from noisebrush.devices import cpu_features, hardware_name
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.io import model_folder
 from noisebrush.io.atomic import atomic_write_text
 
 __all__ = ["BenchParser", "comma_separated", "check_report_path", "write_report", "finish", "training_of", "cell",
+           "machine",
            "table_console", "MODULE_PROG", "PROG"]
 
 T = TypeVar("T")
@@ -71,8 +74,18 @@ def check_report_path(path, name: str = "--json") -> Path:
     return out
 
 
+def machine() -> dict:
+    """The machine a report was measured on: hardware name, the CPU's features (:func:`noisebrush.devices.
+    cpu_features`: model, flags, whether bf16 is native), torch threads and version."""
+    return {"hardware": hardware_name(torch.device("cpu")), "cpu": cpu_features(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__}
+
+
 def write_report(path, report, *, indent: int = 2, note: str = "wrote {path}") -> None:
-    """Write ``report`` as JSON to ``path`` (atomically, creating its folder), then print ``note``."""
+    """Write ``report`` (a dict) as JSON to ``path`` (atomically, creating its folder), with :func:`machine` under
+    ``"machine"`` unless it has one, then print ``note``."""
+    if isinstance(report, dict) and "machine" not in report:
+        report = {**report, "machine": machine()}
     atomic_write_text(path, json.dumps(report, indent=indent))
     print(note.format(path=path))
 

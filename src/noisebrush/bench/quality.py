@@ -62,6 +62,7 @@ from rich.table import Table
 from noisebrush.bench.common import BenchParser, check_report_path, finish
 from noisebrush.checks import number, whole
 from noisebrush.data.procedural import ProceduralArt
+from noisebrush.devices import emulated
 from noisebrush.diffusion import EDMPrecond, SampleNoise, karras
 from noisebrush.diffusion.sample import make_denoiser, sample, start
 from noisebrush.diffusion.samplers import get_sampler
@@ -693,6 +694,9 @@ def main(argv=None) -> int:
     number("--guidance", args.guidance, 0)
     if args.sample_precision not in ("fp32", "bf16"):
         raise BadParameter(f"--sample-precision: fp32 or bf16, got {args.sample_precision!r}")
+    if args.sample_precision == "bf16" and emulated(torch.bfloat16):
+        raise BadParameter("--sample-precision bf16: this CPU has no native bf16 (it would be emulated, about 100× "
+                           "slower than fp32); use fp32")
     whole("--sample-batch", args.sample_batch, 1)
     if args.diffusers_width is not None and (args.diffusers_width < 8 or args.diffusers_width % 8):
         raise BadParameter(f"--diffusers-width: a multiple of 8, ≥ 8; got {args.diffusers_width}")

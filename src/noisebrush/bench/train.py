@@ -15,8 +15,15 @@ What it does, all in one process so machine noise hits both sides alike:
 4. measures peak resident memory of a few training steps of each, in a fresh subprocess per model and precision.
 
 It prints a table and writes JSON with ``ours_img_s``, ``diffusers_img_s``, ``ratio``, ``ours_gflops``,
-``bf16_peak_gflops``, ``peak_fraction`` (for bf16 at top level, and per precision under ``precisions``), and
-``flops_per_image`` per model.
+``bf16_peak_gflops``, ``peak_fraction`` (for bf16 at top level — or the first precision timed — and per precision
+under ``precisions``), and ``flops_per_image`` per model.
+
+**Emulated precisions are not timed.** On a CPU without native bf16 (AVX2 only; :func:`noisebrush.devices.emulated`)
+a bf16 step runs about 100× slower than float32: the bench would crawl for tens of minutes to measure emulation.
+There it skips bf16 — its matmul peak, its steps and its memory runs — and says so in the log, the table and the
+JSON (``skipped``: precision → reason; ``bf16_peak_gflops`` None). The default precisions are those the CPU runs
+natively (bf16 and fp32, or fp32 alone); ``--quick`` times the fastest of them. The report's ``machine`` records the
+CPU's features.
 """
 from __future__ import annotations
 
@@ -29,10 +36,19 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from noisebrush.bench.common import BenchParser, finish
+from noisebrush.devices import emulated
 from noisebrush.errors import BadParameter
 from noisebrush.nets.unet import UNet, UNetConfig
 
 PRECISIONS = ("bf16", "fp32")
+DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def native_precisions(asked=PRECISIONS) -> tuple[tuple[str, ...], dict]:
+    """(the precisions of ``asked`` this CPU runs natively, {precision: why it is skipped} for the others)."""
+    skipped = {p: "emulated on this CPU (no native bf16: AVX-512 BF16 or AMX), not timed" for p in asked
+               if emulated(DTYPES[p])}
+    return tuple(p for p in asked if p not in skipped), skipped
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 6) -> float:
@@ -155,9 +171,13 @@ def peak_memory_mb(kind: str, width: int, precision: str, batch: int, resolution
 
 def run(batch: int = 64, resolution: int = 32, rounds: int = 3, iters: int = 2, precisions=PRECISIONS,
         diffusers_channels_last: bool = True, memory: bool = True, log=print) -> dict:
-    peaks = {"bf16": matmul_peak(torch.bfloat16), "fp32": matmul_peak(torch.float32)}
-    log(f"matmul peak: bf16 {peaks['bf16']:.0f} GFLOP/s, fp32 {peaks['fp32']:.0f} GFLOP/s "
-        f"({torch.get_num_threads()} threads)")
+    """Time ``precisions`` (see the module docstring); those this CPU would emulate are skipped and said so."""
+    precisions, skipped = native_precisions(tuple(precisions))
+    for prec, why in skipped.items():
+        log(f"{prec}: {why}")
+    peaks = {p: (None if emulated(DTYPES[p]) else matmul_peak(DTYPES[p])) for p in PRECISIONS}
+    log("matmul peak: " + ", ".join(f"{p} {'emulated, not timed' if v is None else f'{v:.0f} GFLOP/s'}"
+                                    for p, v in peaks.items()) + f" ({torch.get_num_threads()} threads)")
     ours = ours_model(resolution)
     f_ours = train_flops("ours", ours, resolution)
     width, f_diff = match_width(f_ours, resolution)
@@ -169,7 +189,8 @@ def run(batch: int = 64, resolution: int = 32, rounds: int = 3, iters: int = 2, 
     result = {"batch": batch, "resolution": resolution, "threads": torch.get_num_threads(),
               "bf16_peak_gflops": peaks["bf16"], "fp32_peak_gflops": peaks["fp32"],
               "flops_per_image": {"ours": f_ours, "diffusers": f_diff}, "params": params,
-              "diffusers_width": width, "diffusers_channels_last": diffusers_channels_last, "precisions": {}}
+              "diffusers_width": width, "diffusers_channels_last": diffusers_channels_last, "precisions": {},
+              "skipped": skipped}
     models = {"ours": _prepare("ours", ours, True), "diffusers": _prepare("diffusers", theirs, diffusers_channels_last)}
     cl = {"ours": True, "diffusers": diffusers_channels_last}
     for prec in precisions:
@@ -200,9 +221,9 @@ def run(batch: int = 64, resolution: int = 32, rounds: int = 3, iters: int = 2, 
         result["precisions"][prec] = row
         log(f"{prec}: ours {row['ours_img_s']:.1f} img/s, diffusers {row['diffusers_img_s']:.1f} img/s, "
             f"ratio {row['ratio']:.2f}")
-    top = result["precisions"].get("bf16") or next(iter(result["precisions"].values()))
+    top = result["precisions"].get("bf16") or next(iter(result["precisions"].values()), {})
     for key in ("ours_img_s", "diffusers_img_s", "ratio", "ours_gflops", "peak_fraction"):
-        result[key] = top[key]
+        result[key] = top.get(key)
     return result
 
 
@@ -216,7 +237,11 @@ def table(result: dict) -> str:
                          f"{row[f'{k}_gflops']:.0f} | {100 * row[f'{k}_peak_fraction']:.0f}% | "
                          f"{'' if mem is None else f'{mem:.0f}'} |")
         lines.append(f"| {prec} | **ours / diffusers** | | **{row['ratio']:.2f}×** | | | |")
-    lines.append(f"\nmatmul peak: bf16 {result['bf16_peak_gflops']:.0f}, fp32 {result['fp32_peak_gflops']:.0f} GFLOP/s; "
+    for prec, why in (result.get("skipped") or {}).items():
+        lines.append(f"| {prec} | — | | {why} | | | |")
+    peak = {p: "emulated" if result[f"{p}_peak_gflops"] is None else f"{result[f'{p}_peak_gflops']:.0f}"
+            for p in PRECISIONS}
+    lines.append(f"\nmatmul peak: bf16 {peak['bf16']}, fp32 {peak['fp32']} GFLOP/s; "
                  f"batch {result['batch']}, {result['resolution']}×{result['resolution']}, {result['threads']} threads; "
                  f"params ours {result['params']['ours'] / 1e6:.2f} M, diffusers {result['params']['diffusers'] / 1e6:.2f} M")
     return "\n".join(lines)
@@ -224,11 +249,13 @@ def table(result: dict) -> str:
 
 def main(argv=None) -> int:
     ap = BenchParser(prog="python -m noisebrush.bench train", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="one precision (bf16), fewer rounds, no memory runs")
+    ap.add_argument("--quick", action="store_true", help="one precision (the fastest this CPU runs natively: bf16 "
+                                                         "or fp32), fewer rounds, no memory runs")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--resolution", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=None, help="alternating timing rounds (default 3; quick 2)")
-    ap.add_argument("--precisions", default=None, help="comma-separated from bf16,fp32 (default both; quick bf16)")
+    ap.add_argument("--precisions", default=None, help="comma-separated from bf16,fp32 (default: those this CPU "
+                                                        "runs natively; an emulated one is skipped and said so)")
     ap.add_argument("--diffusers-contiguous", action="store_true", help="run diffusers in NCHW instead of "
                     "channels_last")
     ap.add_argument("--json", metavar="FILE")
@@ -237,10 +264,13 @@ def main(argv=None) -> int:
         raise BadParameter(f"--batch: must be ≥ 1, got {args.batch}")
     if args.resolution < 8 or args.resolution % 4:
         raise BadParameter(f"--resolution: a multiple of 4, ≥ 8; got {args.resolution}")
-    precs = tuple((args.precisions or ("bf16" if args.quick else "bf16,fp32")).split(","))
+    precs = tuple(p for p in (args.precisions or ",".join(PRECISIONS)).split(",") if p)
     bad = [p for p in precs if p not in PRECISIONS]
     if bad:
         raise BadParameter(f"--precisions: unknown {bad[0]!r}; choose from {', '.join(PRECISIONS)}")
+    if args.quick and not args.precisions:  # the fastest precision this CPU runs natively; an emulated one is listed
+        natives, emulated_ones = native_precisions()
+        precs = natives[:1] + tuple(emulated_ones)
     result = run(batch=args.batch, resolution=args.resolution, rounds=args.rounds or (2 if args.quick else 3),
                  precisions=precs, diffusers_channels_last=not args.diffusers_contiguous, memory=not args.quick,
                  log=lambda s: print(s, flush=True))

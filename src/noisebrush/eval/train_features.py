@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from noisebrush.data.procedural import ATTRIBUTES, ProceduralArt
+from noisebrush.devices import emulated
 from noisebrush.eval.features import FEATNET128_DIR, FEATNET_DIR, FeatureNet, save_feature_net
 
 __all__ = ["train_feature_net", "attribute_table", "augment"]
@@ -81,9 +82,10 @@ def fit_heads(net, n: int, inputs, table: torch.Tensor, names, *, epochs: int, b
     """Train a judge's heads with cross-entropy (a head whose attribute no item of a batch states is left out of
     that batch's loss): AdamW with a one-cycle LR over ``epochs`` passes of ``n`` items in a seeded order;
     ``inputs(idx, g)`` makes the batch of item indices ``idx`` (augmented with the generator ``g``), ``table`` is
-    N × heads of value indices (-1: not stated) in ``names`` order. ``half``: bf16 autocast on the CPU (float32
-    from the first step whose bf16 gradient is not finite, said through ``progress``); the net is left in train
-    mode."""
+    N × heads of value indices (-1: not stated) in ``names`` order. ``half``: bf16 autocast on the CPU where it
+    runs natively (float32 on a CPU that would emulate it, and from the first step whose bf16 gradient is not
+    finite, said through ``progress``); the net is left in train mode."""
+    half = half and not emulated(torch.bfloat16)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     per_epoch = max(n // batch, 1)  # fewer items than a batch: one batch of all of them an epoch
     steps = epochs * per_epoch

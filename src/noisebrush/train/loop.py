@@ -47,7 +47,7 @@ from pathlib import Path
 import torch
 
 from noisebrush import __version__
-from noisebrush.devices import cpu_bf16_fast, hardware_name, has_accelerator
+from noisebrush.devices import cpu_bf16_fast, cpu_features, hardware_name, has_accelerator
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.io import model_folder
 from noisebrush.io.atomic import atomic_write_text
@@ -476,7 +476,7 @@ class Trainer(Loop):
             "init": self.init_from,
             "steps": self.step, "images_seen": self.step * self.cfg.batch_size,
             "train_seconds": round(self.train_seconds, 1), "processes": self.acc.num_processes,
-            "precision": self.precision, "hardware": hardware_name(self.acc.device),
+            "precision": self.precision, "hardware": hardware_name(self.acc.device), "cpu": cpu_features(),
             "config": self.cfg.to_dict(),
         }
 

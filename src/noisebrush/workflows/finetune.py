@@ -62,7 +62,7 @@ from noisebrush import __version__
 from noisebrush.checks import limited, number, whole
 from noisebrush.data.folder import ImageFolder
 from noisebrush.data.procedural import ProceduralArt
-from noisebrush.devices import cpu_bf16_fast, hardware_name, has_accelerator, pick_device
+from noisebrush.devices import cpu_bf16_fast, cpu_features, hardware_name, has_accelerator, pick_device
 from noisebrush.diffusion import EDMPrecond
 from noisebrush.diffusion.losses import edm_loss
 from noisebrush.errors import BadParameter, UserError
@@ -474,7 +474,7 @@ def _provenance(pics: _Pictures, prior, opts: _Options, run: dict, data, command
         "ema_decay": opts.ema_decay, "cond_drop": opts.cond_drop, "prior_preservation": None if prior is None else
         {"pictures": int(prior["images"].shape[0]), "weight": opts.prior_weight,
          "class_prompt": cp if isinstance(cp, (str, type(None))) else list(cp)[:3]},
-        "precision": run["precision"], "hardware": hardware_name(run["device"]),
+        "precision": run["precision"], "hardware": hardware_name(run["device"]), "cpu": cpu_features(),
         "train_seconds": round(run["train_wall"], 1), "train_cpu_seconds": round(run["train_cpu"], 1),
         "skipped": run["loop"].skipped,
         **({"interrupted": True, "steps_planned": opts.steps} if run["interrupted"] else {}),
