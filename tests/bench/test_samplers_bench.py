@@ -13,8 +13,9 @@ pytest.importorskip("diffusers")
 def test_bench_runs_and_writes_rows(tmp_path, capsys):
     out = tmp_path / "sub" / "bench.json"
     assert bench.main(["--quick", "--nfe", "5", "--samples", "2", "--json", str(out)]) == 0
-    rows = json.loads(out.read_text())
-    assert isinstance(rows, list) and rows
+    report = json.loads(out.read_text())
+    rows = report["rows"]
+    assert isinstance(rows, list) and rows and report["machine"]["cpu"]["bf16_native"] in (True, False)
     for r in rows:
         assert {"impl", "sampler", "nfe", "endpoint_rmse", "swd", "overhead_ms"} <= set(r)
         assert r["impl"] in ("noisebrush", "diffusers") and r["nfe"] == 5

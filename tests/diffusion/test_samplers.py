@@ -20,7 +20,8 @@ from noisebrush.diffusion.noise import SampleNoise
 from noisebrush.diffusion.oracle import GaussianMixture
 from noisebrush.diffusion.samplers import DIFFUSION_SAMPLERS, SAMPLERS, adaptive, dpmpp_2m, dpmpp_2m_sde, dpmpp_3m
 from noisebrush.diffusion.samplers import get_sampler
-from noisebrush.diffusion.samplers import ddim, ddpm, euler, euler_ancestral
+from noisebrush.diffusion.samplers import ddim, ddpm, euler, euler_ancestral, ipndm, ipndm_v
+from noisebrush.diffusion.samplers.ipndm import AB_COEFFICIENTS, adams_bashforth_weights
 from noisebrush.diffusion.schedules import karras
 from noisebrush.errors import BadParameter
 from noisebrush.eval.swd import sliced_wasserstein
@@ -190,6 +191,7 @@ ORDER_CASES = {
     "dpmpp_2m-midpoint": (dpmpp_2m, dict(solver_type="midpoint"), (1.7, 2.5)),
     "dpmpp_2m-heun": (dpmpp_2m, dict(solver_type="heun"), (1.7, 2.5)),
     "dpmpp_3m": (dpmpp_3m, {}, (2.6, 3.6)),
+    "ipndm_v": (ipndm_v, {}, (3.5, 4.5)),
 }
 
 
@@ -218,6 +220,32 @@ def test_order_of_convergence(case, grid):
     name = case.split("-")[0]
     # The registry's declared order agrees with the measured one.
     assert SAMPLERS[name].order == round(sum(orders) / len(orders)), msg
+
+
+def test_ipndm_with_the_published_weights_is_second_order_on_a_smooth_grid_and_first_on_a_rough_one():
+    """iPNDM's fixed Adams–Bashforth weights assume equal steps: on Karras' smooth ramp that costs two orders (the
+    registry says 2), on steps alternating 1:2 three; ipndm_v's weights for the actual steps keep order 4 on both
+    (ORDER_CASES)."""
+    gm, x, ref = _order_problem()
+    for sched, (lo, hi) in ((_sched_open, (1.7, 2.4)), (_sched_jittered, (0.8, 1.3))):
+        errs = [_rms(ipndm(gm, x, sched(n)), ref) for n in ORDER_STEPS]
+        orders = [math.log2(errs[i] / errs[i + 1]) for i in range(len(errs) - 1)]
+        assert all(lo <= o <= hi for o in orders), (sched.__name__, errs, orders)
+    assert SAMPLERS["ipndm"].order == 2 and SAMPLERS["ipndm_v"].order == 4
+
+
+def test_adams_bashforth_weights_reduce_to_the_fixed_ones_on_equal_steps():
+    for k, fixed in AB_COEFFICIENTS.items():
+        nodes = [8.0 + 0.5 * j for j in range(k)]  # newest first: σ falls, so the newest is the smallest
+        h = -0.5
+        w = adams_bashforth_weights(nodes, nodes[0], nodes[0] + h)
+        assert w == pytest.approx([h * c for c in fixed], rel=1e-12, abs=1e-15), k
+    # so on an equally spaced σ grid the two samplers agree
+    gm, x, _ = _order_problem()
+    even = torch.linspace(SIGMA_MAX, SIGMA_MIN, 12, dtype=F64)
+    assert torch.allclose(ipndm(gm, x, even), ipndm_v(gm, x, even), rtol=1e-9, atol=1e-9)
+    with pytest.raises(BadParameter, match="order: 1, 2, 3 or 4"):
+        ipndm(gm, x, even, order=5)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from noisebrush.errors import BadParameter
 from noisebrush.eval.swd import sliced_wasserstein
 
 TUNED_DIR = Path(__file__).with_name("tuned")
-DETERMINISTIC = ["ddim", "euler", "heun", "dpmpp_2m", "dpmpp_3m", "adaptive"]
+DETERMINISTIC = ["ddim", "euler", "heun", "dpmpp_2m", "dpmpp_3m", "ipndm", "ipndm_v", "adaptive"]
 STOCHASTIC = ["ddpm", "euler_ancestral", "dpmpp_2m_sde", "langevin"]
 TUNED = ["dpmpp_2m", "dpmpp_3m"]
 TRAIN_SEED, VALID_SEED, EVAL_SEED, DATA_SEED = 500_000, 600_000, 0, 1_000_000
@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     p = make_problem(n, 256 if args.quick else 1024, ref_steps=400 if args.quick else 1000, log=log)
     rows = []
-    names = DETERMINISTIC + STOCHASTIC if not args.quick else ["euler", "heun", "dpmpp_2m", "dpmpp_3m", "ddpm", "langevin", "adaptive"]
+    names = DETERMINISTIC + STOCHASTIC if not args.quick else ["euler", "heun", "dpmpp_2m", "dpmpp_3m", "ipndm", "ddpm", "langevin", "adaptive"]
     for nfe in nfes:
         for name in names:
             rows.append(ours(p, name, nfe))
@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
               f"noisebrush {_fmt(ovh['noisebrush'], '.3f')}%, diffusers {_fmt(ovh['diffusers'], '.3f')}% of it")
     print(f"\n({time.perf_counter() - t0:.0f}s)")
     if args.json:
-        write_report(args.json, rows, indent=1)
+        write_report(args.json, {"rows": rows}, indent=1)
     return 0
 
 

@@ -260,10 +260,10 @@ def test_samplers(capsys):
     code, out, err = run(capsys, "samplers")
     assert code == 0
     lines = [line for line in out.splitlines() if line.strip()]
-    assert len(lines) == 11 == len(SAMPLERS)
+    assert len(lines) == 13 == len(SAMPLERS)
     assert [line.split()[0] for line in lines] == list(SAMPLERS)
-    assert set(SAMPLERS) == {"euler", "ddim", "heun", "dpmpp_2m", "dpmpp_3m", "ddpm", "euler_ancestral",
-                             "dpmpp_2m_sde", "langevin", "adaptive", "gan"}  # gan: for diffusion-GAN models
+    assert set(SAMPLERS) == {"euler", "ddim", "heun", "dpmpp_2m", "dpmpp_3m", "ipndm", "ipndm_v", "ddpm",
+                             "euler_ancestral", "dpmpp_2m_sde", "langevin", "adaptive", "gan"}  # gan: diffusion-GAN models
 
 
 def test_no_arguments_prints_help(capsys):

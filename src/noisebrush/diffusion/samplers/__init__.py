@@ -20,6 +20,7 @@ from noisebrush.diffusion.samplers.adaptive import adaptive
 from noisebrush.diffusion.samplers.ancestral import ddpm, euler_ancestral
 from noisebrush.diffusion.samplers.dpmpp import dpmpp_2m, dpmpp_2m_sde, dpmpp_3m
 from noisebrush.diffusion.samplers.gan import gan
+from noisebrush.diffusion.samplers.ipndm import ipndm, ipndm_v
 from noisebrush.diffusion.samplers.langevin import langevin, langevin_correct
 from noisebrush.diffusion.samplers.ode import ddim, euler, heun
 from noisebrush.diffusion.samplers.repaint import repaint, repaint_moves, repaint_path
@@ -59,6 +60,10 @@ SAMPLERS: dict[str, SamplerInfo] = {
         SamplerInfo("heun", heun, "EDM Algorithm 2, Heun's 2nd-order method with optional churn; 2 NFE/step", False, 2),
         SamplerInfo("dpmpp_2m", dpmpp_2m, "DPM-Solver++(2M) multistep; second order, 1 NFE/step", False, 2),
         SamplerInfo("dpmpp_3m", dpmpp_3m, "third-order exponential multistep (exact quadratic); 1 NFE/step", False, 3),
+        SamplerInfo("ipndm", ipndm, "iPNDM: Adams–Bashforth (4 slopes) in σ with the published equal-step weights "
+                    "(order 2 on Karras' schedule); 1 NFE/step", False, 2),
+        SamplerInfo("ipndm_v", ipndm_v, "iPNDM with weights for the actual unequal steps (variable-step "
+                    "Adams–Bashforth); 1 NFE/step", False, 4),
         SamplerInfo("ddpm", ddpm, "DDPM ancestral sampling from the exact posterior; 1 NFE/step", True, None),
         SamplerInfo("euler_ancestral", euler_ancestral, "Euler step plus fresh noise (η, s_noise); 1 NFE/step", True, None),
         SamplerInfo("dpmpp_2m_sde", dpmpp_2m_sde, "DPM-Solver++(2M) for the reverse SDE (η); 1 NFE/step", True, None),
