@@ -334,8 +334,8 @@ def _nfe_list(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     ap = BenchParser(prog="python -m noisebrush.bench samplers", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer samples and budgets: under a minute")
-    ap.add_argument("--json", metavar="FILE", help="write the rows as a JSON list of {impl, sampler, nfe, endpoint_rmse, "
-                    "swd, overhead_ms, ...}")
+    ap.add_argument("--json", metavar="FILE", help="write {rows: [{impl, sampler, nfe, endpoint_rmse, endpoint_median, "
+                    "flips, swd, overhead_ms, ...}], machine: {...}} as JSON")
     ap.add_argument("--nfe", default=None, help="comma-separated NFE budgets (default 5,10,20,50; quick: 5,10)")
     ap.add_argument("--samples", type=int, default=None, help="noise samples per run (default 256; quick: 16)")
     ap.add_argument("--no-diffusers", action="store_true", help="skip diffusers' schedulers")
