@@ -50,13 +50,13 @@ from rich.table import Table
 from PIL import Image, ImageDraw
 
 from noisebrush.bench import common
-from noisebrush.bench.common import BenchParser, cell, check_report_path, finish, table_console
+from noisebrush.bench.common import (BenchParser, cell, check_report_path, finish, table_console,
+                                    training_of)
 from noisebrush.checks import number, whole
 from noisebrush.data.procedural import ProceduralArt
 from noisebrush.devices import cpu_bf16_fast, hardware_name, use_all_cores
 from noisebrush.errors import UserError
 from noisebrush.eval.evaluation import evaluate
-from noisebrush.io import model_folder
 from noisebrush.io.atomic import atomic_path, atomic_write_text
 from noisebrush.io.images import make_grid, to_pil
 from noisebrush.paint.pipeline import load
@@ -117,16 +117,14 @@ def train_all(names, out: Path, *, minutes: float, slice_s: float, seed: int, ba
 
 
 def trained_before(names, out: Path) -> dict:
-    """name → (model folder, steps, seconds, precision) of models an earlier race exported into ``out`` (from their
-    provenance); a missing one is one UserError line."""
+    """name → the model folder an earlier race exported into ``out`` and its training (steps, seconds, precision …
+    from its provenance, :func:`training_of`); a missing one is one UserError line."""
     done = {}
     for n in names:
         path = out / n / "model"
         if not (path / "config.json").is_file():
             raise UserError(f"{path}: no model here from an earlier race (run without --reuse to train it)")
-        prov = model_folder.read_config(path).get("provenance") or {}
-        done[n] = {"model": str(path), "steps": prov.get("steps"), "train_seconds": prov.get("train_seconds"),
-                   "precision": prov.get("precision")}
+        done[n] = {"model": str(path), **training_of(str(path))}
     return done
 
 
@@ -221,8 +219,9 @@ BASE_ROWS = [(4, "dpmpp_2m", None, 3.0), (10, "dpmpp_2m", None, 3.0), (35, "dpmp
 
 def _measure(pipe, method: str, steps: int, sampler: str, cfg: float, *, n: int, seed: int, kind=None) -> dict:
     r = evaluate(pipe=pipe, n=n, steps=steps, sampler=sampler, cfg=cfg, seed=seed, memorization=False)
-    return {"method": method, "nfe": steps, "sampler": sampler, "cfg": r.get("cfg", cfg),
-            "schedule": kind or pipe.schedule.kind, "evaluations": steps * (1 if r.get("cfg", cfg) == 1 else 2),
+    used = r.get("cfg", cfg)  # a GAN paints at cfg 1 whatever is asked
+    return {"method": method, "nfe": steps, "sampler": sampler, "cfg": used,
+            "schedule": kind or pipe.schedule.kind, "evaluations": steps * (1 if used == 1 else 2),
             **{k: r.get(k) for k in ("fd_art", "kid", "precision", "recall", "adherence", "seconds_per_image")}}
 
 
@@ -241,11 +240,8 @@ def race_fast(fast: str, base: str | None = None, *, n: int = 500, seed: int = 0
     bpipe = load(base)
     if bpipe.is_gan:
         raise UserError(f"--base: {base} is a {bpipe.method} model; the race needs the diffusion model")
-    bprov = bpipe.config.get("provenance") or {}
-    training = {"diffusion": {"model": str(base), "steps": bprov.get("steps"),
-                              "train_seconds": bprov.get("train_seconds"), "precision": bprov.get("precision")},
-                "ddgan": {"model": str(fast), "steps": prov.get("steps"), "train_seconds": prov.get("train_seconds"),
-                          "precision": prov.get("precision")}}
+    training = {"diffusion": {"model": str(base), **training_of(base)},
+                "ddgan": {"model": str(fast), **training_of(fast)}}
     rows = []
     own = bpipe.schedule
     for steps, sampler, kind, cfg in BASE_ROWS:
@@ -324,7 +320,7 @@ def print_table(r: dict) -> None:
         sampler = row["sampler"] + (f" ({row['schedule']})" if row.get("schedule") == "ddgan" and
                                     row["method"] == "diffusion" else "")
         evals = row.get("evaluations") or row["nfe"] * (1 if row["cfg"] == 1 else 2)
-        t.add_row(row["method"], str(row["nfe"]), sampler, f"{row['cfg']:g}", str(evals), str(tr["steps"]),
+        t.add_row(row["method"], str(row["nfe"]), sampler, f"{row['cfg']:g}", str(evals), str(tr.get("steps")),
                   cell(row["fd_art"], ".1f"), cell(row["kid"]), cell(row["precision"]), cell(row["recall"]),
                   cell(row["adherence"]), cell(row["seconds_per_image"], ".4f"))
     con.print(t)
