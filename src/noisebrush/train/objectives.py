@@ -25,7 +25,8 @@ Ctrl-C. An objective owns the rest, through a small interface:
   :meth:`Objective.model_config` — the config.json of the exported model (``None``: nothing to export);
   optional: :meth:`Objective.sample` (preview pictures), :meth:`Objective.init_weights`, :meth:`Objective.prepared`,
   :meth:`Objective.state` / :meth:`Objective.load_state` (adaptive settings a checkpoint keeps),
-  :meth:`Objective.step_done` and ``log_fields`` (the log's extra columns, averaged from ``Loss.stats``).
+  :meth:`Objective.step_done` and ``log_fields`` (the log's extra columns, averaged from ``Loss.stats``),
+  :meth:`Objective.unused_parameters` (whether a process's micro-batch can leave weights without a gradient).
   :class:`noisebrush.train.gan.GANObjective` (DDGAN, Diffusion-GAN, the plain GAN) uses all of them.
 
 Randomness: the loop seeds torch's global RNG per micro-batch from (seed, step, micro-batch, process[, phase]) for
@@ -140,6 +141,13 @@ class Objective:
 
     def prepared(self, loop) -> None:
         """Called once the parts' networks and optimizers went through Accelerate (``part.module`` is set)."""
+
+    def unused_parameters(self, cfg: TrainConfig) -> bool:
+        """Whether one process's micro-batch can leave trainable weights of a network without a gradient that
+        another process's gives one (a clip network's temporal layers, on a process holding only pictures). DDP
+        all-reduces the gradients of the weights a backward reached; it must then look for the others every step
+        (``find_unused_parameters``), or the processes' collectives no longer match and the run aborts."""
+        return False
 
     def state(self) -> dict:
         """What a checkpoint keeps besides weights, optimizers and the step (JSON; an adaptive setting, say)."""

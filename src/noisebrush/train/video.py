@@ -137,6 +137,11 @@ class VideoObjective(EDMObjective):
     def describe(self) -> dict:
         return self.net_config.to_dict()
 
+    def unused_parameters(self, cfg) -> bool:
+        # a picture is a 1-frame clip that skips the temporal layers: a process whose micro-batch holds only
+        # pictures (configs/video.toml on two processes: 6 pictures of 12) gives them no gradient
+        return cfg.joint_images > 0
+
     def run_info(self) -> dict:
         return {"network": self.net_config.to_dict(), "condition": "text", "task": "video"}
 
