@@ -20,7 +20,7 @@ from noisebrush.diffusion.noise import SampleNoise
 from noisebrush.diffusion.oracle import GaussianMixture
 from noisebrush.diffusion.samplers import DIFFUSION_SAMPLERS, SAMPLERS, adaptive, dpmpp_2m, dpmpp_2m_sde, dpmpp_3m
 from noisebrush.diffusion.samplers import get_sampler
-from noisebrush.diffusion.samplers import ddim, ddpm, euler, euler_ancestral, ipndm, ipndm_v
+from noisebrush.diffusion.samplers import ddim, ddpm, euler, euler_ancestral, ipndm, ipndm_v, unipc
 from noisebrush.diffusion.samplers.ipndm import AB_COEFFICIENTS, adams_bashforth_weights
 from noisebrush.diffusion.schedules import karras
 from noisebrush.errors import BadParameter
@@ -192,6 +192,7 @@ ORDER_CASES = {
     "dpmpp_2m-heun": (dpmpp_2m, dict(solver_type="heun"), (1.7, 2.5)),
     "dpmpp_3m": (dpmpp_3m, {}, (2.6, 3.6)),
     "ipndm_v": (ipndm_v, {}, (3.5, 4.5)),
+    "unipc": (unipc, {}, (3.5, 4.5)),
 }
 
 
@@ -232,6 +233,18 @@ def test_ipndm_with_the_published_weights_is_second_order_on_a_smooth_grid_and_f
         orders = [math.log2(errs[i] / errs[i + 1]) for i in range(len(errs) - 1)]
         assert all(lo <= o <= hi for o in orders), (sched.__name__, errs, orders)
     assert SAMPLERS["ipndm"].order == 2 and SAMPLERS["ipndm_v"].order == 4
+
+
+@pytest.mark.parametrize("p", [2, 3])
+def test_unipc_corrector_raises_the_order_by_one(p):
+    """UniP-p alone converges with order p; with UniC-p after each step (no extra evaluation) with order p + 1, on
+    both grids (the registry's 4 is UniPC-3 with its corrector, ORDER_CASES). Ranges as for the other solvers."""
+    gm, x, ref = _order_problem()
+    for sched in (_sched_open, _sched_jittered):
+        for corrector, (lo, hi) in ((False, (p - 0.3, p + 0.5)), (True, (p + 0.6, p + 1.5))):
+            errs = [_rms(unipc(gm, x, sched(n), order=p, corrector=corrector), ref) for n in ORDER_STEPS]
+            orders = [math.log2(errs[i] / errs[i + 1]) for i in range(len(errs) - 1)]
+            assert all(lo <= o <= hi for o in orders), (p, corrector, sched.__name__, errs, orders)
 
 
 def test_adams_bashforth_weights_reduce_to_the_fixed_ones_on_equal_steps():

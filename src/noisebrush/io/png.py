@@ -113,14 +113,14 @@ def read_recipe(path) -> dict:
 # Other tools' sampler names → ours (noisebrush.diffusion.samplers.SAMPLERS; io does not import the engine, which
 # would load torch, so the names are listed here and a test checks them). Schedule suffixes ("Karras" …) are
 # dropped: a model folder records its schedule. SDE and ancestral variants map to our stochastic sampler of the
-# nearest order; names with no counterpart (LMS, PLMS, UniPC, DPM2 …) are not mapped.
-_OUR_SAMPLERS = ("euler", "ddim", "heun", "dpmpp_2m", "dpmpp_3m", "ipndm", "ipndm_v", "ddpm", "euler_ancestral",
-                 "dpmpp_2m_sde", "langevin", "adaptive", "gan")
+# nearest order; names with no counterpart (LMS, PLMS, DPM2 …) are not mapped.
+_OUR_SAMPLERS = ("euler", "ddim", "heun", "dpmpp_2m", "dpmpp_3m", "ipndm", "ipndm_v", "unipc", "ddpm",
+                 "euler_ancestral", "dpmpp_2m_sde", "langevin", "adaptive", "gan")
 _SAMPLER_NAMES = {
     "euler a": "euler_ancestral", "euler ancestral": "euler_ancestral", "euler_a": "euler_ancestral",
     "euler": "euler", "heun": "heun", "ddim": "ddim", "ddpm": "ddpm",
     "dpm++ 2m": "dpmpp_2m", "dpmpp_2m": "dpmpp_2m", "dpm++ 3m": "dpmpp_3m", "dpmpp_3m": "dpmpp_3m",
-    "ipndm": "ipndm", "ipndm_v": "ipndm_v",
+    "ipndm": "ipndm", "ipndm_v": "ipndm_v", "unipc": "unipc",
     "dpm++ 2m sde": "dpmpp_2m_sde", "dpm++ 2m sde gpu": "dpmpp_2m_sde", "dpm++ 2m sde heun": "dpmpp_2m_sde",
     "dpmpp_2m_sde": "dpmpp_2m_sde", "dpmpp_2m_sde_gpu": "dpmpp_2m_sde",
     "dpm++ sde": "dpmpp_2m_sde", "dpm++ sde gpu": "dpmpp_2m_sde", "dpmpp_sde": "dpmpp_2m_sde",

@@ -260,9 +260,9 @@ def test_samplers(capsys):
     code, out, err = run(capsys, "samplers")
     assert code == 0
     lines = [line for line in out.splitlines() if line.strip()]
-    assert len(lines) == 13 == len(SAMPLERS)
+    assert len(lines) == 14 == len(SAMPLERS)
     assert [line.split()[0] for line in lines] == list(SAMPLERS)
-    assert set(SAMPLERS) == {"euler", "ddim", "heun", "dpmpp_2m", "dpmpp_3m", "ipndm", "ipndm_v", "ddpm",
+    assert set(SAMPLERS) == {"euler", "ddim", "heun", "dpmpp_2m", "dpmpp_3m", "ipndm", "ipndm_v", "unipc", "ddpm",
                              "euler_ancestral", "dpmpp_2m_sde", "langevin", "adaptive", "gan"}  # gan: diffusion-GAN models
 
 

@@ -24,6 +24,7 @@ from noisebrush.diffusion.samplers.ipndm import ipndm, ipndm_v
 from noisebrush.diffusion.samplers.langevin import langevin, langevin_correct
 from noisebrush.diffusion.samplers.ode import ddim, euler, heun
 from noisebrush.diffusion.samplers.repaint import repaint, repaint_moves, repaint_path
+from noisebrush.diffusion.samplers.unipc import unipc
 from noisebrush.errors import BadParameter
 
 
@@ -64,6 +65,8 @@ SAMPLERS: dict[str, SamplerInfo] = {
                     "(order 2 on Karras' schedule); 1 NFE/step", False, 2),
         SamplerInfo("ipndm_v", ipndm_v, "iPNDM with weights for the actual unequal steps (variable-step "
                     "Adams–Bashforth); 1 NFE/step", False, 4),
+        SamplerInfo("unipc", unipc, "UniPC-3 (bh2, x̂_0 form): third-order multistep predictor plus a corrector that "
+                    "reuses the next step's evaluation, which makes it fourth order; 1 NFE/step", False, 4),
         SamplerInfo("ddpm", ddpm, "DDPM ancestral sampling from the exact posterior; 1 NFE/step", True, None),
         SamplerInfo("euler_ancestral", euler_ancestral, "Euler step plus fresh noise (η, s_noise); 1 NFE/step", True, None),
         SamplerInfo("dpmpp_2m_sde", dpmpp_2m_sde, "DPM-Solver++(2M) for the reverse SDE (η); 1 NFE/step", True, None),
