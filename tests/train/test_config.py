@@ -184,3 +184,49 @@ def test_superres_settings_are_only_read_for_the_sr_task():
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     TrainConfig(steps=100, task="image", captions="family")  # a picture task may phrase its captions
     TrainConfig(steps=100, task="image", resolution=15, scale=2)  # the sr settings do not concern pictures
+
+
+# -- a time budget (minutes) ------------------------------------------------------------------------------------------
+
+def test_minutes_instead_of_steps_and_the_defaults_that_follow():
+    from noisebrush.train.budget import budget_batch
+
+    cfg = TrainConfig()
+    assert (cfg.steps, cfg.minutes, cfg.batch_size, cfg.warmup) == (10_000, None, 64, 200)
+    for minutes in (5, 20, 60, 240):
+        cfg = TrainConfig(minutes=minutes)
+        # no steps (they are planned), the budget's batch, the warmup left to the first plan
+        assert (cfg.steps, cfg.minutes, cfg.batch_size, cfg.warmup) == (None, minutes, budget_batch(minutes), None)
+        assert isinstance(cfg.minutes, float)
+    assert [budget_batch(m) for m in (0.5, 5, 20, 30, 60, 120, 240)] == [16, 16, 16, 16, 32, 32, 64]
+    cfg = TrainConfig(minutes=5, batch_size=48, warmup=7)  # given values are kept
+    assert (cfg.batch_size, cfg.warmup) == (48, 7)
+    again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+
+
+def test_minutes_from_a_file(tmp_path):
+    cfg = TrainConfig.from_toml(_write(tmp_path, TOML.replace("steps = 100", "minutes = 2.5")))
+    assert cfg.minutes == 2.5 and cfg.steps is None and cfg.warmup == 10
+
+
+@pytest.mark.parametrize("kw, words", [
+    (dict(minutes=0), "minutes: a number > 0"), (dict(minutes=-1), "minutes: a number > 0"),
+    (dict(minutes=10**6), "≤ 10080"), (dict(minutes=math.inf), "minutes: a finite number"),
+    (dict(minutes="5"), "minutes: expected a number or unset"),
+    (dict(minutes=5, steps=100), "minutes: a run is planned by steps or by minutes, not both"),
+    (dict(minutes=5, progressive=[0.5], resolution=32), "progressive: needs a step count"),
+])
+def test_bad_budgets_are_one_line(kw, words):
+    with pytest.raises(BadParameter) as e:
+        TrainConfig(**kw)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_resumed_budget_run_may_change_its_minutes():
+    from noisebrush.train.config import merge_for_resume
+
+    run = TrainConfig(minutes=20).to_dict()
+    merged = merge_for_resume(run, {"minutes": 60})
+    assert merged["minutes"] == 60 and merged["steps"] is None and merged["batch_size"] == 16
+    assert TrainConfig.from_dict(merged).batch_size == 16  # the run's batch, not the new budget's

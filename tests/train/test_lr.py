@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from noisebrush.errors import BadParameter
-from noisebrush.train.lr import LR_SCHEDULES, expected_lr, make_scheduler
+from noisebrush.train.lr import LR_SCHEDULES, expected_lr, make_scheduler, shape_at
 
 
 def _optimizer(base=1.0):
@@ -156,3 +156,114 @@ def test_state_dict_round_trips_through_json(kind, warmup, cut):
 
     assert rest(opt2, sched2) == rest(opt, sched)  # bit-identical continuation
     assert sched2.state_dict() == sched.state_dict()
+
+
+# -- the plan of a time budget (noisebrush train --minutes) ------------------------------------------------------------
+
+def _planned_lrs(plan, n, base=1.0, replans=()):
+    """LRs a PlannedLR gives steps 0 … n-1; ``replans``: {step: new end}, applied after that many steps."""
+    from noisebrush.train.lr import PlannedLR
+
+    opt = _optimizer(base)
+    sched = PlannedLR(opt, plan)
+    replans = dict(replans)
+    out = []
+    for s in range(n):
+        if s in replans:
+            plan.replan(s, replans[s])
+            sched.apply()
+        lrs = [g["lr"] for g in opt.param_groups]
+        assert lrs[0] == lrs[1]
+        out.append(lrs[0])
+        sched.step()
+    return out
+
+
+@pytest.mark.parametrize("kind", LR_SCHEDULES)
+@pytest.mark.parametrize("start, total, warmup", [(0, 40, 4), (2, 30, 3), (2, 12, 0)])
+def test_an_unchanged_plan_is_the_step_schedule(kind, start, total, warmup):
+    """Planned once at step ``start``, the plan gives expected_lr of a run of total − start steps shifted by start
+    (LR 0 before it, the probe), and holds the final value past its end."""
+    from noisebrush.train.lr import ProgressPlan
+
+    plan = ProgressPlan(kind, final=0.1)
+    plan.start(start, total, warmup)
+    lrs = _planned_lrs(plan, total + 5, base=2.0)
+    assert lrs[:start] == [0.0] * start
+    want = [expected_lr(kind, s, total - start, base=2.0, warmup=warmup, final=0.1) for s in range(total - start)]
+    assert lrs[start:total] == pytest.approx(want, rel=1e-12, abs=1e-15)
+    assert lrs[total:] == pytest.approx([lrs[total - 1] if kind == "constant" else 2.0 * 0.1] * 5)
+
+
+@pytest.mark.parametrize("kind", ["linear", "exponential", "cosine"])
+@pytest.mark.parametrize("new_end", [60, 140])
+def test_a_replan_bends_the_curve_without_a_jump(kind, new_end):
+    """Re-planned in the decay (at step 40 of a 100-step plan, to end at 60 or 140): the step at the re-plan gets
+    exactly the LR the old plan gave it, the curve falls monotonically to the final LR at the new end, and no step
+    moves more than the steepest step of a plan of the shorter length would. A naive re-plan (the schedule
+    recomputed for the new total) jumps."""
+    from noisebrush.train.lr import ProgressPlan
+
+    plan = ProgressPlan(kind, final=0.05)
+    plan.start(0, 100, 10)
+    base_plan = ProgressPlan(kind, final=0.05)
+    base_plan.start(0, 100, 10)
+    before = _planned_lrs(base_plan, 100)
+    lrs = _planned_lrs(plan, new_end + 3, replans={40: new_end})
+    assert lrs[:41] == before[:41]  # up to and including the step at the re-plan
+    assert all(b <= a + 1e-15 for a, b in zip(lrs[10:], lrs[11:]))  # the decay only falls
+    # the last planned step: progress 0.4 at the re-plan, then 0.6 spread over the new_end - 40 steps left
+    u = 0.4 + (new_end - 41) * 0.6 / (new_end - 40)
+    assert lrs[new_end - 1] == pytest.approx(shape_at(kind, (u - 0.1) / 0.9, 0.05), rel=1e-9)
+    assert lrs[new_end:] == pytest.approx([0.05] * 3)
+    # Lipschitz in the progress: no step moves more than the shape's steepest slope times the largest progress
+    # step (0.6 / (new_end - 40) after the re-plan, 0.01 before), in the decay's own units (/ 0.9)
+    steps = [abs(b - a) for a, b in zip(lrs[10:], lrs[11:])]
+    slope = {"linear": 0.95, "cosine": 0.95 * math.pi / 2, "exponential": -math.log(0.05)}[kind]
+    assert max(steps) <= slope * max(0.01, 0.6 / (new_end - 40)) / 0.9 + 1e-12
+    naive = expected_lr(kind, 41, new_end, base=1.0, warmup=10, final=0.05)
+    assert abs(naive - lrs[41]) > 3 * max(steps)  # what re-planning the schedule itself would do at 41
+
+
+def test_a_replan_in_the_warmup_keeps_the_warmup_fraction():
+    from noisebrush.train.lr import ProgressPlan
+
+    plan = ProgressPlan("cosine", final=0.05)
+    plan.start(0, 100, 10)  # warmup: the first tenth of the run
+    lrs = _planned_lrs(plan, 200, replans={5: 200})
+    assert lrs[:5] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])
+    # from progress 0.05 at step 5, 0.95 over 195 steps: the warmup (to progress 0.1) ends 10.26 steps later
+    assert all(b > a for a, b in zip(lrs[:14], lrs[1:15]))  # still rising, more slowly
+    assert lrs[14] == pytest.approx((0.05 + 10 * 0.95 / 195) / 0.1) and lrs[15] == pytest.approx(1.0, abs=1e-3)
+    assert max(abs(b - a) for a, b in zip(lrs[:20], lrs[1:21])) <= 0.1 + 1e-12
+
+
+def test_plan_state_round_trips_through_json():
+    from noisebrush.train.lr import PlannedLR, ProgressPlan
+
+    plan = ProgressPlan("cosine", final=0.05)
+    plan.start(2, 50, 5)
+    plan.replan(20, 61)
+    plan.replan(33, 58)
+    opt = _optimizer(3.0)
+    sched = PlannedLR(opt, plan)
+    for _ in range(37):
+        sched.step()
+    saved = json.loads(json.dumps({"plan": plan.state_dict(), "sched": sched.state_dict()}))
+    again = ProgressPlan("linear", final=0.5)
+    again.load_state_dict(saved["plan"])
+    opt2 = _optimizer(3.0)
+    sched2 = PlannedLR(opt2, again)
+    sched2.load_state_dict(saved["sched"])
+    for _ in range(30):
+        assert opt2.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+        sched.step()
+        sched2.step()
+    assert again.end == 58 and again.segments == plan.segments
+
+
+def test_plan_refuses_a_warmup_that_does_not_fit():
+    from noisebrush.train.lr import ProgressPlan
+
+    with pytest.raises(BadParameter, match="warmup"):
+        ProgressPlan("cosine", final=0.05).start(2, 10, 8)

@@ -1,46 +1,59 @@
-"""Quality race: our default training recipe against diffusers' unconditional recipe, same wall-clock budget each.
+"""Quality race: our ``--minutes`` training recipe against diffusers' unconditional recipe, like for like: both
+unconditional, same data, same threads, same precision, same wall-clock budget each.
 
     python -m noisebrush.bench quality --minutes 20 --json out/bench-quality.json
-    python -m noisebrush.bench quality --minutes 2 --n 200 --condition none          (a quick look)
+    python -m noisebrush.bench quality --minutes 2 --n 200 --nfe 20                  (a quick look)
+    python -m noisebrush.bench quality --minutes 20 --text-row                       (+ ours, text-conditional)
 
 Both train on ProceduralArt at 32×32 (the built-in set, seed 0, ``--data-size`` items) for ``--minutes`` of training
 time each, then paint ``--n`` pictures that are compared with ``--n`` real pictures of the set by ``fd_art``, the
 Fréchet distance in the domain feature network's space (:mod:`noisebrush.eval.features`). Lower is better;
 ``ratio`` = ours / diffusers, so below 1 means ours is closer to the data.
 
-**Ours**: :class:`~noisebrush.train.Trainer` with :class:`~noisebrush.train.TrainConfig`'s defaults (the default
-UNet, batch 64, Adam lr 1e-2 cosine to 5% with 200 warmup steps, EMA 0.999, bf16 autocast where the CPU has fast
-bf16), ``condition`` from ``--condition`` (``text``, the default recipe on the built-in set, or ``none``). It paints
-with the EMA weights, ``dpmpp_2m`` at ``--nfe`` evaluations on Karras σ 0.002…80; for text, the prompts are captions
-of random items of the set and the guidance scale is ``--guidance`` (3, as ``noisebrush paint``), conditional and
-unconditional halves in one batch.
+**Ours**: what ``noisebrush train --minutes M --set condition="none"`` runs on the built-in set: a
+:class:`~noisebrush.train.Trainer` on a :class:`~noisebrush.train.TrainConfig` with ``minutes`` and otherwise its
+defaults (the default UNet, Adam lr 1e-2, cosine to 5%, EMA 0.999; the batch size the budget picks,
+:func:`noisebrush.train.budget.budget_batch`; warmup a tenth of the first plan, at most 200 steps), unconditional.
+Its steps are planned by the same code as ``noisebrush train --minutes`` (:class:`noisebrush.train.budget.
+TimeBudget`: a two-step probe at LR 0, then the plan, re-planned every 1% of the budget from its measured rate), fed
+with this side's own training time. It paints with the EMA weights, ``dpmpp_2m`` at ``--nfe`` evaluations on
+Karras σ 0.002…80.
 
 **diffusers**: the recipe of its ``examples/unconditional_image_generation/train_unconditional.py``: UNet2DModel
 (bench/train.py's 32×32 layout, three levels with attention at 16 and 8 pixels, two layers per block, GroupNorm of 8
 groups; its width searched so the parameter count is within 10% of ours), DDPMScheduler (1000 steps, linear β),
 ε-prediction and MSE, AdamW lr 1e-4, betas (0.95, 0.999), weight decay 1e-6, eps 1e-8, gradient clipping at 1,
 cosine schedule with 500 warmup steps (``diffusers.optimization.get_scheduler``), EMAModel (warm-up with
-inv_gamma 1, power 3/4, max decay 0.9999), batch 16, no flips, images in [-1, 1]. It gets the same bf16 autocast and
-channels_last memory format as ours (its script's default is fp32). It paints with its EMA weights, DDIM at
-``--nfe`` steps (DDIMScheduler from the DDPM config, η = 0), from the same starting noise as ours.
+inv_gamma 1, power 3/4, max decay 0.9999), batch 16, no flips, images in [-1, 1]. It trains in our precision
+(``--precision``: fp32, or bf16 autocast for both) and channels_last memory format (its script's default is fp32).
+It paints with its EMA weights, DDIM at ``--nfe`` steps (DDIMScheduler from the DDPM config, η = 0), from the same
+starting noise as ours.
+
+**The text row** (``--text-row``, not like for like): a third contestant, ours text-conditional (the default
+recipe on the built-in set: captions, condition dropout for guidance) on the same budget, painted from captions of
+random items with guidance ``--guidance`` (3, as ``noisebrush paint``), conditional and unconditional halves in one
+batch. It has information diffusers' recipe does not get, so it is reported in its own column and row
+(``text_row``), never as ``ratio``.
 
 Fairness:
 
 * only the training loop is timed (each optimizer step with its batch assembly, noise, loss, backward, clipping,
   optimizer, LR and EMA updates). The pictures are rendered once, before the race, into one ``cache_uint8`` tensor
-  both sides read. Ours encodes every distinct caption once when its Trainer is built (a cache, like the renders):
-  not timed; its per-batch look-ups of those encodings are timed.
-* the two sides train in alternating slices (``--slice`` seconds, default 30) until each has spent its budget, so
-  a change of load on this machine hits both alike.
-* both LR schedules need a total step count. The first slice of each side (``--probe`` seconds, default 10% of the
-  budget up to 60 s) is a throughput probe: its steps are real training steps (warm-up phase, whose LR does not
-  depend on the total) and count against the budget. Each side's total is then its probe rate (first steps, where
-  oneDNN builds its kernels, left out) times the budget. Past its total a side keeps its last scheduled LR.
-  ``--replan`` re-estimates the total at every slice from the throughput so far instead.
+  every side reads. The text row encodes every distinct caption once when its Trainer is built (a cache, like the
+  renders): not timed; its per-batch look-ups of those encodings are timed.
+* the sides train in alternating slices (``--slice`` seconds, default 30) until each has spent its budget, so a
+  change of load on this machine hits all alike.
+* diffusers' LR schedule needs a total step count up front (its script's ``--num_epochs``). Its first slice
+  (``--probe`` seconds, default 10% of the budget up to 60 s) is a throughput probe: real training steps (warm-up
+  phase, whose LR does not depend on the total) that count against the budget. Its total is then the probe rate
+  (first steps, where oneDNN builds its kernels, left out) times the budget; past it, it keeps its last scheduled LR.
+  ``--replan`` re-estimates its total at every slice from the throughput so far instead. Ours plans itself (above)
+  and stops at its planned end or when its budget is spent.
 
 The JSON holds ``ours_fd``, ``diffusers_fd``, ``ratio``, ``minutes``, KID, precision/recall, ``real_fd_floor`` (fd_art
 between two disjoint real sets of the same size: the best a model can score at this ``--n``), steps, images seen,
-train and sampling seconds, parameter counts, and every setting, with notes on the choices above.
+train and sampling seconds, parameter counts, each side's plan, ``text_row`` (null without ``--text-row``), and
+every setting, with notes on the choices above.
 """
 from __future__ import annotations
 
@@ -60,7 +73,7 @@ from rich.console import Console
 from rich.table import Table
 
 from noisebrush.bench.common import BenchParser, check_report_path, finish
-from noisebrush.checks import number, whole
+from noisebrush.checks import limited, number, whole
 from noisebrush.data.procedural import ProceduralArt
 from noisebrush.devices import emulated
 from noisebrush.diffusion import EDMPrecond, SampleNoise, karras
@@ -71,12 +84,12 @@ from noisebrush.eval.features import load_feature_net
 from noisebrush.eval.metrics import frechet_distance, kid, precision_recall
 from noisebrush.nets.unet import UNetConfig
 from noisebrush.seeding import generator, mix
+from noisebrush.train.budget import MAX_MINUTES
 from noisebrush.train.config import TrainConfig
 from noisebrush.train.loop import Trainer
-from noisebrush.train.lr import expected_lr
 
 RESOLUTION = 32
-CONDITIONS = ("text", "none")
+PRECISIONS = {"auto": "auto", "fp32": "no", "bf16": "bf16"}  # --precision → TrainConfig.mixed_precision
 DIFFUSERS_RECIPE = {"lr": 1e-4, "betas": (0.95, 0.999), "weight_decay": 1e-6, "eps": 1e-8, "warmup": 500,
                     "batch_size": 16, "grad_clip": 1.0, "ema_max_decay": 0.9999, "ema_inv_gamma": 1.0,
                     "ema_power": 0.75, "train_timesteps": 1000, "beta_schedule": "linear", "lr_schedule": "cosine"}
@@ -143,13 +156,6 @@ class LRPlan:
         return self.total is not None and self.count >= self.total
 
 
-def _ours_lr_at(cfg):
-    def lr_at(step, total):
-        return expected_lr(cfg.lr_schedule, step, total, base=cfg.lr, warmup=cfg.warmup, final=cfg.lr_final)
-
-    return lr_at
-
-
 def _diffusers_lr_at():
     """diffusers' cosine-with-warmup LR as a function of (step, total): the multiplier of the LambdaLR that
     ``get_scheduler`` builds for that total (on a throwaway optimizer), times the base LR."""
@@ -169,19 +175,36 @@ def _diffusers_lr_at():
     return lr_at
 
 
-# -- the two contestants -------------------------------------------------------------------------------------------
+# -- the contestants -----------------------------------------------------------------------------------------------
 class Racer:
     name = ""
     batch_size = 0
+    needs_total = False  # its LR schedule needs a total step count from the race's probe (an LRPlan in .plan)
+    clock = staticmethod(time.perf_counter)  # what its training seconds are measured with
 
     def __init__(self):
         self.steps = 0
         self.seconds = 0.0
         self.step_times: list[float] = []
         self.losses: list[float] = []
-        self.plan: LRPlan
 
     def train_step(self) -> float:  # returns the loss
+        raise NotImplementedError
+
+    def after_step(self) -> bool:
+        """Called after every step, its time counted; True when this side has finished (its own plan says so)."""
+        return False
+
+    def planned(self) -> int | None:
+        """The steps this side plans now."""
+        raise NotImplementedError
+
+    def lr(self) -> float:
+        """The LR of its next step."""
+        raise NotImplementedError
+
+    def held(self) -> bool:
+        """Whether it went past its plan (its LR held at the last scheduled value)."""
         raise NotImplementedError
 
     def reached(self, target_seconds: float) -> bool:
@@ -193,14 +216,14 @@ class Racer:
     def run_until(self, target_seconds: float) -> None:
         """Train whole steps until this side's training time reaches ``target_seconds`` (at least one step)."""
         while True:
-            t = time.perf_counter()
+            t = self.clock()
             loss = self.train_step()
-            dt = time.perf_counter() - t
+            dt = self.clock() - t
             self.seconds += dt
             self.step_times.append(dt)
             self.losses.append(loss)
             self.steps += 1
-            if self.reached(target_seconds):
+            if self.after_step() or self.reached(target_seconds):
                 return
 
     def rate(self) -> float:
@@ -215,18 +238,21 @@ class Racer:
 
 
 class Ours(Racer):
-    name = "ours"
+    """Ours: a Trainer on a ``minutes`` config, its steps planned by the trainer's own TimeBudget (the code
+    ``noisebrush train --minutes`` runs), fed with this side's training seconds."""
 
-    def __init__(self, data: CachedArt, condition: str, seed: int, model: dict, out_dir: str):
+    def __init__(self, data: CachedArt, condition: str, seed: int, model: dict, out_dir: str, minutes: float, *,
+                 name: str = "ours", batch_size: int | None = None, precision: str = "auto"):
         super().__init__()
+        self.name = name
         self.cfg = TrainConfig(data="builtin", resolution=RESOLUTION, data_size=len(data), condition=condition,
-                               model=dict(model), seed=seed, out_dir=out_dir, steps=LRPlan.UNPLANNED, log_every=0,
-                               sample_every=0, checkpoint_every=0)
+                               model=dict(model), seed=seed, out_dir=out_dir, minutes=minutes, batch_size=batch_size,
+                               mixed_precision=PRECISIONS[precision], log_every=0, sample_every=0,
+                               checkpoint_every=0)
         self.trainer = Trainer(self.cfg, dataset=data)
         self.batch_size = self.cfg.batch_size
-        self.plan = LRPlan(self.trainer.opt, _ours_lr_at(self.cfg), self.cfg.warmup)
-        self.trainer.sched = self.plan  # the trainer calls sched.step() after every optimizer step
         self.params = sum(p.numel() for p in self.trainer.net.parameters())
+        self.finished = False
 
     @property
     def precision(self) -> str:
@@ -238,6 +264,23 @@ class Ours(Racer):
 
     def train_step(self) -> float:
         return self.trainer.train_step().loss
+
+    def after_step(self) -> bool:
+        self.finished = self.trainer.budget_tick(self.seconds)
+        return self.finished
+
+    def reached(self, target_seconds: float) -> bool:
+        return self.finished or super().reached(target_seconds)
+
+    def planned(self) -> int | None:
+        return self.trainer.budget.plan.end
+
+    def lr(self) -> float:
+        return float(self.trainer.opt.param_groups[0]["lr"])
+
+    def held(self) -> bool:
+        end = self.trainer.budget.plan.end
+        return end is not None and self.steps > end
 
     @torch.no_grad()
     def sample(self, seeds: list[int], captions: list[str] | None, *, nfe: int, guidance: float, batch: int,
@@ -294,6 +337,7 @@ def match_width(target_params: int, resolution: int = RESOLUTION) -> tuple[int, 
 
 class Diffusers(Racer):
     name = "diffusers"
+    needs_total = True
 
     def __init__(self, images_u8: torch.Tensor, width: int, seed: int, precision: str, device: torch.device):
         super().__init__()
@@ -353,6 +397,15 @@ class Diffusers(Racer):
         self.ema.step(self.model.parameters())
         return float(loss.detach())
 
+    def planned(self) -> int | None:
+        return self.plan.total
+
+    def lr(self) -> float:
+        return self.plan.lr
+
+    def held(self) -> bool:
+        return self.plan.held
+
     def ema_model(self):
         m = copy.deepcopy(self.model)
         self.ema.copy_to(m.parameters())
@@ -380,26 +433,30 @@ class Diffusers(Racer):
 
 # -- the race ------------------------------------------------------------------------------------------------------
 def race(racers: list[Racer], budget: float, slice_s: float, probe_s: float, replan: bool, log=print) -> dict:
-    """Alternate slices of training until every racer has spent ``budget`` seconds; returns the plans."""
+    """Alternate slices of training until every racer has spent ``budget`` seconds (or finished its own plan);
+    returns what each planned."""
     t0 = time.perf_counter()
-    for r in racers:  # the probe: the first slice of each
+    for r in racers:  # the first slice of each: diffusers' throughput probe
         r.run_until(min(probe_s, budget))
     plans = {}
     for r in racers:
-        estimate = r.steps + round(r.rate() * max(budget - r.seconds, 0.0))
-        r.plan.set_total(estimate)  # at least warmup + 1
-        plans[r.name] = {"probe_steps": r.steps, "probe_seconds": r.seconds, "probe_steps_per_s": r.rate(),
-                         "estimate": estimate, "planned_steps": r.plan.total}
-    log("probe: " + ", ".join(f"{r.name} {r.steps} steps in {r.seconds:.1f} s ({r.rate():.2f} steps/s) → plan "
-                              f"{r.plan.total} steps" for r in racers))
+        if r.needs_total:
+            estimate = r.steps + round(r.rate() * max(budget - r.seconds, 0.0))
+            r.plan.set_total(estimate)  # at least warmup + 1
+            plans[r.name] = {"probe_steps": r.steps, "probe_seconds": r.seconds, "probe_steps_per_s": r.rate(),
+                             "estimate": estimate, "planned_steps": r.plan.total}
+        else:  # ours planned itself during its first slice
+            plans[r.name] = {"planned_steps": r.planned(), "after_seconds": r.seconds, "after_steps": r.steps}
+    log("first plans: " + ", ".join(f"{r.name} {r.steps} steps in {r.seconds:.1f} s ({r.rate():.2f} steps/s) → "
+                                     f"{r.planned()} steps" for r in racers))
     while not all(r.reached(budget) for r in racers):
         for r in racers:
             if not r.reached(budget):
                 r.run_until(min(r.seconds + slice_s, budget))
-                if replan and not r.reached(budget):
+                if replan and r.needs_total and not r.reached(budget):
                     r.plan.set_total(r.steps + round(r.rate() * (budget - r.seconds)))
         log(f"[{time.perf_counter() - t0:6.0f} s] " + " | ".join(
-            f"{r.name}: {r.seconds:6.1f}/{budget:.0f} s, step {r.steps}/{r.plan.total}, lr {r.plan.lr:.2e}, "
+            f"{r.name}: {r.seconds:6.1f}/{budget:.0f} s, step {r.steps}/{r.planned()}, lr {r.lr():.2e}, "
             f"loss {r.recent_loss():.4f}" for r in racers))
     return plans
 
@@ -419,68 +476,79 @@ class _Data:
     floor_idx: list[int] | None          # None when the set has fewer than 3n items
 
 
-def _render_data(data_size: int, n: int, condition: str, seed: int, log=print) -> _Data:
-    """Render the set once for both sides and draw the prompt, real and floor items from it."""
+def _render_data(data_size: int, n: int, captions: bool, seed: int, log=print) -> _Data:
+    """Render the set once for every side and draw the prompt, real and floor items from it."""
     t = time.perf_counter()
     ds = ProceduralArt(resolution=RESOLUTION, size=data_size, seed=0)
     workers = min(torch.get_num_threads(), os.cpu_count() or 1, 8) if data_size >= 8192 else 1
     images = ds.cache_uint8(workers=workers)
-    captions = [ds.caption(i) for i in range(data_size)] if condition == "text" else None
+    texts = [ds.caption(i) for i in range(data_size)] if captions else None
     render_s = time.perf_counter() - t
     log(f"rendered {data_size} pictures in {render_s:.1f} s")
     perm = torch.randperm(data_size, generator=generator(seed, 0xE7A1))
-    return _Data(images, captions, render_s, prompt_idx=perm[:n].tolist(), real_idx=perm[n:2 * n].tolist(),
+    return _Data(images, texts, render_s, prompt_idx=perm[:n].tolist(), real_idx=perm[n:2 * n].tolist(),
                  floor_idx=perm[2 * n:3 * n].tolist() if data_size >= 3 * n else None)
 
 
-def _enter_racers(data: _Data, condition: str, seed: int, ours_model: dict, out_dir: str,
-                  diffusers_width: int | None, log=print) -> tuple[Ours, Diffusers, dict]:
-    """Build both sides (diffusers' width matched to our parameter count unless given); returns their setup times."""
+def _enter_racers(data: _Data, minutes: float, seed: int, ours_model: dict, out_dir: str,
+                  diffusers_width: int | None, *, text_row: bool, ours_batch: int | None, precision: str,
+                  log=print) -> tuple[list[Racer], dict]:
+    """Build the sides — ours, diffusers (its width matched to our parameter count unless given) and, with
+    ``text_row``, ours text-conditional; returns them and their setup times."""
+    setup = {}
     t = time.perf_counter()
-    ours = Ours(CachedArt(data.images, data.captions), condition, seed, ours_model, out_dir)
-    ours_setup = time.perf_counter() - t
+    ours = Ours(CachedArt(data.images), "none", seed, ours_model, os.path.join(out_dir, "ours"), minutes,
+                batch_size=ours_batch, precision=precision)
+    setup["ours"] = time.perf_counter() - t
     width = diffusers_width
     if width is None:
         width, _ = match_width(ours.params)
     t = time.perf_counter()
     theirs = Diffusers(data.images, width, seed, ours.precision, ours.device)
-    theirs_setup = time.perf_counter() - t
+    setup["diffusers"] = time.perf_counter() - t
     if abs(theirs.params / ours.params - 1) > 0.1:
         log(f"warning: diffusers' parameter count is {100 * (theirs.params / ours.params - 1):+.0f}% off ours "
             "(more than 10%)")
-    log(f"ours: {ours.params / 1e6:.2f} M parameters, condition {ours.trainer.condition}, {ours.precision}; "
+    log(f"ours: {ours.params / 1e6:.2f} M parameters, unconditional, batch {ours.batch_size}, {ours.precision}; "
         f"diffusers: width {width}, {theirs.params / 1e6:.2f} M parameters "
         f"({100 * (theirs.params / ours.params - 1):+.1f}%); {torch.get_num_threads()} threads")
-    return ours, theirs, {"ours": ours_setup, "diffusers": theirs_setup}
+    racers: list[Racer] = [ours, theirs]
+    if text_row:
+        t = time.perf_counter()
+        text = Ours(CachedArt(data.images, data.captions), "text", seed, ours_model, os.path.join(out_dir, "text"),
+                    minutes, name="ours_text", batch_size=ours_batch, precision=precision)
+        setup["ours_text"] = time.perf_counter() - t
+        log(f"text row: ours text-conditional, {text.params / 1e6:.2f} M parameters, batch {text.batch_size}")
+        racers.append(text)
+    return racers, setup
 
 
-def _paint_both(ours: Ours, theirs: Diffusers, data: _Data, *, n: int, condition: str, seed: int, nfe: int,
-                guidance: float, sample_batch: int, sample_precision: str, log=print) -> tuple[dict, dict]:
-    """Both sides paint n pictures from the same starting seeds; returns the pictures and seconds, by side."""
+def _paint(racers: list[Racer], data: _Data, *, n: int, seed: int, nfe: int, guidance: float, sample_batch: int,
+           sample_precision: str, log=print) -> tuple[dict, dict]:
+    """Every side paints n pictures from the same starting seeds; returns the pictures and seconds, by side."""
     bf16 = sample_precision == "bf16"
     seeds = _seeds(seed, n)
-    prompts = [data.captions[i] for i in data.prompt_idx] if condition == "text" else None
-    steps_ours = get_steps(ours.cfg.sampler, nfe)
-    log(f"painting {n} pictures each ({sample_precision}): ours {steps_ours} steps × "
-        f"{2 if condition == 'text' and guidance != 1.0 else 1} network passes per picture, diffusers {nfe} × 1")
-    t = time.perf_counter()
-    gen_ours = ours.sample(seeds, prompts, nfe=nfe, guidance=guidance, batch=sample_batch, bf16=bf16)
-    ours_sample_s = time.perf_counter() - t
-    log(f"ours painted {n} pictures in {ours_sample_s:.1f} s")
-    t = time.perf_counter()
-    gen_theirs = theirs.sample(seeds, nfe=nfe, batch=sample_batch, bf16=bf16)
-    theirs_sample_s = time.perf_counter() - t
-    log(f"diffusers painted {n} pictures in {theirs_sample_s:.1f} s")
-    return {"ours": gen_ours, "diffusers": gen_theirs}, {"ours": ours_sample_s, "diffusers": theirs_sample_s}
+    log(f"painting {n} pictures each ({sample_precision}) at {nfe} network evaluations")
+    painted, seconds = {}, {}
+    for r in racers:
+        t = time.perf_counter()
+        if isinstance(r, Ours):
+            prompts = [data.captions[i] for i in data.prompt_idx] if r.trainer.condition == "text" else None
+            painted[r.name] = r.sample(seeds, prompts, nfe=nfe, guidance=guidance, batch=sample_batch, bf16=bf16)
+        else:
+            painted[r.name] = r.sample(seeds, nfe=nfe, batch=sample_batch, bf16=bf16)
+        seconds[r.name] = time.perf_counter() - t
+        log(f"{r.name} painted {n} pictures in {seconds[r.name]:.1f} s")
+    return painted, seconds
 
 
 def _measure(fnet, data: _Data, painted: dict, n: int, seed: int) -> tuple[dict, float | None]:
     """fd_art, KID, precision and recall of each side against the real set, and the real-vs-real fd floor."""
     f_real = fnet.features(_float_images(data.images[data.real_idx]))
-    feats = {"ours": fnet.features(painted["ours"]), "diffusers": fnet.features(painted["diffusers"])}
     sub = min(1000, n)
     metrics = {}
-    for name, f in feats.items():
+    for name, pictures in painted.items():
+        f = fnet.features(pictures)
         p, r = precision_recall(f_real, f)
         metrics[name] = {"fd": frechet_distance(f, f_real), "kid": kid(f, f_real, subset_size=sub, seed=seed),
                          "precision": p, "recall": r}
@@ -494,62 +562,78 @@ def _side(r: Racer, plan: dict, metrics: dict, setup: float, sample_s: float, ex
     """One side's part of the report: its training, its plan, its scores, then what only it has (``extra``)."""
     return {"steps": r.steps, "images_seen": r.steps * r.batch_size, "batch_size": r.batch_size,
             "train_seconds": r.seconds, "img_s": r.steps * r.batch_size / max(r.seconds, 1e-9),
-            "planned_steps": plan["planned_steps"], "final_planned_steps": r.plan.total,
-            "probe": plan, "lr_held": r.plan.held,
-            "final_lr": r.plan.lr, "recent_loss": r.recent_loss(), "params": r.params,
+            "planned_steps": plan["planned_steps"], "final_planned_steps": r.planned(),
+            "probe": plan, "lr_held": r.held(),
+            "final_lr": r.lr(), "recent_loss": r.recent_loss(), "params": r.params,
             "setup_seconds": setup, "sampling_seconds": sample_s, **metrics, **extra}
 
 
-def _sides(ours: Ours, theirs: Diffusers, plans: dict, metrics: dict, setup: dict, sample_s: dict, *, nfe: int,
-           guidance: float, diffusers_version: str) -> tuple[dict, dict]:
-    """Both sides' parts of the report, each with the recipe, sampler and settings it ran with."""
-    ours_info = _side(ours, plans[ours.name], metrics[ours.name], setup["ours"], sample_s["ours"], {
-        "recipe": "noisebrush TrainConfig defaults (EDM loss, magnitude-preserving UNet, Adam lr 1e-2 cosine, "
-                  "warmup 200, EMA 0.999)",
-        "condition": ours.trainer.condition, "train_precision": ours.precision,
-        "sampler": f"{ours.cfg.sampler}, {get_steps(ours.cfg.sampler, nfe)} steps, karras σ 0.002..80",
-        "guidance": guidance if ours.trainer.condition == "text" else None,
-        "config": {**{k: v for k, v in ours.cfg.to_dict().items() if k != "out_dir"}, "steps": ours.plan.total},
-        "net": ours.trainer.net_config.to_dict()})
-    theirs_info = _side(theirs, plans[theirs.name], metrics[theirs.name], setup["diffusers"], sample_s["diffusers"], {
-        "recipe": "diffusers train_unconditional.py", "hyperparameters": dict(DIFFUSERS_RECIPE),
-        "width": theirs.width, "block_out_channels": list(theirs.model.config.block_out_channels),
-        "train_precision": ours.precision, "channels_last": True,
-        "sampler": f"DDIMScheduler, {nfe} steps, eta 0", "diffusers_version": diffusers_version})
-    return ours_info, theirs_info
+def _ours_info(r: Ours, nfe: int, guidance: float) -> dict:
+    text = r.trainer.condition == "text"
+    return {"recipe": "noisebrush train --minutes (TrainConfig defaults: EDM loss, magnitude-preserving UNet, Adam "
+                      "lr 1e-2 cosine, the budget's batch and warmup, EMA 0.999)",
+            "condition": r.trainer.condition, "train_precision": "bf16" if r.precision == "bf16" else "fp32",
+            "sampler": f"{r.cfg.sampler}, {get_steps(r.cfg.sampler, nfe)} steps, karras σ 0.002..80",
+            "guidance": guidance if text else None, "plan": r.trainer.budget.summary(),
+            "config": {k: v for k, v in r.cfg.to_dict().items() if k != "out_dir"},
+            "net": r.trainer.net_config.to_dict()}
 
 
-def _notes(ours: Ours, theirs: Diffusers, *, replan: bool, width_given: bool, sample_precision: str) -> list[str]:
+def _sides(racers: list[Racer], plans: dict, metrics: dict, setup: dict, sample_s: dict, *, nfe: int,
+           guidance: float, diffusers_version: str) -> dict:
+    """Every side's part of the report, each with the recipe, sampler and settings it ran with."""
+    out = {}
+    for r in racers:
+        if isinstance(r, Ours):
+            extra = _ours_info(r, nfe, guidance)
+        else:
+            extra = {"recipe": "diffusers train_unconditional.py", "hyperparameters": dict(DIFFUSERS_RECIPE),
+                     "width": r.width, "block_out_channels": list(r.model.config.block_out_channels),
+                     "train_precision": "bf16" if r.bf16 else "fp32", "channels_last": True,
+                     "sampler": f"DDIMScheduler, {nfe} steps, eta 0", "diffusers_version": diffusers_version}
+        out[r.name] = _side(r, plans[r.name], metrics[r.name], setup[r.name], sample_s[r.name], extra)
+    return out
+
+
+def _notes(ours: Ours, theirs: Diffusers, *, replan: bool, width_given: bool, sample_precision: str,
+           text_row: bool) -> list[str]:
     """What the report's numbers mean and how the race was run."""
-    return [
+    notes = [
+        "like for like: ours and diffusers both unconditional, on the same rendered set, in the same process "
+        "(same threads), same training precision, same training seconds",
         "training time is measured per optimizer step (batch assembly, noise, loss, backward, clipping, optimizer,"
         " LR and EMA updates); rendering the data set (once, shared) is not timed",
-        "ours: every distinct caption is encoded once when the Trainer is built (setup_seconds, not timed); its "
-        "per-batch look-ups of those encodings are timed",
-        "the two sides train in alternating slices of slice_seconds until each has spent budget_seconds "
-        "(to within half a step)",
-        "LR schedules: total steps = steps of the probe (the first probe_seconds of each side, counted in the "
+        "the sides train in alternating slices of slice_seconds until each has spent budget_seconds "
+        "(to within half a step) or, ours, reached its planned end",
+        "ours: steps planned by noisebrush.train.budget.TimeBudget (the --minutes code): 2 probe steps at LR 0, "
+        "then planned from its measured rate and re-planned every 1% of the budget; batch and warmup from the "
+        "budget unless given",
+        "diffusers' LR schedule: total steps = steps of its probe (its first probe_seconds, counted in the "
         "budget) + probe throughput (its first steps left out) × the rest of the budget, at least warmup + 1"
         + (", re-estimated after every slice" if replan else "")
         + "; past the total the LR stays at its last scheduled value (lr_held)",
-        ("diffusers gets the same bf16 autocast as ours" if ours.precision == "bf16" else
-         f"both train without autocast (ours' precision here: {ours.precision})")
-        + " and channels_last; its script's default is fp32",
+        ("both train in bf16 autocast" if ours.precision == "bf16" else "both train in fp32")
+        + " and channels_last (diffusers' script: fp32)",
         ("diffusers width chosen so its parameter count is closest to ours" if not width_given else
          "diffusers width set by --diffusers-width") + f" ({100 * (theirs.params / ours.params - 1):+.1f}%)",
         "fd_art: Fréchet distance in the domain feature network's space between n generated pictures (same "
-        "starting noise seeds for both) and n real items of the set not used for prompts; real_fd_floor is "
+        "starting noise seeds for every side) and n real items of the set not used for prompts; real_fd_floor is "
         "fd_art between two disjoint real sets of n",
-        f"sampling in {sample_precision}; NFE counts one guided evaluation (a conditional + unconditional pair "
-        "in one batch) as one",
+        f"sampling in {sample_precision}",
     ]
+    if text_row:
+        notes.append("text_row (not like for like): ours text-conditional on the same budget, painted from "
+                     "captions with guidance; NFE counts one guided evaluation (a conditional + unconditional "
+                     "pair in one batch) as one; its ratio is against diffusers' unconditional model")
+    return notes
 
 
-def run(minutes: float, *, n: int = 1000, condition: str = "text", seed: int = 0, slice_s: float = 30.0,
-        probe_s: float | None = None, replan: bool = False, data_size: int | None = None, nfe: int = 50,
-        guidance: float = 3.0, featnet: str | None = None, sample_batch: int = 250, sample_precision: str = "fp32",
-        ours_model: dict | None = None, diffusers_width: int | None = None, log=print) -> dict:
-    """Race both recipes for ``minutes`` of training each, paint ``n`` pictures each, score them; the report."""
+def run(minutes: float, *, n: int = 1000, seed: int = 0, slice_s: float = 30.0, probe_s: float | None = None,
+        replan: bool = False, data_size: int | None = None, nfe: int = 50, guidance: float = 3.0,
+        featnet: str | None = None, sample_batch: int = 250, sample_precision: str = "fp32", text_row: bool = False,
+        precision: str = "auto", ours_batch: int | None = None, ours_model: dict | None = None,
+        diffusers_width: int | None = None, log=print) -> dict:
+    """Race the recipes for ``minutes`` of training each, paint ``n`` pictures each, score them; the report."""
     try:
         import diffusers  # lazy: an optional dependency, checked here for one clear error line
     except ImportError:
@@ -559,35 +643,44 @@ def run(minutes: float, *, n: int = 1000, condition: str = "text", seed: int = 0
     probe_s = min(60.0, 0.1 * budget) if probe_s is None else probe_s
     data_size = TrainConfig.data_size if data_size is None else data_size
 
-    data = _render_data(data_size, n, condition, seed, log)
+    data = _render_data(data_size, n, text_row, seed, log)
     with tempfile.TemporaryDirectory(prefix="nb-quality-") as tmp:
-        ours, theirs, setup = _enter_racers(data, condition, seed, dict(ours_model or {}), tmp, diffusers_width, log)
-        plans = race([ours, theirs], budget, slice_s, probe_s, replan, log=log)
-        painted, sample_s = _paint_both(ours, theirs, data, n=n, condition=condition, seed=seed, nfe=nfe,
-                                        guidance=guidance, sample_batch=sample_batch,
-                                        sample_precision=sample_precision, log=log)
+        racers, setup = _enter_racers(data, minutes, seed, dict(ours_model or {}), tmp, diffusers_width,
+                                      text_row=text_row, ours_batch=ours_batch, precision=precision, log=log)
+        plans = race(racers, budget, slice_s, probe_s, replan, log=log)
+        painted, sample_s = _paint(racers, data, n=n, seed=seed, nfe=nfe, guidance=guidance,
+                                   sample_batch=sample_batch, sample_precision=sample_precision, log=log)
     metrics, floor = _measure(fnet, data, painted, n, seed)
-    ours_info, theirs_info = _sides(ours, theirs, plans, metrics, setup, sample_s, nfe=nfe, guidance=guidance,
-                                    diffusers_version=diffusers.__version__)
+    info = _sides(racers, plans, metrics, setup, sample_s, nfe=nfe, guidance=guidance,
+                  diffusers_version=diffusers.__version__)
+    ours, theirs = racers[0], racers[1]
+    d_fd = metrics["diffusers"]["fd"]
+    text = None
+    if text_row:
+        text = {**info["ours_text"], "ratio_vs_diffusers": metrics["ours_text"]["fd"] / d_fd if d_fd > 0 else None,
+                "like_for_like": False}
     return {
         "minutes": minutes, "budget_seconds": budget,
-        "ours_fd": metrics["ours"]["fd"], "diffusers_fd": metrics["diffusers"]["fd"],
-        "ratio": metrics["ours"]["fd"] / metrics["diffusers"]["fd"] if metrics["diffusers"]["fd"] > 0 else None,
+        "ours_fd": metrics["ours"]["fd"], "diffusers_fd": d_fd,
+        "ratio": metrics["ours"]["fd"] / d_fd if d_fd > 0 else None,
         "ours_kid": metrics["ours"]["kid"], "diffusers_kid": metrics["diffusers"]["kid"],
+        "ours_recall": metrics["ours"]["recall"], "diffusers_recall": metrics["diffusers"]["recall"],
         "real_fd_floor": floor,
         "ours_steps": ours.steps, "diffusers_steps": theirs.steps,
         "ours_images_seen": ours.steps * ours.batch_size, "diffusers_images_seen": theirs.steps * theirs.batch_size,
         "ours_params": ours.params, "diffusers_params": theirs.params,
         "ours_sampling_seconds": sample_s["ours"], "diffusers_sampling_seconds": sample_s["diffusers"],
-        "ours": ours_info, "diffusers": theirs_info,
-        "settings": {"n": n, "condition": condition, "seed": seed, "threads": torch.get_num_threads(),
+        "ours": info["ours"], "diffusers": info["diffusers"], "text_row": text,
+        "settings": {"n": n, "condition": "none", "text_row": text_row, "seed": seed,
+                     "threads": torch.get_num_threads(), "precision": precision,
+                     "train_precision": ours.precision, "ours_batch": ours_batch,
                      "resolution": RESOLUTION, "data_size": data_size, "slice_seconds": slice_s,
                      "probe_seconds": min(probe_s, budget), "replan": replan, "nfe": nfe, "guidance": guidance,
                      "sample_batch": sample_batch, "sample_precision": sample_precision,
                      "featnet": str(featnet) if featnet else "shipped", "render_seconds": data.render_s,
                      "torch": torch.__version__},
         "notes": _notes(ours, theirs, replan=replan, width_given=diffusers_width is not None,
-                        sample_precision=sample_precision),
+                        sample_precision=sample_precision, text_row=text_row),
     }
 
 
@@ -596,39 +689,50 @@ def get_steps(sampler: str, nfe: int) -> int:
 
 
 def print_table(result: dict, file=None) -> None:
-    o, d = result["ours"], result["diffusers"]
+    o, d, t = result["ours"], result["diffusers"], result.get("text_row")
     tab = Table(title=f"quality race: {result['minutes']:g} min of training each, fd_art on n = "
-                      f"{result['settings']['n']}")
+                      f"{result['settings']['n']}, like for like (both unconditional)")
     tab.add_column("")
     tab.add_column("ours", justify="right")
     tab.add_column("diffusers", justify="right")
+    if t:
+        tab.add_column("ours, text + cfg (not like for like)", justify="right")
 
     def f(v, fmt):
         return "–" if v is None else format(v, fmt)
 
+    def plan(side):
+        return f"{side['steps']} ({side['final_planned_steps']})"
+
+    def sampler(side):
+        return side["sampler"] + (f", cfg {side['guidance']:g}" if side.get("guidance") is not None else "")
+
     rows = [
-        ("recipe", f"noisebrush defaults, {o['condition']}", "train_unconditional.py"),
-        ("parameters", f"{o['params'] / 1e6:.2f} M", f"{d['params'] / 1e6:.2f} M (width {d['width']})"),
-        ("training precision", o["train_precision"] + ", channels_last", d["train_precision"] + ", channels_last"),
-        ("batch", str(o["batch_size"]), str(d["batch_size"])),
-        ("training seconds", f"{o['train_seconds']:.1f}", f"{d['train_seconds']:.1f}"),
-        ("steps (planned)", f"{o['steps']} ({o['planned_steps']})", f"{d['steps']} ({d['planned_steps']})"),
-        ("images seen", str(o["images_seen"]), str(d["images_seen"])),
-        ("img/s", f"{o['img_s']:.1f}", f"{d['img_s']:.1f}"),
-        ("recent loss", f"{o['recent_loss']:.4f} (EDM)", f"{d['recent_loss']:.4f} (ε MSE)"),
-        ("sampler", o["sampler"] + (f", cfg {o['guidance']:g}" if o["guidance"] is not None else ""), d["sampler"]),
-        ("sampling seconds", f"{o['sampling_seconds']:.1f}", f"{d['sampling_seconds']:.1f}"),
-        ("fd_art ↓", f"{o['fd']:.3f}", f"{d['fd']:.3f}"),
-        ("KID ↓", f"{o['kid']:.4f}", f"{d['kid']:.4f}"),
-        ("precision / recall ↑", f"{o['precision']:.3f} / {o['recall']:.3f}",
-         f"{d['precision']:.3f} / {d['recall']:.3f}"),
+        ("recipe", lambda s: "noisebrush train --minutes, " + s["condition"] if "condition" in s else
+         "train_unconditional.py"),
+        ("parameters", lambda s: f"{s['params'] / 1e6:.2f} M" + (f" (width {s['width']})" if "width" in s else "")),
+        ("training precision", lambda s: s["train_precision"] + ", channels_last"),
+        ("batch", lambda s: str(s["batch_size"])),
+        ("training seconds", lambda s: f"{s['train_seconds']:.1f}"),
+        ("steps (planned)", plan),
+        ("images seen", lambda s: str(s["images_seen"])),
+        ("img/s", lambda s: f"{s['img_s']:.1f}"),
+        ("recent loss", lambda s: f"{s['recent_loss']:.4f}" + (" (EDM)" if "condition" in s else " (ε MSE)")),
+        ("sampler", sampler),
+        ("sampling seconds", lambda s: f"{s['sampling_seconds']:.1f}"),
+        ("fd_art ↓", lambda s: f"{s['fd']:.3f}"),
+        ("KID ↓", lambda s: f"{s['kid']:.4f}"),
+        ("precision / recall ↑", lambda s: f"{s['precision']:.3f} / {s['recall']:.3f}"),
     ]
-    for r in rows:
-        tab.add_row(*r)
+    for label, cell in rows:
+        tab.add_row(label, *[cell(side) for side in ([o, d, t] if t else [o, d])])
     console = Console(file=file or sys.stdout, width=max(100, Console().width))
     console.print(tab)
-    console.print(f"ratio ours / diffusers fd_art: {f(result['ratio'], '.3f')}   "
+    console.print(f"ratio ours / diffusers fd_art (like for like): {f(result['ratio'], '.3f')}   "
                   f"real-vs-real floor at this n: {f(result['real_fd_floor'], '.3f')}")
+    if t:
+        console.print(f"text row (not like for like): ours text + cfg / diffusers unconditional fd_art: "
+                      f"{f(t['ratio_vs_diffusers'], '.3f')}")
     for note in result["notes"]:
         console.print(f"  · {note}", highlight=False)
 
@@ -640,16 +744,23 @@ def _parser() -> BenchParser:
     ap.add_argument("--json", metavar="FILE")
     ap.add_argument("--n", type=int, default=1000, help="generated and real pictures for fd_art (default 1000)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    ap.add_argument("--condition", default="text", help="ours: text (the default recipe) or none")
+    ap.add_argument("--condition", default="none", help="none (the default, and the only like-for-like choice: "
+                    "diffusers' recipe is unconditional); for ours text-conditional, add --text-row")
+    ap.add_argument("--text-row", action="store_true", help="also race ours text-conditional (with guidance) on "
+                    "the same budget, reported in its own column (not like for like)")
+    ap.add_argument("--precision", default="auto", help="training precision of every side: auto (bf16 where the "
+                    "CPU runs it natively, else fp32), fp32 or bf16")
+    ap.add_argument("--ours-batch", type=int, default=None, help="ours' batch size (default: what the --minutes "
+                    "recipe picks for this budget)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--slice", default="30", help="seconds of training per turn (default 30)")
     ap.add_argument("--probe", default=None, help="seconds of the throughput probe per side (default 10%% of the "
                     "budget, at most 60)")
-    ap.add_argument("--replan", action="store_true", help="re-estimate the LR schedules' total steps after every "
-                    "slice")
+    ap.add_argument("--replan", action="store_true", help="re-estimate diffusers' LR schedule's total steps after "
+                    "every slice (ours always re-plans)")
     ap.add_argument("--data-size", type=int, default=None, help="ProceduralArt items (default: TrainConfig's 60000)")
     ap.add_argument("--nfe", type=int, default=50, help="network evaluations per picture for both (default 50)")
-    ap.add_argument("--guidance", type=float, default=3.0, help="ours' guidance scale for text (default 3)")
+    ap.add_argument("--guidance", type=float, default=3.0, help="the text row's guidance scale (default 3)")
     ap.add_argument("--sample-precision", default="fp32", help="fp32 (default) or bf16 autocast, both sides")
     ap.add_argument("--featnet", default=None, help="feature network folder (default: the shipped one)")
     # test-only: small networks and sampling batches
@@ -676,14 +787,24 @@ def _ours_model(text: str | None) -> dict:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
 
-    minutes = number("--minutes", args.minutes, 0, above=True)
+    minutes = number("--minutes", args.minutes, 0, MAX_MINUTES, above=True)
     slice_s = number("--slice", args.slice, 0, above=True)
     probe_s = None if args.probe is None else number("--probe", args.probe, 0, above=True)
     whole("--n", args.n, 4)
     if args.threads is not None:
         whole("--threads", args.threads, 1)
-    if args.condition not in CONDITIONS:
-        raise BadParameter(f"--condition: one of {', '.join(CONDITIONS)}; got {args.condition!r}")
+    if args.condition == "text":
+        raise BadParameter("--condition text: the race is like for like, and diffusers' recipe is unconditional; "
+                           "add --text-row for ours text-conditional, in its own column")
+    if args.condition != "none":
+        raise BadParameter(f"--condition: none (the like-for-like race); got {args.condition!r}")
+    if args.precision not in PRECISIONS:
+        raise BadParameter(f"--precision: one of {', '.join(PRECISIONS)}; got {args.precision!r}")
+    if args.precision == "bf16" and emulated(torch.bfloat16):
+        raise BadParameter("--precision bf16: this CPU has no native bf16 (it would be emulated, about 100× slower "
+                           "than fp32); use fp32 or auto")
+    if args.ours_batch is not None:
+        limited("--ours-batch", args.ours_batch, "batch_size")
     whole("--seed", args.seed, 0)
 
     data_size = TrainConfig.data_size if args.data_size is None else args.data_size
@@ -706,10 +827,11 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    result = run(minutes, n=args.n, condition=args.condition, seed=args.seed, slice_s=slice_s, probe_s=probe_s,
-                 replan=args.replan, data_size=data_size, nfe=args.nfe, guidance=args.guidance,
-                 featnet=args.featnet, sample_batch=args.sample_batch, sample_precision=args.sample_precision,
-                 ours_model=ours_model, diffusers_width=args.diffusers_width, log=lambda s: print(s, flush=True))
+    result = run(minutes, n=args.n, seed=args.seed, slice_s=slice_s, probe_s=probe_s, replan=args.replan,
+                 data_size=data_size, nfe=args.nfe, guidance=args.guidance, featnet=args.featnet,
+                 sample_batch=args.sample_batch, sample_precision=args.sample_precision, text_row=args.text_row,
+                 precision=args.precision, ours_batch=args.ours_batch, ours_model=ours_model,
+                 diffusers_width=args.diffusers_width, log=lambda s: print(s, flush=True))
     print()
     return finish(result, print_table, args.json, note="\nwrote {path}")
 

@@ -10,6 +10,11 @@ network config class's for ``model`` keys; an unknown key names the known ones),
 one :class:`~noisebrush.errors.BadParameter` line, not a traceback from the network. ``warmup`` left unset (None)
 fits the run: min(200, steps // 10) steps; a warmup that is given is kept, and must be shorter than the run.
 
+``minutes`` instead of ``steps`` trains for a time budget (:mod:`noisebrush.train.budget`): the trainer measures
+its own speed and plans (and re-plans) the steps that fill it; ``steps`` then stays unset (None). Without
+``batch_size`` a budget run takes :func:`~noisebrush.train.budget.budget_batch` of its minutes (a step-count run:
+64), and without ``warmup`` a tenth of its first plan, at most 200 steps.
+
 Resuming a run (``noisebrush train --resume``) starts from the run's own config (:func:`run_config` reads it from
 the run folder) and :func:`merge_for_resume` lays the values given again on top: :data:`RESUME_MAY_CHANGE` may
 change, any other key must agree with the run.
@@ -33,10 +38,13 @@ from noisebrush.data.superres import SuperRes
 from noisebrush.diffusion.samplers import get_sampler
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.nets import registry
+from noisebrush.checks import number
+from noisebrush.train.budget import MAX_MINUTES, budget_batch
 from noisebrush.train.checkpoint import latest_checkpoint
 from noisebrush.train.lr import LR_SCHEDULES
 
-__all__ = ["TrainConfig", "METHODS", "METHOD_DEFAULTS", "TASKS", "CAPTIONS", "CONDITIONS", "PRECISIONS", "DEFAULT_WARMUP", "RESUME_MAY_CHANGE",
+__all__ = ["TrainConfig", "METHODS", "METHOD_DEFAULTS", "TASKS", "CAPTIONS", "CONDITIONS", "PRECISIONS",
+           "DEFAULT_WARMUP", "DEFAULT_STEPS", "RESUME_MAY_CHANGE",
            "check_type", "read_toml", "run_config", "merge_for_resume"]
 
 CONDITIONS = ("auto", "text", "label", "none")
@@ -47,13 +55,15 @@ TASKS = ("image", "sr", "video", "shape")
 CAPTIONS = ("template", "family")
 PRECISIONS = ("auto", "bf16", "fp16", "no")
 DEFAULT_WARMUP = 200  # the warmup of a run of ≥ 2000 steps when none is given (steps // 10 below that)
+DEFAULT_STEPS = 10_000  # a run given neither steps nor minutes
 
 # What a resumed run may change (everything else must agree with the run, since a checkpoint restores it — the
 # optimizer's lr, betas and decay, the LR schedule — or the run's samples and network depend on it):
-# steps (where to stop; the LR schedule keeps the run's plan and holds its final value past it), where and how
+# steps or minutes (where to stop, in all: the LR schedule keeps the run's plan and holds its final value past
+# it; a run keeps its kind, steps or minutes), where and how
 # often to log, checkpoint and preview, the previews' sampler, and the precision and accumulation (the machine's
 # business: the global batch and so the samples stay the same).
-RESUME_MAY_CHANGE = frozenset({"steps", "out_dir", "log_every", "sample_every", "sample_steps", "sampler",
+RESUME_MAY_CHANGE = frozenset({"steps", "minutes", "out_dir", "log_every", "sample_every", "sample_steps", "sampler",
                                "checkpoint_every", "keep_last", "mixed_precision", "grad_accum"})
 
 
@@ -104,15 +114,19 @@ class TrainConfig:
     P_mean: float = -1.2
     P_std: float = 1.2
     # optimisation
-    steps: int = 10_000
-    batch_size: int = 64               # global batch per optimizer step (all processes, all accumulation steps)
+    steps: int | None = None           # None: 10,000, or planned from minutes
+    minutes: float | None = None       # a time budget instead of steps (noisebrush.train.budget): the run plans
+                                       #   and re-plans its steps to end after this many minutes
+    batch_size: int | None = None      # global batch per optimizer step (all processes, all accumulation steps);
+                                       #   None: 64, or budget_batch(minutes) for a budget run
     grad_accum: int = 1
     lr: float | None = None            # None: the method's (METHOD_DEFAULTS). Diffusion: 1e-2 — Adam on unit-RMS
                                        #   (magnitude-preserving) weights learns ~2× faster than at 2e-3 here (eval
                                        #   loss 0.43 vs 0.73 after 80 steps); a GAN's generator: 2e-3
     betas: tuple[float, float] | None = None  # None: the method's ((0.9, 0.99); GANs (0.5, 0.9))
     lr_schedule: str = "cosine"
-    warmup: int | None = None          # None: min(200, steps // 10), to fit the run
+    warmup: int | None = None          # None: min(200, steps // 10), to fit the run (a budget run: of its
+                                       #   first plan)
     lr_final: float = 0.05             # final LR as a fraction of lr (linear, exponential, cosine)
     weight_decay: float = 0.0          # AdamW's decoupled L2
     l1: float = 0.0                    # L1 penalty λ·Σ|w| added to the loss
@@ -160,6 +174,7 @@ class TrainConfig:
             self._check_gan()
         self.model = dict(self.model)
         _check_model(self.model)
+        self._resolve_budget()
         if self.warmup is None and isinstance(self.steps, int) and self.steps >= 1:
             self.warmup = min(DEFAULT_WARMUP, self.steps // 10)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
@@ -174,10 +189,10 @@ class TrainConfig:
             raise BadParameter(f"ema_decay: in [0, 1), got {self.ema_decay}")
         positive = ("resolution", "data_size", "steps", "batch_size", "grad_accum", "max_tokens", "sample_steps")
         for name in positive:
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise BadParameter(f"{name}: must be ≥ 1, got {getattr(self, name)}")
         for name in ("log_every", "sample_every", "checkpoint_every", "keep_last", "warmup"):
-            if int(getattr(self, name)) < 0:
+            if getattr(self, name) is not None and int(getattr(self, name)) < 0:
                 raise BadParameter(f"{name}: must be ≥ 0, got {getattr(self, name)}")
         if self.condition not in CONDITIONS:
             raise BadParameter(f"condition: one of {', '.join(CONDITIONS)}; got {self.condition!r}")
@@ -228,10 +243,25 @@ class TrainConfig:
                 raise BadParameter(f"{name}: must be ≥ 0, got {getattr(self, name)}")
         if self.batch_size % self.grad_accum:
             raise BadParameter(f"batch_size: {self.batch_size} is not divisible by grad_accum={self.grad_accum}")
-        if self.warmup >= self.steps:
+        if self.steps is not None and self.warmup >= self.steps:
             raise BadParameter(f"warmup: {self.warmup} steps is not shorter than the run (steps = {self.steps}); "
                                f"give a smaller warmup, or leave it out (it is then steps/10, at most "
                                f"{DEFAULT_WARMUP})")
+
+    def _resolve_budget(self) -> None:
+        """``steps`` or ``minutes`` (not both), and the defaults that follow from them."""
+        if self.minutes is None:
+            self.steps = DEFAULT_STEPS if self.steps is None else self.steps
+            self.batch_size = 64 if self.batch_size is None else self.batch_size
+            return
+        if self.steps is not None:
+            raise BadParameter(f"minutes: a run is planned by steps or by minutes, not both (steps = {self.steps}, "
+                               f"minutes = {self.minutes:g})")
+        self.minutes = number("minutes", self.minutes, 0, MAX_MINUTES, above=True)
+        if self.progressive:
+            raise BadParameter("progressive: needs a step count (steps), not a time budget (minutes)")
+        if self.batch_size is None:
+            self.batch_size = budget_batch(self.minutes)
 
     def _check_gan(self) -> None:
         if self.task != "image":

@@ -23,6 +23,10 @@ split:
   settings). Checkpoints are atomic (see :mod:`noisebrush.train.checkpoint`). A resumed run may stop at another
   step count: its LR schedule keeps the plan it was built for (``lr_steps``, recorded in checkpoints) and holds
   its final value past it.
+* **A time budget.** ``minutes`` instead of ``steps``: the run measures its own speed and plans (and re-plans) the
+  steps that fill the budget (:mod:`noisebrush.train.budget`); the LR schedule follows the planned steps without
+  jumps (:class:`noisebrush.train.lr.ProgressPlan`). The plan is saved in every checkpoint and in the run's
+  config.json and provenance; a resumed run continues it.
 * **A guard.** A phase whose loss or gradient is not finite is skipped and the step counted as skipped; that
   part's weights, optimizer moments and EMA are left untouched (the LR schedule still advances with the step count,
   and so does the data stream).
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -48,14 +53,16 @@ import torch
 
 from noisebrush import __version__
 from noisebrush.devices import cpu_bf16_fast, cpu_features, hardware_name, has_accelerator
-from noisebrush.errors import BadParameter, UserError
+from noisebrush.errors import BadParameter, UserError, warn
 from noisebrush.io import model_folder
 from noisebrush.io.atomic import atomic_write_text
 from noisebrush.io.images import make_grid, save_image
 from noisebrush.seeding import mix
+from noisebrush.train.budget import TimeBudget
 from noisebrush.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from noisebrush.train.config import TrainConfig
 from noisebrush.train.gan import GANObjective
+from noisebrush.train.lr import PlannedLR, ProgressPlan
 from noisebrush.train.objectives import EDMObjective, Objective, Part, Phase, build_dataset
 from noisebrush.train.shape import ShapeObjective
 from noisebrush.train.video import VideoObjective
@@ -229,18 +236,22 @@ class Trainer(Loop):
     def __init__(self, config: TrainConfig, *, objective: Objective | None = None, dataset=None, resume=False,
                  text_encoder=None, accelerator=None):
         # lazy: Accelerate takes ~3 s to import (measured); `noisebrush.train` is imported where nothing trains
-        from accelerate import Accelerator
+        from accelerate import Accelerator, DistributedDataParallelKwargs
 
         if objective is not None and (dataset is not None or text_encoder is not None):
             raise BadParameter("dataset, text_encoder: give them to the objective (they are EDMObjective's)")
         self.cfg = cfg = config
         self.precision = resolve_precision(cfg.mixed_precision)
-        acc = accelerator or Accelerator(cpu=not has_accelerator(), mixed_precision=self.precision)
         if objective is None:
             kind = {"video": VideoObjective, "shape": ShapeObjective}.get(cfg.task, EDMObjective)
             if cfg.method != "diffusion":
                 kind = GANObjective
             objective = kind(dataset=dataset, text_encoder=text_encoder)
+        # DDP (several processes) looks for the weights a process's backward left out only where the objective
+        # says there can be some (see Objective.unused_parameters): the search costs a walk of the graph a step
+        ddp = [DistributedDataParallelKwargs(find_unused_parameters=True)] if objective.unused_parameters(cfg) else []
+        acc = accelerator or Accelerator(cpu=not has_accelerator(), mixed_precision=self.precision,
+                                         kwargs_handlers=ddp)
         self._attach(objective, acc, cfg.batch_size, cfg.grad_accum, cfg.seed, None)
         self.out = Path(cfg.out_dir)
         if self.out.exists() and not self.out.is_dir():
@@ -254,10 +265,14 @@ class Trainer(Loop):
         # where the weights descend from (provenance), also after a resume: the run's own config names it
         self.init_from: str | None = str(cfg.init) if cfg.init else None
         checkpoint = self._checkpoint_to_resume(resume) if resume else None
-        # the LR schedule's plan: this run's steps, or the resumed run's (a resume may stop elsewhere; past the
-        # plan the LR holds its final value)
-        self.lr_steps = cfg.steps if checkpoint is None else _planned_steps(checkpoint, cfg.steps)
-        self.parts = objective.build(self)
+        self.budget: TimeBudget | None = None
+        if cfg.minutes is None:
+            # the LR schedule's plan: this run's steps, or the resumed run's (a resume may stop elsewhere; past
+            # the plan the LR holds its final value)
+            self.lr_steps = cfg.steps if checkpoint is None else _planned_steps(checkpoint, cfg.steps)
+            self.parts = objective.build(self)
+        else:
+            self.parts = self._build_for_budget(objective)
         optimizer_states = None
         if resume:
             optimizer_states = self._resume(checkpoint)
@@ -266,6 +281,49 @@ class Trainer(Loop):
             log.info("initialised from %s", cfg.init)
         self._prepare(optimizer_states)
         self._window = self._new_window()
+
+    clock = staticmethod(time.perf_counter)  # what a time budget's "spent" is measured with (a test's own clock)
+
+    def _build_for_budget(self, objective: Objective) -> dict:
+        """A budget run's parts: the objective builds them as for a step-count run (its schedulers are made for
+        a placeholder of one step, its config seen without the budget), then every part's scheduler becomes a
+        :class:`PlannedLR` on the run's one :class:`ProgressPlan`."""
+        cfg = self.cfg
+        self.lr_steps = None  # the plan holds the LR past its end itself
+        self.cfg = dataclasses.replace(cfg, minutes=None, steps=1, warmup=0)
+        try:
+            parts = objective.build(self)
+        finally:
+            self.cfg = cfg
+            objective.cfg = cfg
+        self.budget = TimeBudget(cfg.minutes * 60.0, ProgressPlan(cfg.lr_schedule, final=cfg.lr_final),
+                                 warmup=cfg.warmup)
+        for part in parts.values():
+            part.scheduler = PlannedLR(part.optimizer, self.budget.plan)
+        return parts
+
+    @property
+    def planned_steps(self) -> int | None:
+        """Where the run will stop: ``steps``, or a budget run's planned end (None during its probe)."""
+        return self.cfg.steps if self.budget is None else self.budget.stop_step(self.step)
+
+    def budget_tick(self, spent: float) -> bool:
+        """A budget run, after an optimizer step with ``spent`` seconds spent so far: re-plan when due (and set
+        the new plan's LR for the next step). True when the run should stop now. What ``fit`` calls after every
+        step with its wall time; a caller that drives :meth:`train_step` itself calls it with its own clock."""
+        if self.budget.tick(self.step, spent):
+            for part in self.parts.values():
+                part.scheduler.apply()
+        return self.budget.done(self.step, spent)
+
+    def _spent(self, since: float, before: float) -> float:
+        """A budget run's seconds spent: ``before`` (a resumed run's, from its checkpoint) plus this clock's time
+        since ``since``; the same number on every process (their mean), so all stop at the same step."""
+        spent = before + self.clock() - since
+        if self.acc.num_processes > 1:
+            spent = float(self.acc.reduce(torch.tensor([spent], dtype=torch.float64, device=self.acc.device),
+                                          "mean").item())
+        return spent
 
     def _mask_seed(self) -> int:
         return self.cfg.seed  # read at every step: the config is the run's
@@ -312,6 +370,11 @@ class Trainer(Loop):
         ck = load_checkpoint(path)
         if not self.objective.same_networks(ck["net_config"]):
             raise UserError(f"{path}: the checkpoint's network differs from this config; resume with the same model")
+        if (ck.get("budget") is None) != (self.budget is None):
+            raise UserError(f"{path}: the run was planned by {'steps' if ck.get('budget') is None else 'minutes'}; "
+                            f"resume it with {'steps' if ck.get('budget') is None else 'minutes'} (the total)")
+        if self.budget is not None:  # the recorded plan; where this run stops is its own minutes
+            self.budget.load_state_dict(ck["budget"])
         names = list(self.parts)
         states = {}
         for name in names:
@@ -395,6 +458,9 @@ class Trainer(Loop):
             row[f"loss_s{i}"] = float(buckets[i]) if stats[2 + nb + i] > 0 else ""
         for i, name in enumerate(self.objective.log_fields):
             row[name] = float(own[2 * i] / own[2 * i + 1]) if own[2 * i + 1] > 0 else ""
+        if self.budget is not None:
+            row["planned"] = "" if self.budget.plan.end is None else self.budget.plan.end
+            row["left_s"] = round(self.budget.left(), 1)
         if self.acc.is_main_process:
             path = self.out / "log.csv"
             new = not path.exists()
@@ -411,7 +477,7 @@ class Trainer(Loop):
         return row
 
     def _log_fields(self) -> list[str]:
-        return _LOG_FIELDS + list(self.objective.log_fields)
+        return _LOG_FIELDS + list(self.objective.log_fields) + (["planned", "left_s"] if self.budget else [])
 
     def _truncate_log(self) -> None:
         """After a resume, drop log rows written after the checkpoint (they will be written again)."""
@@ -448,6 +514,8 @@ class Trainer(Loop):
                               "size": self.objective.data_size()},
                      "net_config": self.objective.describe(), "config": self.cfg.to_dict(),
                      "lr_steps": self.lr_steps, "objective": self.objective.state()}
+            if self.budget is not None:
+                state["budget"] = self.budget.state_dict()
             (_, main), *others = self.parts.items()
             extra = {name: {"model": p.net, "ema": p.ema, "optimizer": p.optimizer, "scheduler": p.scheduler}
                      for name, p in others}
@@ -478,23 +546,39 @@ class Trainer(Loop):
             "train_seconds": round(self.train_seconds, 1), "processes": self.acc.num_processes,
             "precision": self.precision, "hardware": hardware_name(self.acc.device), "cpu": cpu_features(),
             "config": self.cfg.to_dict(),
+            **({"minutes": self.cfg.minutes, "plan": self.budget.summary()} if self.budget is not None else {}),
         }
+
+    def _write_run_config(self) -> None:
+        """config.json: the training config, what the objective records, and a budget run's plan so far."""
+        if self.acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            doc = {"train": self.cfg.to_dict(), **self.objective.run_info()}
+            if self.budget is not None:
+                doc["plan"] = self.budget.summary()
+            atomic_write_text(self.out / "config.json", json.dumps(doc, indent=2))
 
     # -- the run --------------------------------------------------------------------------------------------------
     def fit(self, progress=None) -> Path | None:
-        """Train to ``cfg.steps``; returns the exported model folder. ``progress(step, row)`` is called per step.
+        """Train to ``cfg.steps`` (a budget run: until its planned end, or its time is spent); returns the exported
+        model folder. ``progress(step, row)`` is called per step (a budget run's row also has ``planned``, the steps
+        it plans, and ``left``, its seconds left).
 
         A KeyboardInterrupt writes a checkpoint first, then propagates.
         """
         cfg = self.cfg
-        if self.acc.is_main_process:
-            self.out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.out / "config.json", json.dumps(
-                {"train": cfg.to_dict(), **self.objective.run_info()}, indent=2))
+        self._write_run_config()
         tb = _tensorboard(self.out) if self.acc.is_main_process else None
+        budget = self.budget
+        since, before = self.clock(), (budget.spent if budget is not None else 0.0)
+        stop = self.step >= cfg.steps if budget is None else budget.done(self.step, before)
         try:
-            while self.step < cfg.steps:
+            while not stop:
                 res = self.train_step()
+                if budget is None:
+                    stop = self.step >= cfg.steps
+                else:
+                    stop = self.budget_tick(self._spent(since, before))
                 if self.monitor is not None and cfg.sample_every and self.step % cfg.sample_every == 0:
                     measured = self.monitor(self)
                     self._note(measured)
@@ -503,19 +587,28 @@ class Trainer(Loop):
                 if cfg.log_every and self.step % cfg.log_every == 0:
                     row = self._flush_log(tb)
                 if progress is not None:
+                    extra = {} if budget is None else {"planned": budget.plan.end, "left": budget.left(),
+                                                       "stop": budget.stop_step(self.step)}
                     progress(self.step, {"loss": res.loss, "lr": res.lr, "skipped": self.skipped, "log": row,
-                                         "stats": res.stats})
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                                         "stats": res.stats, **extra})
+                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and not stop:
                     self.checkpoint()
+                    if budget is not None:
+                        self._write_run_config()
                 if cfg.sample_every and self.step % cfg.sample_every == 0 and self.acc.is_main_process:
                     self.save_samples()
         except KeyboardInterrupt:
             self._flush_log(tb)
             self.checkpoint()
             raise
+        if budget is not None and not budget.plan.started:
+            warn(f"minutes: the budget ran out while the run was measuring its speed ({self.step} step"
+                 f"{'s' * (self.step != 1)} at LR 0): nothing was learned; give it more minutes")
         try:
             self._flush_log(tb)
             self.checkpoint()
+            if budget is not None:
+                self._write_run_config()
         except OSError as e:  # the run folder cannot be written any more: the model still goes somewhere
             path = self.export()  # (to the rescue folder, raising a UserError that names it, when it must)
             raise UserError(f"{self.out}: the last checkpoint could not be written ({e.strerror or e}); the "

@@ -205,3 +205,64 @@ def test_unwritable_places_fail_before_any_work(tmp_path_factory, tmp_path):
     n, warned = results["locked"]
     assert n == 3  # the readable subfolder's pictures
     assert any("secret" in w and "cannot read this folder" in w for w in warned), warned
+
+
+# -- a time budget (--minutes) -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, words", [
+    (["--minutes", "0"], "--minutes: a number > 0"), (["--minutes", "-2"], "--minutes: a number > 0"),
+    (["--minutes", "1e9"], "--minutes: a number > 0 and ≤ 10080"),
+    (["--minutes", "1", "--steps", "3"], "--minutes: give --steps or --minutes, not both"),
+    (["--set", "minutes=0"], "--set minutes: a number > 0"),
+    (["--set", "minutes=2", "--set", "steps=3"], "minutes: a run is planned by steps or by minutes, not both"),
+])
+def test_bad_budgets_are_one_line_before_anything_is_built(tmp_path, capsys, args, words):
+    run = tmp_path / "run"
+    line = one_error_line(main(["train", "--out", str(run), *TINY, *args]), *capsys.readouterr())
+    assert words in line
+    assert not run.exists()
+
+
+def test_a_flag_wins_over_the_other_budget_in_a_file(tmp_path):
+    from noisebrush.apps.cli.train import _train_config
+
+    path = tmp_path / "c.toml"
+    path.write_text("steps = 100\nwarmup = 5\n")
+    cfg = _train_config(path, {"minutes": 2.0}, {}, flags={"minutes": "--minutes"})
+    assert (cfg.minutes, cfg.steps, cfg.warmup, cfg.batch_size) == (2.0, None, 5, 16)
+    path.write_text("minutes = 3\n")
+    cfg = _train_config(path, {"steps": 40}, {}, flags={"steps": "--steps"})
+    assert (cfg.minutes, cfg.steps, cfg.batch_size) == (None, 40, 64)
+
+
+def test_a_budget_run_and_its_resume(tmp_path, capsys, monkeypatch):
+    """With the trainer's clock made to count 0.5 s a step: --minutes 0.1 is 12 steps (2 probe steps, then the
+    rate × the 5 s left); --resume --minutes 0.15 takes it on to 9 s in all, at the plan's final LR; --steps is
+    refused on a budget run."""
+    from noisebrush.train import Trainer
+
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(Trainer, "clock", staticmethod(lambda: 0.5 * next(ticks)))
+    run = tmp_path / "run"
+    code = main(["train", "--minutes", "0.1", "--out", str(run), *TINY, "--set", "checkpoint_every=5"])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    assert "trained 12 steps" in cap.out and "plan 12 steps" in cap.err
+    doc = json.loads((run / "config.json").read_text())
+    assert doc["train"]["minutes"] == 0.1 and doc["train"]["steps"] is None and doc["plan"]["planned_steps"] == 12
+    lrs = _lrs(run)
+    assert lrs[1] == 0.0 and lrs[12] == pytest.approx(1e-2 * 0.05, rel=0.2)  # the probe; near the cosine's end
+
+    code = main(["train", "--out", str(run), "--resume", "--steps", "20"])
+    line = one_error_line(code, *capsys.readouterr())
+    assert "--steps: this run was planned by minutes; resume it with --minutes (the total)" in line
+
+    code = main(["train", "--out", str(run), "--resume", "--minutes", "0.15"])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    assert "resumed from step 12" in cap.err and "trained 18 steps" in cap.out
+    lrs = _lrs(run)
+    assert [lrs[s] for s in range(13, 19)] == pytest.approx([1e-2 * 0.05] * 6)  # held past the plan's end
+    doc = json.loads((run / "config.json").read_text())
+    assert doc["train"]["minutes"] == 0.15 and doc["plan"]["budget_seconds"] == 6.0  # the plan's own budget
+    assert doc["plan"]["stop_seconds"] == 9.0 and doc["plan"]["planned_steps"] == 12

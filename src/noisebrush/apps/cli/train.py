@@ -4,14 +4,19 @@ the brief's experiments.
     noisebrush train --config configs/builtin.toml --out runs/mine
     noisebrush train --data ~/pictures --steps 2000 --set model.channels=64
     noisebrush train --out runs/mine --resume --steps 4000      # the run's own settings; --steps may change
+    noisebrush train --data ~/pictures --minutes 20             # as many steps as fit in 20 minutes
     noisebrush experiment steps
 
 ``train`` checks everything before any work: every value's type (``--set`` values are TOML; a bare word is a
-string, anything else that is not TOML is an error), the bounds of ``--steps`` and ``--batch-size``, and that
-``--out`` can be written. ``--resume`` reads the run's config from the run folder; values given again must agree
-with it, except those :data:`noisebrush.train.config.RESUME_MAY_CHANGE` names. Ctrl-C raises a flag that the run
-checks between steps (:func:`noisebrush.apps.cli.common.stop_at_step_end`, which ``finetune`` shares): it stops at the end of the step and
-keeps the work.
+string, anything else that is not TOML is an error), the bounds of ``--steps``, ``--minutes`` and ``--batch-size``,
+and that ``--out`` can be written. ``--minutes`` (a time budget, :mod:`noisebrush.train.budget`) and ``--steps`` are
+exclusive; a flag wins over the other in a config file, and a resumed run keeps its kind: both mean the total,
+where the run stops (``--resume`` alone finishes the recorded budget; ``--resume --minutes 30`` takes a 20-minute
+run on to 30 minutes in all, its LR plan kept and held at its final value past its end, as with ``--steps``).
+``--resume`` reads the run's config from the run folder; values given again must agree with it, except those
+:data:`noisebrush.train.config.RESUME_MAY_CHANGE` names. Ctrl-C raises a flag that the run checks between steps
+(:func:`noisebrush.apps.cli.common.stop_at_step_end`, which ``finetune`` shares): it stops at the end of the step
+and keeps the work.
 
 Lazy imports: the trainer and the experiments import torch (and accelerate), so they are imported inside the
 commands: `noisebrush --help` takes 0.3 s without torch and 3.5 s with it at the top of any command module.
@@ -28,7 +33,7 @@ import typer
 
 from noisebrush.apps.cli.app import app
 from noisebrush.apps.cli.common import command_line, progress as progress_bar, stop_at_step_end
-from noisebrush.checks import LIMITS, limited, whole, whole_list
+from noisebrush.checks import LIMITS, limited, number, whole, whole_list
 from noisebrush.errors import BadParameter
 from noisebrush.io.atomic import check_writable
 
@@ -105,6 +110,10 @@ def train(config: Optional[Path] = typer.Option(None, "--config", "-c", help="TO
           out: Optional[str] = typer.Option(None, "--out", "-o", help="run folder"),
           steps: Optional[int] = typer.Option(None, "--steps", help="optimizer steps (with --resume: where to "
                                                                     "stop)"),
+          minutes: Optional[float] = typer.Option(None, "--minutes", help="train for this many minutes instead of "
+                                                                          "--steps: the run measures its speed and "
+                                                                          "plans the steps (with --resume: the "
+                                                                          "total budget)"),
           batch_size: Optional[int] = typer.Option(None, "--batch-size"),
           lr: Optional[float] = typer.Option(None, "--lr"),
           lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="constant, linear, exponential, "
@@ -126,10 +135,13 @@ def train(config: Optional[Path] = typer.Option(None, "--config", "-c", help="TO
     """Train a model on the built-in set or a folder; writes RUN/model at the end. Ctrl-C checkpoints and exits."""
     from noisebrush.train import Trainer  # lazy: torch (see the module docstring)
 
-    over = {"data": data, "out_dir": out, "steps": steps, "batch_size": batch_size, "lr": lr,
+    if steps is not None and minutes is not None:
+        raise BadParameter("--minutes: give --steps or --minutes, not both")
+    over = {"data": data, "out_dir": out, "steps": steps, "minutes": minutes, "batch_size": batch_size, "lr": lr,
             "lr_schedule": lr_schedule, "mixed_precision": precision, "seed": seed, "task": task, "scale": scale,
             "method": method}
-    flags = {"data": "--data", "out_dir": "--out", "steps": "--steps", "batch_size": "--batch-size", "lr": "--lr",
+    flags = {"data": "--data", "out_dir": "--out", "steps": "--steps", "minutes": "--minutes",
+             "batch_size": "--batch-size", "lr": "--lr",
              "lr_schedule": "--lr-schedule", "mixed_precision": "--precision", "seed": "--seed", "task": "--task",
              "scale": "--scale", "method": "--method"}
     cfg = _train_config(config, over, parse_sets(set_), resume=resume, flags=flags)
@@ -151,10 +163,14 @@ def _train_config(config: Optional[Path], over: dict, extra: dict, *, resume: bo
                   flags: Optional[dict] = None):
     """The TrainConfig: the TOML file (or the defaults), the flags, then the --set values — or, with ``resume``,
     the run's own config with those given again on top (see :func:`noisebrush.train.config.merge_for_resume`)."""
+    from noisebrush.train.budget import MAX_MINUTES  # lazy: torch
     from noisebrush.train.config import TrainConfig, merge_for_resume, read_toml, run_config  # lazy: torch
 
     doc = read_toml(config) if config is not None else {}
     given: dict = {k: v for k, v in doc.items() if k != "model"}
+    for key, other in (("steps", "minutes"), ("minutes", "steps")):  # a flag wins over the other in the file
+        if over.get(key) is not None:
+            given.pop(other, None)
     names = {k: f"{k} (in {config})" for k in given}
     given.update({k: v for k, v in over.items() if v is not None})
     names.update({k: (flags or {}).get(k, k) for k, v in over.items() if v is not None})
@@ -172,6 +188,8 @@ def _train_config(config: Optional[Path], over: dict, extra: dict, *, resume: bo
     for key, limit in (("steps", "train_steps"), ("batch_size", "batch_size")):  # however they were given
         if key in given:
             limited(names[key], given[key], limit)
+    if given.get("minutes") is not None:
+        number(names["minutes"], given["minutes"], 0, MAX_MINUTES, above=True)
     if not resume:
         try:
             return TrainConfig.from_dict({**given, "model": model})
@@ -184,6 +202,10 @@ def _train_config(config: Optional[Path], over: dict, extra: dict, *, resume: bo
     run = run_config(out)
     if model:
         given["model"] = model
+    kind, other = ("minutes", "steps") if run.get("minutes") is not None else ("steps", "minutes")
+    if given.get(other) is not None:
+        raise BadParameter(f"{names[other]}: this run was planned by {kind}; resume it with "
+                           f"{flags.get(kind, kind) if flags else kind} (the total)")
     steps = given.pop("steps", None)
     cfg = TrainConfig.from_dict(merge_for_resume(run, given, names))
     if steps is not None:  # where to stop; the run's LR schedule keeps its plan (checked against the run's steps)
@@ -204,15 +226,19 @@ def _say_data(trainer) -> None:
 def _fit(trainer, cfg) -> None:
     """Run the trainer under a progress bar; Ctrl-C writes a checkpoint and exits with 130."""
     start = trainer.step
-    bar = progress_bar(cfg.steps, "training")
-    task = bar.add_task("train", total=cfg.steps, completed=start, info="")
+    bar = progress_bar(trainer.planned_steps, "training")
+    task = bar.add_task("train", total=trainer.planned_steps, completed=start, info="")
     t0 = time.perf_counter()
     interrupted = False
     shown: dict = {}  # the last measured values the bar keeps showing
     with stop_at_step_end() as check:
         def progress(step, row):
             rate = (step - start) * cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
-            bar.update(task, completed=step, info=f"{_losses(row, shown)}  {rate:.1f} img/s  lr {row['lr']:.2e}")
+            info = f"{_losses(row, shown)}  {rate:.1f} img/s  lr {row['lr']:.2e}"
+            if "left" in row:  # a time budget: the steps it plans now and its time left
+                plan = "measuring speed" if row["planned"] is None else f"plan {row['planned']} steps"
+                info += f"  {plan}, {_clock_time(row['left'])} left"
+            bar.update(task, completed=step, total=row.get("stop") or trainer.planned_steps, info=info)
             check()
 
         try:
@@ -230,6 +256,12 @@ def _fit(trainer, cfg) -> None:
     typer.echo(f"trained {trainer.step} step{'s' * (trainer.step != 1)} ({trainer.skipped} skipped) → model in "
                f"{path}")
     _leave(trainer, 0)
+
+
+def _clock_time(seconds: float) -> str:
+    """Seconds as M:SS (H:MM:SS from an hour)."""
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 def _losses(row: dict, shown: dict) -> str:
