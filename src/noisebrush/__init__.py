@@ -23,13 +23,14 @@ from noisebrush.errors import BadParameter, UserError
 __all__ = ["UserError", "__version__", "load", "cascade", "save"]
 
 
-def load(model="builtin", *, device=None, lora=None):
+def load(model="builtin", *, device=None, lora=None, runtime: str = "torch", onnx=None):
     """Load the built-in model or a model folder for painting (see :mod:`noisebrush.paint.pipeline`); ``lora``: LoRA
-    files to merge in ("FILE" or "FILE:weight", several add up)."""
+    files to merge in ("FILE" or "FILE:weight", several add up); ``runtime="onnx"``: run the network in ONNX Runtime
+    (``onnx``: a graph from ``noisebrush export``; default: this model's fp32 graph, exported once into a cache)."""
     # `import noisebrush` (the CLI's --help, the errors module) must stay instant (0.02 s)
     from noisebrush.paint.pipeline import load as _load  # lazy: torch and the networks take about 4 s
 
-    return _load(model, device=device, lora=lora)
+    return _load(model, device=device, lora=lora, runtime=runtime, onnx=onnx)
 
 
 def cascade(base="builtin", *, size: int = 128, stages=None, device=None, lora=None, **stage_options):

@@ -14,7 +14,8 @@ BENCHES = {"samplers": "noisebrush.bench.samplers", "train": "noisebrush.bench.t
            "inpaint": "noisebrush.bench.inpaint", "finetune": "noisebrush.bench.finetune",
            "preference": "noisebrush.bench.preference",
            "cascade": "noisebrush.bench.cascade", "studio": "noisebrush.bench.studio",
-           "video": "noisebrush.bench.video", "shapes": "noisebrush.bench.shapes", "gan": "noisebrush.bench.gan"}
+           "video": "noisebrush.bench.video", "shapes": "noisebrush.bench.shapes", "gan": "noisebrush.bench.gan",
+           "runtime": "noisebrush.bench.runtime"}
 
 
 def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:

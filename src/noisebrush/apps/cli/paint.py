@@ -4,6 +4,7 @@
     noisebrush paint "a landscape" --palette "#aa3300,#002255" --lora mystyle.safetensors:0.8
     noisebrush paint "a flower" --best-of 4 --prefer 1
     noisebrush paint "a (red:1.4) circle on a blue background" --negative "murky, dark"
+    noisebrush paint "a red sun" --runtime onnx                       # ONNX Runtime (see `noisebrush export`)
 
 Without ``--seed`` a random seed is drawn, printed (``seed N``) and recorded in every PNG, so ``noisebrush
 reproduce`` paints the picture again. ``--out`` is checked (a folder that can be written) before the model is loaded.
@@ -86,12 +87,26 @@ def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
           prefer: float = typer.Option(0.0, "--prefer", help="steer toward what your ratings like (guidance scale, "
                                                              "e.g. 0.5; 0 = off)"),
           db: Optional[Path] = typer.Option(None, "--db", help=DB_HELP),
-          device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps")):
+          device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps"),
+          runtime: str = typer.Option("torch", "--runtime", help="torch, or onnx: the network in ONNX Runtime on the "
+                                                                 "CPU (this model's graph is exported once into "
+                                                                 "$NOISEBRUSH_CACHE/onnx, default ~/.cache/noisebrush)"),
+          onnx: Optional[Path] = typer.Option(None, "--onnx", help="with --runtime onnx: a graph from `noisebrush "
+                                                                   "export` (an int8 one, say) instead of the "
+                                                                   "cached fp32 one")):
     """Paint PROMPT: n PNGs per prompt (each carrying its recipe) plus a contact sheet."""
     from noisebrush.io.outputs import Keeper, check_folder  # lazy: torch (see the module docstring)
     from noisebrush.seeding import pick_seed
 
     zoom = (2 if (size or 0) <= 32 else 1) if zoom is None else whole("--zoom", zoom, 1, 32)
+    if runtime not in ("torch", "onnx"):
+        raise BadParameter(f"--runtime: torch or onnx, got {runtime!r}")
+    if onnx is not None and runtime != "onnx":
+        raise BadParameter("--onnx: a graph is run with --runtime onnx")
+    if runtime == "onnx" and device not in ("auto", "cpu"):
+        raise BadParameter(f"--device: --runtime onnx paints on the CPU, got {device!r}")
+    if onnx is not None and not onnx.is_file():
+        raise BadParameter(f"--onnx: {onnx}: no such file")
     check_folder(out, what="--out")  # before the model is loaded: an unwritable --out is one line, no work lost
     seed = pick_seed(seed)
     limited("--best-of", best_of, "best_of")
@@ -106,7 +121,8 @@ def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
     t = time.perf_counter()
     keep = Keeper(out)
     with report_interrupt(keep.written), flags():
-        pipe = noisebrush.load(model, device=device, lora=lora or None)
+        pipe = noisebrush.load(model, device=device if runtime == "torch" else "cpu", lora=lora or None,
+                               runtime=runtime, onnx=onnx)
         pipe = cascade_for(pipe, size, cascade=cascade, stages=stages, device=device, steps=sr_steps,
                            sampler=sr_sampler, cfg=sr_cfg, aug=sr_aug)
         if show_stages and not hasattr(pipe, "stages"):
