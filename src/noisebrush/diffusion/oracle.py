@@ -134,6 +134,39 @@ class GaussianMixture:
             out[i] = torch.mv(lv[4].t(), gamma) + xs[i] * torch.mv(lv[3].t(), gamma)
         return out.reshape(x.shape).to(x.dtype)
 
+    def denoise_batch(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """:meth:`denoise` for a whole batch at one σ in one set of matrix products, differentiable in x and in σ
+        (a float64 scalar tensor that may require a gradient): what a learned discretization back-propagates
+        through (:mod:`noisebrush.diffusion.tuning`). Equal to :meth:`denoise` up to the rounding of batched
+        kernels."""
+        s = torch.as_tensor(sigma, dtype=F64).reshape(-1)
+        if s.numel() > 1:  # one value per sample, as the samplers pass it: they must all be the same σ
+            if bool((s.detach() != s.detach()[0]).any()):
+                raise BadParameter("sigma: denoise_batch takes one σ for the whole batch")
+            s = s[0]
+        if tuple(x.shape[1:]) != self.shape:
+            raise BadParameter(f"x: sample shape {tuple(x.shape[1:])} does not match the mixture's {self.shape}")
+        xs = x.to(F64).reshape(x.shape[0], -1)
+        logits, inv = self._batch_logits(xs, s.reshape(()))
+        gamma = torch.softmax(logits, 1)  # N×K
+        r = self.variances * inv
+        out = gamma @ (self.means * (1 - r)) + xs * (gamma @ r)
+        return out.reshape(x.shape).to(x.dtype)
+
+    def component(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        """The most probable component of each sample of x seen at noise level σ (its mode), as indices."""
+        xs = x.detach().to("cpu", F64).reshape(x.shape[0], -1)
+        return self._batch_logits(xs, torch.as_tensor(float(sigma), dtype=F64))[0].argmax(1)
+
+    def _batch_logits(self, xs: torch.Tensor, s: torch.Tensor):
+        """(N×K log w_k + log N(x; μ_k, v_k + σ²), 1/(v + σ²)) for flattened samples xs at one σ (a scalar tensor)."""
+        v = self.variances + s ** 2
+        inv = 1.0 / v
+        mu_inv = self.means * inv
+        const = self.log_weights - 0.5 * ((self.means * mu_inv).sum(1) + v.log().sum(1)
+                                          + self.means.shape[1] * math.log(2 * math.pi))
+        return const - 0.5 * (xs * xs) @ inv.t() + xs @ mu_inv.t(), inv
+
     def score(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """∇_x log p_σ(x) = (D(x; σ) - x) / σ²."""
         s = torch.as_tensor(sigma, dtype=F64).reshape(-1).expand(x.shape[0])

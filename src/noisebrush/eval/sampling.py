@@ -26,7 +26,7 @@ from noisebrush.data.clips import frame_condition
 from noisebrush.errors import BadParameter
 from noisebrush.paint.animate import KeepGiven, conditioned, start_clip
 
-__all__ = ["sample_batch", "sample_batches", "sample_many", "batch_denoiser"]
+__all__ = ["sample_batch", "sample_batches", "sample_many", "batch_denoiser", "conditions_for"]
 
 
 def batch_denoiser(pipe, cond: dict, cfg: float, *, fast: bool = True, guidance=None, keep_given: bool = False):
@@ -39,8 +39,8 @@ def batch_denoiser(pipe, cond: dict, cfg: float, *, fast: bool = True, guidance=
                          device_type=pipe.device.type, guides=pipe.check_guidance(guidance))
 
 
-def _conditions(pipe, prompts, labels, n: int) -> dict:
-    """One condition row per picture."""
+def conditions_for(pipe, prompts, labels, n: int) -> dict:
+    """The conditions of n pictures for a batched denoiser: one row per picture (text, labels, or none)."""
     if pipe.condition == "text":
         if prompts is None or len(prompts) != n:
             raise BadParameter("prompts: a text model needs one prompt per seed")
@@ -75,7 +75,7 @@ def sample_batch(pipe, *, prompts: Sequence[str] | None = None, labels: Sequence
     o = pipe.check("", steps=steps, seed=0, n=max(n, 1), sampler=sampler, cfg=cfg, size=size, sigma_min=sigma_min,
                    sigma_max=sigma_max, label=0 if pipe.condition == "label" else None)
     steps, cfg, sampler = o.steps, o.cfg, o.sampler
-    cond = _conditions(pipe, prompts, labels, n)
+    cond = conditions_for(pipe, prompts, labels, n)
     noise = SampleNoise.from_seeds(list(seeds))
     sigmas = schedule(steps, sigma_min=o.sigma_min, sigma_max=o.sigma_max) if schedule else o.sigmas()
     shape = pipe.modality.shape(o.size)

@@ -31,18 +31,21 @@ n pictures plus the network's activations for the pictures of one network call, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from noisebrush.checks import LIMITS, limited, number, whole
 from noisebrush.devices import MEMORY_LIMIT_ENV, format_bytes, free_memory
-from noisebrush.diffusion import SCHEDULES, get_sampler
-from noisebrush.errors import BadParameter, UserError
+from noisebrush.diffusion import SAMPLERS, SCHEDULES, get_sampler
+from noisebrush.diffusion.schedules import check_sigmas
+from noisebrush.diffusion.tuning import load_schedule
+from noisebrush.errors import BadParameter, UserError, warn
 from noisebrush.nets import registry
 
 __all__ = ["PaintOptions", "ModelSchedule", "model_schedule", "schedule_sigmas", "check_common", "SCHEDULE_KINDS",
            "MAX_STEPS", "MAX_N", "MAX_CFG", "MAX_SIGMA", "MAX_SEED", "memory_needed", "check_memory", "check_size",
-           "STATE_COPIES"]
+           "STATE_COPIES", "check_levels", "learned_schedules", "learned_path", "LEARNED_DIR"]
 
 MAX_STEPS = int(LIMITS["steps"].hard)
 MAX_N = int(LIMITS["n"].hard)
@@ -76,6 +79,15 @@ class ModelSchedule:
     rho: float = 7.0
     sampler: str = "dpmpp_2m"
     steps: int = 20
+    # learned schedules of the folder (``noisebrush tune``; :mod:`noisebrush.paint.learned`): (sampler, steps, σ levels)
+    learned: tuple = ()
+
+    def learned_for(self, sampler: str, steps: int) -> tuple[float, ...] | None:
+        """The learned σ levels for ``sampler`` at ``steps`` steps, or None."""
+        for name, n, levels in self.learned:
+            if name == sampler and n == steps:
+                return levels
+        return None
 
 
 def model_schedule(config: dict, where="config.json") -> ModelSchedule:
@@ -102,6 +114,31 @@ def model_schedule(config: dict, where="config.json") -> ModelSchedule:
     return ModelSchedule(got["kind"], lo, hi, rho, got["sampler"], steps)
 
 
+LEARNED_DIR = "schedules"  # a model folder's learned schedules: schedules/SAMPLER-nfeN.json (``noisebrush tune``)
+
+
+def learned_path(folder: Path, sampler: str, nfe: int) -> Path:
+    """Where ``noisebrush tune`` keeps the learned schedule of ``sampler`` at ``nfe`` evaluations in a model folder."""
+    return Path(folder) / LEARNED_DIR / f"{sampler}-nfe{int(nfe)}.json"
+
+
+def learned_schedules(folder: Path, weights_hash: str) -> tuple:
+    """The learned schedules in a model folder, as :attr:`ModelSchedule.learned`: (sampler, steps, σ levels) of
+    each file fitted for these weights. A file fitted for other weights (the model was trained further) is left
+    out with a warning: its levels were chosen for another network."""
+    found = []
+    for f in sorted((Path(folder) / LEARNED_DIR).glob("*-nfe*.json")):
+        sigmas, info = load_schedule(str(f), with_info=True)
+        sampler, fitted = info.get("sampler"), info.get("weights_hash")
+        if fitted != weights_hash:
+            warn(f"{f}: learned for other weights than this model's; not used (run `noisebrush tune` again)")
+            continue
+        if not isinstance(sampler, str) or sampler not in SAMPLERS:
+            raise UserError(f"{f}: names no sampler noisebrush has ({sampler!r})")
+        found.append((sampler, len(sigmas) - 1, tuple(float(v) for v in sigmas)))
+    return tuple(found)
+
+
 @dataclass(frozen=True)
 class PaintOptions:
     """Validated options for painting (what :meth:`noisebrush.paint.pipeline.Pipeline.check` returns)."""
@@ -116,8 +153,9 @@ class PaintOptions:
     sigma_min: float
     sigma_max: float
     label: int | str | None = None  # as the caller gave it (recipes record it so)
-    schedule: str = "karras"  # the σ schedule kind and ρ (from the model folder)
+    schedule: str = "karras"  # the σ schedule kind and ρ (from the model folder); "learned": ``levels``
     rho: float = 7.0
+    levels: tuple[float, ...] | None = None  # a learned schedule's σ levels (steps + 1, ending in 0)
     seeds: tuple[int, ...] = field(init=False)
 
     def __post_init__(self):
@@ -125,12 +163,31 @@ class PaintOptions:
 
     def sigmas(self) -> torch.Tensor:
         """The σ schedule of these options (float64, steps + 1 values ending in 0)."""
+        if self.levels is not None:
+            return torch.tensor(self.levels, dtype=torch.float64)
         return schedule_sigmas(self.schedule, self.steps, self.sigma_min, self.sigma_max, self.rho)
 
 
-def check_common(prompt, *, steps, seed, n, sampler, cfg, sigma_min, sigma_max, schedule: ModelSchedule) -> dict:
+def check_levels(levels, steps: int | None) -> tuple[float, ...]:
+    """Given σ levels (a recipe's learned schedule): decreasing, ending in 0, within the σ bound, ``steps`` + 1 of
+    them when ``steps`` is given."""
+    try:
+        s = check_sigmas(levels)
+    except (BadParameter, TypeError, ValueError, RuntimeError) as e:
+        raise BadParameter(f"sigmas: {str(e).splitlines()[0] if str(e) else 'not a list of σ levels'}") from None
+    if len(s) < 2 or float(s[-1]) != 0.0 or float(s[0]) > MAX_SIGMA:
+        raise BadParameter(f"sigmas: need decreasing σ levels ending in 0 and starting at most {MAX_SIGMA:g}")
+    if steps is not None and len(s) != steps + 1:
+        raise BadParameter(f"sigmas: {len(s)} levels for {steps} steps (need steps + 1)")
+    return tuple(float(v) for v in s)
+
+
+def check_common(prompt, *, steps, seed, n, sampler, cfg, sigma_min, sigma_max, schedule: ModelSchedule,
+                 sigmas=None) -> dict:
     """The options every model shares, validated (BadParameter naming the first bad one); ``None`` for steps,
-    sampler, sigma_min or sigma_max means the model's ``schedule``. Returns PaintOptions' fields but size/label."""
+    sampler, sigma_min or sigma_max means the model's ``schedule``. When the model has a learned schedule for the
+    sampler at these steps and no other σ bounds are asked for, that schedule is used (kind "learned");
+    ``sigmas`` gives the levels outright (a recipe's replay). Returns PaintOptions' fields but size/label."""
     if not isinstance(prompt, str):
         raise BadParameter(f"prompt: text, got {prompt!r}")
     sampler = schedule.sampler if sampler is None else sampler
@@ -145,8 +202,14 @@ def check_common(prompt, *, steps, seed, n, sampler, cfg, sigma_min, sigma_max, 
     hi = schedule.sigma_max if sigma_max is None else number("sigma_max", sigma_max)
     if not 0 < lo < hi <= MAX_SIGMA:
         raise BadParameter(f"sigma_min/sigma_max: need 0 < sigma_min < sigma_max ≤ {MAX_SIGMA:g}, got {lo}, {hi}")
+    levels = check_levels(sigmas, steps) if sigmas is not None else schedule.learned_for(sampler, steps)
+    # a learned schedule holds unless other σ bounds are asked for (a recipe replays its own, equal, bounds)
+    if sigmas is None and levels is not None and not (sigma_min in (None, levels[-2]) and sigma_max in (None, levels[0])):
+        levels = None
+    if levels is not None:
+        lo, hi = levels[-2], levels[0]
     return dict(prompt=prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, sigma_min=lo, sigma_max=hi,
-                schedule=schedule.kind, rho=schedule.rho)
+                schedule="learned" if levels is not None else schedule.kind, rho=schedule.rho, levels=levels)
 
 
 

@@ -34,6 +34,7 @@ with no prompt from a picture that carries no recipe.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -46,14 +47,15 @@ from noisebrush.diffusion import EDMPrecond, SampleNoise
 from noisebrush.diffusion.sample import StepInfo, make_denoiser, sample, start
 from noisebrush.errors import BadParameter, UserError, warn
 from noisebrush.io import model_folder
+from noisebrush.io.hashing import file_sha256
 from noisebrush.io.png import RECIPE_KEY, read_recipe
 from noisebrush.nets import registry
 from noisebrush.nets.lora import apply_loras, parse_lora_spec
 from noisebrush.nets.text import TextEncoder, parse_weights
-from noisebrush.paint import animate as clips, edit, sculpt as shapes, upscale as stage
+from noisebrush.paint import animate as clips, edit, runtime as runtimes, sculpt as shapes, upscale as stage
 from noisebrush.paint.guides import Guide, guidance_recipes
 from noisebrush.paint.modality import modality_for
-from noisebrush.paint.options import PaintOptions, check_common, check_size, model_schedule
+from noisebrush.paint.options import PaintOptions, check_common, check_size, learned_schedules, model_schedule
 
 __all__ = ["load", "Pipeline", "StepInfo", "DEFAULT_CFG"]
 
@@ -117,7 +119,7 @@ class _OnDevice(torch.nn.Module):
 
 class Pipeline:
     def __init__(self, net, config: dict, path: Path, *, device=None, name: str | None = None,
-                 loras: list[dict] | None = None):
+                 loras: list[dict] | None = None, runtime: str = "torch", onnx=None, say=None):
         self.config = config
         self.path = path
         self.name = name or path.name
@@ -137,6 +139,8 @@ class Pipeline:
         self.superres = config.get("superres") or {}
         self.scale = int(self.superres.get("scale", 1))
         self.schedule = model_schedule(config, path / "config.json")  # σ schedule, sampler, steps unless told
+        # with the folder's learned schedules (`noisebrush tune`): used for their sampler and steps
+        self.schedule = dataclasses.replace(self.schedule, learned=learned_schedules(path, self.hash))
         # "diffusion", or a diffusion GAN ("ddgan", "diffusion-gan", "gan": noisebrush.train.gan): its generator
         # paints in its own few steps with the `gan` sampler, drawing a latent of `latent` values per step
         self.method = config.get("method", "diffusion")
@@ -153,11 +157,28 @@ class Pipeline:
         self._pending: str | None = None  # a warning to give when painting starts
         self.loras = list(loras or [])  # LoRA adapters merged into the weights (noisebrush.nets.lora.apply_loras)
         self.device = torch.device("cpu")
+        # "torch", or "onnx": the network runs as an ONNX graph in ONNX Runtime (noisebrush.paint.runtime); the
+        # given graph file (an int8 one, say) is recorded in recipes by path and hash, the cached one is not
+        self.runtime = runtimes.check_runtime(runtime)
+        self.onnx_file: dict | None = None
+        if onnx is not None and runtime != "onnx":
+            raise BadParameter("onnx: a graph file is run with runtime='onnx' (--runtime onnx)")
+        if runtime == "onnx":
+            if device not in (None, "auto", "cpu") and str(device) != "cpu":
+                raise BadParameter(f"device: the onnx runtime paints on the CPU, got {device!r}")
+            graph = Path(onnx) if onnx is not None else runtimes.cached_graph(self, **({"say": say} if say else {}))
+            self._runner = runtimes.open_graph(self, graph)
+            self.den = EDMPrecond(self._runner, sigma_data=float(config["sigma_data"]))
+            if onnx is not None:
+                self.onnx_file = {"file": str(graph.resolve()), "hash": file_sha256(graph)[:10]}
+            device = "cpu"
         self.to(pick_device(device))
 
     # -- devices --------------------------------------------------------------------------------------------------
     def to(self, device) -> "Pipeline":
         dev = pick_device(device) if not isinstance(device, torch.device) else device
+        if self.runtime == "onnx" and dev.type != "cpu":
+            raise BadParameter(f"device: the onnx runtime paints on the CPU, got {dev.type}")
         self.net.to(dev)
         self._runner.device = dev
         self.device = dev
@@ -227,7 +248,8 @@ class Pipeline:
 
     # -- painting -------------------------------------------------------------------------------------------------
     def recipe(self, prompt: str, *, seed: int, steps: int, sampler: str, cfg: float, size,
-               sigma_min: float, sigma_max: float, label=None, guidance=None, negative: str | None = None) -> dict:
+               sigma_min: float, sigma_max: float, label=None, guidance=None, negative: str | None = None,
+               levels=None) -> dict:
         """Everything needed to paint a picture again. ``size``: one size per axis of the modality, or an int for
         every spatial axis (images: one side or (height, width)); the recipe records the modality's fields. The
         prompt is recorded as typed (with its weights); ``negative`` only when there is one (absent: none)."""
@@ -236,17 +258,23 @@ class Pipeline:
                "sigma_max": sigma_max, "model": self.name, "model_hash": self.hash, "noisebrush": __version__}
         if negative:
             rec["negative"] = negative
+        if levels is not None:  # a learned schedule's levels (absent: the folder's schedule between the σ bounds)
+            rec["sigmas"] = [float(v) for v in levels]
         if any(c in prompt for c in "()\\"):  # read with (word:w) weights; older recipes painted these literally
             rec["prompt_syntax"] = "weights"
         if self.loras:
             rec["lora"] = [dict(d) for d in self.loras]
+        if self.runtime != "torch":  # absent: torch (every recipe before issue 19)
+            rec["runtime"] = self.runtime
+            if self.onnx_file:
+                rec["onnx"] = dict(self.onnx_file)
         if guidance:
             rec["guidance"] = guidance_recipes(guidance)
         return rec
 
     def check(self, prompt: str = "", *, steps=None, seed=0, n=1, sampler=None, cfg=3.0, size=None,
-              sigma_min=None, sigma_max=None, label=None, memory: bool = True, negative: str | None = None) \
-            -> PaintOptions:
+              sigma_min=None, sigma_max=None, label=None, memory: bool = True, negative: str | None = None,
+              sigmas=None) -> PaintOptions:
         """Validate painting options (BadParameter naming the first bad one) → :class:`PaintOptions`.
 
         ``None`` for steps, sampler, sigma_min or sigma_max: the model folder's ``schedule``; ``size``: ``None``
@@ -254,10 +282,12 @@ class Pipeline:
         :mod:`noisebrush.paint.options` and :mod:`noisebrush.paint.modality`; the memory ``n`` pictures of ``size``
         need is checked (:func:`noisebrush.paint.options.check_size`) unless ``memory=False`` (the edits, which paint
         at a picture's own size, check that size themselves). A text model's prompt weights and ``negative`` are
-        checked too (:func:`noisebrush.nets.text.parse_weights`; a negative takes no weights)."""
+        checked too (:func:`noisebrush.nets.text.parse_weights`; a negative takes no weights). The model folder's
+        learned schedule for the sampler at these steps (``noisebrush tune``) is used unless other σ bounds are
+        asked for; ``sigmas``: σ levels given outright (a recipe's replay)."""
         self._check_method(steps, sampler, sigma_min, sigma_max)
         common = check_common(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, sigma_min=sigma_min,
-                              sigma_max=sigma_max, schedule=self.schedule)
+                              sigma_max=sigma_max, schedule=self.schedule, sigmas=sigmas)
         if self.is_gan and common["cfg"] != 1.0:
             common["cfg"] = self._no_guidance(common["cfg"])
         batch = None
@@ -386,7 +416,7 @@ class Pipeline:
     def generate(self, prompt: str = "", *, steps: int | None = None, seed: int = 0, n: int = 1,
                  sampler: str | None = None, cfg: float = 3.0, size=None, sigma_min: float | None = None,
                  sigma_max: float | None = None, label=None, callback=None, stats: dict | None = None,
-                 guidance=None, negative: str | None = None) -> tuple[torch.Tensor, list[dict]]:
+                 guidance=None, negative: str | None = None, sigmas=None) -> tuple[torch.Tensor, list[dict]]:
         """N×C×(axes) samples in [-1, 1] (images: N×C×H×W) and one recipe per sample.
 
         ``steps`` steps of ``sampler`` on the model's σ schedule (Karras et al.'s unless its folder names another)
@@ -399,13 +429,15 @@ class Pipeline:
         (a palette, a learned preference) that steer every step through the x̂_0-guidance hook. ``negative``: a
         negative prompt (text models): guidance pushes away from it instead of from the unconditional prediction
         (:meth:`negative_conditions`); ``""``/None: none. ``prompt`` may weight words: ``"a (red:1.3) circle"``
-        (:meth:`condition_mix`).
+        (:meth:`condition_mix`). ``sigmas``: the σ levels outright (steps + 1 values ending in 0), as a recipe of
+        a learned schedule records them; otherwise the folder's learned schedule for this sampler and steps, when
+        it has one (:meth:`check`).
         """
         if self.task == "sr":
             raise UserError(f"{self.name}: is a super-resolution stage; it paints from a picture "
                             f"(`noisebrush upscale`, pipe.upscale)")
         opts = self.check(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, size=size,
-                          sigma_min=sigma_min, sigma_max=sigma_max, label=label, negative=negative)
+                          sigma_min=sigma_min, sigma_max=sigma_max, label=label, negative=negative, sigmas=sigmas)
         guidance = self.check_guidance(guidance)
         seeds = list(opts.seeds)
         noise = SampleNoise.from_seeds(seeds)
@@ -421,7 +453,7 @@ class Pipeline:
                      **self.sampler_options(opts.sampler))
         recipes = [self.recipe(prompt, seed=s, steps=opts.steps, sampler=opts.sampler, cfg=opts.cfg, size=opts.size,
                                sigma_min=opts.sigma_min, sigma_max=opts.sigma_max, label=label, guidance=guidance,
-                               negative=negative)
+                               negative=negative, levels=opts.levels)
                    for s in seeds]
         return out.clamp(-1, 1).cpu(), recipes
 
@@ -515,12 +547,16 @@ class Pipeline:
         return out
 
 
-def load(model="builtin", *, device=None, lora=None) -> Pipeline:
+def load(model="builtin", *, device=None, lora=None, runtime: str = "torch", onnx=None, say=None) -> Pipeline:
     """Load a model folder (or the built-in model) for painting.
 
     The network is the one config.json names (:mod:`noisebrush.nets.registry`), evaluated in float32 whatever
     dtype its weights are stored in. ``lora``: LoRA adapters made by ``noisebrush finetune --lora`` to merge into
-    the weights — a list of ``"FILE"`` / ``"FILE:weight"`` strings or ``(path, weight)`` pairs (several add up)."""
+    the weights — a list of ``"FILE"`` / ``"FILE:weight"`` strings or ``(path, weight)`` pairs (several add up).
+    ``runtime="onnx"``: the network runs in ONNX Runtime on the CPU (:mod:`noisebrush.paint.runtime`), from the
+    graph file ``onnx`` (``noisebrush export``; its sidecar must name these weights) or, without one, from this
+    model's fp32 graph in the cache, exported the first time (``say(line)`` tells; default: stderr)."""
+    runtimes.check_runtime(runtime)
     use_all_cores()
     path = model_folder.resolve(model)
     conf = model_folder.read_config(path)
@@ -540,4 +576,4 @@ def load(model="builtin", *, device=None, lora=None) -> Pipeline:
     # the recipe names a folder by its absolute path, so `noisebrush reproduce` finds it from anywhere
     name = str(model) if str(model) in model_folder.BUILTIN_MODELS else str(path.resolve())
     return Pipeline(net, conf, path, device=device, name=name,
-                    loras=loras)
+                    loras=loras, runtime=runtime, onnx=onnx, say=say)

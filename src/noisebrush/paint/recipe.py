@@ -10,7 +10,8 @@ carries): ``Pipeline.recipe`` builds it; this module checks what it names and re
         images, again = recipes.replay(pipe, one, where="a-red-sun-s7.png")
 
 A recipe names its model folder (absolute path, or "builtin") with the first 10 hex digits of the weights' SHA-256,
-its LoRA files with theirs, and — for edits — the source picture and mask by file name (no folder: a shared picture
+its LoRA files with theirs, the runtime when it is not torch (``"runtime": "onnx"``, and an ONNX graph given to the
+painting by path and hash, :func:`runtime_of`: a replay paints through the same runtime, pixel for pixel), and — for edits — the source picture and mask by file name (no folder: a shared picture
 reveals none; 0.1 wrote absolute paths, still read) with a SHA-256 prefix. Sources are looked for next to the picture
 and in the current folder, or given (``replay(..., files={"source": ..., "mask": ...})``, the CLI's ``--source`` /
 ``--mask``); every file is checked before painting, and a missing or changed file is one
@@ -38,9 +39,10 @@ from noisebrush.paint.guides import guides_from_recipe
 from noisebrush.paint import palette as _palette  # noqa: F401  (registers the palette guide for replays)
 from noisebrush.paint.cascade import Cascade, replay_stages, stages_of
 from noisebrush.paint.pipeline import Pipeline, load
+from noisebrush.paint.runtime import RUNTIMES
 from noisebrush.paint.upscale import as_pictures
 
-__all__ = ["pictures", "lora_files", "source_file", "load_pipeline", "replay", "EDIT_MODES"]
+__all__ = ["pictures", "lora_files", "runtime_of", "source_file", "load_pipeline", "replay", "EDIT_MODES"]
 
 EDIT_MODES = ("vary", "inpaint", "outpaint")
 MODES = (*EDIT_MODES, "upscale", "animate", "sculpt")
@@ -85,6 +87,31 @@ def lora_files(recipe: dict, *, where="recipe") -> list[tuple[Path, float]] | No
             raise UserError(f"{where}: the LoRA {f} has changed since the picture was painted")
         specs.append((f, float(weight)))
     return specs or None
+
+
+def runtime_of(recipe: dict, *, where="recipe") -> tuple[str, Path | None]:
+    """(the runtime a recipe was painted with, the ONNX graph file it names or None). Absent: torch (every recipe
+    before issue 19). A graph given to the painting is recorded by path and SHA-256 prefix, like a LoRA file, and
+    checked here; without one the model's cached fp32 graph is used (:func:`noisebrush.paint.runtime.cached_graph`),
+    exported again when missing — the same trace of the same weights."""
+    runtime = recipe.get("runtime", "torch")
+    if runtime not in RUNTIMES:
+        raise UserError(f"{where}: was painted with the runtime {runtime!r:.40}, which this noisebrush does not have")
+    named = recipe.get("onnx")
+    if runtime != "onnx" or not named:
+        return runtime, None
+    if not isinstance(named, dict) or not isinstance(named.get("file"), str):
+        raise UserError(f"{where}: its recipe's 'onnx' does not name a graph file")
+    f = Path(named["file"])
+    try:
+        there = f.is_file()
+    except (OSError, ValueError):
+        there = False
+    if not there:
+        raise UserError(f"{where}: was painted with the ONNX graph {f}, which is not there any more")
+    if named.get("hash") and file_sha256(f)[:10] != named["hash"]:
+        raise UserError(f"{where}: the ONNX graph {f} has changed since the picture was painted")
+    return runtime, f
 
 
 def _search_folders(where, search) -> list[Path]:
@@ -161,7 +188,9 @@ def load_pipeline(recipe: dict, *, model=None, device=None, where="recipe", hint
         named, recipe = first.get("model"), first
     if model is None and not (isinstance(named, str) and named):
         raise UserError(f"{where}: its recipe names no model; pass {hint}")
-    pipe = load(model or named, device=device, lora=lora_files(recipe, where=where))
+    runtime, graph = runtime_of(recipe, where=where)
+    pipe = load(model or named, device="cpu" if runtime == "onnx" else device, lora=lora_files(recipe, where=where),
+                runtime=runtime, onnx=graph)
     if recipe.get("model_hash") and recipe["model_hash"] != pipe.hash:
         raise UserError(f"{where}: was painted with model weights {recipe['model_hash']}, but "
                         f"{model or named} has {pipe.hash}; pass {hint} with the original folder")
@@ -198,8 +227,10 @@ def _mode_options(pipe: Pipeline, rec: dict, mode: str | None) -> dict:
     """The keyword arguments of the painting function that made the recipe (mode None: ``generate``)."""
     opts = _options(rec)
     if mode is None:
+        # a learned schedule's σ levels, as recorded (the folder's learned file may have changed since)
         return opts | {"sampler": _name(rec, "sampler"), "sigma_min": rec.get("sigma_min"),
-                       "sigma_max": rec.get("sigma_max"), "size": pipe.modality.size_from_recipe(rec)}
+                       "sigma_max": rec.get("sigma_max"), "size": pipe.modality.size_from_recipe(rec)} | \
+            ({"sigmas": rec["sigmas"]} if rec.get("sigmas") is not None else {})
     opts["size"] = int(rec["resized_short"]) if rec.get("resized_from") else None
     if mode == "vary":
         return opts | {"strength": float(rec["strength"]), "sampler": _name(rec, "sampler")}

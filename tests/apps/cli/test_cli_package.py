@@ -7,8 +7,8 @@ from pathlib import Path
 import noisebrush.apps.cli as cli
 
 PACKAGE = Path(cli.__file__).parent
-COMMAND_MODULES = ["paint", "edit", "animate", "sculpt", "upscale", "info", "eval", "train", "explain", "finetune",
-                   "prefs", "studio"]
+COMMAND_MODULES = ["paint", "edit", "animate", "sculpt", "upscale", "export", "tune", "info", "eval", "train",
+                   "explain", "finetune", "prefs", "studio"]
 
 
 def test_command_modules_never_import_the_package():
@@ -25,7 +25,9 @@ def test_command_modules_never_import_the_package():
 
 def test_every_command_is_registered_in_help_order():
     names = [c.name or c.callback.__name__.replace("_", "-") for c in cli.app.registered_commands]
-    assert names == ["paint", "vary", "inpaint", "outpaint", "morph", "animate", "sculpt", "upscale", "info", "reproduce",
+    assert names == ["paint", "vary", "inpaint", "outpaint", "morph", "animate", "sculpt", "upscale", "export", "tune",
+                     "info",
+                     "reproduce",
                      "samplers", "bench", "eval", "experiment", "train", "explain", "plot-log", "finetune", "rate",
                      "prefs", "studio"]
     for name in COMMAND_MODULES:

@@ -7,6 +7,9 @@
     noisebrush morph "a red flower" --to "a blue flower" --seed 1 --to-seed 2
     noisebrush animate "a red circle sliding left slowly on a blue background" --from start.png   (animate.py)
     noisebrush sculpt "a tall round table with three legs" --format glb                          (sculpt.py)
+    noisebrush export builtin --format onnx --int8 dynamic                       (export.py)
+    noisebrush paint "a red sun" --runtime onnx                                  (paint.py)
+    noisebrush tune builtin --nfe 10                                             (tune.py)
     noisebrush info outputs/a-red-sun-s7.png                                     (info.py: info, reproduce,
     noisebrush reproduce outputs/a-red-sun-s7.png                                 samplers, bench)
     noisebrush samplers
@@ -39,8 +42,8 @@ except ImportError:  # pragma: no cover
     from click import exceptions as _cx
 
 # the command modules register their commands on `app` when imported; this order is the order of `--help`
-from noisebrush.apps.cli import (paint, edit, animate, sculpt, upscale, info, eval, train, explain,  # noqa: F401
-                                 finetune, prefs, studio)
+from noisebrush.apps.cli import (paint, edit, animate, sculpt, upscale, export, tune, info, eval, train,  # noqa: F401
+                                 explain, finetune, prefs, studio)
 from noisebrush import __version__
 from noisebrush.apps.cli.app import ARGV, app
 from noisebrush.errors import NoisebrushWarning, UserError

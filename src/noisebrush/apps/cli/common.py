@@ -58,7 +58,9 @@ FLAGS = {"steps": "--steps", "n": "-n", "seed": "--seed", "cfg": "--cfg", "size"
          "jump_length": "--jump-length", "jumps": "--jumps", "frames": "--frames", "to_seed": "--to-seed",
          "to_prompt": "--to", "sampler": "--sampler", "best_of": "--best-of", "extend": "--extend", "mask": "--mask",
          "palette": "--palette", "palette_scale": "--palette-scale", "batch_size": "--batch-size",
-         "negative": "--negative", "per_prompt": "--per-prompt", "prompts": "--prompts"}
+         "negative": "--negative", "per_prompt": "--per-prompt", "prompts": "--prompts", "nfe": "--nfe",
+         "samples": "--samples", "valid": "--valid", "teacher_steps": "--teacher-steps", "iters": "--iters",
+         "batch": "--batch"}
 
 
 def as_flags(message: str) -> str:
