@@ -29,7 +29,7 @@ from noisebrush.data.procedural import ProceduralArt
 from noisebrush.diffusion import SAMPLERS, SampleNoise
 from noisebrush.diffusion.sample import make_denoiser, sample, start
 from noisebrush.diffusion.schedules import karras
-from noisebrush.diffusion.tuning import LEARNABLE, learn_schedule, per_sample_rmse, save_schedule
+from noisebrush.diffusion.tuning import LEARNABLE, learn_schedule, save_schedule
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.eval.sampling import conditions_for
 from noisebrush.io import model_folder
@@ -125,10 +125,6 @@ def tune(model="builtin", *, nfe: int = DEFAULTS["nfe"], sampler: str | None = N
                                   every=max(1, min(10, iters // 6)), select=select,
                                   valid_denoiser=make_denoiser(pipe.den, vcond, cfg=cfg, batched=True),
                                   log=say, should_stop=should_stop)
-    with torch.no_grad():
-        fn = SAMPLERS[sampler].fn
-        vden = make_denoiser(pipe.den, vcond, cfg=cfg, batched=True)
-        per0, per1 = (per_sample_rmse(fn(vden, vx, s), vref) for s in (init, sigmas))
     info.update(weights_hash=pipe.hash, model=pipe.name, cfg=cfg, teacher={"sampler": sampler, "steps": teacher_steps},
                 prompts="given" if prompts else ("procedural captions, seed %d" % TUNE_SEED
                                                  if pipe.condition == "text" else pipe.condition),
@@ -138,8 +134,9 @@ def tune(model="builtin", *, nfe: int = DEFAULTS["nfe"], sampler: str | None = N
     if set_default:
         _set_default(folder, sampler, steps)
     return {"file": str(target), "sampler": sampler, "nfe": nfe, "steps": steps, "cfg": cfg,
-            "median_before": float(per0.median()), "median_after": float(per1.median()),
-            "p90_before": float(per0.quantile(0.9)), "p90_after": float(per1.quantile(0.9)),
+            # judged on the held-out noises by the learner itself: the start, and the schedule it kept
+            "median_before": info["held_out_before"]["median"], "median_after": info["held_out_after"]["median"],
+            "p90_before": info["held_out_before"]["p90"], "p90_after": info["held_out_after"]["p90"],
             "sigmas": [float(v) for v in sigmas], "seconds": round(time.perf_counter() - t0, 1),
             "default": set_default}
 
