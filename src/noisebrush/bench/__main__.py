@@ -15,7 +15,7 @@ BENCHES = {"samplers": "noisebrush.bench.samplers", "train": "noisebrush.bench.t
            "preference": "noisebrush.bench.preference",
            "cascade": "noisebrush.bench.cascade", "studio": "noisebrush.bench.studio",
            "video": "noisebrush.bench.video", "shapes": "noisebrush.bench.shapes", "gan": "noisebrush.bench.gan",
-           "runtime": "noisebrush.bench.runtime"}
+           "runtime": "noisebrush.bench.runtime", "gpu": "noisebrush.bench.gpu"}
 
 
 def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:

@@ -144,11 +144,21 @@ class GANObjective(EDMObjective):
 
     # -- what survives a resume besides the weights ------------------------------------------------------------------
     def state(self) -> dict:
-        return {"ada_t": self.ada_t, "signs": self._signs, "sign_n": self._sign_n}
+        """The depth T and D's sign counters since its last update, summed over the processes (each process
+        counts its own samples' signs)."""
+        signs, n = self._signs, self._sign_n
+        if self.loop.acc.num_processes > 1:
+            both = torch.tensor([signs, float(n)], dtype=torch.float64, device=self.loop.acc.device)
+            signs, n = self.loop.acc.reduce(both, "sum").cpu().tolist()
+        return {"ada_t": self.ada_t, "signs": float(signs), "sign_n": int(n)}
 
     def load_state(self, state: dict | None) -> None:
+        """The saved sums go to the main process and the others count from zero, so the next update's
+        all-reduce sums every sample's sign once, whatever the number of processes before and after."""
         if state:
-            self.ada_t, self._signs, self._sign_n = float(state["ada_t"]), float(state["signs"]), int(state["sign_n"])
+            self.ada_t = float(state["ada_t"])
+            main = self.loop.acc.is_main_process
+            self._signs, self._sign_n = (float(state["signs"]), int(state["sign_n"])) if main else (0.0, 0)
 
     # -- data ------------------------------------------------------------------------------------------------------
     def batch(self, ks) -> dict:

@@ -508,12 +508,13 @@ class Trainer(Loop):
     def checkpoint(self) -> Path | None:
         self.acc.wait_for_everyone()
         path = None
+        objective = self.objective.state()  # on every process: it may sum counters over them
         if self.acc.is_main_process:
             state = {"skipped": self.skipped, "train_seconds": self.train_seconds,
                      "data": {"seed": self.cfg.seed, "samples_seen": self.step * self.cfg.batch_size,
                               "size": self.objective.data_size()},
                      "net_config": self.objective.describe(), "config": self.cfg.to_dict(),
-                     "lr_steps": self.lr_steps, "objective": self.objective.state()}
+                     "lr_steps": self.lr_steps, "objective": objective}
             if self.budget is not None:
                 state["budget"] = self.budget.state_dict()
             (_, main), *others = self.parts.items()

@@ -150,11 +150,13 @@ class Objective:
         return False
 
     def state(self) -> dict:
-        """What a checkpoint keeps besides weights, optimizers and the step (JSON; an adaptive setting, say)."""
+        """What a checkpoint keeps besides weights, optimizers and the step (JSON; an adaptive setting, say).
+        Called on every process of a multi-process run (a collective step, so it may reduce counters over them);
+        the main process's answer is saved."""
         return {}
 
     def load_state(self, state: dict | None) -> None:
-        """Restore :meth:`state` on resume (None: a checkpoint without one)."""
+        """Restore :meth:`state` on resume (None: a checkpoint without one), on every process."""
 
     def step_done(self, step: int) -> dict:
         """Called after each optimizer step (``step`` counts it); returns values for the log's extra columns."""

@@ -47,6 +47,23 @@ def test_off_a_terminal_progress_prints_plain_lines():
     assert not isinstance(progress(100, "painting", file=Tty()), PlainProgress)  # a terminal keeps the rich bar
 
 
+def test_a_hidden_progress_takes_the_same_calls_and_prints_nothing(capsys, store):
+    """The other processes of a multi-process run keep their progress to themselves (torchrun printed one bar
+    per process): no lines, no final line, no budget warning."""
+    checks.limited("--steps", 5000, "steps")  # an unusual budget the shown display would warn about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would fail the test
+        with progress(100000, "training", shown=False) as bar:
+            task = bar.add_task("train", total=100000, completed=0, info="")
+            for step in range(1, 4):
+                bar.update(task, completed=step, total=100000, info="loss 1.0")
+            bar.update(task, advance=1)
+            assert bar.tasks[task]["completed"] == 4
+    out, err = capsys.readouterr()
+    assert out == err == ""
+    assert len(checks.take_unusual()) == 1  # left for the process that shows the run (not taken, not said)
+
+
 def test_plain_lines_rate_eta_and_final_line():
     out, clock = io.StringIO(), Clock()
     with PlainProgress("painting", file=out, clock=clock) as bar:

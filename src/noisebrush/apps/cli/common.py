@@ -256,10 +256,25 @@ class PlainProgress:
         self._budget.leftover()
 
 
-def progress(total: int, label: str, *, unit: str = "steps", file=None):
+class _Silent(PlainProgress):
+    """:class:`PlainProgress`'s calls, printing nothing: no lines, no budget warnings."""
+
+    def update(self, task_id: int, *, completed: Optional[float] = None, advance: Optional[float] = None,
+               total: Optional[float] = None, info: Optional[str] = None, **fields) -> None:
+        t = self.tasks[task_id]
+        t["completed"] = completed if completed is not None else t["completed"] + (advance or 0)
+
+    def stop(self) -> None:
+        self._stopped = True
+
+
+def progress(total: int, label: str, *, unit: str = "steps", file=None, shown: bool = True):
     """A progress display for ``total`` steps: on a terminal a rich bar (LABEL, the bar, done/total, a free
     ``info`` field, the time left); otherwise :class:`PlainProgress` lines. ``file``: where the lines go (default:
-    stderr). Both report unusual budgets with an ETA (see the module docstring)."""
+    stderr). Both report unusual budgets with an ETA (see the module docstring). ``shown=False``: the same calls,
+    nothing printed (the other processes of a multi-process run, where only the main one reports)."""
+    if not shown:
+        return _Silent(label, unit=unit)
     con = Console(file=file, stderr=file is None)
     if not con.is_terminal:
         return PlainProgress(label, unit=unit, file=file)

@@ -168,7 +168,7 @@ def samplers():
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []})
 def bench(ctx: typer.Context):
     """Run a benchmark: `noisebrush bench NAME [options]` (samplers, train, quality, palette, inpaint, finetune,
-    preference, cascade, studio, video, shapes, gan, runtime; NAME --help for its options)."""
+    preference, cascade, studio, video, shapes, gan, runtime, gpu; NAME --help for its options)."""
     from noisebrush.bench.__main__ import main as bench_main  # lazy: torch
 
     code = bench_main(list(ctx.args))

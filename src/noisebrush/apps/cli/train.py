@@ -226,7 +226,8 @@ def _say_data(trainer) -> None:
 def _fit(trainer, cfg) -> None:
     """Run the trainer under a progress bar; Ctrl-C writes a checkpoint and exits with 130."""
     start = trainer.step
-    bar = progress_bar(trainer.planned_steps, "training")
+    main = trainer.acc.is_main_process  # under torchrun only the main process reports
+    bar = progress_bar(trainer.planned_steps, "training", shown=main)
     task = bar.add_task("train", total=trainer.planned_steps, completed=start, info="")
     t0 = time.perf_counter()
     interrupted = False
@@ -248,13 +249,15 @@ def _fit(trainer, cfg) -> None:
             interrupted = True
     if interrupted:
         trainer.close()
-        typer.echo(f"interrupted at step {trainer.step}: checkpoint written to {cfg.out_dir}/checkpoints; "
-                   f"continue with --resume", err=True)
+        if main:
+            typer.echo(f"interrupted at step {trainer.step}: checkpoint written to {cfg.out_dir}/checkpoints; "
+                       f"continue with --resume", err=True)
         _leave(trainer, 130)
         raise typer.Exit(130)
     trainer.close()
-    typer.echo(f"trained {trainer.step} step{'s' * (trainer.step != 1)} ({trainer.skipped} skipped) → model in "
-               f"{path}")
+    if main:
+        typer.echo(f"trained {trainer.step} step{'s' * (trainer.step != 1)} ({trainer.skipped} skipped) → model "
+                   f"in {path}")
     _leave(trainer, 0)
 
 
