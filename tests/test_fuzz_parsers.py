@@ -71,9 +71,9 @@ def pipe(tmp_path_factory):
     p = noisebrush.load(tiny_model(tmp_path_factory, "label"), device="cpu")
 
     def generate(prompt="", *, steps=None, seed=0, n=1, sampler=None, cfg=3.0, size=None, sigma_min=None,
-                 sigma_max=None, label=None, callback=None, guidance=None, negative=None):
+                 sigma_max=None, label=None, callback=None, guidance=None, negative=None, sigmas=None):
         opts = p.check(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, size=size,
-                       sigma_min=sigma_min, sigma_max=sigma_max, label=label, negative=negative)
+                       sigma_min=sigma_min, sigma_max=sigma_max, label=label, negative=negative, sigmas=sigmas)
         p.check_guidance(guidance)
         return opts, []
 

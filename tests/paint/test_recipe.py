@@ -118,12 +118,16 @@ def test_bounds(label_dir, kwargs, name):
 
 
 def test_builtin_schedule_is_the_cli_default():
-    """The built-in model records karras, ρ 7, dpmpp_2m and 20 steps: the model's defaults and the CLI's explicit
-    --sampler dpmpp_2m --steps 20 give the same options, hence the same pictures."""
+    """The built-in model records dpmpp_2m at 10 steps and ships their learned levels: the model's defaults and the
+    CLI's explicit --sampler dpmpp_2m --steps 10 give the same options, hence the same pictures; --steps 20 paints
+    on Karras' schedule (ρ 7), the default before the learned levels shipped."""
     pipe = noisebrush.load("builtin", device="cpu")
-    mine, cli = pipe.check("a red sun"), pipe.check("a red sun", steps=20, sampler="dpmpp_2m")
-    assert mine == cli and (mine.schedule, mine.rho, mine.sampler, mine.steps) == ("karras", 7.0, "dpmpp_2m", 20)
-    assert torch.equal(mine.sigmas(), karras(20, sigma_min=0.002, sigma_max=80.0))
+    mine, cli = pipe.check("a red sun"), pipe.check("a red sun", steps=10, sampler="dpmpp_2m")
+    assert mine == cli and (mine.schedule, mine.sampler, mine.steps) == ("learned", "dpmpp_2m", 10)
+    assert mine.sigmas()[0] == 80.0 and mine.sigmas()[-1] == 0.0 and len(mine.sigmas()) == 11
+    old = pipe.check("a red sun", steps=20)
+    assert (old.schedule, old.rho) == ("karras", 7.0)
+    assert torch.equal(old.sigmas(), karras(20, sigma_min=0.002, sigma_max=80.0))
 
 
 def _with_schedule(src, dst, **sched):

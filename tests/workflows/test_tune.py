@@ -51,6 +51,35 @@ def test_the_schedule_lands_in_the_folder_and_paint_uses_it(tuned):
             (folder / "kept.json").rename(folder / "schedules" / "dpmpp_2m-nfe4.json")
 
 
+def test_edits_record_the_levels_and_recipes_without_them_replay_on_the_plain_schedule(tuned, tmp_path):
+    """A variation or a morph painted with the learned levels records them and replays them; a picture or a
+    variation painted before the folder had a learned file (no levels recorded) replays on the folder's own
+    schedule, exactly, after the file appeared."""
+    from noisebrush.io.images import to_pil
+
+    folder, r = tuned
+    plain = tmp_path / "plain"
+    shutil.copytree(folder, plain)
+    shutil.rmtree(plain / "schedules")
+    with one_thread():
+        before = noisebrush.load(plain)
+        x, recipes = before.generate("", steps=4, seed=5, label=1)
+        src = tmp_path / "src.png"
+        to_pil(x[0]).save(src)
+        v, vary_recipes = before.vary(src, "", steps=4, seed=5, n=1, label=1, strength=0.8)
+        assert "sigmas" not in recipes[0] and "sigmas" not in vary_recipes[0]
+        shutil.copytree(folder / "schedules", plain / "schedules")  # now `tune` has run on the folder
+        after = noisebrush.load(plain)
+        assert after.check("", steps=4, label=0).schedule == "learned"
+        assert torch.equal(replay(after, recipes[0])[0], x)
+        assert torch.equal(replay(after, vary_recipes[0], where="v.png", search=[tmp_path])[0], v)
+        tuned_v, tuned_recipes = after.vary(src, "", steps=4, seed=5, n=1, label=1, strength=0.8)
+        assert tuned_recipes[0]["sigmas"] == r["sigmas"] and not torch.equal(tuned_v, v)
+        assert torch.equal(replay(after, tuned_recipes[0], where="v.png", search=[tmp_path])[0], tuned_v)
+        frames, morph_recipe = after.morph("", to_seed=6, seed=5, frames=3, steps=4, label=1)
+        assert morph_recipe["sigmas"] == r["sigmas"]
+
+
 def test_a_schedule_for_other_weights_is_not_used(tuned, tmp_path):
     folder, r = tuned
     other = tmp_path / "other"

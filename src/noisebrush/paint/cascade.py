@@ -159,12 +159,14 @@ class Cascade:
         ``callback(StepInfo)`` sees every step of every stage, counted through the whole cascade. ``stages_out``: a
         list that gets, per picture, its picture after the base and after each stage (1×3×s×s each)."""
         o = self.check(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, size=size, label=label,
-                       negative=negative)
+                       negative=negative, sigmas=base_options.pop("sigmas", None))
         total = self.total_steps(o.steps, o.n)
         cb = None if callback is None else _counted(callback, total)
+        # the base paints on the levels checked here (a learned schedule's, or the folder's between the bounds)
         images, recipes = self.base.generate(prompt, steps=o.steps, seed=o.seed, n=o.n, sampler=o.sampler, cfg=o.cfg,
                                              label=label, callback=cb, negative=negative,
-                                             sigma_min=o.sigma_min, sigma_max=o.sigma_max, **base_options)
+                                             sigma_min=o.sigma_min, sigma_max=o.sigma_max,
+                                             sigmas=o.levels if o.levels is not None else False, **base_options)
         return self.finish(images, recipes, prompt, negative=negative, callback=callback, done=o.steps, total=total,
                            stages_out=stages_out)
 

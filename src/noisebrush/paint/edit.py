@@ -170,13 +170,14 @@ def load_mask(mask, hw: tuple[int, int], *, name: str = "mask", source_hw: tuple
 
 # -- shared pieces --------------------------------------------------------------------------------------------------
 def _options(pipe, steps, sampler, cfg: float, seed: int, n: int, prompt: str, label, hw, *, size=None,
-             name: str | None = None, given=None, negative=None):
+             name: str | None = None, given=None, negative=None, sigmas=None):
     """Validated options (steps and sampler default to the model's) with both sides checked against the network's
     size step, the memory check, and a warning for a size larger than the model was trained at (not for an
     outpainting canvas). ``name``/``given``: what the messages call the size (default: ``size`` when the caller gave
-    one, else the picture's size)."""
+    one, else the picture's size). ``sigmas``: as :meth:`~noisebrush.paint.pipeline.Pipeline.check`'s (the
+    folder's learned schedule for the sampler at these steps unless given)."""
     o = pipe.check(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, label=label, memory=False,
-                   negative=negative)
+                   negative=negative, sigmas=sigmas)
     step = pipe.modality.step
     if hw[0] % step or hw[1] % step:
         raise BadParameter(f"size: {hw[1]}×{hw[0]} — both sides must be multiples of {step}")
@@ -189,10 +190,10 @@ def _options(pipe, steps, sampler, cfg: float, seed: int, n: int, prompt: str, l
 
 
 def _recipes(pipe, prompt, seeds, *, steps, sampler, cfg, hw, sigma_min, sigma_max, label, guidance, extra,
-             negative=None):
+             negative=None, levels=None):
     return [{**pipe.recipe(prompt, seed=s, steps=steps, sampler=sampler, cfg=cfg, size=hw, sigma_min=sigma_min,
-                           sigma_max=sigma_max, label=label, guidance=guidance, negative=negative), **extra}
-            for s in seeds]
+                           sigma_max=sigma_max, label=label, guidance=guidance, negative=negative, levels=levels),
+             **extra} for s in seeds]
 
 
 def strength_start(steps: int, strength: float) -> int:
@@ -204,20 +205,22 @@ def strength_start(steps: int, strength: float) -> int:
 @torch.no_grad()
 def vary(pipe, image, prompt: str = "", *, strength: float = 0.6, steps: int | None = None, seed: int = 0,
          n: int = 4, sampler: str | None = None, cfg: float = 3.0, size: int | None = None, label=None, guidance=None,
-         callback=None, negative: str | None = None) -> tuple[torch.Tensor, list[dict]]:
+         callback=None, negative: str | None = None, sigmas=None) -> tuple[torch.Tensor, list[dict]]:
     """``n`` variations of ``image`` (SDEdit). Picture i uses seed ``seed + i``; returns (N×3×H×W, recipes).
-    ``steps`` and ``sampler`` default to the model folder's; ``negative``: a negative prompt (as ``generate``)."""
+    ``steps`` and ``sampler`` default to the model folder's; ``negative``: a negative prompt (as ``generate``);
+    ``sigmas``: the σ levels (as ``generate``'s: the folder's learned schedule for the sampler at these steps when
+    it has one; a recipe records them)."""
     strength = number("strength", strength, 0.0, 1.0)
     x0, note = load_image(pipe, image, size=size)
     hw = tuple(x0.shape[-2:])
-    o = _options(pipe, steps, sampler, cfg, seed, n, prompt, label, hw, size=size, negative=negative)
+    o = _options(pipe, steps, sampler, cfg, seed, n, prompt, label, hw, size=size, negative=negative, sigmas=sigmas)
     steps, n, cfg, sampler, lo, hi = o.steps, o.n, o.cfg, o.sampler, o.sigma_min, o.sigma_max
     guidance = pipe.check_guidance(guidance)
     seeds = list(o.seeds)
     k = strength_start(steps, strength)
     extra = {"mode": "vary", "strength": strength, **note}
     recipes = _recipes(pipe, prompt, seeds, steps=steps, sampler=sampler, cfg=cfg, hw=hw, sigma_min=lo, sigma_max=hi,
-                       label=label, guidance=guidance, extra=extra, negative=negative)
+                       label=label, guidance=guidance, extra=extra, negative=negative, levels=o.levels)
     if k >= steps:  # strength 0: the picture itself
         return x0.expand(n, -1, -1, -1).clone(), recipes
     return sdedit(pipe, x0, prompt, o, k, label=label, guidance=guidance, negative=negative, callback=callback), \
@@ -384,12 +387,12 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 def morph(pipe, prompt: str = "", *, to_prompt: str | None = None, seed: int = 0, to_seed: int | None = None,
           frames: int = 16, steps: int | None = None, sampler: str | None = None, cfg: float = 3.0,
           size: int | None = None,
-          label=None, to_label=None, guidance=None, callback=None, negative: str | None = None) \
+          label=None, to_label=None, guidance=None, callback=None, negative: str | None = None, sigmas=None) \
         -> tuple[torch.Tensor, dict]:
     """Frames F×C×H×W from (prompt, seed) to (to_prompt, to_seed); returns (frames, recipe). Frame 0 is the picture
     ``generate`` paints from prompt/seed; the last frame the one from to_prompt/to_seed. Weighted prompts mix as
     their (condition, weight) lists (:meth:`noisebrush.paint.pipeline.Pipeline.condition_mix`); ``negative`` (one
-    negative prompt for every frame) takes the unconditional twin's place."""
+    negative prompt for every frame) takes the unconditional twin's place. ``sigmas``: as ``generate``'s."""
     pipe.needs_diffusion("a morph")
     frames = limited("frames", frames, "frames")
     to_prompt = prompt if to_prompt is None else to_prompt
@@ -402,7 +405,7 @@ def morph(pipe, prompt: str = "", *, to_prompt: str | None = None, seed: int = 0
     conditional = pipe.condition in ("text", "label")
     size = check_size(pipe, size, n=1, batch=3 if conditional else 1, keep=2 * frames)
     o = pipe.check(prompt, steps=steps, seed=seed, n=1, sampler=sampler, cfg=cfg, size=size, label=label,
-                   memory=False, negative=negative)
+                   memory=False, negative=negative, sigmas=sigmas)
     steps, seed, cfg, size, lo, hi, sampler = o.steps, o.seed, o.cfg, o.size, o.sigma_min, o.sigma_max, o.sampler
     if get_sampler(sampler).stochastic:
         raise BadParameter(f"sampler: {sampler} draws fresh noise at every step, so neighbouring frames would not "
@@ -428,6 +431,6 @@ def morph(pipe, prompt: str = "", *, to_prompt: str | None = None, seed: int = 0
         out.append(sample(den, eps * float(sigmas[0]), sigmas, noise, sampler=sampler, callback=callback or None,
                           step_offset=f * steps, steps=frames * steps).clamp(-1, 1))
     recipe = {**pipe.recipe(prompt, seed=seed, steps=steps, sampler=sampler, cfg=cfg, size=size, sigma_min=lo,
-                            sigma_max=hi, label=label, guidance=guidance, negative=negative),
+                            sigma_max=hi, label=label, guidance=guidance, negative=negative, levels=o.levels),
               "mode": "morph", "to_prompt": to_prompt, "to_seed": to_seed, "to_label": to_label, "frames": frames}
     return torch.cat(out), recipe

@@ -187,7 +187,9 @@ def check_common(prompt, *, steps, seed, n, sampler, cfg, sigma_min, sigma_max, 
     """The options every model shares, validated (BadParameter naming the first bad one); ``None`` for steps,
     sampler, sigma_min or sigma_max means the model's ``schedule``. When the model has a learned schedule for the
     sampler at these steps and no other σ bounds are asked for, that schedule is used (kind "learned");
-    ``sigmas`` gives the levels outright (a recipe's replay). Returns PaintOptions' fields but size/label."""
+    ``sigmas`` gives the levels outright (a recipe's replay), and ``False`` asks for the folder's own schedule even
+    where a learned one exists (the replay of a recipe that records no levels). Returns PaintOptions' fields but
+    size/label."""
     if not isinstance(prompt, str):
         raise BadParameter(f"prompt: text, got {prompt!r}")
     sampler = schedule.sampler if sampler is None else sampler
@@ -202,7 +204,10 @@ def check_common(prompt, *, steps, seed, n, sampler, cfg, sigma_min, sigma_max, 
     hi = schedule.sigma_max if sigma_max is None else number("sigma_max", sigma_max)
     if not 0 < lo < hi <= MAX_SIGMA:
         raise BadParameter(f"sigma_min/sigma_max: need 0 < sigma_min < sigma_max ≤ {MAX_SIGMA:g}, got {lo}, {hi}")
-    levels = check_levels(sigmas, steps) if sigmas is not None else schedule.learned_for(sampler, steps)
+    if sigmas is False:  # a recipe painted without learned levels: the folder's schedule, as it was
+        levels = None
+    else:
+        levels = check_levels(sigmas, steps) if sigmas is not None else schedule.learned_for(sampler, steps)
     # a learned schedule holds unless other σ bounds are asked for (a recipe replays its own, equal, bounds)
     if sigmas is None and levels is not None and not (sigma_min in (None, levels[-2]) and sigma_max in (None, levels[0])):
         levels = None

@@ -284,7 +284,8 @@ class Pipeline:
         at a picture's own size, check that size themselves). A text model's prompt weights and ``negative`` are
         checked too (:func:`noisebrush.nets.text.parse_weights`; a negative takes no weights). The model folder's
         learned schedule for the sampler at these steps (``noisebrush tune``) is used unless other σ bounds are
-        asked for; ``sigmas``: σ levels given outright (a recipe's replay)."""
+        asked for; ``sigmas``: σ levels given outright (a recipe's replay), or ``False``: the folder's schedule, never
+        a learned one (the replay of a recipe that records no levels)."""
         self._check_method(steps, sampler, sigma_min, sigma_max)
         common = check_common(prompt, steps=steps, seed=seed, n=n, sampler=sampler, cfg=cfg, sigma_min=sigma_min,
                               sigma_max=sigma_max, schedule=self.schedule, sigmas=sigmas)
@@ -430,8 +431,8 @@ class Pipeline:
         negative prompt (text models): guidance pushes away from it instead of from the unconditional prediction
         (:meth:`negative_conditions`); ``""``/None: none. ``prompt`` may weight words: ``"a (red:1.3) circle"``
         (:meth:`condition_mix`). ``sigmas``: the σ levels outright (steps + 1 values ending in 0), as a recipe of
-        a learned schedule records them; otherwise the folder's learned schedule for this sampler and steps, when
-        it has one (:meth:`check`).
+        a learned schedule records them; ``False``: the folder's schedule even where it has a learned one;
+        otherwise (None) the folder's learned schedule for this sampler and steps, when it has one (:meth:`check`).
         """
         if self.task == "sr":
             raise UserError(f"{self.name}: is a super-resolution stage; it paints from a picture "

@@ -226,14 +226,16 @@ def _options(rec: dict) -> dict:
 def _mode_options(pipe: Pipeline, rec: dict, mode: str | None) -> dict:
     """The keyword arguments of the painting function that made the recipe (mode None: ``generate``)."""
     opts = _options(rec)
+    # a learned schedule's σ levels, as recorded (the folder's learned file may have changed since); a recipe
+    # without them was painted on the folder's own schedule, and is replayed on it even where a learned one appeared
+    levels = rec["sigmas"] if rec.get("sigmas") is not None else False
     if mode is None:
-        # a learned schedule's σ levels, as recorded (the folder's learned file may have changed since)
         return opts | {"sampler": _name(rec, "sampler"), "sigma_min": rec.get("sigma_min"),
-                       "sigma_max": rec.get("sigma_max"), "size": pipe.modality.size_from_recipe(rec)} | \
-            ({"sigmas": rec["sigmas"]} if rec.get("sigmas") is not None else {})
+                       "sigma_max": rec.get("sigma_max"), "size": pipe.modality.size_from_recipe(rec),
+                       "sigmas": levels}
     opts["size"] = int(rec["resized_short"]) if rec.get("resized_from") else None
     if mode == "vary":
-        return opts | {"strength": float(rec["strength"]), "sampler": _name(rec, "sampler")}
+        return opts | {"strength": float(rec["strength"]), "sampler": _name(rec, "sampler"), "sigmas": levels}
     if mode == "animate":
         opts.pop("size"), opts.pop("guidance")
         return opts | {"sampler": _name(rec, "sampler"), "frames": int(rec["frames"]), "loop": bool(rec.get("loop"))}
