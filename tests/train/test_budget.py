@@ -101,7 +101,7 @@ def test_a_longer_stop_than_the_budget_trains_on_at_the_final_lr():
 # -- a run ------------------------------------------------------------------------------------------------------
 
 def test_a_budget_run_fills_its_minutes_and_records_its_plan(make_config, tmp_path):
-    assert make_config(minutes=0.25, batch_size=None, steps=None).batch_size == 16  # the budget's batch
+    assert make_config(minutes=0.25, batch_size=None, steps=None).batch_size == 8  # the budget's batch
     cfg = make_config(minutes=0.25, lr_schedule="cosine", log_every=5, warmup=None, steps=None)
     tr = Trainer(cfg)
     lrs = _fake_time(tr, _faster_after(10))

@@ -198,7 +198,7 @@ def test_minutes_instead_of_steps_and_the_defaults_that_follow():
         # no steps (they are planned), the budget's batch, the warmup left to the first plan
         assert (cfg.steps, cfg.minutes, cfg.batch_size, cfg.warmup) == (None, minutes, budget_batch(minutes), None)
         assert isinstance(cfg.minutes, float)
-    assert [budget_batch(m) for m in (0.5, 5, 20, 30, 60, 120, 240)] == [16, 16, 16, 16, 32, 32, 64]
+    assert [budget_batch(m) for m in (0.5, 5, 10, 20, 30, 60, 120, 240)] == [8, 8, 8, 16, 16, 32, 32, 64]
     cfg = TrainConfig(minutes=5, batch_size=48, warmup=7)  # given values are kept
     assert (cfg.batch_size, cfg.warmup) == (48, 7)
     again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))

@@ -103,6 +103,15 @@ def test_default_makes_the_steps_the_folders_own(tuned, tmp_path):
     assert r["default"] and pipe.schedule.steps == 4
     o = pipe.check("", label=0)
     assert o.steps == 4 and o.schedule == "learned"
+    # RePaint cannot use levels learned for the folder's sampler: inpainting keeps its usual steps
+    from noisebrush.paint.edit import REPAINT_STEPS
+
+    source = torch.zeros(1, 3, 16, 16)
+    hole = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
+    hole[..., 4:8, 4:8] = True
+    with one_thread():
+        _, recipes = pipe.inpaint(source, hole, "", n=1, label=0, jumps=1)
+    assert recipes[0]["steps"] == REPAINT_STEPS == 20 and "sigmas" not in recipes[0]
 
 
 def test_bad_requests(tuned, tmp_path):

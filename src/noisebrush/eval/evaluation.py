@@ -214,7 +214,7 @@ def evaluate(model="builtin", *, data=None, n: int | None = None, steps: int | N
     if pipe is None:
 
         pipe = load(model)
-    steps = pipe.schedule.steps if steps is None else steps  # the model's own (20 for the built-in)
+    steps = pipe.schedule.steps if steps is None else steps  # the model's own (10 for the built-in)
     cfg = 1.0 if pipe.is_gan else cfg  # a GAN paints without guidance: the report says what was used
     sampler = check_options(pipe, data=data, n=n, steps=steps, sampler=sampler, cfg=cfg, seed=seed, batch=batch,
                             prompts=items, per_prompt=per_prompt)

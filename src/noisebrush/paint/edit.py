@@ -35,7 +35,8 @@ says so.
 **Bounds, checked before any work.** Steps, pictures (``n``), ``jumps``, ``jump_length`` and ``frames`` follow
 :data:`noisebrush.checks.LIMITS` (refused above the hard maximum; noted as unusual above the usual range). The
 memory a request needs is estimated and refused when it does not fit (:func:`noisebrush.paint.options.check_memory`).
-``jump_length`` defaults to :data:`JUMP_LENGTH` levels, or one fewer than the steps when there are fewer (the recipe
+Inpainting and outpainting take the model's default steps, or :data:`REPAINT_STEPS` where those are a learned
+schedule's (which RePaint cannot use). ``jump_length`` defaults to :data:`JUMP_LENGTH` levels, or one fewer than the steps when there are fewer (the recipe
 records the value used). An all-black mask is refused (nothing to repaint). Outpainting adds at most
 :data:`MAX_EXTEND` × the picture's side on each side, and the new canvas follows the modality's size rule.
 """
@@ -62,6 +63,9 @@ __all__ = ["load_image", "load_mask", "working_size", "vary", "inpaint", "outpai
            "strength_start", "sdedit", "repaint_known", "check_jumps", "parse_extend", "JUMP_LENGTH", "MAX_EXTEND"]
 
 JUMP_LENGTH = 4  # RePaint's levels per jump unless told (fewer when the schedule has fewer steps)
+# RePaint's steps when the model's default steps are a learned schedule's (the built-in's 10): those levels were
+# learned for its deterministic sampler, not for RePaint's ancestral steps, so RePaint keeps the usual 20
+REPAINT_STEPS = 20
 MAX_EXTEND = 4   # outpainting adds at most this many times the picture's side on each side
 
 
@@ -287,6 +291,9 @@ def _mask_note(mask) -> dict:
 def _inpaint(pipe, x0, hole, prompt, *, steps, jump_length, jumps, seed, n, cfg, label, guidance, callback, note,
              size=None, name=None, given=None, negative=None):
     hw = tuple(x0.shape[-2:])
+    sched = pipe.schedule
+    if steps is None and sched.learned_for(sched.sampler, sched.steps) is not None:
+        steps = REPAINT_STEPS
     o = _options(pipe, steps, "ddpm", cfg, seed, n, prompt, label, hw, size=size, name=name, given=given,
                  negative=negative)
     steps, cfg, lo, hi = o.steps, o.cfg, o.sigma_min, o.sigma_max

@@ -25,8 +25,11 @@ a resumed run continues the recorded plan, and with the same clock it takes the 
 
 **Batch size.** A budget run without ``batch_size`` takes :func:`budget_batch` of its minutes, so that a few CPU
 minutes are hundreds of updates rather than a few dozen: in issue 19's like-for-like 5-minute race (2 threads,
-fp32) batch 64 made 59 steps, all of them in the LR warmup, where diffusers' batch 16 made 214. The table is a
-provisional choice: the quality races at 5, 20 and 60 minutes (``bench quality --ours-batch``) are to confirm it.
+fp32) batch 64 made 59 steps, all of them in the LR warmup, where diffusers' batch 16 made 214. Measured by that
+race at 5 minutes (``bench quality --minutes 5 --n 200 --nfe 20 --threads 2 --precision fp32``, AVX-512 machine):
+batch 16 made 285 steps, fd_art 251.9; batch 8 made ~540 at about the same pictures a second, fd_art 239.5 — so
+budgets up to 10 minutes take batch 8. The rows above 10 minutes (16, 32, then 64) are not yet confirmed by races
+(``--ours-batch``).
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ REPLAN_EVERY = 0.01      # re-plan every time this fraction of the budget has be
 RATE_WINDOW = 0.2        # the rate is measured over the last this fraction of the budget
 MAX_MINUTES = 7 * 24 * 60.0  # a week: the bound on --minutes
 # (budget up to this many minutes, batch size); larger budgets: 64, the step-count default
-BUDGET_BATCH = ((30.0, 16), (120.0, 32))
+BUDGET_BATCH = ((10.0, 8), (30.0, 16), (120.0, 32))
 DEFAULT_WARMUP = 200     # as config.DEFAULT_WARMUP: at most this many warmup steps when none is given
 
 

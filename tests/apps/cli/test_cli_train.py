@@ -225,11 +225,12 @@ def test_bad_budgets_are_one_line_before_anything_is_built(tmp_path, capsys, arg
 
 def test_a_flag_wins_over_the_other_budget_in_a_file(tmp_path):
     from noisebrush.apps.cli.train import _train_config
+    from noisebrush.train.budget import budget_batch
 
     path = tmp_path / "c.toml"
     path.write_text("steps = 100\nwarmup = 5\n")
     cfg = _train_config(path, {"minutes": 2.0}, {}, flags={"minutes": "--minutes"})
-    assert (cfg.minutes, cfg.steps, cfg.warmup, cfg.batch_size) == (2.0, None, 5, 16)
+    assert (cfg.minutes, cfg.steps, cfg.warmup, cfg.batch_size) == (2.0, None, 5, budget_batch(2.0))
     path.write_text("minutes = 3\n")
     cfg = _train_config(path, {"steps": 40}, {}, flags={"steps": "--steps"})
     assert (cfg.minutes, cfg.steps, cfg.batch_size) == (None, 40, 64)
@@ -266,3 +267,31 @@ def test_a_budget_run_and_its_resume(tmp_path, capsys, monkeypatch):
     doc = json.loads((run / "config.json").read_text())
     assert doc["train"]["minutes"] == 0.15 and doc["plan"]["budget_seconds"] == 6.0  # the plan's own budget
     assert doc["plan"]["stop_seconds"] == 9.0 and doc["plan"]["planned_steps"] == 12
+
+
+@pytest.mark.parametrize("main_process", [True, False])
+def test_only_the_main_process_reports_progress(capsys, main_process):
+    """Under torchrun every process used to print the bar and the closing line; now only the main one does."""
+    from types import SimpleNamespace
+
+    from noisebrush.apps.cli.train import _fit
+
+    class Run:  # what _fit uses of a Trainer
+        step, planned_steps, skipped = 0, 3, 0
+        acc = SimpleNamespace(is_main_process=main_process, num_processes=1)
+
+        def fit(self, progress):
+            for s in range(1, 4):
+                self.step = s
+                progress(s, {"loss": 1.0, "lr": 1e-3})
+            return "run/model"
+
+        def close(self):
+            pass
+
+    _fit(Run(), SimpleNamespace(batch_size=4, out_dir="run"))
+    out, err = capsys.readouterr()
+    if main_process:
+        assert "trained 3 steps (0 skipped) → model in run/model" in out and "training 3/3" in err
+    else:
+        assert out == err == ""

@@ -84,7 +84,7 @@ def vary(image: Path = typer.Argument(..., help="the picture to vary (any format
          sampler: Optional[str] = typer.Option(None, "--sampler", help="default: the model's (dpmpp_2m for the "
                                                                        "built-in)"),
          steps: Optional[int] = typer.Option(None, "--steps", help="steps of the full schedule (strength × steps are "
-                                                                   "run; default: the model's, 20 for the built-in)"),
+                                                                   "run; default: the model's, 10 for the built-in)"),
          cfg: float = CFG,
          negative: str = NEGATIVE,
          seed: Optional[int] = typer.Option(None, "--seed", help=SEED_HELP),
@@ -154,7 +154,8 @@ def _repaint(kind: str, image: Path, prompt, *, model, mask=None, extend=None, s
 
 
 # options inpaint and outpaint share
-_REPAINT_STEPS = typer.Option(None, "--steps", help="default: the model's (20 for the built-in)")
+_REPAINT_STEPS = typer.Option(None, "--steps", help="default: the model's (20 for the built-in, whose 10 "
+                                                               "learned steps are its sampler's)")
 _REPAINT_SEED = typer.Option(None, "--seed", help=SEED_HELP)
 _REPAINT_N = typer.Option(4, "-n", help=N_HELP)
 _REPAINT_SIZE = typer.Option(None, "--size", help=SIZE_HELP)
@@ -243,7 +244,7 @@ def morph(prompt: str = typer.Argument(..., metavar="PROMPT", help="where the mo
           model: str = MODEL,
           sampler: Optional[str] = typer.Option(None, "--sampler", help="a deterministic one (default: the model's; "
                                                                         "dpmpp_2m for the built-in)"),
-          steps: Optional[int] = typer.Option(None, "--steps", help="default: the model's (20 for the built-in)"),
+          steps: Optional[int] = typer.Option(None, "--steps", help="default: the model's (10 for the built-in)"),
           cfg: float = CFG,
           negative: str = NEGATIVE,
           size: Optional[int] = typer.Option(None, "--size", help="picture size in pixels (default: the model's)"),

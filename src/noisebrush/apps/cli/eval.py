@@ -72,8 +72,8 @@ def eval_(model: str = typer.Argument("builtin", help="'builtin' or a model fold
                                                                          "README); adherence only"),
           per_prompt: Optional[int] = typer.Option(None, "--per-prompt", help="with --prompts: pictures (seeds) per "
                                                                               "prompt; default 1"),
-          steps: Optional[int] = typer.Option(None, "--steps", help="sampler steps (default: the model's; 20 for "
-                                                                     "the built-in)"),
+          steps: Optional[int] = typer.Option(None, "--steps", help="sampler steps (default: the model's; 10 for "
+                                                                     "the built-in, on its learned levels)"),
           sampler: Optional[str] = typer.Option(None, "--sampler", help="default: the model's"),
           cfg: float = typer.Option(3.0, "--cfg", help="classifier-free guidance scale"),
           seed: int = typer.Option(0, "--seed", help="fixed at 0 by default (unlike paint's random seed): the "

@@ -56,8 +56,8 @@ def paint(prompts: List[str] = typer.Argument(..., metavar="PROMPT",
           model: str = typer.Option("builtin", "--model", "-m", help="'builtin' or a model folder"),
           sampler: Optional[str] = typer.Option(None, "--sampler", help="see `noisebrush samplers` (default: the "
                                                                         "model's; dpmpp_2m for the built-in)"),
-          steps: Optional[int] = typer.Option(None, "--steps", help="sampler steps (default: the model's; 20 for the "
-                                                                    "built-in)"),
+          steps: Optional[int] = typer.Option(None, "--steps", help="sampler steps (default: the model's; 10 for the "
+                                                                    "built-in, on its learned levels)"),
           cfg: float = typer.Option(3.0, "--cfg", help="classifier-free guidance scale (1 = none)"),
           negative: str = NEGATIVE,
           seed: Optional[int] = typer.Option(None, "--seed", help="image i gets seed+i (default: a random seed, "
