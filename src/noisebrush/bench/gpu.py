@@ -172,13 +172,13 @@ def _again(pipe, kind: str, recipes: list[dict]) -> torch.Tensor:
     return replay(pipe, recipes[0])[0]
 
 
-def _onnx(kind: str, model: Path, out: Path) -> dict:
+def _onnx(kind: str, cpu, out: Path) -> dict:
+    """``cpu`` (the model loaded on the CPU) exported and validated; again through the CUDA provider if present."""
     try:
         import onnxruntime as ort  # lazy: as paint.runtime (0.3 s), and a GPU machine may lack it: the rest still runs
     except ImportError:
         return {"skipped": "onnxruntime is not installed"}
     providers = list(ort.get_available_providers())
-    cpu = noisebrush.load(model, device="cpu")
     try:
         side = export(cpu, out / f"{kind}.onnx", force=True)
     except UserError as e:
@@ -208,11 +208,12 @@ def check_type(kind: str, out: Path, *, steps: int, device: str, processes: int,
     _sync(device)
     row["seconds_per_picture"] = (time.perf_counter() - t) / x.shape[0]
     row["reproduced_identical"] = bool(torch.equal(_again(pipe, kind, recipes), x[:1]))
-    if device != "cpu":
-        xc, _ = _paint(noisebrush.load(run / "model", device="cpu"), kind)
+    cpu = pipe if device == "cpu" else noisebrush.load(run / "model", device="cpu")
+    if cpu is not pipe:
+        xc, _ = _paint(cpu, kind)
         d = (x.float() - xc.float()).abs()
         row["vs_cpu_max_abs_diff"], row["vs_cpu_mean_abs_diff"] = float(d.max()), float(d.mean())
-    row["onnx"] = _onnx(kind, run / "model", out)
+    row["onnx"] = _onnx(kind, cpu, out)
     log(f"{kind}: {row['seconds_per_picture']:.3f} s a picture, reproduced {row['reproduced_identical']}, onnx "
         f"{row['onnx'].get('exported')}")
     return row
