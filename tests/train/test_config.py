@@ -230,3 +230,25 @@ def test_a_resumed_budget_run_may_change_its_minutes():
     merged = merge_for_resume(run, {"minutes": 60})
     assert merged["minutes"] == 60 and merged["steps"] is None and merged["batch_size"] == 16
     assert TrainConfig.from_dict(merged).batch_size == 16  # the run's batch, not the new budget's
+    short = merge_for_resume(TrainConfig(minutes=5).to_dict(), {"minutes": 60})
+    assert TrainConfig.from_dict(short).model == {"blocks": 1, "patch": 2}  # and the run's network, not the new budget's
+
+
+def test_a_short_budget_trains_one_block_per_level_on_patches_where_nothing_else_is_asked():
+    from noisebrush.train.budget import budget_model
+
+    short = {"blocks": 1, "patch": 2}
+    assert [budget_model(m) for m in (0.5, 5, 10, 10.5, 60)] == [short] * 3 + [{}] * 2
+    assert TrainConfig(minutes=5).model == short
+    assert TrainConfig(minutes=5, model={"channels": 32}).model == {"channels": 32, **short}
+    assert TrainConfig(minutes=20).model == {} and TrainConfig(steps=100).model == {}
+    # what the person chose stays: the blocks, the patches, a network to start from, another task or method
+    assert TrainConfig(minutes=5, model={"blocks": 2}).model == {"blocks": 2, "patch": 2}
+    assert TrainConfig(minutes=5, model={"patch": 1}).model == {"patch": 1, "blocks": 1}
+    assert TrainConfig(minutes=5, init="builtin").model == {}
+    assert TrainConfig(minutes=5, method="ddgan").model == {}
+    assert TrainConfig(minutes=5, task="video").model == {}
+    # patches only where the folded grid divides the resolution (3 levels: 4 px, on patches 8 px)
+    assert TrainConfig(minutes=5, resolution=36).model == {"blocks": 1}
+    assert TrainConfig(minutes=5, resolution=36, model={"channel_mult": [1, 2]}).model == \
+        {"channel_mult": [1, 2], "blocks": 1, "patch": 2}

@@ -13,7 +13,9 @@ fits the run: min(200, steps // 10) steps; a warmup that is given is kept, and m
 ``minutes`` instead of ``steps`` trains for a time budget (:mod:`noisebrush.train.budget`): the trainer measures
 its own speed and plans (and re-plans) the steps that fill it; ``steps`` then stays unset (None). Without
 ``batch_size`` a budget run takes :func:`~noisebrush.train.budget.budget_batch` of its minutes (a step-count run:
-64), and without ``warmup`` a tenth of its first plan, at most 200 steps.
+64), and without ``warmup`` a tenth of its first plan, at most 200 steps. A short budget's picture diffusion run
+without ``init`` takes the network settings of :func:`~noisebrush.train.budget.budget_model` it does not name
+itself (up to 10 minutes: one block per level, 2×2-cell patches where the resolution allows).
 
 Resuming a run (``noisebrush train --resume``) starts from the run's own config (:func:`run_config` reads it from
 the run folder) and :func:`merge_for_resume` lays the values given again on top: :data:`RESUME_MAY_CHANGE` may
@@ -39,7 +41,7 @@ from noisebrush.diffusion.samplers import get_sampler
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.nets import registry
 from noisebrush.checks import number
-from noisebrush.train.budget import MAX_MINUTES, budget_batch
+from noisebrush.train.budget import MAX_MINUTES, budget_batch, budget_model
 from noisebrush.train.checkpoint import latest_checkpoint
 from noisebrush.train.lr import LR_SCHEDULES
 
@@ -262,6 +264,12 @@ class TrainConfig:
             raise BadParameter("progressive: needs a step count (steps), not a time budget (minutes)")
         if self.batch_size is None:
             self.batch_size = budget_batch(self.minutes)
+        if self.task == "image" and self.method == "diffusion" and not self.init:  # a given network stays as it is
+            chosen = {k: v for k, v in budget_model(self.minutes).items() if k not in self.model}
+            levels = len(self.model.get("channel_mult", _network_defaults()["channel_mult"]))
+            if self.resolution % (2 ** (levels - 1) * chosen.get("patch", 1)):
+                chosen.pop("patch", None)  # a resolution the folded grid would not divide keeps whole cells
+            self.model.update(chosen)
 
     def _check_gan(self) -> None:
         if self.task != "image":

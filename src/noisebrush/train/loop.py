@@ -368,11 +368,11 @@ class Trainer(Loop):
         """Load the checkpoint's weights, EMA, scheduler, counters and RNG; returns the optimizer states (they are
         loaded once Accelerate has prepared the optimizers)."""
         ck = load_checkpoint(path)
-        if not self.objective.same_networks(ck["net_config"]):
-            raise UserError(f"{path}: the checkpoint's network differs from this config; resume with the same model")
         if (ck.get("budget") is None) != (self.budget is None):
             raise UserError(f"{path}: the run was planned by {'steps' if ck.get('budget') is None else 'minutes'}; "
                             f"resume it with {'steps' if ck.get('budget') is None else 'minutes'} (the total)")
+        if not self.objective.same_networks(ck["net_config"]):
+            raise UserError(f"{path}: the checkpoint's network differs from this config; resume with the same model")
         if self.budget is not None:  # the recorded plan; where this run stops is its own minutes
             self.budget.load_state_dict(ck["budget"])
         names = list(self.parts)
