@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from noisebrush.bench.common import BenchParser, check_report_path, comma_separated, finish, machine, write_report
+from noisebrush.bench.common import (BenchParser, check_report_path, comma_choices, comma_separated, finish, machine,
+                                    write_report)
 from noisebrush.errors import BadParameter, UserError
 
 
@@ -21,6 +22,14 @@ def test_comma_separated():
     assert comma_separated("", "--k", int, "whole numbers") == []
     with pytest.raises(BadParameter, match=r"^--k: whole numbers separated by commas, got 'a,2'$"):
         comma_separated("a,2", "--k", int, "whole numbers separated by commas")
+
+
+def test_comma_choices():
+    assert comma_choices(" b, a,,", "--k", ("a", "b", "c")) == ["b", "a"]
+    with pytest.raises(BadParameter, match=r"^--k: unknown 'd'; choose from a, b, c$"):
+        comma_choices("a,d", "--k", ("a", "b", "c"))
+    with pytest.raises(BadParameter, match=r"^--k: choose from a, b, c, got ' , '$"):
+        comma_choices(" , ", "--k", ("a", "b", "c"))
 
 
 def test_report_path_and_write(tmp_path, capsys):

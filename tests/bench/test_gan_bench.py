@@ -75,7 +75,7 @@ def test_the_summary_judges_the_goals():
 
 
 @pytest.mark.parametrize("args, match", [
-    (["--minutes", "0.1"], "--minutes"), (["--n", "8"], "--n"), (["--methods", "diffusion,vae"], "unknown vae"),
+    (["--minutes", "0.1"], "--minutes"), (["--n", "8"], "--n"), (["--methods", "diffusion,vae"], "unknown 'vae'"),
     (["--batch", "2"], "--batch"), (["--reuse"], "--reuse: name the earlier race's folder"),
 ])
 def test_bad_flags_are_one_line(args, match, capsys):

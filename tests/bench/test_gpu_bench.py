@@ -45,7 +45,7 @@ def test_the_commands_are_the_shipped_recipes_with_the_checks_settings(tmp_path)
 def test_registered_and_bad_flags_are_one_line(capsys):
     assert BENCHES["gpu"] == "noisebrush.bench.gpu"
     assert bench_main(["gpu", "--types", "image,hologram"]) == 2
-    assert "--types: choose from" in capsys.readouterr().err
+    assert "--types: unknown 'hologram'; choose from" in capsys.readouterr().err
     assert bench_main(["gpu", "--device", "tpu"]) == 2
     assert "--device: cuda or cpu" in capsys.readouterr().err
 

@@ -22,7 +22,7 @@ def test_palette_bench_quick(tmp_path, capsys):
 
 def test_palette_bench_bad_flag(capsys):
     assert main(["palette", "--scenarios", "nope"]) == 2
-    assert "--scenarios" in capsys.readouterr().err
+    assert "--scenarios: unknown 'nope'; choose from" in capsys.readouterr().err
 
 
 def test_recoloured_control_hits_the_asked_distance():

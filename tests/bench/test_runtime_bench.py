@@ -53,4 +53,4 @@ def test_summary_picks_the_fastest_runtime_within_the_fd_goal():
 def test_registered_and_bad_flags_are_one_line(capsys):
     assert BENCHES["runtime"] == "noisebrush.bench.runtime"
     assert bench_main(["runtime", "--runtimes", "torch-fp32,tensorrt"]) == 2
-    assert "--runtimes: choose from" in capsys.readouterr().err
+    assert "--runtimes: unknown 'tensorrt'; choose from" in capsys.readouterr().err

@@ -58,7 +58,7 @@ def test_peak_memory_is_measured_in_a_subprocess():
     assert 0 < mb < 4096
 
 
-@pytest.mark.parametrize("argv, match", [(["--precisions", "fp8"], "precisions"), (["--batch", "0"], "batch"),
+@pytest.mark.parametrize("argv, match", [(["--precisions", "fp8"], "--precisions: unknown 'fp8'; choose from"), (["--batch", "0"], "batch"),
                                           (["--resolution", "10"], "resolution"), (["--bogus"], "bogus")])
 def test_bad_flags_are_one_line_errors(argv, match, capsys):
     assert bench_main(["train", *argv]) == 2

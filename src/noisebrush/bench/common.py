@@ -28,7 +28,7 @@ from noisebrush.errors import BadParameter, UserError
 from noisebrush.io import model_folder
 from noisebrush.io.atomic import atomic_write_text
 
-__all__ = ["BenchParser", "comma_separated", "check_report_path", "write_report", "finish", "training_of", "cell",
+__all__ = ["BenchParser", "comma_separated", "comma_choices", "check_report_path", "write_report", "finish", "training_of", "cell",
            "machine",
            "table_console", "MODULE_PROG", "PROG"]
 
@@ -60,6 +60,22 @@ def comma_separated(text: str, name: str, parse: Callable[[str], T], what: str) 
         return [parse(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise BadParameter(f"{name}: {what}, got {text!r}") from None
+
+
+def comma_choices(text: str, name: str, choices) -> list[str]:
+    """The comma-separated names in ``text`` (blank ones skipped, spaces trimmed), each one of ``choices``.
+
+    An unknown name raises BadParameter ``"{name}: unknown 'x'; choose from a, b, c"``; no name at all,
+    ``"{name}: choose from a, b, c, got ''"``.
+    """
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    listed = ", ".join(choices)
+    for t in names:
+        if t not in choices:
+            raise BadParameter(f"{name}: unknown {t!r}; choose from {listed}")
+    if not names:
+        raise BadParameter(f"{name}: choose from {listed}, got {text!r}")
+    return names
 
 
 def check_report_path(path, name: str = "--json") -> Path:

@@ -358,11 +358,7 @@ def main(argv=None) -> int:
     number("--slice", a.slice, 5.0, 3600.0)
     whole("--batch", a.batch, 4, 256)
     whole("--seed", a.seed, 0)
-    methods = ["diffusion", "ddgan", "gan"] if a.quick else \
-        common.comma_separated(a.methods, "--methods", str, "method names")
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        ap.error(f"--methods: unknown {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    methods = ["diffusion", "ddgan", "gan"] if a.quick else common.comma_choices(a.methods, "--methods", METHODS)
     if a.reuse and not a.out:
         ap.error("--reuse: name the earlier race's folder with --out")
     if a.json:

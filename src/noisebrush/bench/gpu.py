@@ -38,7 +38,7 @@ import torch
 from rich.table import Table
 
 import noisebrush
-from noisebrush.bench.common import BenchParser, cell, check_report_path, comma_separated, finish, table_console
+from noisebrush.bench.common import BenchParser, cell, check_report_path, comma_choices, finish, table_console
 from noisebrush.checks import whole
 from noisebrush.data.procedural import ProceduralArt
 from noisebrush.errors import UserError
@@ -270,10 +270,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="gpu-check", help="folder for the runs and graphs (default ./gpu-check)")
     ap.add_argument("--json", metavar="FILE", help="write the report here")
     args = ap.parse_args(argv)
-    types = comma_separated(args.types, "--types", str, "a comma-separated list of model types")
-    bad = [t for t in types if t not in TYPES]
-    if bad or not types:
-        ap.error(f"--types: choose from {', '.join(TYPES)}, got {args.types!r}")
+    types = comma_choices(args.types, "--types", TYPES)
     whole("--steps", args.steps, 1, 100000)
     whole("--processes", args.processes, 1, 64)
     if args.device not in ("cuda", "cpu"):

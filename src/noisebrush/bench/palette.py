@@ -31,7 +31,7 @@ from rich.table import Table
 import torch
 
 import noisebrush
-from noisebrush.bench.common import BenchParser, finish
+from noisebrush.bench.common import BenchParser, comma_choices, finish
 from noisebrush.data.procedural import ATTRIBUTES, ProceduralArt
 from noisebrush.errors import BadParameter
 from noisebrush.eval.evaluation import adherence_hits
@@ -162,10 +162,7 @@ def main(argv=None) -> int:
                        for s in a.scales.split(","))
     except ValueError:
         raise BadParameter(f"--scales: comma-separated numbers, got {a.scales!r}") from None
-    scenarios = tuple(s.strip() for s in a.scenarios.split(",") if s.strip())
-    for s in scenarios:
-        if s not in SCENARIOS:
-            raise BadParameter(f"--scenarios: unknown {s!r}; choose from {', '.join(SCENARIOS)}")
+    scenarios = tuple(comma_choices(a.scenarios, "--scenarios", SCENARIOS))
     if a.n < 2:
         raise BadParameter(f"--n: at least 2, got {a.n}")
     report = run(n=a.n, scales=scales, tau=a.tau, scenarios=scenarios, steps=a.steps, batch=a.batch, seed=a.seed,

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 from rich.table import Table
 
-from noisebrush.bench.common import BenchParser, cell, check_report_path, comma_separated, finish, table_console
+from noisebrush.bench.common import BenchParser, cell, check_report_path, comma_choices, finish, table_console
 from noisebrush.checks import whole
 from noisebrush.data.procedural import ProceduralArt
 from noisebrush.devices import emulated, use_all_cores
@@ -241,10 +241,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="8 prompts, 1 round of 1 picture")
     ap.add_argument("--json", metavar="FILE", help="write the report here")
     args = ap.parse_args(argv)
-    names = comma_separated(args.runtimes, "--runtimes", str, "a comma-separated list of runtimes")
-    bad = [r for r in names if r not in RUNTIMES]
-    if bad or not names:
-        ap.error(f"--runtimes: choose from {', '.join(RUNTIMES)}, got {args.runtimes!r}")
+    names = comma_choices(args.runtimes, "--runtimes", RUNTIMES)
     if args.quick:
         args.n, args.rounds, args.pictures = min(args.n, 8), 1, 1
     whole("--n", args.n, 2)

@@ -35,7 +35,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from noisebrush.bench.common import BenchParser, finish
+from noisebrush.bench.common import BenchParser, comma_choices, finish
 from noisebrush.devices import emulated
 from noisebrush.errors import BadParameter
 from noisebrush.nets.unet import UNet, UNetConfig
@@ -264,10 +264,7 @@ def main(argv=None) -> int:
         raise BadParameter(f"--batch: must be ≥ 1, got {args.batch}")
     if args.resolution < 8 or args.resolution % 4:
         raise BadParameter(f"--resolution: a multiple of 4, ≥ 8; got {args.resolution}")
-    precs = tuple(p for p in (args.precisions or ",".join(PRECISIONS)).split(",") if p)
-    bad = [p for p in precs if p not in PRECISIONS]
-    if bad:
-        raise BadParameter(f"--precisions: unknown {bad[0]!r}; choose from {', '.join(PRECISIONS)}")
+    precs = tuple(comma_choices(args.precisions or ",".join(PRECISIONS), "--precisions", PRECISIONS))
     if args.quick and not args.precisions:  # the fastest precision this CPU runs natively; an emulated one is listed
         natives, emulated_ones = native_precisions()
         precs = natives[:1] + tuple(emulated_ones)
