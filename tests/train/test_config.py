@@ -231,24 +231,41 @@ def test_a_resumed_budget_run_may_change_its_minutes():
     assert merged["minutes"] == 60 and merged["steps"] is None and merged["batch_size"] == 16
     assert TrainConfig.from_dict(merged).batch_size == 16  # the run's batch, not the new budget's
     short = merge_for_resume(TrainConfig(minutes=5).to_dict(), {"minutes": 60})
-    assert TrainConfig.from_dict(short).model == {"blocks": 1, "patch": 2}  # and the run's network, not the new budget's
+    assert TrainConfig.from_dict(short).model == {"blocks": 1, "patch": 2, "attn_resolutions": []}  # the run's network
 
 
-def test_a_short_budget_trains_one_block_per_level_on_patches_where_nothing_else_is_asked():
+def test_a_short_budget_trains_one_block_per_level_on_patches_without_attention_where_nothing_else_is_asked():
     from noisebrush.train.budget import budget_model
 
-    short = {"blocks": 1, "patch": 2}
+    short = {"blocks": 1, "patch": 2, "attn_resolutions": []}
     assert [budget_model(m) for m in (0.5, 5, 10, 10.5, 60)] == [short] * 3 + [{}] * 2
     assert TrainConfig(minutes=5).model == short
     assert TrainConfig(minutes=5, model={"channels": 32}).model == {"channels": 32, **short}
     assert TrainConfig(minutes=20).model == {} and TrainConfig(steps=100).model == {}
     # what the person chose stays: the blocks, the patches, a network to start from, another task or method
-    assert TrainConfig(minutes=5, model={"blocks": 2}).model == {"blocks": 2, "patch": 2}
-    assert TrainConfig(minutes=5, model={"patch": 1}).model == {"patch": 1, "blocks": 1}
+    assert TrainConfig(minutes=5, model={"blocks": 2}).model == {**short, "blocks": 2}
+    assert TrainConfig(minutes=5, model={"patch": 1}).model == {**short, "patch": 1}
+    assert TrainConfig(minutes=5, model={"attn_resolutions": [8]}).model == {**short, "attn_resolutions": [8]}
     assert TrainConfig(minutes=5, init="builtin").model == {}
     assert TrainConfig(minutes=5, method="ddgan").model == {}
     assert TrainConfig(minutes=5, task="video").model == {}
     # patches only where the folded grid divides the resolution (3 levels: 4 px, on patches 8 px)
-    assert TrainConfig(minutes=5, resolution=36).model == {"blocks": 1}
+    assert TrainConfig(minutes=5, resolution=36).model == {"blocks": 1, "attn_resolutions": []}
     assert TrainConfig(minutes=5, resolution=36, model={"channel_mult": [1, 2]}).model == \
-        {"channel_mult": [1, 2], "blocks": 1, "patch": 2}
+        {"channel_mult": [1, 2], **short}
+
+
+def test_a_short_budget_takes_a_higher_lr_unless_the_run_names_one():
+    from noisebrush.train.budget import budget_lr
+    from noisebrush.train.config import METHOD_DEFAULTS, merge_for_resume
+
+    base = METHOD_DEFAULTS["diffusion"]["lr"]
+    assert [budget_lr(m) for m in (0.5, 10, 10.5, 60)] == [2e-2, 2e-2, None, None]
+    assert TrainConfig(minutes=5).lr == 2e-2
+    assert TrainConfig(minutes=5, lr=1e-3).lr == 1e-3
+    assert TrainConfig(minutes=20).lr == base and TrainConfig(steps=100).lr == base
+    assert TrainConfig(minutes=5, init="builtin").lr == base
+    assert TrainConfig(minutes=5, task="video").lr == base
+    assert TrainConfig(minutes=5, method="ddgan").lr == METHOD_DEFAULTS["gan"]["lr"]
+    # a resumed run keeps the LR it was planned with, whatever the new budget
+    assert TrainConfig.from_dict(merge_for_resume(TrainConfig(minutes=5).to_dict(), {"minutes": 60})).lr == 2e-2

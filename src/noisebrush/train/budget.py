@@ -31,14 +31,19 @@ batch 16 made 285 steps, fd_art 251.9; batch 8 made ~540 at about the same pictu
 budgets up to 10 minutes take batch 8. The rows above 10 minutes (16, 32, then 64) are not yet confirmed by races
 (``--ours-batch``).
 
-**The network.** A picture diffusion run of up to 10 minutes that names neither ``blocks`` nor ``patch`` (and
-starts from no ``init``) trains the default UNet with one residual block per level instead of two, on 2×2-cell
-patches folded into channels (:func:`budget_model`; the patches only where the resolution is a multiple of the
-folded grid's step): 29% fewer parameters, 3.1× the steps — in a few minutes steps matter more than capacity and
-fine detail. Measured with the bench's data, painting and fd_art at n = 200, ours alone, 10 minutes on one thread
+**The network and its LR.** A picture diffusion run of up to 10 minutes (starting from no ``init``) trains the
+default UNet with one residual block per level instead of two, on 2×2-cell patches folded into channels, without
+self-attention (:func:`budget_model`; each only where the run does not name it, the patches only where the
+resolution is a multiple of the folded grid's step), at twice the method's peak LR, 2e-2, unless the run gives
+``lr`` (:func:`budget_lr`): about a third fewer parameters and over 3× the steps — in a few minutes steps matter
+more than capacity and fine detail, and the higher LR makes more of them. Measured with the bench's data, painting and fd_art at n = 200, ours alone, 10 minutes on one thread
 beside another job (about the steps of 5 minutes on two quiet threads), batch 8 unless said: the default network
 599 steps, fd_art 251.4, recall 0; one block 850 steps, 200.0, recall 0.02 (at batch 4: 1,356 steps, 202.4);
 patches alone at batch 16 858 steps, 231.4, recall 0.10; one block and patches 1,857 steps, 188.8, recall 0.065.
+Then, with one block and patches, ours alone for 5 minutes on two quiet threads (batch 8; about 1,500 steps each;
+the full race with lr 1e-2 and attention gave fd_art 227.8): lr 5e-3 264.9, lr 2e-2 201.5 (with EMA 0.99: 202.1),
+lr 4e-2 214.2; without self-attention at lr 1e-2 193.3, at lr 2e-2 188.8. The race with all of it (the bench
+command above): 1,785 steps, fd_art 172.6 against diffusers' 416.4, 0.41× (``docs/bench/quality-5min-cpu.json``).
 """
 from __future__ import annotations
 
@@ -48,7 +53,7 @@ from noisebrush.errors import warn
 from noisebrush.train.lr import ProgressPlan
 
 __all__ = ["TimeBudget", "PROBE_STEPS", "REPLAN_EVERY", "RATE_WINDOW", "MAX_MINUTES", "BUDGET_BATCH", "BUDGET_NET",
-           "budget_batch", "budget_model", "budget_warmup"]
+           "BUDGET_LR", "budget_batch", "budget_model", "budget_lr", "budget_warmup"]
 
 PROBE_STEPS = 2          # steps at LR 0 before the first plan: the kernel step, then a timed one
 REPLAN_EVERY = 0.01      # re-plan every time this fraction of the budget has been spent
@@ -57,7 +62,9 @@ MAX_MINUTES = 7 * 24 * 60.0  # a week: the bound on --minutes
 # (budget up to this many minutes, batch size); larger budgets: 64, the step-count default
 BUDGET_BATCH = ((10.0, 8), (30.0, 16), (120.0, 32))
 # (budget up to this many minutes, UNet settings) for a picture diffusion run that does not name them
-BUDGET_NET = ((10.0, {"blocks": 1, "patch": 2}),)
+BUDGET_NET = ((10.0, {"blocks": 1, "patch": 2, "attn_resolutions": []}),)
+# (budget up to this many minutes, Adam's peak LR) for the same runs when they give no lr; larger: the method's
+BUDGET_LR = ((10.0, 2e-2),)
 DEFAULT_WARMUP = 200     # as config.DEFAULT_WARMUP: at most this many warmup steps when none is given
 
 
@@ -75,6 +82,15 @@ def budget_model(minutes: float) -> dict:
         if minutes <= upto:
             return dict(settings)
     return {}
+
+
+def budget_lr(minutes: float) -> float | None:
+    """The peak LR a picture diffusion budget of ``minutes`` trains with when the run gives none (None: the
+    method's default)."""
+    for upto, lr in BUDGET_LR:
+        if minutes <= upto:
+            return lr
+    return None
 
 
 def budget_warmup(planned: int) -> int:

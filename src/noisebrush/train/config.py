@@ -15,7 +15,8 @@ its own speed and plans (and re-plans) the steps that fill it; ``steps`` then st
 ``batch_size`` a budget run takes :func:`~noisebrush.train.budget.budget_batch` of its minutes (a step-count run:
 64), and without ``warmup`` a tenth of its first plan, at most 200 steps. A short budget's picture diffusion run
 without ``init`` takes the network settings of :func:`~noisebrush.train.budget.budget_model` it does not name
-itself (up to 10 minutes: one block per level, 2×2-cell patches where the resolution allows).
+itself (up to 10 minutes: one block per level, 2×2-cell patches where the resolution allows, no self-attention)
+and, without ``lr``, the peak LR of :func:`~noisebrush.train.budget.budget_lr` (up to 10 minutes: 2e-2, not 1e-2).
 
 Resuming a run (``noisebrush train --resume``) starts from the run's own config (:func:`run_config` reads it from
 the run folder) and :func:`merge_for_resume` lays the values given again on top: :data:`RESUME_MAY_CHANGE` may
@@ -41,7 +42,7 @@ from noisebrush.diffusion.samplers import get_sampler
 from noisebrush.errors import BadParameter, UserError
 from noisebrush.nets import registry
 from noisebrush.checks import number
-from noisebrush.train.budget import MAX_MINUTES, budget_batch, budget_model
+from noisebrush.train.budget import MAX_MINUTES, budget_batch, budget_lr, budget_model
 from noisebrush.train.checkpoint import latest_checkpoint
 from noisebrush.train.lr import LR_SCHEDULES
 
@@ -170,13 +171,14 @@ class TrainConfig:
         if self.method not in METHODS:
             raise BadParameter(f"method: one of {', '.join(METHODS)}; got {self.method!r}")
         defaults = METHOD_DEFAULTS["diffusion" if self.method == "diffusion" else "gan"]
+        lr_given = self.lr is not None
         self.lr = defaults["lr"] if self.lr is None else self.lr
         self.betas = tuple(float(b) for b in (defaults["betas"] if self.betas is None else self.betas))
         if self.method != "diffusion":
             self._check_gan()
         self.model = dict(self.model)
         _check_model(self.model)
-        self._resolve_budget()
+        self._resolve_budget(lr_given)
         if self.warmup is None and isinstance(self.steps, int) and self.steps >= 1:
             self.warmup = min(DEFAULT_WARMUP, self.steps // 10)
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
@@ -250,8 +252,9 @@ class TrainConfig:
                                f"give a smaller warmup, or leave it out (it is then steps/10, at most "
                                f"{DEFAULT_WARMUP})")
 
-    def _resolve_budget(self) -> None:
-        """``steps`` or ``minutes`` (not both), and the defaults that follow from them."""
+    def _resolve_budget(self, lr_given: bool = True) -> None:
+        """``steps`` or ``minutes`` (not both), and the defaults that follow from them (``lr_given``: the run
+        named its lr)."""
         if self.minutes is None:
             self.steps = DEFAULT_STEPS if self.steps is None else self.steps
             self.batch_size = 64 if self.batch_size is None else self.batch_size
@@ -270,6 +273,8 @@ class TrainConfig:
             if self.resolution % (2 ** (levels - 1) * chosen.get("patch", 1)):
                 chosen.pop("patch", None)  # a resolution the folded grid would not divide keeps whole cells
             self.model.update(chosen)
+            if not lr_given and budget_lr(self.minutes) is not None:
+                self.lr = budget_lr(self.minutes)
 
     def _check_gan(self) -> None:
         if self.task != "image":
