@@ -241,6 +241,7 @@ def test_a_budget_run_and_its_resume(tmp_path, capsys, monkeypatch):
     rate × the 5 s left); --resume --minutes 0.15 takes it on to 9 s in all, at the plan's final LR; --steps is
     refused on a budget run."""
     from noisebrush.train import Trainer
+    from noisebrush.train.budget import budget_lr
 
     ticks = iter(range(10**6))
     monkeypatch.setattr(Trainer, "clock", staticmethod(lambda: 0.5 * next(ticks)))
@@ -252,7 +253,9 @@ def test_a_budget_run_and_its_resume(tmp_path, capsys, monkeypatch):
     doc = json.loads((run / "config.json").read_text())
     assert doc["train"]["minutes"] == 0.1 and doc["train"]["steps"] is None and doc["plan"]["planned_steps"] == 12
     lrs = _lrs(run)
-    assert lrs[1] == 0.0 and lrs[12] == pytest.approx(1e-2 * 0.05, rel=0.2)  # the probe; near the cosine's end
+    peak = doc["train"]["lr"]
+    assert peak == budget_lr(0.1)  # a short budget's LR, written into the run's config
+    assert lrs[1] == 0.0 and lrs[12] == pytest.approx(peak * 0.05, rel=0.2)  # the probe; near the cosine's end
 
     code = main(["train", "--out", str(run), "--resume", "--steps", "20"])
     line = one_error_line(code, *capsys.readouterr())
@@ -263,7 +266,7 @@ def test_a_budget_run_and_its_resume(tmp_path, capsys, monkeypatch):
     assert code == 0, cap.err
     assert "resumed from step 12" in cap.err and "trained 18 steps" in cap.out
     lrs = _lrs(run)
-    assert [lrs[s] for s in range(13, 19)] == pytest.approx([1e-2 * 0.05] * 6)  # held past the plan's end
+    assert [lrs[s] for s in range(13, 19)] == pytest.approx([peak * 0.05] * 6)  # held past the plan's end
     doc = json.loads((run / "config.json").read_text())
     assert doc["train"]["minutes"] == 0.15 and doc["plan"]["budget_seconds"] == 6.0  # the plan's own budget
     assert doc["plan"]["stop_seconds"] == 9.0 and doc["plan"]["planned_steps"] == 12
