@@ -28,9 +28,8 @@ from noisebrush.errors import BadParameter, UserError
 from noisebrush.io import model_folder
 from noisebrush.io.atomic import atomic_write_text
 
-__all__ = ["BenchParser", "comma_separated", "comma_choices", "check_report_path", "write_report", "finish", "training_of", "cell",
-           "machine",
-           "table_console", "MODULE_PROG", "PROG"]
+__all__ = ["BenchParser", "comma_separated", "comma_choices", "check_report_path", "write_report", "finish",
+           "training_of", "cell", "machine", "table_console", "MODULE_PROG", "PROG"]
 
 T = TypeVar("T")
 

@@ -36,10 +36,10 @@ default UNet with one residual block per level instead of two, on 2×2-cell patc
 self-attention (:func:`budget_model`; each only where the run does not name it, the patches only where the
 resolution is a multiple of the folded grid's step), at twice the method's peak LR, 2e-2, unless the run gives
 ``lr`` (:func:`budget_lr`): about a third fewer parameters and over 3× the steps — in a few minutes steps matter
-more than capacity and fine detail, and the higher LR makes more of them. Measured with the bench's data, painting and fd_art at n = 200, ours alone, 10 minutes on one thread
-beside another job (about the steps of 5 minutes on two quiet threads), batch 8 unless said: the default network
-599 steps, fd_art 251.4, recall 0; one block 850 steps, 200.0, recall 0.02 (at batch 4: 1,356 steps, 202.4);
-patches alone at batch 16 858 steps, 231.4, recall 0.10; one block and patches 1,857 steps, 188.8, recall 0.065.
+more than capacity and fine detail, and a higher LR gets more out of each step. Measured with the bench's data,
+painting and fd_art at n = 200, ours alone, 10 minutes on one thread beside another job (about the steps of 5
+minutes on two quiet threads), batch 8 unless said: the default network 599 steps, fd_art 251.4, recall 0; one
+block 850 steps, 200.0, recall 0.02 (at batch 4: 1,356 steps, 202.4); patches alone at batch 16 858 steps, 231.4, recall 0.10; one block and patches 1,857 steps, 188.8, recall 0.065.
 Then, with one block and patches, ours alone for 5 minutes on two quiet threads (batch 8; about 1,500 steps each;
 the full race with lr 1e-2 and attention gave fd_art 227.8): lr 5e-3 264.9, lr 2e-2 201.5 (with EMA 0.99: 202.1),
 lr 4e-2 214.2; without self-attention at lr 1e-2 193.3, at lr 2e-2 188.8. The race with all of it (the bench
