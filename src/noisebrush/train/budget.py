@@ -39,7 +39,8 @@ resolution is a multiple of the folded grid's step), at twice the method's peak 
 more than capacity and fine detail, and a higher LR gets more out of each step. Measured with the bench's data,
 painting and fd_art at n = 200, ours alone, 10 minutes on one thread beside another job (about the steps of 5
 minutes on two quiet threads), batch 8 unless said: the default network 599 steps, fd_art 251.4, recall 0; one
-block 850 steps, 200.0, recall 0.02 (at batch 4: 1,356 steps, 202.4); patches alone at batch 16 858 steps, 231.4, recall 0.10; one block and patches 1,857 steps, 188.8, recall 0.065.
+block 850 steps, 200.0, recall 0.02 (at batch 4: 1,356 steps, 202.4); patches alone at batch 16 858 steps,
+231.4, recall 0.10; one block and patches 1,857 steps, 188.8, recall 0.065.
 Then, with one block and patches, ours alone for 5 minutes on two quiet threads (batch 8; about 1,500 steps each;
 the full race with lr 1e-2 and attention gave fd_art 227.8): lr 5e-3 264.9, lr 2e-2 201.5 (with EMA 0.99: 202.1),
 lr 4e-2 214.2; without self-attention at lr 1e-2 193.3, at lr 2e-2 188.8. The race with all of it (the bench
