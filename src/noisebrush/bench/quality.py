@@ -12,8 +12,8 @@ Fréchet distance in the domain feature network's space (:mod:`noisebrush.eval.f
 
 **Ours**: what ``noisebrush train --minutes M --set condition="none"`` runs on the built-in set: a
 :class:`~noisebrush.train.Trainer` on a :class:`~noisebrush.train.TrainConfig` with ``minutes`` and otherwise its
-defaults (the default UNet, with one block per level on 2×2 patches up to 10 minutes, :func:`noisebrush.train.budget.
-budget_model`; Adam, peak lr 1e-2 (2e-2 up to 10 minutes, :func:`noisebrush.train.budget.budget_lr`), cosine to
+defaults (the default UNet, with one block per level on 2×2 patches and no self-attention up to 10 minutes,
+:func:`noisebrush.train.budget.budget_model`; Adam, peak lr 1e-2 (2e-2 up to 10 minutes, :func:`noisebrush.train.budget.budget_lr`), cosine to
 5%, EMA 0.999; the batch size the budget picks, :func:`noisebrush.train.budget.budget_batch`; warmup a tenth of the
 first plan, at most 200 steps), unconditional.
 Its steps are planned by the same code as ``noisebrush train --minutes`` (:class:`noisebrush.train.budget.
@@ -573,7 +573,7 @@ def _side(r: Racer, plan: dict, metrics: dict, setup: float, sample_s: float, ex
 def _ours_info(r: Ours, nfe: int, guidance: float) -> dict:
     text = r.trainer.condition == "text"
     return {"recipe": "noisebrush train --minutes (TrainConfig defaults: EDM loss, magnitude-preserving UNet, Adam "
-                      f"peak lr {r.cfg.lr:g} cosine, the budget's batch, warmup and blocks, EMA 0.999)",
+                      f"peak lr {r.cfg.lr:g} cosine, the budget's batch, warmup and network, EMA 0.999)",
             "condition": r.trainer.condition, "train_precision": "bf16" if r.precision == "bf16" else "fp32",
             "sampler": f"{r.cfg.sampler}, {get_steps(r.cfg.sampler, nfe)} steps, karras σ 0.002..80",
             "guidance": guidance if text else None, "plan": r.trainer.budget.summary(),

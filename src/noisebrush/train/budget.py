@@ -69,29 +69,26 @@ BUDGET_LR = ((10.0, 2e-2),)
 DEFAULT_WARMUP = 200     # as config.DEFAULT_WARMUP: at most this many warmup steps when none is given
 
 
+def _by_minutes(table, minutes: float, default):
+    """The value of the first ``(up to minutes, value)`` row of ``table`` that ``minutes`` falls under, else
+    ``default``."""
+    return next((value for upto, value in table if minutes <= upto), default)
+
+
 def budget_batch(minutes: float) -> int:
     """The batch size a budget of ``minutes`` trains with when none is given."""
-    for upto, batch in BUDGET_BATCH:
-        if minutes <= upto:
-            return batch
-    return 64
+    return _by_minutes(BUDGET_BATCH, minutes, 64)
 
 
 def budget_model(minutes: float) -> dict:
     """The UNet settings a picture diffusion budget of ``minutes`` trains with where the run does not give them."""
-    for upto, settings in BUDGET_NET:
-        if minutes <= upto:
-            return dict(settings)
-    return {}
+    return dict(_by_minutes(BUDGET_NET, minutes, {}))
 
 
 def budget_lr(minutes: float) -> float | None:
     """The peak LR a picture diffusion budget of ``minutes`` trains with when the run gives none (None: the
     method's default)."""
-    for upto, lr in BUDGET_LR:
-        if minutes <= upto:
-            return lr
-    return None
+    return _by_minutes(BUDGET_LR, minutes, None)
 
 
 def budget_warmup(planned: int) -> int:

@@ -252,7 +252,7 @@ class TrainConfig:
                                f"give a smaller warmup, or leave it out (it is then steps/10, at most "
                                f"{DEFAULT_WARMUP})")
 
-    def _resolve_budget(self, lr_given: bool = True) -> None:
+    def _resolve_budget(self, lr_given: bool) -> None:
         """``steps`` or ``minutes`` (not both), and the defaults that follow from them (``lr_given``: the run
         named its lr)."""
         if self.minutes is None:
@@ -273,8 +273,8 @@ class TrainConfig:
             if self.resolution % (2 ** (levels - 1) * chosen.get("patch", 1)):
                 chosen.pop("patch", None)  # a resolution the folded grid would not divide keeps whole cells
             self.model.update(chosen)
-            if not lr_given and budget_lr(self.minutes) is not None:
-                self.lr = budget_lr(self.minutes)
+            if not lr_given:
+                self.lr = budget_lr(self.minutes) or self.lr
 
     def _check_gan(self) -> None:
         if self.task != "image":
